@@ -1,0 +1,1 @@
+//! Redis backplane for rt: many nodes, one stream per channel (in progress).

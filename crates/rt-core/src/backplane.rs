@@ -1,0 +1,135 @@
+//! The seam between the hub and where events are ordered and stored.
+//!
+//! A [`Backplane`] assigns positions, keeps history and delivers live events of the channels
+//! the hub watches to the hub's [`Sink`]. [`MemoryBackplane`](crate::MemoryBackplane) is the
+//! embedded default; `rt-backplane` implements the same trait on Redis so that several nodes
+//! share one stream per channel.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::error::Error;
+use crate::event::{Epoch, Event, Payload};
+use crate::history::Since;
+use crate::name::Channel;
+use crate::name::EventName;
+
+/// An event to publish, before it has a position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Target channel.
+    pub channel: Channel,
+    /// Event name.
+    pub name: EventName,
+    /// Payload.
+    pub payload: Payload,
+    /// Client message id: a publish repeated with the same id on the same channel within the
+    /// idempotency window is not published again; the first publish's position is returned.
+    pub idempotency_key: Option<MessageId>,
+}
+
+impl NewEvent {
+    /// A `message` event with no idempotency key.
+    pub fn new(channel: Channel, payload: Payload) -> Self {
+        NewEvent {
+            channel,
+            name: EventName::message(),
+            payload,
+            idempotency_key: None,
+        }
+    }
+}
+
+/// A client message id used as an idempotency key: 1 to 128 printable ASCII characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MessageId(Arc<str>);
+
+impl MessageId {
+    /// Validates a client message id.
+    pub fn new(id: &str) -> Result<Self, Error> {
+        if id.is_empty() {
+            return Err(Error::InvalidMessageId("it is empty"));
+        }
+        if id.len() > 128 {
+            return Err(Error::InvalidMessageId("it is longer than 128 bytes"));
+        }
+        if !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::InvalidMessageId(
+                "it contains a character that is not printable ASCII",
+            ));
+        }
+        Ok(MessageId(id.into()))
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The result of a publish.
+#[derive(Clone, Debug)]
+pub struct Published {
+    /// The stored event (for a duplicate: the event the first publish stored).
+    pub event: Arc<Event>,
+    /// True when the idempotency key had been seen and nothing new was published.
+    pub duplicate: bool,
+}
+
+/// A page of history with the epoch it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Read {
+    /// The backplane's current epoch.
+    pub epoch: Epoch,
+    /// The events after the requested offset, or a gap.
+    pub since: Since,
+}
+
+/// Whether the backplane can serve requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Fully working.
+    Up,
+    /// Not working now (publishes fail); the reason is for operators.
+    Degraded(String),
+}
+
+/// Where the hub receives live events. Implemented by the hub; called by backplanes.
+pub trait Sink: Send + Sync + 'static {
+    /// A live event of a watched channel, in offset order per channel.
+    fn deliver(&self, event: Arc<Event>);
+
+    /// The backplane may have missed live events of `channel` (e.g. it reconnected):
+    /// subscribers must re-read history from their last offset.
+    fn catch_up(&self, channel: &Channel);
+}
+
+/// Orders, stores and distributes events. See the module docs.
+#[async_trait]
+pub trait Backplane: Send + Sync + fmt::Debug + 'static {
+    /// Connects the hub. Called once, before any other method.
+    fn attach(&self, sink: Arc<dyn Sink>);
+
+    /// Assigns the next position of the event's channel, stores it in history and delivers it
+    /// to every node watching the channel. Fails fast with [`Error::Unavailable`] when the
+    /// event cannot be stored; an `Ok` means it is stored.
+    async fn publish(&self, event: NewEvent) -> Result<Published, Error>;
+
+    /// Up to `limit` events of `channel` after offset `after`.
+    async fn read(&self, channel: &Channel, after: u64, limit: usize) -> Result<Read, Error>;
+
+    /// The current epoch and the channel's latest offset.
+    async fn head(&self, channel: &Channel) -> Result<(Epoch, u64), Error>;
+
+    /// Starts live delivery of `channel` to the sink. When this returns, every event published
+    /// afterwards will be delivered. Called once per channel that gains local subscribers.
+    async fn watch(&self, channel: &Channel) -> Result<(), Error>;
+
+    /// Stops live delivery of `channel` (its last local subscriber left).
+    fn unwatch(&self, channel: &Channel);
+
+    /// Current health.
+    fn health(&self) -> Health;
+}

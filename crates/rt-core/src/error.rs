@@ -1,0 +1,93 @@
+//! The one error type of rt-core, with the HTTP status and machine-readable code that every
+//! transport reports it with.
+
+use http::StatusCode;
+
+/// Everything that can go wrong in rt-core.
+///
+/// Each variant maps to an HTTP status ([`Error::status`]) and a stable snake_case code
+/// ([`Error::code`]) so that every transport reports the same failure the same way.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A channel name failed validation.
+    #[error("invalid channel name {name:?}: {reason}")]
+    InvalidChannel {
+        /// The offending name (cut to 64 characters).
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An event name failed validation.
+    #[error("invalid event name {name:?}: {reason}")]
+    InvalidEventName {
+        /// The offending name (cut to 64 characters).
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A cursor (or `Last-Event-ID`) string could not be parsed.
+    #[error(
+        "invalid cursor: {0}; send a cursor exactly as the server gave it, `earliest`, or none"
+    )]
+    InvalidCursor(String),
+    /// A request named no channel.
+    #[error("no channel given; name at least one channel")]
+    NoChannels,
+    /// A request named more channels than allowed.
+    #[error("too many channels: {given} given, at most {max} allowed")]
+    TooManyChannels {
+        /// How many were asked for.
+        given: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// A payload is larger than the configured limit.
+    #[error("payload of {size} bytes exceeds the limit of {max} bytes")]
+    PayloadTooLarge {
+        /// The payload's size in bytes.
+        size: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// A request body could not be read or decoded.
+    #[error("invalid request: {0}")]
+    BadRequest(String),
+    /// An idempotency key (client message id) is malformed.
+    #[error("invalid message id: {0}")]
+    InvalidMessageId(&'static str),
+    /// The backplane cannot serve the request now (e.g. Redis is unreachable).
+    #[error("backplane unavailable: {0}; retry later")]
+    Unavailable(String),
+}
+
+impl Error {
+    /// The HTTP status a transport answers this error with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// A stable, machine-readable code for clients (`invalid_channel`, `invalid_cursor`, ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidChannel { .. } => "invalid_channel",
+            Error::InvalidEventName { .. } => "invalid_event_name",
+            Error::InvalidCursor(_) => "invalid_cursor",
+            Error::NoChannels => "no_channels",
+            Error::TooManyChannels { .. } => "too_many_channels",
+            Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::BadRequest(_) => "bad_request",
+            Error::InvalidMessageId(_) => "invalid_message_id",
+            Error::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+/// Cuts untrusted input down before it is echoed back in an error message.
+pub(crate) fn excerpt(s: &str) -> String {
+    s.chars().take(64).collect()
+}

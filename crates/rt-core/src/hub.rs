@@ -1,0 +1,227 @@
+//! The hub: publishing, and fanning out live events to local subscriptions.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{broadcast, OnceCell};
+
+use crate::backplane::{Backplane, Health, NewEvent, Published, Sink};
+use crate::cursor::Start;
+use crate::error::Error;
+use crate::event::Event;
+use crate::name::Channel;
+use crate::subscription::Subscription;
+
+/// Tuning of a [`Hub`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HubConfig {
+    /// How many live events a subscription may fall behind before it is told it lagged.
+    pub queue_capacity: usize,
+    /// Most channels one subscription may hold.
+    pub max_channels: usize,
+    /// How many history events are read per round trip while replaying.
+    pub page_size: usize,
+    /// Largest payload accepted by [`Hub::publish`], in bytes.
+    pub max_payload: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            queue_capacity: 1024,
+            max_channels: 100,
+            page_size: 256,
+            max_payload: 64 * 1024,
+        }
+    }
+}
+
+/// What travels on a channel's local broadcast.
+#[derive(Clone, Debug)]
+pub(crate) enum Live {
+    Event(Arc<Event>),
+    /// The backplane may have missed events: re-read history.
+    CatchUp,
+}
+
+/// A channel with local subscribers.
+struct Local {
+    tx: broadcast::Sender<Live>,
+    /// Set once the backplane delivers this channel live; joiners wait for it.
+    watched: Arc<OnceCell<()>>,
+}
+
+/// The local fan-out table, shared with the backplane as its [`Sink`].
+pub(crate) struct Dispatch {
+    channels: Mutex<HashMap<Channel, Local>>,
+    capacity: usize,
+}
+
+impl Dispatch {
+    fn channels(&self) -> MutexGuard<'_, HashMap<Channel, Local>> {
+        self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Joins `channel`'s broadcast, creating it if needed.
+    pub(crate) fn join(&self, channel: &Channel) -> (broadcast::Receiver<Live>, Arc<OnceCell<()>>) {
+        let mut map = self.channels();
+        let local = map.entry(channel.clone()).or_insert_with(|| Local {
+            tx: broadcast::channel(self.capacity).0,
+            watched: Arc::new(OnceCell::new()),
+        });
+        (local.tx.subscribe(), local.watched.clone())
+    }
+
+    /// Called after a subscription dropped its receiver of `channel`: forgets the channel when
+    /// nobody is left, so idle channels cost nothing.
+    pub(crate) fn release(&self, channel: &Channel, backplane: &dyn Backplane) {
+        let mut map = self.channels();
+        if map.get(channel).is_some_and(|l| l.tx.receiver_count() == 0) {
+            map.remove(channel);
+            backplane.unwatch(channel);
+        }
+    }
+
+    fn send(&self, channel: &Channel, live: Live) {
+        if let Some(local) = self.channels().get(channel) {
+            // An error only means that every receiver is gone; release() removes the entry.
+            let _ = local.tx.send(live);
+        }
+    }
+}
+
+impl Sink for Dispatch {
+    fn deliver(&self, event: Arc<Event>) {
+        let channel = event.channel().clone();
+        self.send(&channel, Live::Event(event));
+    }
+
+    fn catch_up(&self, channel: &Channel) {
+        self.send(channel, Live::CatchUp);
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) backplane: Arc<dyn Backplane>,
+    pub(crate) dispatch: Arc<Dispatch>,
+    pub(crate) config: HubConfig,
+    pub(crate) subscriptions: AtomicUsize,
+}
+
+/// Publishes events and hands out [`Subscription`]s. Cheap to clone; every transport of a
+/// server shares one hub.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use rt_core::{Channel, Delivery, Hub, HubConfig, MemoryBackplane, NewEvent, Payload, Retention, Start};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rt_core::Error> {
+/// let hub = Hub::new(Arc::new(MemoryBackplane::new(Retention::default())), HubConfig::default());
+/// let news = Channel::new("news")?;
+/// let mut sub = hub.subscribe([news.clone()], Start::Live).await?;
+/// hub.publish(NewEvent::new(news, Payload::text("hello"))).await?;
+/// match sub.next().await {
+///     Some(Delivery::Event(e)) => assert_eq!(e.offset(), 1),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+/// A snapshot of the hub's local load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HubStats {
+    /// Channels with at least one local subscription.
+    pub channels: usize,
+    /// Open subscriptions (each WS connection, SSE stream or held poll has one).
+    pub subscriptions: usize,
+}
+
+impl Hub {
+    /// A hub over `backplane`.
+    pub fn new(backplane: Arc<dyn Backplane>, config: HubConfig) -> Self {
+        let dispatch = Arc::new(Dispatch {
+            channels: Mutex::new(HashMap::new()),
+            capacity: config.queue_capacity.max(1),
+        });
+        backplane.attach(dispatch.clone());
+        Hub {
+            inner: Arc::new(Inner {
+                backplane,
+                dispatch,
+                config,
+                subscriptions: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// Publishes an event: checks the payload size, then lets the backplane assign its
+    /// position, store it and fan it out. `Ok` means the event is stored.
+    pub async fn publish(&self, event: NewEvent) -> Result<Published, Error> {
+        let max = self.inner.config.max_payload;
+        if event.payload.len() > max {
+            return Err(Error::PayloadTooLarge {
+                size: event.payload.len(),
+                max,
+            });
+        }
+        self.inner.backplane.publish(event).await
+    }
+
+    /// Subscribes to `channels` from `start`: the subscription first yields the retained events
+    /// after the start (if any), then live events, each exactly once and in offset order per
+    /// channel.
+    pub async fn subscribe(
+        &self,
+        channels: impl IntoIterator<Item = Channel>,
+        start: Start,
+    ) -> Result<Subscription, Error> {
+        let mut sub = self.empty_subscription();
+        let channels: Vec<Channel> = channels.into_iter().collect();
+        if channels.is_empty() {
+            return Err(Error::NoChannels);
+        }
+        sub.add(channels, start).await?;
+        Ok(sub)
+    }
+
+    /// A subscription to nothing yet; add channels with [`Subscription::add`].
+    pub fn empty_subscription(&self) -> Subscription {
+        Subscription::new(self.inner.clone())
+    }
+
+    /// The backplane's health.
+    pub fn health(&self) -> Health {
+        self.inner.backplane.health()
+    }
+
+    /// Current local load.
+    pub fn stats(&self) -> HubStats {
+        HubStats {
+            channels: self.inner.dispatch.channels().len(),
+            subscriptions: self.inner.subscriptions.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("backplane", &self.inner.backplane)
+            .field("config", &self.inner.config)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}

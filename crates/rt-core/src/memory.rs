@@ -1,0 +1,176 @@
+//! The embedded, single-node backplane.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::backplane::{Backplane, Health, MessageId, NewEvent, Published, Read, Sink};
+use crate::error::Error;
+use crate::event::{now_ms, Epoch, Event, Position};
+use crate::history::{History, Retention};
+use crate::name::Channel;
+
+/// Keeps history in this process. Its epoch is drawn at construction, so a restarted server
+/// tells resuming clients that their cursors can no longer be honoured.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use rt_core::{Hub, HubConfig, MemoryBackplane, Retention};
+///
+/// let backplane = MemoryBackplane::new(Retention::default());
+/// let hub = Hub::new(Arc::new(backplane), HubConfig::default());
+/// # drop(hub);
+/// ```
+pub struct MemoryBackplane {
+    epoch: Epoch,
+    retention: Retention,
+    idempotency_window: Duration,
+    state: Mutex<State>,
+    sink: OnceLock<Arc<dyn Sink>>,
+}
+
+#[derive(Default)]
+struct State {
+    channels: HashMap<Channel, History>,
+    seen: HashMap<(Channel, MessageId), Arc<Event>>,
+    /// Keys of `seen` in expiry order.
+    expiry: VecDeque<(u64, Channel, MessageId)>,
+}
+
+/// Upper bound on remembered message ids, so a flood of unique ids cannot exhaust memory.
+const MAX_REMEMBERED_IDS: usize = 100_000;
+
+impl MemoryBackplane {
+    /// A backplane with the given retention and a 2-minute idempotency window.
+    pub fn new(retention: Retention) -> Self {
+        MemoryBackplane {
+            epoch: Epoch::random(),
+            retention,
+            idempotency_window: Duration::from_secs(120),
+            state: Mutex::new(State::default()),
+            sink: OnceLock::new(),
+        }
+    }
+
+    /// Sets how long a client message id is remembered.
+    pub fn with_idempotency_window(mut self, window: Duration) -> Self {
+        self.idempotency_window = window;
+        self
+    }
+
+    /// This backplane's epoch.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave State half-updated in a way that matters
+        // more than stopping every publish would.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl std::fmt::Debug for MemoryBackplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBackplane")
+            .field("epoch", &self.epoch)
+            .field("retention", &self.retention)
+            .finish_non_exhaustive()
+    }
+}
+
+impl State {
+    fn forget_expired(&mut self, now: u64) {
+        while let Some((at, _, _)) = self.expiry.front() {
+            if *at > now && self.expiry.len() <= MAX_REMEMBERED_IDS {
+                break;
+            }
+            if let Some((_, c, id)) = self.expiry.pop_front() {
+                self.seen.remove(&(c, id));
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Backplane for MemoryBackplane {
+    fn attach(&self, sink: Arc<dyn Sink>) {
+        let _ = self.sink.set(sink);
+    }
+
+    async fn publish(&self, new: NewEvent) -> Result<Published, Error> {
+        let now = now_ms();
+        let mut state = self.state();
+        state.forget_expired(now);
+        if let Some(id) = &new.idempotency_key {
+            if let Some(event) = state.seen.get(&(new.channel.clone(), id.clone())) {
+                return Ok(Published {
+                    event: event.clone(),
+                    duplicate: true,
+                });
+            }
+        }
+        let history = state.channels.entry(new.channel.clone()).or_default();
+        let event = Arc::new(Event::new(
+            new.channel.clone(),
+            Position {
+                epoch: self.epoch,
+                offset: history.next_offset(),
+            },
+            new.name,
+            new.payload,
+            now,
+        ));
+        history.push(event.clone(), self.retention, now);
+        if let Some(id) = new.idempotency_key {
+            let window = u64::try_from(self.idempotency_window.as_millis()).unwrap_or(u64::MAX);
+            state
+                .expiry
+                .push_back((now.saturating_add(window), new.channel.clone(), id.clone()));
+            state.seen.insert((new.channel, id), event.clone());
+        }
+        // Delivering under the lock keeps every channel's live order equal to its offset order.
+        if let Some(sink) = self.sink.get() {
+            sink.deliver(event.clone());
+        }
+        Ok(Published {
+            event,
+            duplicate: false,
+        })
+    }
+
+    async fn read(&self, channel: &Channel, after: u64, limit: usize) -> Result<Read, Error> {
+        let mut state = self.state();
+        let since = match state.channels.get_mut(channel) {
+            Some(h) => {
+                h.prune(self.retention, now_ms());
+                h.since(after, limit)
+            }
+            None => History::new().since(after, limit),
+        };
+        Ok(Read {
+            epoch: self.epoch,
+            since,
+        })
+    }
+
+    async fn head(&self, channel: &Channel) -> Result<(Epoch, u64), Error> {
+        let head = self.state().channels.get(channel).map_or(0, History::head);
+        Ok((self.epoch, head))
+    }
+
+    async fn watch(&self, _channel: &Channel) -> Result<(), Error> {
+        // Every publish goes to the sink already.
+        Ok(())
+    }
+
+    fn unwatch(&self, _channel: &Channel) {}
+
+    fn health(&self) -> Health {
+        Health::Up
+    }
+}

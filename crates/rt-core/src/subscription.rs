@@ -1,0 +1,439 @@
+//! Subscriptions: history replay joined to live delivery with nothing lost or repeated.
+//!
+//! Each channel of a subscription is a *lane* that remembers the last offset it delivered.
+//! A lane joins the channel's live broadcast *before* reading history, so an event published
+//! while history is read is either in what was read or in the broadcast (or both): events at
+//! or below the lane's offset are dropped as duplicates, and an event that skips ahead means
+//! something was missed, which the lane re-reads from history. The same rule covers a
+//! backplane that reconnected and a history that was lost (a new epoch).
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::backplane::Read;
+use crate::cursor::{Cursor, Start};
+use crate::error::Error;
+use crate::event::{Epoch, Event};
+use crate::history::Since;
+use crate::hub::{Inner, Live};
+use crate::name::Channel;
+
+/// What a subscription yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// The next event of one of the channels.
+    Event(Arc<Event>),
+    /// Continuity was lost on these channels (history no longer covers what was missed, or
+    /// history itself was lost): events were skipped. The subscription goes on from the
+    /// channels' current heads; clients should reload their state.
+    Resync {
+        /// The channels whose stream has a hole.
+        channels: Vec<Channel>,
+    },
+    /// The subscriber fell more than the queue capacity behind the live stream. This is the
+    /// last item: the transport should close with this reason, and the client resume from its
+    /// cursor.
+    Lagged,
+}
+
+/// Outcome of joining channels.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Joined {
+    /// Channels whose requested position could not be honoured (they start live).
+    pub resynced: Vec<Channel>,
+}
+
+impl Joined {
+    /// True when every requested position was honoured.
+    pub fn recovered(&self) -> bool {
+        self.resynced.is_empty()
+    }
+}
+
+/// A delivery waiting in the subscription, with what it moves the cursor to.
+enum Queued {
+    Event(Arc<Event>),
+    /// Channels that lost continuity, each with the offset it continues after.
+    Resync(Vec<(Channel, u64)>),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum CatchUp {
+    /// Live.
+    Done,
+    /// Must re-read history after `last`; the live receiver is renewed first.
+    Needed,
+    /// Reading history page by page.
+    Paging,
+}
+
+struct Lane {
+    channel: Channel,
+    live: BroadcastStream<Live>,
+    /// Last offset queued for delivery.
+    last: u64,
+    /// Last offset handed to the caller: what the cursor reports.
+    delivered: u64,
+    catch_up: CatchUp,
+    /// Replaying from the oldest retained event: a gap at the start is not a loss.
+    from_earliest: bool,
+    /// Just finished catching up: a lag seen now was caused by the replay, not the reader.
+    fresh: bool,
+}
+
+/// A live, resumable view of some channels. Created by [`Hub::subscribe`](crate::Hub::subscribe).
+///
+/// [`Subscription::next`] is cancel-safe, so transports can `select!` on it together with
+/// their socket.
+pub struct Subscription {
+    hub: Arc<Inner>,
+    lanes: Vec<Lane>,
+    epoch: Option<Epoch>,
+    pending: VecDeque<Queued>,
+    rotate: usize,
+    ended: bool,
+    retry: Duration,
+}
+
+impl Subscription {
+    pub(crate) fn new(hub: Arc<Inner>) -> Self {
+        hub.subscriptions.fetch_add(1, Ordering::Relaxed);
+        Subscription {
+            hub,
+            lanes: Vec::new(),
+            epoch: None,
+            pending: VecDeque::new(),
+            rotate: 0,
+            ended: false,
+            retry: Duration::ZERO,
+        }
+    }
+
+    /// The channels subscribed to, in the order they were added.
+    pub fn channels(&self) -> impl Iterator<Item = &Channel> {
+        self.lanes.iter().map(|l| &l.channel)
+    }
+
+    /// The position after everything delivered so far: give it back as `Start::Cursor` (on any
+    /// transport, on any node) to continue exactly here.
+    pub fn cursor(&self) -> Cursor {
+        let mut c = Cursor::new(self.epoch.unwrap_or(Epoch(0)));
+        for lane in &self.lanes {
+            c.set(lane.channel.clone(), lane.delivered);
+        }
+        c
+    }
+
+    /// Adds channels, starting each from `start`. Channels already held are left as they are.
+    /// Replayed events are queued before any later live event; channels whose position could
+    /// not be honoured are reported in [`Joined`] and also queued as a [`Delivery::Resync`].
+    pub async fn add(
+        &mut self,
+        channels: impl IntoIterator<Item = Channel>,
+        start: Start,
+    ) -> Result<Joined, Error> {
+        let mut new: Vec<Channel> = channels
+            .into_iter()
+            .filter(|c| !self.lanes.iter().any(|l| &l.channel == c))
+            .collect();
+        new.sort();
+        new.dedup();
+        let max = self.hub.config.max_channels;
+        if self.lanes.len() + new.len() > max {
+            return Err(Error::TooManyChannels {
+                given: self.lanes.len() + new.len(),
+                max,
+            });
+        }
+        let first = self.lanes.len();
+        for channel in new {
+            let (rx, watched) = self.hub.dispatch.join(&channel);
+            // Registered before waiting so that a failure below releases it on drop.
+            self.lanes.push(Lane {
+                channel: channel.clone(),
+                live: BroadcastStream::new(rx),
+                last: 0,
+                delivered: 0,
+                catch_up: CatchUp::Done,
+                from_earliest: false,
+                fresh: false,
+            });
+            let backplane = &self.hub.backplane;
+            watched
+                .get_or_try_init(|| backplane.watch(&channel))
+                .await?;
+        }
+        let mut joined = Joined::default();
+        for i in first..self.lanes.len() {
+            let channel = self.lanes[i].channel.clone();
+            let (epoch, head) = self.hub.backplane.head(&channel).await?;
+            self.observe_epoch(epoch);
+            let lane = &mut self.lanes[i];
+            match &start {
+                Start::Live => lane.last = head,
+                Start::Earliest => {
+                    lane.catch_up = CatchUp::Paging;
+                    lane.from_earliest = true;
+                }
+                Start::Cursor(c) => match c.offset(&channel) {
+                    Some(offset) if c.epoch() == epoch && offset <= head => {
+                        lane.last = offset;
+                        lane.catch_up = CatchUp::Paging;
+                    }
+                    Some(_) => {
+                        lane.last = head;
+                        joined.resynced.push(channel);
+                    }
+                    // A channel new to this cursor starts live.
+                    None => lane.last = head,
+                },
+            }
+        }
+        for lane in &mut self.lanes[first..] {
+            lane.delivered = lane.last;
+        }
+        // The first page decides whether history still covers each cursor.
+        for i in first..self.lanes.len() {
+            if self.lanes[i].catch_up == CatchUp::Paging {
+                if let Some(lost) = self.read_page(i).await? {
+                    joined.resynced.push(lost);
+                }
+            }
+        }
+        if !joined.resynced.is_empty() {
+            let moved = self.lanes[first..]
+                .iter()
+                .filter(|l| joined.resynced.contains(&l.channel))
+                .map(|l| (l.channel.clone(), l.last))
+                .collect();
+            self.pending.push_back(Queued::Resync(moved));
+        }
+        Ok(joined)
+    }
+
+    /// Drops `channel` from the subscription.
+    pub fn remove(&mut self, channel: &Channel) {
+        if let Some(i) = self.lanes.iter().position(|l| &l.channel == channel) {
+            let lane = self.lanes.remove(i);
+            self.pending
+                .retain(|q| !matches!(q, Queued::Event(e) if e.channel() == channel));
+            drop(lane);
+            self.hub.dispatch.release(channel, &*self.hub.backplane);
+        }
+    }
+
+    /// The next delivery, or `None` once the subscription has ended (after [`Delivery::Lagged`]
+    /// or when it holds no channel). Cancel-safe.
+    pub async fn next(&mut self) -> Option<Delivery> {
+        loop {
+            if let Some(q) = self.pending.pop_front() {
+                return Some(self.hand_out(q));
+            }
+            if self.ended || self.lanes.is_empty() {
+                return None;
+            }
+            if let Some(i) = self.lanes.iter().position(|l| l.catch_up != CatchUp::Done) {
+                if let Err(e) = self.catch_up(i).await {
+                    // The backplane is down: keep the subscriber, retry with capped backoff.
+                    self.retry =
+                        (self.retry * 2).clamp(Duration::from_millis(50), Duration::from_secs(5));
+                    tracing::debug!(error = %e, channel = %self.lanes[i].channel, "history read failed, retrying");
+                    tokio::time::sleep(self.retry).await;
+                }
+                continue;
+            }
+            let (i, item) = self.recv().await;
+            match item {
+                Some(Ok(Live::Event(event))) => {
+                    self.lanes[i].fresh = false;
+                    self.on_live(i, event);
+                }
+                Some(Ok(Live::CatchUp)) => self.lanes[i].catch_up = CatchUp::Needed,
+                Some(Err(BroadcastStreamRecvError::Lagged(_))) if self.lanes[i].fresh => {
+                    // The replay itself let the live queue overflow; history has it all.
+                    self.lanes[i].catch_up = CatchUp::Needed;
+                }
+                Some(Err(BroadcastStreamRecvError::Lagged(_))) => {
+                    self.ended = true;
+                    return Some(Delivery::Lagged);
+                }
+                None => {
+                    self.ended = true;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The next delivery if one is ready without waiting for the network.
+    pub fn try_next(&mut self) -> Option<Delivery> {
+        use futures_util::FutureExt;
+        self.next().now_or_never().flatten()
+    }
+
+    async fn recv(&mut self) -> (usize, Option<Result<Live, BroadcastStreamRecvError>>) {
+        let n = self.lanes.len();
+        let start = self.rotate % n;
+        self.rotate = self.rotate.wrapping_add(1);
+        let lanes = &mut self.lanes;
+        std::future::poll_fn(|cx| {
+            // Rotating the starting lane keeps a busy channel from starving the others.
+            for k in 0..n {
+                let i = (start + k) % n;
+                if let Poll::Ready(item) = lanes[i].live.poll_next_unpin(cx) {
+                    return Poll::Ready((i, item));
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn hand_out(&mut self, queued: Queued) -> Delivery {
+        match queued {
+            Queued::Event(event) => {
+                if let Some(lane) = self
+                    .lanes
+                    .iter_mut()
+                    .find(|l| l.channel == *event.channel())
+                {
+                    lane.delivered = event.offset();
+                }
+                Delivery::Event(event)
+            }
+            Queued::Resync(moved) => {
+                let mut channels = Vec::with_capacity(moved.len());
+                for (channel, offset) in moved {
+                    if let Some(lane) = self.lanes.iter_mut().find(|l| l.channel == channel) {
+                        lane.delivered = offset;
+                    }
+                    channels.push(channel);
+                }
+                Delivery::Resync { channels }
+            }
+        }
+    }
+
+    fn on_live(&mut self, i: usize, event: Arc<Event>) {
+        if Some(event.epoch()) != self.epoch {
+            self.observe_epoch(event.epoch());
+            return;
+        }
+        let lane = &mut self.lanes[i];
+        if event.offset() <= lane.last {
+            return;
+        }
+        if event.offset() == lane.last + 1 {
+            lane.last = event.offset();
+            self.pending.push_back(Queued::Event(event));
+        } else {
+            lane.catch_up = CatchUp::Needed;
+        }
+    }
+
+    /// History was lost and restarted as `epoch`: every lane replays the new incarnation from
+    /// its start, after telling the client about the hole.
+    fn observe_epoch(&mut self, epoch: Epoch) {
+        match self.epoch {
+            None => self.epoch = Some(epoch),
+            Some(current) if current == epoch => {}
+            Some(_) => {
+                self.epoch = Some(epoch);
+                let mut channels = Vec::new();
+                for lane in &mut self.lanes {
+                    lane.last = 0;
+                    lane.catch_up = CatchUp::Needed;
+                    channels.push((lane.channel.clone(), 0));
+                }
+                self.pending.push_back(Queued::Resync(channels));
+            }
+        }
+    }
+
+    async fn catch_up(&mut self, i: usize) -> Result<(), Error> {
+        if self.lanes[i].catch_up == CatchUp::Needed {
+            // Renew the receiver *before* reading: whatever it drops is in what we read next.
+            let (rx, _) = self.hub.dispatch.join(&self.lanes[i].channel);
+            self.lanes[i].live = BroadcastStream::new(rx);
+            self.lanes[i].catch_up = CatchUp::Paging;
+        }
+        if let Some(lost) = self.read_page(i).await? {
+            let head = self.lanes[i].last;
+            self.pending.push_back(Queued::Resync(vec![(lost, head)]));
+        }
+        self.retry = Duration::ZERO;
+        Ok(())
+    }
+
+    /// Reads one page of history for lane `i` and queues it. Returns the channel if history no
+    /// longer covers the lane's position.
+    async fn read_page(&mut self, i: usize) -> Result<Option<Channel>, Error> {
+        let channel = self.lanes[i].channel.clone();
+        let Read { epoch, since } = self
+            .hub
+            .backplane
+            .read(&channel, self.lanes[i].last, self.hub.config.page_size)
+            .await?;
+        if Some(epoch) != self.epoch {
+            self.observe_epoch(epoch);
+            return Ok(None);
+        }
+        let lane = &mut self.lanes[i];
+        match since {
+            Since::Events { events, more } => {
+                for event in events {
+                    if event.offset() == lane.last + 1 {
+                        lane.last = event.offset();
+                        self.pending.push_back(Queued::Event(event));
+                    }
+                }
+                if !more {
+                    lane.catch_up = CatchUp::Done;
+                    lane.from_earliest = false;
+                    lane.fresh = true;
+                }
+                Ok(None)
+            }
+            Since::Gap { oldest, .. } if lane.from_earliest && oldest > lane.last + 1 => {
+                // Earliest means "whatever is retained": start at the oldest retained event.
+                lane.last = oldest - 1;
+                Ok(None)
+            }
+            Since::Gap { head, .. } => {
+                lane.last = head;
+                lane.catch_up = CatchUp::Done;
+                lane.from_earliest = false;
+                lane.fresh = true;
+                Ok(Some(channel))
+            }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        for lane in std::mem::take(&mut self.lanes) {
+            let channel = lane.channel.clone();
+            drop(lane);
+            self.hub.dispatch.release(&channel, &*self.hub.backplane);
+        }
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("cursor", &self.cursor())
+            .field("pending", &self.pending.len())
+            .field("ended", &self.ended)
+            .finish()
+    }
+}

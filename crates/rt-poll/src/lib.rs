@@ -1,0 +1,1 @@
+//! Long and short polling transport for rt (in progress).

@@ -1,0 +1,1 @@
+//! Shared support for rt end-to-end tests.
