@@ -103,6 +103,8 @@ impl Sink for Dispatch {
 }
 
 pub(crate) struct Inner {
+    /// Flips to true once when the server starts shutting down.
+    closing: tokio::sync::watch::Sender<bool>,
     pub(crate) backplane: Arc<dyn Backplane>,
     pub(crate) dispatch: Arc<Dispatch>,
     pub(crate) config: HubConfig,
@@ -154,6 +156,7 @@ impl Hub {
         backplane.attach(dispatch.clone());
         Hub {
             inner: Arc::new(Inner {
+                closing: tokio::sync::watch::Sender::new(false),
                 backplane,
                 dispatch,
                 config,
@@ -200,6 +203,28 @@ impl Hub {
     /// A subscription to nothing yet; add channels with [`Subscription::add`].
     pub fn empty_subscription(&self) -> Subscription {
         Subscription::new(self.inner.clone())
+    }
+
+    /// Starts a graceful shutdown: every transport watching [`Hub::closing`] ends its
+    /// connections in its own way (WebSocket close 1001, SSE stream end with a `retry:` hint,
+    /// held polls answered with their cursor).
+    pub fn begin_shutdown(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    /// Whether [`Hub::begin_shutdown`] was called.
+    pub fn is_closing(&self) -> bool {
+        *self.inner.closing.borrow()
+    }
+
+    /// Resolves once [`Hub::begin_shutdown`] has been called (at once if it already was).
+    /// Cancel-safe.
+    pub fn closing(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.closing.subscribe();
+        async move {
+            // An error means the hub is gone, which is a shutdown too.
+            let _ = rx.wait_for(|closing| *closing).await;
+        }
     }
 
     /// The backplane's health.

@@ -366,3 +366,22 @@ async fn replay_live_seam_hammer() {
         c.await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn shutdown_is_signalled_to_every_waiter() {
+    let hub = hub();
+    let waiter = tokio::spawn(hub.closing());
+    assert!(!hub.is_closing());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(!waiter.is_finished());
+    hub.begin_shutdown();
+    tokio::time::timeout(Duration::from_secs(1), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(hub.is_closing());
+    // Late waiters resolve at once.
+    tokio::time::timeout(Duration::from_millis(10), hub.closing())
+        .await
+        .unwrap();
+}

@@ -1,0 +1,74 @@
+//! The server's own endpoints: `/health` and the API-key protected `POST /api/publish`.
+
+use http::header::{self, HeaderMap};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use rt_core::http::{self as h, Body};
+use rt_core::{Health, Hub, PublishAck, PublishRequest};
+use subtle::ConstantTimeEq;
+
+/// `GET /health`: `200` with the backplane's state (`ok` or `degraded`) and local load.
+pub(crate) fn health(hub: &Hub) -> Response<Body> {
+    let stats = hub.stats();
+    let (status, reason) = match hub.health() {
+        Health::Up => ("ok", None),
+        Health::Degraded(reason) => ("degraded", Some(reason)),
+    };
+    h::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "status": status,
+            "backplane": reason.map_or_else(|| "up".to_owned(), |r| format!("down: {r}")),
+            "channels": stats.channels,
+            "subscriptions": stats.subscriptions,
+        }),
+    )
+}
+
+/// The key a request presents in `X-Api-Key` or `Authorization: Bearer`.
+fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
+    if let Some(v) = headers.get("x-api-key") {
+        return Some(v.as_bytes());
+    }
+    let auth = headers.get(header::AUTHORIZATION)?.as_bytes();
+    auth.strip_prefix(b"Bearer ")
+}
+
+/// `POST /api/publish`: publish as the application backend.
+pub(crate) async fn publish(
+    hub: &Hub,
+    api_key: Option<&str>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let Some(expected) = api_key else {
+        return h::error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the publish API is disabled: start the server with --api-key (or RT_API_KEY)",
+        );
+    };
+    // Constant time, so the key cannot be guessed byte by byte from response timings.
+    let authorised =
+        presented_key(req.headers()).is_some_and(|k| bool::from(k.ct_eq(expected.as_bytes())));
+    if !authorised {
+        return h::error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong API key: send it in the X-Api-Key header",
+        );
+    }
+    // The body holds the payload plus a little JSON around it (base64 grows it by a third).
+    let limit = hub.config().max_payload * 4 / 3 + 4096;
+    let result = async {
+        let body = h::read_body(req.into_body(), limit).await?;
+        let request = PublishRequest::from_json(&body)?;
+        let id = request.id.clone();
+        let published = hub.publish(request.into_new_event()?).await?;
+        Ok::<_, rt_core::Error>(PublishAck::new(&published, id))
+    }
+    .await;
+    match result {
+        Ok(ack) => h::json(StatusCode::OK, &ack),
+        Err(e) => e.to_response(),
+    }
+}

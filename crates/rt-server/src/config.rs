@@ -1,0 +1,131 @@
+//! Command-line and environment configuration.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// rt-server configuration. Every flag can also be given as the environment variable shown
+/// in `--help`; flags win over the environment.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "rt-server",
+    version,
+    about = "rt reference server: WebSocket, SSE and polling on one event model"
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "RT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Where events are ordered and stored: `memory` (this process only) or a Redis URL
+    /// (`redis://[:password@]host:port[/db]`, `rediss://` for TLS; needs the `redis` feature).
+    #[arg(long, env = "RT_BACKPLANE", default_value = "memory")]
+    pub backplane: String,
+
+    /// Key prefix in Redis, so that several deployments can share one Redis.
+    #[arg(long, env = "RT_REDIS_PREFIX", default_value = "rt")]
+    pub redis_prefix: String,
+
+    /// Events kept per channel for resuming clients.
+    #[arg(long, env = "RT_HISTORY_SIZE", default_value_t = 1000)]
+    pub history_size: usize,
+
+    /// How long events are kept for resuming clients (e.g. `30s`, `5m`, `1h`).
+    #[arg(long, env = "RT_HISTORY_AGE", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub history_age: Duration,
+
+    /// How long a client message id is remembered to make retried publishes idempotent.
+    #[arg(long, env = "RT_IDEMPOTENCY_WINDOW", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub idempotency_window: Duration,
+
+    /// How many live events a subscriber may fall behind before it is disconnected as lagging.
+    #[arg(long, env = "RT_QUEUE_CAPACITY", default_value_t = 1024)]
+    pub queue_capacity: usize,
+
+    /// Most channels per connection or request.
+    #[arg(long, env = "RT_MAX_CHANNELS", default_value_t = 100)]
+    pub max_channels: usize,
+
+    /// Largest event payload (and publish body) in bytes.
+    #[arg(long, env = "RT_MAX_PAYLOAD", default_value_t = 64 * 1024)]
+    pub max_payload: usize,
+
+    /// API key for `POST /api/publish`. Without one, the publish API answers 401.
+    #[arg(long, env = "RT_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Origins allowed to call the HTTP transports from a browser on another site
+    /// (comma-separated, `*` for any; empty: same-origin only).
+    #[arg(long, env = "RT_CORS_ORIGINS", default_value = "")]
+    pub cors_origins: String,
+
+    /// How long a graceful shutdown may take before remaining connections are dropped.
+    #[arg(long, env = "RT_SHUTDOWN_DEADLINE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_deadline: Duration,
+
+    /// Log output format.
+    #[arg(long, env = "RT_LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+
+    /// WebSocket options.
+    #[cfg(feature = "ws")]
+    #[command(flatten)]
+    pub ws: crate::transport::ws::WsArgs,
+
+    /// SSE options.
+    #[cfg(feature = "sse")]
+    #[command(flatten)]
+    pub sse: crate::transport::sse::SseArgs,
+
+    /// Polling options.
+    #[cfg(feature = "poll")]
+    #[command(flatten)]
+    pub poll: crate::transport::poll::PollArgs,
+}
+
+impl Config {
+    pub(crate) fn retention(&self) -> rt_core::Retention {
+        rt_core::Retention {
+            max_len: self.history_size,
+            max_age: self.history_age,
+        }
+    }
+
+    pub(crate) fn hub_config(&self) -> rt_core::HubConfig {
+        rt_core::HubConfig {
+            queue_capacity: self.queue_capacity,
+            max_channels: self.max_channels,
+            max_payload: self.max_payload,
+            ..rt_core::HubConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_consistent() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse_and_bad_values_name_the_option() {
+        let c = Config::try_parse_from(["rt-server", "--history-age", "90s"]).unwrap();
+        assert_eq!(c.history_age, Duration::from_secs(90));
+        let err = Config::try_parse_from(["rt-server", "--history-age", "soon"]).unwrap_err();
+        assert!(err.to_string().contains("--history-age"), "{err}");
+    }
+}

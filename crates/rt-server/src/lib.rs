@@ -1,0 +1,39 @@
+//! rt-server: the reference server.
+//!
+//! One port serves every transport compiled in, over HTTP/1.1 (with WebSocket upgrades) and
+//! HTTP/2 (cleartext prior knowledge):
+//!
+//! | route | what | feature |
+//! | --- | --- | --- |
+//! | `GET /ws` | WebSocket | `ws` (default) |
+//! | `GET /sse` | Server-Sent Events | `sse` (default) |
+//! | `GET /poll`, `POST /poll/publish` | long and short polling | `poll` (default) |
+//! | `POST /api/publish` | server-side publish with an API key | always |
+//! | `GET /health` | liveness and backplane state | always |
+//!
+//! The `redis` feature adds `--backplane redis://...` so several nodes share one stream per
+//! channel; without it (and by default) history lives in memory.
+//!
+//! The binary is a thin `main` over this library, which tests and embedders can use directly:
+//!
+//! ```no_run
+//! use clap::Parser;
+//!
+//! # async fn run() -> Result<(), rt_server::Error> {
+//! let config = rt_server::Config::parse_from(["rt-server", "--listen", "127.0.0.1:0"]);
+//! let server = rt_server::Server::bind(config).await?;
+//! println!("listening on {}", server.local_addr());
+//! server.run(std::future::pending()).await
+//! # }
+//! ```
+
+mod api;
+mod config;
+mod error;
+mod router;
+mod serve;
+mod transport;
+
+pub use config::{Config, LogFormat};
+pub use error::Error;
+pub use serve::Server;

@@ -1,0 +1,69 @@
+//! Routing requests to the server's endpoints and the enabled transports.
+
+use std::convert::Infallible;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use rt_core::http::{self as h, Body};
+use rt_core::Hub;
+
+use crate::config::Config;
+
+/// Everything a request may need, shared by all connections.
+pub(crate) struct App {
+    pub(crate) hub: Hub,
+    api_key: Option<String>,
+    #[cfg(feature = "ws")]
+    ws: rt_ws::WebSocket,
+    #[cfg(feature = "sse")]
+    sse: rt_sse::Sse,
+    #[cfg(feature = "poll")]
+    poll: rt_poll::Poll,
+}
+
+impl App {
+    pub(crate) fn new(hub: Hub, config: &Config) -> Self {
+        App {
+            #[cfg(feature = "ws")]
+            ws: crate::transport::ws::build(&hub, config),
+            #[cfg(feature = "sse")]
+            sse: crate::transport::sse::build(&hub, config),
+            #[cfg(feature = "poll")]
+            poll: crate::transport::poll::build(&hub, config),
+            api_key: config.api_key.clone(),
+            hub,
+        }
+    }
+
+    pub(crate) async fn handle(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, Infallible> {
+        let res = match (req.method(), req.uri().path()) {
+            (&Method::GET | &Method::HEAD, "/health") => crate::api::health(&self.hub),
+            (&Method::POST, "/api/publish") => {
+                crate::api::publish(&self.hub, self.api_key.as_deref(), req).await
+            }
+            #[cfg(feature = "ws")]
+            (_, "/ws") => self.ws.handle(req).await,
+            #[cfg(feature = "sse")]
+            (_, "/sse") => self.sse.handle(req).await,
+            #[cfg(feature = "poll")]
+            (_, "/poll" | "/poll/publish") => self.poll.handle(req).await,
+            (_, "/health" | "/api/publish") => h::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method",
+            ),
+            (_, path) => h::error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!(
+                    "no route {:?}; see docs/protocol.md for the endpoints",
+                    path.chars().take(64).collect::<String>()
+                ),
+            ),
+        };
+        Ok(res)
+    }
+}

@@ -1,0 +1,143 @@
+//! Binding, accepting connections and shutting down gracefully.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use rt_core::{Backplane, Hub, MemoryBackplane};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::router::App;
+
+/// A bound, not yet running server.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    app: Arc<App>,
+    config: Config,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("hub", &self.hub)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn backplane(config: &Config) -> Result<Arc<dyn Backplane>, Error> {
+    if config.backplane == "memory" {
+        let memory = MemoryBackplane::new(config.retention())
+            .with_idempotency_window(config.idempotency_window);
+        return Ok(Arc::new(memory));
+    }
+    if config.backplane.starts_with("redis://") || config.backplane.starts_with("rediss://") {
+        #[cfg(feature = "redis")]
+        return crate::transport::redis::build(config).await;
+        #[cfg(not(feature = "redis"))]
+        return Err(Error::Config(
+            "--backplane: this rt-server was built without the `redis` feature; rebuild with --features redis".into(),
+        ));
+    }
+    Err(Error::Config(format!(
+        "--backplane: {:?} is neither `memory` nor a redis:// or rediss:// URL",
+        config.backplane
+    )))
+}
+
+impl Server {
+    /// Sets up the backplane and hub and binds the listen address.
+    pub async fn bind(config: Config) -> Result<Self, Error> {
+        if config.max_channels == 0 || config.queue_capacity == 0 || config.max_payload == 0 {
+            return Err(Error::Config(
+                "--max-channels, --queue-capacity and --max-payload must be at least 1".into(),
+            ));
+        }
+        let hub = Hub::new(backplane(&config).await?, config.hub_config());
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.listen.to_string(),
+                source,
+            })?;
+        Ok(Server {
+            listener,
+            app: Arc::new(App::new(hub, &config)),
+            config,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        // A bound TcpListener always has a local address.
+        self.listener.local_addr().unwrap_or(self.config.listen)
+    }
+
+    /// The hub, to publish or subscribe in-process.
+    pub fn hub(&self) -> &Hub {
+        &self.app.hub
+    }
+
+    /// Serves until `shutdown` resolves, then shuts down gracefully: stops accepting, tells
+    /// every transport to end its connections, and waits up to the configured deadline.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        let Server {
+            listener,
+            app,
+            config,
+        } = self;
+        // Auto-detects HTTP/1.1 and HTTP/2 prior knowledge (h2c) on the same port.
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        let addr = listener.local_addr().unwrap_or(config.listen);
+        tracing::info!(%addr, "rt-server listening");
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Usually out of file descriptors: back off instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let app = app.clone();
+                    let service = service_fn(move |req| {
+                        let app = app.clone();
+                        async move { app.handle(req).await }
+                    });
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        tracing::info!("shutting down");
+        drop(listener);
+        app.hub.begin_shutdown();
+        if tokio::time::timeout(config.shutdown_deadline, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(deadline = ?config.shutdown_deadline, "connections still open at the shutdown deadline");
+        }
+        Ok(())
+    }
+}
