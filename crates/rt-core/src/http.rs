@@ -143,6 +143,35 @@ where
     }
 }
 
+/// The largest publish body for payloads of up to `max_payload` bytes: the payload plus room
+/// for the JSON around it (base64 grows a binary payload by a third).
+pub fn publish_body_limit(max_payload: usize) -> usize {
+    max_payload.saturating_mul(4) / 3 + 4096
+}
+
+/// Answers an HTTP publish: reads a [`PublishRequest`](crate::PublishRequest) JSON body of at
+/// most `limit` bytes, publishes it on `hub` and answers `200` with the
+/// [`PublishAck`](crate::PublishAck), or the JSON error. Every HTTP publish endpoint (the
+/// server's API, polling clients) goes through here so they validate alike.
+pub async fn publish<B>(hub: &crate::Hub, body: B, limit: usize) -> Response<Body>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let result = async {
+        let body = read_body(body, limit).await?;
+        let request = crate::PublishRequest::from_json(&body)?;
+        let id = request.id.clone();
+        let published = hub.publish(request.into_new_event()?).await?;
+        Ok::<_, Error>(crate::PublishAck::new(&published, id))
+    }
+    .await;
+    match result {
+        Ok(ack) => json(StatusCode::OK, &ack),
+        Err(e) => e.to_response(),
+    }
+}
+
 /// Which browser origins may call an HTTP endpoint from another site.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Cors {

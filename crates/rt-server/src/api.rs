@@ -4,7 +4,7 @@ use http::header::{self, HeaderMap};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use rt_core::http::{self as h, Body};
-use rt_core::{Health, Hub, PublishAck, PublishRequest};
+use rt_core::{Health, Hub};
 use subtle::ConstantTimeEq;
 
 /// `GET /health`: `200` with the backplane's state (`ok` or `degraded`) and local load.
@@ -57,18 +57,6 @@ pub(crate) async fn publish(
             "missing or wrong API key: send it in the X-Api-Key header",
         );
     }
-    // The body holds the payload plus a little JSON around it (base64 grows it by a third).
-    let limit = hub.config().max_payload * 4 / 3 + 4096;
-    let result = async {
-        let body = h::read_body(req.into_body(), limit).await?;
-        let request = PublishRequest::from_json(&body)?;
-        let id = request.id.clone();
-        let published = hub.publish(request.into_new_event()?).await?;
-        Ok::<_, rt_core::Error>(PublishAck::new(&published, id))
-    }
-    .await;
-    match result {
-        Ok(ack) => h::json(StatusCode::OK, &ack),
-        Err(e) => e.to_response(),
-    }
+    let limit = h::publish_body_limit(hub.config().max_payload);
+    h::publish(hub, req.into_body(), limit).await
 }
