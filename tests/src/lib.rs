@@ -1,1 +1,60 @@
-//! Shared support for rt end-to-end tests.
+//! Support for rt's end-to-end tests: the real `rt-server` binary as a child process, a real
+//! Redis, the Node packages of `tests/js`, and a small HTTP client.
+//!
+//! Everything a test needs is built, installed or started here on demand, so `cargo test`
+//! works on a fresh machine (CI runs it through `cargo xtask test`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: failing loudly is the point
+
+pub mod http;
+mod node;
+mod redis;
+mod server;
+
+pub use node::node_modules;
+pub use redis::{redis_url, RedisServer};
+pub use server::Server;
+
+use std::path::PathBuf;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_path_buf()
+}
+
+/// Cargo's target directory for this workspace.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Whether we run in CI, where nothing may be skipped.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; callers retry if they lose a race).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+/// A process-unique name, e.g. a Redis key prefix per test.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}

@@ -30,7 +30,8 @@ impl App {
             sse: crate::transport::sse::build(&hub, config),
             #[cfg(feature = "poll")]
             poll: crate::transport::poll::build(&hub, config),
-            api_key: config.api_key.clone(),
+            // An empty key would let an empty header in: treat it as no key.
+            api_key: config.api_key.clone().filter(|k| !k.is_empty()),
             hub,
         }
     }

@@ -1,0 +1,67 @@
+//! A minimal HTTP/1.1 client for tests.
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// Status, headers and the whole body.
+pub type Answer = (StatusCode, HeaderMap, Bytes);
+
+/// Sends one request and reads the whole answer.
+pub async fn send(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Result<Answer, String> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(Full::new(body.into()))
+        .map_err(|e| e.to_string())?;
+    let res = tokio::time::timeout(std::time::Duration::from_secs(30), client.request(req))
+        .await
+        .map_err(|_| format!("{url}: no answer within 30 s"))?
+        .map_err(|e| format!("{url}: {e}"))?;
+    let (parts, body) = res.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok((parts.status, parts.headers, body))
+}
+
+/// `GET url`.
+pub async fn get(url: &str) -> Result<Answer, String> {
+    send(Method::GET, url, &[], Bytes::new()).await
+}
+
+/// `POST url` with a JSON body and extra headers; returns the status and the parsed JSON body.
+pub async fn post_json(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    let (status, _, body) = send(Method::POST, url, &all, body.to_string())
+        .await
+        .expect("POST failed");
+    let json = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("{url} answered non-JSON ({e}): {body:?}"));
+    (status, json)
+}
+
+/// Publishes through the server's `/api/publish` with the test API key.
+pub async fn publish(base: &str, channel: &str, data: &str) -> serde_json::Value {
+    let (status, json) = post_json(
+        &format!("{base}/api/publish"),
+        &[("x-api-key", "test-key")],
+        &serde_json::json!({ "channel": channel, "data": data }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "publish failed: {json}");
+    json
+}

@@ -1,0 +1,166 @@
+//! The real `rt-server` binary as a child process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::{free_port, target_dir, workspace_root};
+
+/// Builds `rt-server` with every feature once per test process, so tests never run a stale
+/// binary. Nested cargo is fine: cargo holds its build lock only while compiling.
+fn binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "-p",
+                "rt-server",
+                "--features",
+                "full",
+                "--bin",
+                "rt-server",
+            ])
+            .current_dir(workspace_root())
+            .status()
+            .expect("run cargo to build rt-server");
+        assert!(status.success(), "building rt-server failed");
+        target_dir().join("debug").join("rt-server")
+    })
+    .clone()
+}
+
+/// A running `rt-server` on 127.0.0.1. Killed when dropped.
+#[derive(Debug)]
+pub struct Server {
+    child: Option<Child>,
+    addr: SocketAddr,
+    args: Vec<String>,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts the server with `args` (plus `--listen` on a free port and a test API key
+    /// `test-key` unless `--api-key` is given) and waits until `/health` answers.
+    pub async fn start(args: &[&str]) -> Server {
+        for _ in 0..5 {
+            let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+            let mut server = Server {
+                child: None,
+                addr,
+                args: args.iter().map(|s| s.to_string()).collect(),
+                log: target_dir()
+                    .join("rt-tests-logs")
+                    .join(format!("server-{}.log", addr.port())),
+            };
+            if server.spawn().await {
+                return server;
+            }
+        }
+        panic!("rt-server did not start; see target/rt-tests-logs/");
+    }
+
+    async fn spawn(&mut self) -> bool {
+        std::fs::create_dir_all(self.log.parent().expect("log dir")).expect("create log dir");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open server log");
+        let mut cmd = Command::new(binary());
+        cmd.arg("--listen").arg(self.addr.to_string());
+        if !self.args.iter().any(|a| a == "--api-key") {
+            cmd.args(["--api-key", "test-key"]);
+        }
+        cmd.args(&self.args)
+            .env("RUST_LOG", "info,rt=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log);
+        let child = cmd.spawn().expect("spawn rt-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                return false; // exited: most likely the port was taken
+            }
+            if let Ok((status, _, _)) = crate::http::get(&self.url("/health")).await {
+                if status.is_success() {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "rt-server did not answer /health within 15 s; see {}",
+            self.log.display()
+        );
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:port{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// `ws://127.0.0.1:port{path}`.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// The file the server logs to.
+    pub fn log_path(&self) -> &std::path::Path {
+        &self.log
+    }
+
+    /// Kills the server at once (SIGKILL), like a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `deadline` for a graceful exit; returns the exit status.
+    pub fn terminate(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let end = Instant::now() + deadline;
+        while Instant::now() < end {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// Kills the server and starts it again on the same port with the same arguments.
+    pub async fn restart(&mut self) {
+        self.kill();
+        for _ in 0..50 {
+            if self.spawn().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("rt-server did not restart on {}", self.addr);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
