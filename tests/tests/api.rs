@@ -72,12 +72,15 @@ async fn publish_assigns_positions_and_is_idempotent() {
     assert_eq!(a1["type"], "published");
 }
 
+/// Request headers, body, expected status and error code.
+type Case<'a> = (Vec<(&'a str, &'a str)>, String, StatusCode, &'a str);
+
 #[tokio::test]
 async fn publish_errors_are_json_with_codes() {
     let server = Server::start(&["--max-payload", "16"]).await;
     let url = server.url("/api/publish");
     let key = ("x-api-key", "test-key");
-    let cases: Vec<(Vec<(&str, &str)>, String, StatusCode, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             vec![],
             json!({"channel":"a","data":"x"}).to_string(),
