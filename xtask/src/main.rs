@@ -1,1 +1,102 @@
-fn main() {}
+//! Project tasks for rt, run as `cargo xtask <task>`.
+//!
+//! | task | what it does |
+//! | --- | --- |
+//! | `test` | every test: Rust unit, integration and end-to-end tests (they build and start what they need: rt-server, Redis, Node packages, Chromium) |
+//! | `ci` | what CI runs: `cargo fmt --check`, clippy with `-D warnings`, docs without warnings, `test`, the Autobahn subset and a seconds-long bench smoke run |
+//! | `bench` | the load generator against rt and its peers; results in `target/bench/` |
+//! | `autobahn` | the Autobahn WebSocket conformance suite against rt-ws |
+
+mod autobahn;
+mod bench;
+
+use std::process::{Command, ExitCode};
+
+const HELP: &str = "\
+usage: cargo xtask <task> [args]
+
+tasks:
+  test              run every test (builds and starts what the tests need)
+  ci                fmt check, clippy -D warnings, docs, test, autobahn subset, bench smoke
+  bench [args]      run the benchmarks (see `cargo xtask bench --help`)
+  autobahn [args]   run the Autobahn WebSocket test suite against rt-ws
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((task, rest)) = args.split_first() else {
+        eprint!("{HELP}");
+        return ExitCode::SUCCESS;
+    };
+    let result = match task.as_str() {
+        "test" => test(rest),
+        "ci" => ci(),
+        "bench" => bench::run(rest),
+        "autobahn" => autobahn::run(rest),
+        "help" | "--help" | "-h" => {
+            eprint!("{HELP}");
+            Ok(())
+        }
+        other => Err(format!("unknown task {other:?}\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {task}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The cargo that runs us, so toolchain overrides carry through.
+pub(crate) fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+/// The workspace root (xtask lives one level below it).
+pub(crate) fn workspace_root() -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    dir.parent().map(|p| p.to_path_buf()).unwrap_or(dir)
+}
+
+/// Runs `cmd`, failing with its description when it does not succeed.
+pub(crate) fn run(mut cmd: Command) -> Result<(), String> {
+    eprintln!("$ {cmd:?}");
+    let status = cmd.status().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
+}
+
+fn test(extra: &[String]) -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--all-features", "--no-fail-fast"])
+        .args(extra);
+    run(cmd)
+}
+
+fn ci() -> Result<(), String> {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    run(fmt)?;
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(clippy)?;
+    let mut doc = cargo();
+    doc.args(["doc", "--workspace", "--no-deps", "--all-features"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run(doc)?;
+    test(&[])
+}
