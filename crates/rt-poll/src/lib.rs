@@ -1,35 +1,68 @@
-//! rt-poll: the long and short polling transport of rt (being built; see issue tracker).
+//! rt-poll: long and short polling for rt, on raw hyper.
+//!
+//! Polling is the transport that passes every proxy and firewall: plain `GET`s and `POST`s
+//! with JSON answers. It shares the event model and cursors of rt's WebSocket and SSE
+//! transports, so a client can switch transports and resume exactly where it was.
+//!
+//! - `GET <route>?channel=a,b&cursor=...&timeout=25` answers
+//!   `{"events":[...],"cursor":"...","recovered":true,"resynced":[]}` as soon as at least one
+//!   event after the cursor exists, or with no events when `timeout` seconds pass (capped by
+//!   [`Config::max_timeout`], default [`Config::default_timeout`]). `timeout=0` is a short poll.
+//!   The wait is the hub's own wake-up on publish: no sleep-and-check loop, no work while a
+//!   poll is held, and a client that goes away frees its subscription at once.
+//! - Polling again with the returned `cursor` gets every later event exactly once, however
+//!   many polls it takes ([`Config::batch`] events at most per answer). A cursor that cannot
+//!   be honoured answers at once with `recovered: false`, the channels in `resynced` and the
+//!   live position: never a silent gap.
+//! - `POST <route>/publish` publishes with the JSON of [`rt_core::PublishRequest`] and answers
+//!   [`rt_core::PublishAck`], like every other rt publish (client message ids make retries
+//!   idempotent).
+//! - The server keeps no session: the cursor travels with each poll, so any node can answer
+//!   it. Answers are `Cache-Control: no-store`; CORS (with preflight) comes from
+//!   [`Config::cors`].
+//!
+//! Any valid channel name can be polled; an invalid one is a `400` (`invalid_channel`).
+//! The wire contract is in `docs/protocol.md`.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use hyper::service::service_fn;
+//! use hyper_util::rt::TokioIo;
+//! use rt_core::{Hub, HubConfig, MemoryBackplane, Retention};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let hub = Hub::new(Arc::new(MemoryBackplane::new(Retention::default())), HubConfig::default());
+//! let poll = rt_poll::Poll::new(hub, rt_poll::Config::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! loop {
+//!     let (stream, _) = listener.accept().await?;
+//!     let poll = poll.clone();
+//!     tokio::spawn(async move {
+//!         let service = service_fn(move |req| {
+//!             let poll = poll.clone();
+//!             async move { Ok::<_, std::convert::Infallible>(poll.handle(req).await) }
+//!         });
+//!         let _ = hyper::server::conn::http1::Builder::new()
+//!             .serve_connection(TokioIo::new(stream), service)
+//!             .await;
+//!     });
+//! }
+//! # }
+//! ```
+//!
+//! `examples/poll_server.rs` runs a server like this and polls it.
+//!
+//! # Features
+//!
+//! None: the crate needs only rt-core, hyper and tokio.
 
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
-use rt_core::http::Body;
-use rt_core::Hub;
+mod batch;
+mod config;
+mod error;
+mod poll;
+mod request;
 
-/// Options of the transport.
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct Config {}
-
-/// The long and short polling endpoint, bound to a hub.
-#[derive(Debug, Clone)]
-pub struct Poll {
-    hub: Hub,
-    config: Config,
-}
-
-impl Poll {
-    /// The endpoint over `hub`.
-    pub fn new(hub: Hub, config: Config) -> Self {
-        Poll { hub, config }
-    }
-
-    /// Answers one request.
-    pub async fn handle(&self, _req: Request<Incoming>) -> Response<Body> {
-        let _ = (&self.hub, &self.config);
-        rt_core::http::error(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            "this transport is being built",
-        )
-    }
-}
+pub use config::Config;
+pub use poll::Poll;

@@ -1,13 +1,41 @@
 //! Options of the `poll` transport.
 
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use rt_core::http::Cors;
 use rt_core::Hub;
 
 use crate::config::Config;
 
 /// Command-line options of the `poll` transport.
 #[derive(Debug, Clone, clap::Args)]
-pub struct PollArgs {}
+pub struct PollArgs {
+    /// How long a poll without a `timeout` parameter is held (e.g. `30s`).
+    #[arg(long, env = "RT_POLL_DEFAULT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub poll_default_timeout: Duration,
 
-pub(crate) fn build(hub: &Hub, _config: &Config) -> rt_poll::Poll {
-    rt_poll::Poll::new(hub.clone(), rt_poll::Config::default())
+    /// The longest a poll is held, whatever its `timeout` asks; keep it below the idle
+    /// timeout of proxies in front of the server.
+    #[arg(long, env = "RT_POLL_MAX_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub poll_max_timeout: Duration,
+
+    /// Most events in one poll answer; a client further behind catches up over several polls.
+    #[arg(long, env = "RT_POLL_BATCH", default_value = "100")]
+    pub poll_batch: NonZeroUsize,
+
+    /// Largest `POST /poll/publish` body in bytes (default: derived from --max-payload).
+    #[arg(long, env = "RT_POLL_MAX_BODY")]
+    pub poll_max_body: Option<usize>,
+}
+
+pub(crate) fn build(hub: &Hub, config: &Config) -> rt_poll::Poll {
+    let args = &config.poll;
+    let mut poll = rt_poll::Config::default();
+    poll.default_timeout = args.poll_default_timeout;
+    poll.max_timeout = args.poll_max_timeout;
+    poll.batch = args.poll_batch.get();
+    poll.cors = Cors::parse(&config.cors_origins);
+    poll.max_body = args.poll_max_body;
+    rt_poll::Poll::new(hub.clone(), poll)
 }

@@ -1,0 +1,150 @@
+//! One poll's answer: the events taken from a subscription, and how it is encoded.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rt_core::{Channel, Cursor, Delivery, Event, Joined, Subscription};
+use serde::Serialize;
+
+/// What one poll answers with.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    events: Vec<Arc<Event>>,
+    /// Channels whose requested position could not be honoured (or lost continuity while the
+    /// poll was held): the client must reload them.
+    resynced: Vec<Channel>,
+    /// The subscription ended (it lagged); answer with what was taken.
+    ended: bool,
+    limit: usize,
+}
+
+impl Batch {
+    /// An empty batch of at most `limit` events. `joined` carries the channels whose cursor
+    /// could not be honoured: they are reported even when the batch stops before the queued
+    /// resync notice, because the subscription's cursor has already moved them to the head.
+    pub(crate) fn new(joined: Joined, limit: usize) -> Self {
+        Batch {
+            events: Vec::new(),
+            resynced: joined.resynced,
+            ended: false,
+            limit: limit.max(1),
+        }
+    }
+
+    /// Whether there is something to answer with at once.
+    pub(crate) fn is_ready(&self) -> bool {
+        !self.events.is_empty() || !self.resynced.is_empty() || self.ended
+    }
+
+    /// Adds one delivery (`None`: the subscription ended).
+    pub(crate) fn push(&mut self, delivery: Option<Delivery>) {
+        match delivery {
+            Some(Delivery::Event(event)) => self.events.push(event),
+            Some(Delivery::Resync { channels }) => {
+                for channel in channels {
+                    if !self.resynced.contains(&channel) {
+                        self.resynced.push(channel);
+                    }
+                }
+            }
+            // A lag ends the batch; the client's next poll resumes from the cursor.
+            Some(Delivery::Lagged) | None => self.ended = true,
+        }
+    }
+
+    /// Takes whatever `sub` has ready without waiting, up to the limit. Nothing beyond the
+    /// limit is taken from the subscription, so its cursor stays right after the last event
+    /// returned and the rest is served by the next poll.
+    pub(crate) fn fill(&mut self, sub: &mut Subscription) {
+        while !self.ended && self.events.len() < self.limit {
+            match sub.try_next() {
+                Some(delivery) => self.push(Some(delivery)),
+                None => break,
+            }
+        }
+    }
+
+    /// `{"events":[...],"cursor":"...","recovered":bool,"resynced":[...]}`, with each event's
+    /// shared, once-encoded JSON spliced in as is.
+    pub(crate) fn encode(&self, cursor: &Cursor) -> Bytes {
+        #[derive(Serialize)]
+        struct Tail<'a> {
+            cursor: String,
+            recovered: bool,
+            resynced: &'a [Channel],
+        }
+        let tail = serde_json::to_vec(&Tail {
+            cursor: cursor.to_string(),
+            recovered: self.resynced.is_empty(),
+            resynced: &self.resynced,
+        })
+        // Strings and booleans always serialise.
+        .unwrap_or_default();
+        let events: Vec<Bytes> = self.events.iter().map(|e| e.json()).collect();
+        let size = events.iter().map(|e| e.len() + 1).sum::<usize>() + tail.len() + 16;
+        let mut out = Vec::with_capacity(size);
+        out.extend_from_slice(b"{\"events\":[");
+        for (i, event) in events.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(event);
+        }
+        out.extend_from_slice(b"],");
+        // The tail object without its opening brace continues this one.
+        out.extend_from_slice(tail.get(1..).unwrap_or(b"}"));
+        Bytes::from(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rt_core::{Epoch, EventName, Payload, Position};
+
+    fn event(offset: u64) -> Arc<Event> {
+        Arc::new(Event::new(
+            Channel::new("c").unwrap(),
+            Position {
+                epoch: Epoch(0xab),
+                offset,
+            },
+            EventName::message(),
+            Payload::text("x\"y"),
+            1,
+        ))
+    }
+
+    #[test]
+    fn encodes_valid_json_with_the_shared_event_objects() {
+        let mut batch = Batch::new(Joined::default(), 10);
+        assert!(!batch.is_ready());
+        batch.push(Some(Delivery::Event(event(1))));
+        batch.push(Some(Delivery::Event(event(2))));
+        let mut cursor = Cursor::new(Epoch(0xab));
+        cursor.set(Channel::new("c").unwrap(), 2);
+        let v: serde_json::Value = serde_json::from_slice(&batch.encode(&cursor)).unwrap();
+        assert_eq!(v["cursor"], "ab,c=2");
+        assert_eq!(v["recovered"], true);
+        assert_eq!(v["resynced"], serde_json::json!([]));
+        let events = v["events"].as_array().unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            events[1],
+            serde_json::from_slice::<serde_json::Value>(&event(2).json()).unwrap()
+        );
+
+        let joined = Joined {
+            resynced: vec![Channel::new("c").unwrap()],
+        };
+        let mut batch = Batch::new(joined, 10);
+        assert!(batch.is_ready());
+        batch.push(Some(Delivery::Resync {
+            channels: vec![Channel::new("c").unwrap(), Channel::new("d").unwrap()],
+        }));
+        let v: serde_json::Value = serde_json::from_slice(&batch.encode(&cursor)).unwrap();
+        assert_eq!(v["events"], serde_json::json!([]));
+        assert_eq!(v["recovered"], false);
+        assert_eq!(v["resynced"], serde_json::json!(["c", "d"]));
+    }
+}

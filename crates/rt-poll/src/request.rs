@@ -1,0 +1,101 @@
+//! The query of a poll: `?channel=a,b&cursor=...&timeout=25`.
+
+use std::time::Duration;
+
+use rt_core::http::Query;
+use rt_core::{Channel, Start};
+
+use crate::config::Config;
+use crate::error::Error;
+
+/// A parsed poll.
+#[derive(Debug)]
+pub(crate) struct PollRequest {
+    pub(crate) channels: Vec<Channel>,
+    pub(crate) start: Start,
+    /// How long to hold the poll when nothing is ready; zero for a short poll.
+    pub(crate) timeout: Duration,
+}
+
+impl PollRequest {
+    pub(crate) fn parse(
+        query: Option<&str>,
+        config: &Config,
+        max_channels: usize,
+    ) -> Result<Self, Error> {
+        let query = Query::parse(query);
+        Ok(PollRequest {
+            channels: query.channels(max_channels)?,
+            start: Start::parse(query.get("cursor"))?,
+            timeout: timeout(query.get("timeout"), config)?,
+        })
+    }
+}
+
+/// Seconds as `25` or `0.5`, capped at the configured maximum. Exponents, signs, `inf` and
+/// `NaN` (which `f64::from_str` would take) are refused.
+fn timeout(value: Option<&str>, config: &Config) -> Result<Duration, Error> {
+    let Some(value) = value else {
+        return Ok(config.default_timeout.min(config.max_timeout));
+    };
+    let (whole, fraction) = value.split_once('.').unwrap_or((value, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if value.len() > 16 || !digits(whole) || !digits(fraction) {
+        return Err(Error::InvalidTimeout(value.chars().take(32).collect()));
+    }
+    let seconds: f64 = value
+        .parse()
+        .map_err(|_| Error::InvalidTimeout(value.to_owned()))?;
+    Ok(Duration::from_secs_f64(
+        seconds.min(config.max_timeout.as_secs_f64()),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts() {
+        let config = Config::default();
+        let t = |v| timeout(v, &config);
+        assert_eq!(t(None).unwrap(), Duration::from_secs(30));
+        assert_eq!(t(Some("0")).unwrap(), Duration::ZERO);
+        assert_eq!(t(Some("2.5")).unwrap(), Duration::from_millis(2500));
+        assert_eq!(t(Some("99999")).unwrap(), config.max_timeout);
+        for bad in [
+            "",
+            "-1",
+            "1e3",
+            "inf",
+            "NaN",
+            ".5",
+            "5.",
+            "1.2.3",
+            " 1",
+            "12345678901234567",
+        ] {
+            assert!(
+                matches!(t(Some(bad)), Err(Error::InvalidTimeout(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn queries() {
+        let config = Config::default();
+        let r =
+            PollRequest::parse(Some("channel=a,b&cursor=earliest&timeout=0"), &config, 10).unwrap();
+        assert_eq!(r.channels.len(), 2);
+        assert_eq!(r.start, Start::Earliest);
+        assert!(r.timeout.is_zero());
+        let code = |q| match PollRequest::parse(Some(q), &config, 10) {
+            Err(Error::Core(e)) => e.code(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(code("timeout=1"), "no_channels");
+        assert_eq!(code("channel=a%20b"), "invalid_channel");
+        assert_eq!(code("channel=a&cursor=zz"), "invalid_cursor");
+    }
+}
