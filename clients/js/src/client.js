@@ -1,0 +1,382 @@
+// The client: picks a transport, falls back, reconnects, resumes, dedupes and publishes.
+
+import { Backoff } from './backoff.js';
+import { Cursor } from './cursor.js';
+import { Dedupe } from './dedupe.js';
+import { endpoints } from './url.js';
+import { errorFromResponse } from './transports/http.js';
+import { openPoll } from './transports/poll.js';
+import { openSse } from './transports/sse.js';
+import { openWebSocket } from './transports/ws.js';
+
+const TRANSPORTS = {
+  ws: openWebSocket,
+  sse: openSse,
+  poll: (ctx) => openPoll(ctx, { long: true }),
+  'short-poll': (ctx) => openPoll(ctx, { long: false }),
+};
+
+/** The transports tried by default, best first. */
+export const DEFAULT_TRANSPORTS = ['ws', 'sse', 'poll'];
+
+// What worked last per server, shared by every client of this page or process: a later
+// connect() starts with it instead of waiting for the better transports to fail again.
+const remembered = new Map();
+
+// Publish answers that retrying cannot change. (A 404 can: the HTTP publish route may be
+// disabled while the WebSocket is only reconnecting; see #sendPublish.)
+const PERMANENT = new Set([400, 401, 403, 405, 413, 422]);
+
+let idCounter = 0;
+function messageId() {
+  const random = Math.floor(Math.random() * 2 ** 48).toString(36);
+  return `m-${Date.now().toString(36)}-${random}-${(idCounter++).toString(36)}`;
+}
+
+function base64(bytes) {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+/** Connects to an rt server. See index.d.ts for the options. */
+export function connect(url, options) {
+  return new Client(url, options);
+}
+
+export class Client {
+  #closed = false;
+  #generation = 0;
+  #connection = null;
+  #round = [];
+  #index = 0;
+  #retryTimer = null;
+  #connectTimer = null;
+  #watchdog = null;
+  #handlers = new Map();
+  #statusHandlers = new Set();
+  #resyncHandlers = new Set();
+  #errorHandlers = new Set();
+  #pending = new Map();
+  #start;
+
+  constructor(url, options = {}) {
+    const channels = [...new Set(options.channels ?? [])];
+    if (channels.length === 0) throw new TypeError('connect(): options.channels must name at least one channel');
+    const transports = options.transports ?? DEFAULT_TRANSPORTS;
+    for (const t of transports) if (!TRANSPORTS[t]) throw new TypeError(`connect(): unknown transport ${JSON.stringify(t)}; use ${Object.keys(TRANSPORTS).join(', ')}`);
+    if (transports.length === 0) throw new TypeError('connect(): options.transports is empty');
+    this.url = url;
+    this.channels = channels;
+    this.transports = [...transports];
+    this.urls = endpoints(url, options.paths);
+    this.token = options.token;
+    this.impl = {
+      WebSocket: options.WebSocket ?? globalThis.WebSocket,
+      fetch: options.fetch ?? (globalThis.fetch ? globalThis.fetch.bind(globalThis) : undefined),
+    };
+    this.heartbeat = { interval: 25000, slack: 10000, ...options.heartbeat };
+    this.connectTimeout = options.connectTimeout ?? 10000;
+    this.pollTimeout = options.pollTimeout ?? 25;
+    this.pollInterval = options.pollInterval ?? 2000;
+    this.publishTimeout = options.publishTimeout ?? 30000;
+    this.ackTimeout = options.ackTimeout ?? 5000;
+    this.backoff = new Backoff(options.backoff);
+    this.cursor = new Cursor();
+    this.#start = '';
+    if (options.cursor === 'earliest') this.#start = 'earliest';
+    else if (options.cursor) this.cursor = Cursor.parse(options.cursor);
+    this.dedupe = new Dedupe(this.cursor);
+    /** 'connecting' | 'open' | 'reconnecting' | 'closed' */
+    this.state = 'connecting';
+    /** The transport of the open connection, or of the one being tried. */
+    this.transport = null;
+    /** How many times an open connection was lost and replaced. */
+    this.reconnects = 0;
+    this.#newRound();
+    this.#connect();
+  }
+
+  /** Calls `handler(event)` for each new event of `channel` (`'*'`: every channel). */
+  on(channel, handler) {
+    if (channel !== '*' && !this.channels.includes(channel)) throw new TypeError(`on(): ${JSON.stringify(channel)} is not one of this client's channels`);
+    if (!this.#handlers.has(channel)) this.#handlers.set(channel, new Set());
+    this.#handlers.get(channel).add(handler);
+    return () => this.#handlers.get(channel)?.delete(handler);
+  }
+
+  /** Calls `handler(status)` on every change of state or transport. */
+  onStatus(handler) {
+    this.#statusHandlers.add(handler);
+    return () => this.#statusHandlers.delete(handler);
+  }
+
+  /** Calls `handler({channels, recovered: false})` when events may have been missed. */
+  onResync(handler) {
+    this.#resyncHandlers.add(handler);
+    return () => this.#resyncHandlers.delete(handler);
+  }
+
+  /** Calls `handler(error)` for each failed connection attempt or server error. */
+  onError(handler) {
+    this.#errorHandlers.add(handler);
+    return () => this.#errorHandlers.delete(handler);
+  }
+
+  /** A snapshot of the connection state. */
+  status() {
+    return { state: this.state, transport: this.transport, reconnects: this.reconnects, cursor: this.cursor.toString(this.channels) };
+  }
+
+  /**
+   * Publishes and resolves with the server's acknowledgement once the event is stored. Retried
+   * with the same client message id until acknowledged, so the effect is exactly once within
+   * the server's idempotency window.
+   */
+  publish(channel, data, options = {}) {
+    const body = { channel, id: options.id ?? messageId() };
+    if (options.event) body.event = options.event;
+    if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) {
+      const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      body.data = base64(bytes);
+      body.encoding = 'base64';
+    } else {
+      body.data = data;
+    }
+    return new Promise((resolve, reject) => {
+      if (this.#closed) {
+        reject(new Error('publish(): the client is closed'));
+        return;
+      }
+      const entry = { body, resolve, reject, timer: null, attempts: 0, backoff: new Backoff({ base: 250, cap: 5000 }) };
+      entry.deadline = setTimeout(() => this.#publishDone(entry, new Error(`publish ${body.id}: no acknowledgement within ${this.publishTimeout} ms`)), this.publishTimeout);
+      this.#pending.set(body.id, entry);
+      this.#sendPublish(entry);
+    });
+  }
+
+  /** Ends the connection for good; pending publishes are rejected. */
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#teardown();
+    clearTimeout(this.#retryTimer);
+    for (const entry of [...this.#pending.values()]) this.#publishDone(entry, new Error('the client was closed'));
+    this.#setState('closed');
+  }
+
+  // ---- connection lifecycle ----
+
+  #key() {
+    return `${this.urls.ws} ${this.transports.join(',')}`;
+  }
+
+  /** The transports to try, the one that worked last first. */
+  #newRound() {
+    const preferred = remembered.get(this.#key());
+    const first = this.transports.includes(preferred) ? preferred : this.transports[0];
+    this.#round = [first, ...this.transports.filter((t) => t !== first)];
+    this.#index = 0;
+  }
+
+  #resumeFrom() {
+    const known = this.cursor.toString(this.channels);
+    // A cursor with an epoch but no channel tells the server nothing: fall back to the start.
+    if (known && known.includes(',')) return known;
+    return this.#start;
+  }
+
+  #connect() {
+    if (this.#closed) return;
+    const name = this.#round[this.#index];
+    const generation = ++this.#generation;
+    const live = () => generation === this.#generation && !this.#closed;
+    let opened = false;
+    this.transport = name;
+    this.#setState(this.reconnects > 0 || this.backoff.attempt > 0 ? 'reconnecting' : 'connecting');
+    const ctx = {
+      channels: this.channels,
+      token: this.token,
+      urls: this.urls,
+      impl: this.impl,
+      heartbeat: this.heartbeat,
+      pollTimeout: this.pollTimeout,
+      pollInterval: this.pollInterval,
+      resumeFrom: () => this.#resumeFrom(),
+      cursor: () => this.cursor,
+      alive: () => live() && this.#feedWatchdog(),
+      open: ({ recovered }) => {
+        if (!live() || opened) return;
+        opened = true;
+        clearTimeout(this.#connectTimer);
+        remembered.set(this.#key(), name);
+        this.backoff.reset();
+        this.#setState('open', { recovered });
+        for (const entry of this.#pending.values()) if (!entry.inFlight) this.#sendPublish(entry);
+      },
+      event: (e) => live() && this.#deliver(e, name),
+      position: (text, { replace }) => {
+        if (!live()) return;
+        const server = Cursor.tryParse(text);
+        if (server) this.cursor.adopt(server, { replace });
+      },
+      resync: (channels) => live() && this.#emit(this.#resyncHandlers, { channels, recovered: false, transport: name }),
+      published: (ack) => live() && this.#acked(ack),
+      publishFailed: (id, err) => {
+        const entry = this.#pending.get(id);
+        if (entry) this.#publishDone(entry, Object.assign(new Error(`publish ${id}: ${err.message ?? err.code}`), { code: err.code }));
+      },
+      error: (e) => live() && this.#emit(this.#errorHandlers, e),
+      closed: (reason) => {
+        if (!live()) return;
+        this.#teardown();
+        this.#dropped(name, opened, reason);
+      },
+    };
+    this.#connectTimer = setTimeout(() => {
+      if (!live() || opened) return;
+      this.#teardown();
+      this.#dropped(name, false, new Error(`${name}: not connected within ${this.connectTimeout} ms`));
+    }, this.connectTimeout);
+    this.#feedWatchdog();
+    this.#connection = { name, generation, handle: null, opened: () => opened };
+    this.#connection.handle = TRANSPORTS[name](ctx);
+  }
+
+  /** Stops the current connection's timers and transport without reporting anything. */
+  #teardown() {
+    const conn = this.#connection;
+    this.#connection = null;
+    this.#generation++;
+    clearTimeout(this.#connectTimer);
+    clearTimeout(this.#watchdog);
+    conn?.handle?.close();
+    for (const entry of this.#pending.values()) {
+      if (conn && entry.inFlight === conn) {
+        // Its ack may never come: send it again (same id) over whatever works now.
+        entry.inFlight = null;
+        clearTimeout(entry.timer);
+        entry.timer = setTimeout(() => this.#sendPublish(entry), 0);
+      }
+    }
+  }
+
+  #dropped(name, opened, reason) {
+    if (reason) this.#emit(this.#errorHandlers, Object.assign(reason instanceof Error ? reason : new Error(String(reason)), { transport: name }));
+    if (this.#closed) return;
+    let delay = 0;
+    if (opened) {
+      this.reconnects++;
+      this.#newRound();
+      delay = this.backoff.next();
+    } else if (++this.#index >= this.#round.length) {
+      // Every transport failed: wait, then start again with the preferred one.
+      this.#newRound();
+      delay = this.backoff.next();
+    }
+    this.#setState('reconnecting');
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => this.#connect(), delay);
+  }
+
+  #feedWatchdog() {
+    clearTimeout(this.#watchdog);
+    const generation = this.#generation;
+    this.#watchdog = setTimeout(() => {
+      if (generation !== this.#generation || this.#closed) return;
+      const conn = this.#connection;
+      this.#teardown();
+      this.#dropped(conn?.name ?? this.transport, conn?.opened() ?? false, new Error(`no heartbeat within ${this.heartbeat.interval + this.heartbeat.slack} ms: connection presumed dead`));
+    }, this.heartbeat.interval + this.heartbeat.slack);
+    return true;
+  }
+
+  #setState(state, extra = {}) {
+    this.state = state;
+    this.#emit(this.#statusHandlers, { ...this.status(), ...extra });
+  }
+
+  #emit(handlers, value) {
+    for (const h of [...handlers]) {
+      try {
+        h(value);
+      } catch (e) {
+        // An application handler's bug must not break delivery to the others.
+        queueMicrotask(() => {
+          throw e;
+        });
+      }
+    }
+  }
+
+  #deliver(e, transport) {
+    if (!this.channels.includes(e.channel)) return;
+    if (!this.dedupe.accept(e.channel, e.epoch, e.offset)) return;
+    const event = {
+      channel: e.channel,
+      offset: e.offset,
+      epoch: e.epoch,
+      event: e.event ?? 'message',
+      data: e.data,
+      time: e.time,
+      transport,
+    };
+    if (e.encoding) event.encoding = e.encoding;
+    this.#emit(this.#handlers.get(e.channel) ?? [], event);
+    this.#emit(this.#handlers.get('*') ?? [], event);
+  }
+
+  // ---- publishing ----
+
+  #sendPublish(entry) {
+    if (this.#closed || !this.#pending.has(entry.body.id)) return;
+    clearTimeout(entry.timer);
+    entry.attempts++;
+    const conn = this.#connection;
+    // Over the open WebSocket when there is one; otherwise over HTTP, which needs no
+    // connection of its own.
+    if (conn && conn.name === 'ws' && conn.opened() && conn.handle.publish(entry.body)) {
+      entry.inFlight = conn;
+      entry.timer = setTimeout(() => {
+        entry.inFlight = null;
+        this.#sendPublish(entry);
+      }, this.ackTimeout);
+      return;
+    }
+    entry.inFlight = 'http';
+    this.#publishHttp(entry.body).then(
+      (ack) => this.#acked(ack),
+      (err) => {
+        entry.inFlight = null;
+        const permanent = PERMANENT.has(err.status) || (err.status === 404 && !this.transports.includes('ws'));
+        if (permanent) {
+          this.#publishDone(entry, err);
+          return;
+        }
+        entry.timer = setTimeout(() => this.#sendPublish(entry), entry.backoff.next());
+      },
+    );
+  }
+
+  async #publishHttp(body) {
+    if (typeof this.impl.fetch !== 'function') throw new Error('no fetch implementation: pass options.fetch');
+    const headers = { 'Content-Type': 'application/json' };
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    const res = await this.impl.fetch(this.urls.publish, { method: 'POST', headers, body: JSON.stringify(body) });
+    if (!res.ok) throw await errorFromResponse(res, 'publish');
+    return res.json();
+  }
+
+  #acked(ack) {
+    const entry = this.#pending.get(ack?.id);
+    if (entry) this.#publishDone(entry, null, ack);
+  }
+
+  #publishDone(entry, error, ack) {
+    if (!this.#pending.delete(entry.body.id)) return;
+    clearTimeout(entry.timer);
+    clearTimeout(entry.deadline);
+    if (error) entry.reject(error);
+    else entry.resolve(ack);
+  }
+}

@@ -1,0 +1,99 @@
+// WebSocket transport: one socket carries subscribe, events, publishes and their acks
+// (docs/protocol.md, "WebSocket").
+
+import { withQuery } from '../url.js';
+
+/**
+ * Opens a WebSocket connection for `ctx` (see client.js, `Connection`). The connection
+ * counts as open when the server answers the subscribe with `subscribed`.
+ */
+export function openWebSocket(ctx) {
+  const WebSocketImpl = ctx.impl.WebSocket;
+  if (typeof WebSocketImpl !== 'function') {
+    ctx.closed(new Error('no WebSocket implementation: pass options.WebSocket'));
+    return { close() {} };
+  }
+  const params = [];
+  if (ctx.token) params.push(['token', ctx.token]);
+  let socket;
+  try {
+    socket = new WebSocketImpl(withQuery(ctx.urls.ws, params));
+  } catch (e) {
+    ctx.closed(e);
+    return { close() {} };
+  }
+  let ended = false;
+  let pinger = null;
+  const send = (message) => {
+    if (socket.readyState !== 1) return false;
+    socket.send(JSON.stringify(message));
+    return true;
+  };
+  const end = (reason) => {
+    if (ended) return;
+    ended = true;
+    clearInterval(pinger);
+    try {
+      socket.close(1000);
+    } catch {
+      // Already closing.
+    }
+    ctx.closed(reason);
+  };
+
+  socket.onopen = () => {
+    ctx.alive();
+    const subscribe = { type: 'subscribe', channels: ctx.channels };
+    const resume = ctx.resumeFrom();
+    if (resume) subscribe.cursor = resume;
+    send(subscribe);
+    // Browsers cannot see WebSocket Ping/Pong frames, so liveness is checked with
+    // application pings: any answer (or any other message) feeds the watchdog.
+    pinger = setInterval(() => send({ type: 'ping' }), ctx.heartbeat.interval);
+  };
+  socket.onmessage = (m) => {
+    ctx.alive();
+    if (typeof m.data !== 'string') return;
+    let msg;
+    try {
+      msg = JSON.parse(m.data);
+    } catch {
+      ctx.error(new Error('the server sent a text frame that is not JSON'));
+      return;
+    }
+    switch (msg.type) {
+      case 'event':
+        ctx.event(msg);
+        break;
+      case 'subscribed':
+        if (typeof msg.cursor === 'string' && msg.cursor) ctx.position(msg.cursor, { replace: msg.recovered === false });
+        if (msg.recovered === false) ctx.resync(msg.resync ?? msg.channels ?? ctx.channels);
+        ctx.open({ recovered: msg.recovered !== false });
+        break;
+      case 'published':
+        ctx.published(msg);
+        break;
+      case 'resync':
+        ctx.resync(msg.channels ?? ctx.channels);
+        break;
+      case 'error':
+        if (msg.id !== undefined && msg.id !== null) ctx.publishFailed(msg.id, msg);
+        else ctx.error(Object.assign(new Error(msg.message ?? 'server error'), { code: msg.code }));
+        break;
+      case 'ping':
+        send({ type: 'pong' });
+        break;
+      default:
+        // pong and anything newer than this client: liveness only.
+        break;
+    }
+  };
+  socket.onerror = () => {};
+  socket.onclose = (e) => end(new Error(`WebSocket closed (${e.code}${e.reason ? ` ${e.reason}` : ''})`));
+
+  return {
+    close: () => end(null),
+    /** Sends a publish; false when the socket cannot take it now. */
+    publish: (body) => send({ type: 'publish', ...body }),
+  };
+}
