@@ -1,13 +1,28 @@
 //! Options of the `sse` transport.
 
+use std::time::Duration;
+
 use rt_core::Hub;
 
 use crate::config::Config;
 
 /// Command-line options of the `sse` transport.
 #[derive(Debug, Clone, clap::Args)]
-pub struct SseArgs {}
+pub struct SseArgs {
+    /// Idle time after which an SSE stream gets a `: ping` comment, so proxies with idle
+    /// timeouts keep it open (`0s` disables).
+    #[arg(long, env = "RT_SSE_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub sse_heartbeat: Duration,
 
-pub(crate) fn build(hub: &Hub, _config: &Config) -> rt_sse::Sse {
-    rt_sse::Sse::new(hub.clone(), rt_sse::Config::default())
+    /// Reconnection delay sent to SSE clients as `retry:`.
+    #[arg(long, env = "RT_SSE_RETRY", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub sse_retry: Duration,
+}
+
+pub(crate) fn build(hub: &Hub, config: &Config) -> rt_sse::Sse {
+    let sse = rt_sse::Config::default()
+        .heartbeat(config.sse.sse_heartbeat)
+        .retry(config.sse.sse_retry)
+        .cors(rt_core::http::Cors::parse(&config.cors_origins));
+    rt_sse::Sse::new(hub.clone(), sse)
 }

@@ -1,0 +1,205 @@
+//! The endpoint: request checks, then the event stream of one connection.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use rt_core::http::{Body, Cors, Query};
+use rt_core::{Channel, Cursor, Delivery, Hub, Start, Subscription};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::frame;
+
+/// The Server-Sent Events endpoint, bound to a hub. Cheap to clone.
+///
+/// Mount it on a route of any hyper 1.x server; [`Sse::handle`] answers every request of that
+/// route (streams for `GET`, CORS preflights, JSON errors otherwise).
+#[derive(Debug, Clone)]
+pub struct Sse {
+    hub: Hub,
+    config: Config,
+}
+
+/// The query parameters that carry a resume value, in order of preference (the
+/// `Last-Event-ID` header wins over both). `lastEventID` is Mercure's spelling.
+const RESUME_PARAMS: [&str; 2] = ["lastEventId", "lastEventID"];
+
+impl Sse {
+    /// The endpoint over `hub`.
+    pub fn new(hub: Hub, config: Config) -> Self {
+        Sse { hub, config }
+    }
+
+    /// The options in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Answers one request: a `text/event-stream` for a valid `GET`, `204` for an allowed
+    /// CORS preflight, a JSON error otherwise. Never reads the request body.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body> {
+        let headers = req.headers();
+        if Cors::is_preflight(req.method(), headers) {
+            return self.config.cors.preflight(headers);
+        }
+        let mut res = match self.open(req.method(), req.uri().query(), headers).await {
+            Ok(res) => res,
+            Err(e) => e.to_response(),
+        };
+        self.config.cors.apply(headers, res.headers_mut());
+        res
+    }
+
+    async fn open(
+        &self,
+        method: &Method,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Response<Body>, Error> {
+        if method != Method::GET {
+            return Err(Error::MethodNotAllowed(method.clone()));
+        }
+        let query = Query::parse(query);
+        let channels = query.channels(self.hub.config().max_channels)?;
+        check_cursor_fits(&channels)?;
+        let start = Start::parse(resume_value(headers, &query)?)?;
+        let from_earliest = start == Start::Earliest;
+        let sub = self.hub.subscribe(channels, start).await?;
+
+        let mut res = Response::new(self.stream(sub, from_earliest));
+        let h = res.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        // Tells nginx-style proxies not to buffer the stream.
+        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        Ok(res)
+    }
+
+    /// The body of one connection. Dropping it (hyper does when the client goes away) drops
+    /// the subscription.
+    fn stream(&self, mut sub: Subscription, from_earliest: bool) -> Body {
+        let closing = self.hub.closing();
+        let heartbeat = self.config.heartbeat;
+        let retry = self.config.retry;
+        let frames = async_stream::stream! {
+            // The opening event carries the cursor as `id:` so that a client that sees no
+            // event before it reconnects still resumes from here rather than from "now". A
+            // stream that started from `earliest` leaves it out: reconnecting to the same URL
+            // replays from `earliest` again, which loses nothing either.
+            let cursor = sub.cursor();
+            let open = frame::Open {
+                r#type: "open",
+                cursor: cursor.to_string(),
+                channels: sub.channels().collect(),
+            };
+            let id = (!from_earliest).then_some(&cursor);
+            yield data(frame::control(frame::OPEN, &open, id, Some(retry)));
+
+            tokio::pin!(closing);
+            let idle = tokio::time::sleep(heartbeat);
+            tokio::pin!(idle);
+            loop {
+                let step = tokio::select! {
+                    biased;
+                    () = &mut closing => Step::Shutdown,
+                    delivery = sub.next() => Step::Deliver(delivery),
+                    () = &mut idle, if !heartbeat.is_zero() => Step::Ping,
+                };
+                match step {
+                    Step::Deliver(Some(Delivery::Event(event))) => {
+                        yield data(frame::id_line(&sub.cursor()));
+                        yield data(frame::event_lines(&event));
+                    }
+                    Step::Deliver(Some(Delivery::Resync { channels })) => {
+                        yield data(resync(&sub.cursor(), &channels));
+                    }
+                    Step::Deliver(Some(Delivery::Lagged)) => {
+                        let cursor = sub.cursor();
+                        let end = frame::End {
+                            r#type: "lagged",
+                            message: "the client fell too far behind the live stream; reconnect with Last-Event-ID to resume",
+                            cursor: cursor.to_string(),
+                        };
+                        yield data(frame::control(frame::LAGGED, &end, Some(&cursor), None));
+                        break;
+                    }
+                    Step::Deliver(None) => break,
+                    Step::Ping => yield data(Bytes::from_static(frame::PING)),
+                    Step::Shutdown => {
+                        let cursor = sub.cursor();
+                        let end = frame::End {
+                            r#type: "shutdown",
+                            message: "the server is shutting down; reconnect with Last-Event-ID to resume",
+                            cursor: cursor.to_string(),
+                        };
+                        let jitter = Duration::from_millis(fastrand::u64(0..=retry.as_millis() as u64));
+                        yield data(frame::control(frame::SHUTDOWN, &end, Some(&cursor), Some(retry + jitter)));
+                        break;
+                    }
+                }
+                if !heartbeat.is_zero() {
+                    idle.as_mut().reset(tokio::time::Instant::now() + heartbeat);
+                }
+            }
+        };
+        StreamBody::new(frames).boxed_unsync()
+    }
+}
+
+enum Step {
+    Deliver(Option<Delivery>),
+    Ping,
+    Shutdown,
+}
+
+fn data(bytes: Bytes) -> Result<Frame<Bytes>, Infallible> {
+    Ok(Frame::data(bytes))
+}
+
+fn resync(cursor: &Cursor, channels: &[Channel]) -> Bytes {
+    let body = frame::Resync {
+        r#type: "resync",
+        channels,
+        cursor: cursor.to_string(),
+    };
+    frame::control(frame::RESYNC, &body, Some(cursor), None)
+}
+
+/// The resume value: the `Last-Event-ID` header (what a reconnecting EventSource sends), else
+/// the `lastEventId`/`lastEventID` query parameter (first connects, clients without headers).
+fn resume_value<'a>(headers: &'a HeaderMap, query: &'a Query) -> Result<Option<&'a str>, Error> {
+    if let Some(value) = headers.get("last-event-id") {
+        let value = value.to_str().map_err(|_| {
+            rt_core::Error::InvalidCursor("the Last-Event-ID header is not visible ASCII".into())
+        })?;
+        if !value.trim().is_empty() {
+            return Ok(Some(value));
+        }
+    }
+    Ok(RESUME_PARAMS.iter().find_map(|p| query.get(p)))
+}
+
+/// Refuses channel sets whose cursor could outgrow what a client may send back, since such a
+/// stream could never be resumed.
+fn check_cursor_fits(channels: &[Channel]) -> Result<(), Error> {
+    // Epoch (16 hex digits), then `,name=offset` with up to 20 digits per offset.
+    let needed = 16
+        + channels
+            .iter()
+            .map(|c| c.as_str().len() + 22)
+            .sum::<usize>();
+    if needed > Cursor::MAX_LEN {
+        return Err(Error::CursorTooLong {
+            needed,
+            max: Cursor::MAX_LEN,
+        });
+    }
+    Ok(())
+}

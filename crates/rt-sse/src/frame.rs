@@ -1,0 +1,209 @@
+//! The bytes on the wire: event blocks, control events, heartbeats.
+//!
+//! An event block is split in two: the `event:`/`data:` lines, which are the same for every
+//! subscriber and cached on the event ([`Wire::Sse`]), and the `id:` line, which is the
+//! connection's own cursor. Field order inside a block does not matter to an EventSource.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use rt_core::{Channel, Cursor, Event, Wire};
+use serde::Serialize;
+
+/// Suffix of the `event:` field of an event whose payload is binary, sent as base64.
+pub const BINARY_SUFFIX: &str = ";base64";
+
+/// Name of the control event that opens every stream.
+pub const OPEN: &str = "rt.open";
+/// Name of the control event sent when continuity was lost on some channels.
+pub const RESYNC: &str = "rt.resync";
+/// Name of the last event of a stream whose client fell too far behind.
+pub const LAGGED: &str = "rt.lagged";
+/// Name of the last event of a stream ended by a server shutdown.
+pub const SHUTDOWN: &str = "rt.shutdown";
+
+/// The heartbeat comment.
+pub(crate) const PING: &[u8] = b": ping\n\n";
+
+/// The shared part of `event`'s block: `event:` (when not `message`) and `data:` lines, then
+/// the blank line that dispatches it. Encoded once per event, whatever the subscriber count.
+pub(crate) fn event_lines(event: &Event) -> Bytes {
+    event.encoded(Wire::Sse, |e| {
+        let payload = e.payload();
+        let data = payload.to_json_string();
+        let mut buf = Vec::with_capacity(data.len() + e.name().as_str().len() + 24);
+        if payload.is_binary() || !e.name().is_message() {
+            buf.extend_from_slice(b"event: ");
+            buf.extend_from_slice(e.name().as_str().as_bytes());
+            if payload.is_binary() {
+                buf.extend_from_slice(BINARY_SUFFIX.as_bytes());
+            }
+            buf.push(b'\n');
+        }
+        data_lines(&mut buf, &data);
+        buf.push(b'\n');
+        Bytes::from(buf)
+    })
+}
+
+/// The `id:` line of a connection after an event.
+pub(crate) fn id_line(cursor: &Cursor) -> Bytes {
+    Bytes::from(format!("id: {cursor}\n"))
+}
+
+/// Appends `text` as `data:` lines. Every SSE line break (`\r\n`, `\r`, `\n`) starts a new
+/// line, so no carriage return can leak into a field; an EventSource joins the lines with
+/// `\n`. The space after the colon is always written so that a line starting with a space
+/// keeps it (the parser removes exactly one).
+fn data_lines(buf: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\n' | b'\r' => {
+                push_data(buf, &bytes[start..i]);
+                if bytes[i] == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    push_data(buf, &bytes[start..]);
+}
+
+fn push_data(buf: &mut Vec<u8>, line: &[u8]) {
+    buf.extend_from_slice(b"data: ");
+    buf.extend_from_slice(line);
+    buf.push(b'\n');
+}
+
+/// A control event: its name, JSON data, and optionally the cursor as `id:` and a `retry:`.
+pub(crate) fn control(
+    name: &str,
+    data: &impl Serialize,
+    id: Option<&Cursor>,
+    retry: Option<Duration>,
+) -> Bytes {
+    let mut buf = Vec::with_capacity(128);
+    if let Some(retry) = retry {
+        buf.extend_from_slice(format!("retry: {}\n", retry.as_millis()).as_bytes());
+    }
+    if let Some(cursor) = id {
+        buf.extend_from_slice(&id_line(cursor));
+    }
+    buf.extend_from_slice(b"event: ");
+    buf.extend_from_slice(name.as_bytes());
+    buf.push(b'\n');
+    // JSON text never holds a raw line break, so it is one data line.
+    let json = serde_json::to_string(data).unwrap_or_default();
+    push_data(&mut buf, json.as_bytes());
+    buf.push(b'\n');
+    Bytes::from(buf)
+}
+
+/// Data of [`OPEN`].
+#[derive(Serialize)]
+pub(crate) struct Open<'a> {
+    pub(crate) r#type: &'static str,
+    pub(crate) cursor: String,
+    pub(crate) channels: Vec<&'a Channel>,
+}
+
+/// Data of [`RESYNC`].
+#[derive(Serialize)]
+pub(crate) struct Resync<'a> {
+    pub(crate) r#type: &'static str,
+    pub(crate) channels: &'a [Channel],
+    pub(crate) cursor: String,
+}
+
+/// Data of [`LAGGED`] and [`SHUTDOWN`].
+#[derive(Serialize)]
+pub(crate) struct End {
+    pub(crate) r#type: &'static str,
+    pub(crate) message: &'static str,
+    pub(crate) cursor: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rt_core::{Epoch, EventName, Payload, Position};
+
+    fn event(name: &str, payload: Payload) -> Event {
+        Event::new(
+            Channel::new("c").unwrap(),
+            Position {
+                epoch: Epoch(1),
+                offset: 1,
+            },
+            EventName::new(name).unwrap(),
+            payload,
+            0,
+        )
+    }
+
+    fn text(name: &str, s: &'static str) -> String {
+        String::from_utf8(event_lines(&event(name, Payload::text(s))).to_vec()).unwrap()
+    }
+
+    #[test]
+    fn default_name_is_implicit_and_others_are_named() {
+        assert_eq!(text("message", "hi"), "data: hi\n\n");
+        assert_eq!(text("tick", "hi"), "event: tick\ndata: hi\n\n");
+    }
+
+    #[test]
+    fn every_line_break_starts_a_data_line() {
+        assert_eq!(
+            text("message", "a\nb\r\nc\rd"),
+            "data: a\ndata: b\ndata: c\ndata: d\n\n"
+        );
+        assert_eq!(text("message", ""), "data: \n\n");
+        assert_eq!(text("message", "\n"), "data: \ndata: \n\n");
+        assert_eq!(text("message", "a\r\n"), "data: a\ndata: \n\n");
+        assert_eq!(
+            text("message", "\r\r\n\n"),
+            "data: \ndata: \ndata: \ndata: \n\n"
+        );
+        assert_eq!(text("message", " lead"), "data:  lead\n\n");
+    }
+
+    #[test]
+    fn binary_is_base64_with_a_marked_name() {
+        let e = event("blob", Payload::binary(vec![0u8, 255, 10, 13]));
+        assert_eq!(
+            &event_lines(&e)[..],
+            b"event: blob;base64\ndata: AP8KDQ==\n\n"
+        );
+        let e = event("message", Payload::binary(vec![1u8]));
+        assert_eq!(
+            &event_lines(&e)[..],
+            b"event: message;base64\ndata: AQ==\n\n"
+        );
+    }
+
+    #[test]
+    fn control_events_carry_cursor_and_retry() {
+        let mut cursor = Cursor::new(Epoch(0xab));
+        cursor.set(Channel::new("a").unwrap(), 3);
+        let b = control(
+            LAGGED,
+            &End {
+                r#type: "lagged",
+                message: "x",
+                cursor: cursor.to_string(),
+            },
+            Some(&cursor),
+            Some(Duration::from_millis(1500)),
+        );
+        assert_eq!(
+            std::str::from_utf8(&b).unwrap(),
+            "retry: 1500\nid: ab,a=3\nevent: rt.lagged\ndata: {\"type\":\"lagged\",\"message\":\"x\",\"cursor\":\"ab,a=3\"}\n\n"
+        );
+    }
+}
