@@ -3,7 +3,7 @@
 import { Backoff } from './backoff.js';
 import { Cursor } from './cursor.js';
 import { Dedupe } from './dedupe.js';
-import { endpoints } from './url.js';
+import { base64, endpoints } from './url.js';
 import { errorFromResponse } from './transports/http.js';
 import { openPoll } from './transports/poll.js';
 import { openSse } from './transports/sse.js';
@@ -31,12 +31,6 @@ let idCounter = 0;
 function messageId() {
   const random = Math.floor(Math.random() * 2 ** 48).toString(36);
   return `m-${Date.now().toString(36)}-${random}-${(idCounter++).toString(36)}`;
-}
-
-function base64(bytes) {
-  let s = '';
-  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(s);
 }
 
 /** Connects to an rt server. See index.d.ts for the options. */

@@ -23,3 +23,10 @@ export function endpoints(base, paths = {}) {
     publish: at(paths.publish ?? '/poll/publish'),
   };
 }
+
+/** Standard padded base64 of bytes (what the server uses for binary payloads). */
+export function base64(bytes) {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}

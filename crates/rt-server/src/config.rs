@@ -14,6 +14,29 @@ pub enum LogFormat {
     Json,
 }
 
+/// A transport that `--disable` can turn off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// WebSocket (`/ws`).
+    Ws,
+    /// Server-Sent Events (`/sse`).
+    Sse,
+    /// Long and short polling (`/poll`, `/poll/publish`).
+    Poll,
+}
+
+impl Transport {
+    /// The transport a request path belongs to.
+    pub(crate) fn of_path(path: &str) -> Option<Self> {
+        match path {
+            "/ws" => Some(Transport::Ws),
+            "/sse" => Some(Transport::Sse),
+            "/poll" | "/poll/publish" => Some(Transport::Poll),
+            _ => None,
+        }
+    }
+}
+
 /// rt-server configuration. Every flag can also be given as the environment variable shown
 /// in `--help`; flags win over the environment.
 #[derive(Debug, Clone, Parser)]
@@ -72,6 +95,16 @@ pub struct Config {
     /// How long a graceful shutdown may take before remaining connections are dropped.
     #[arg(long, env = "RT_SHUTDOWN_DEADLINE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_deadline: Duration,
+
+    /// Transports to turn off although compiled in (comma-separated: `ws`, `sse`, `poll`);
+    /// their routes answer 404. Clients fall back to the others.
+    #[arg(long, env = "RT_DISABLE", value_enum, value_delimiter = ',')]
+    pub disable: Vec<Transport>,
+
+    /// Do not serve the demo page at `/` (a live view of a channel over every transport) and
+    /// the browser client module under `/client/`.
+    #[arg(long = "no-demo", action = clap::ArgAction::SetFalse)]
+    pub demo: bool,
 
     /// Log output format.
     #[arg(long, env = "RT_LOG_FORMAT", value_enum, default_value = "pretty")]

@@ -10,6 +10,10 @@
 //! | `GET /poll`, `POST /poll/publish` | long and short polling | `poll` (default) |
 //! | `POST /api/publish` | server-side publish with an API key | always |
 //! | `GET /health` | liveness and backplane state | always |
+//! | `GET /`, `GET /client/*.js` | demo page and the browser client (`--no-demo` turns off) | always |
+//!
+//! `--disable ws,sse` turns compiled-in transports off at run time (their routes answer 404),
+//! e.g. to check that clients fall back.
 //!
 //! The `redis` feature adds `--backplane redis://...` so several nodes share one stream per
 //! channel; without it (and by default) history lives in memory.
@@ -29,11 +33,12 @@
 
 mod api;
 mod config;
+mod demo;
 mod error;
 mod router;
 mod serve;
 mod transport;
 
-pub use config::{Config, LogFormat};
+pub use config::{Config, LogFormat, Transport};
 pub use error::Error;
 pub use serve::Server;

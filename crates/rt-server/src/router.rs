@@ -13,6 +13,8 @@ use crate::config::Config;
 pub(crate) struct App {
     pub(crate) hub: Hub,
     api_key: Option<String>,
+    disabled: Vec<crate::config::Transport>,
+    demo: bool,
     #[cfg(feature = "ws")]
     ws: rt_ws::WebSocket,
     #[cfg(feature = "sse")]
@@ -32,6 +34,8 @@ impl App {
             poll: crate::transport::poll::build(&hub, config),
             // An empty key would let an empty header in: treat it as no key.
             api_key: config.api_key.clone().filter(|k| !k.is_empty()),
+            disabled: config.disable.clone(),
+            demo: config.demo,
             hub,
         }
     }
@@ -40,8 +44,18 @@ impl App {
         &self,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, Infallible> {
+        let disabled = crate::config::Transport::of_path(req.uri().path())
+            .filter(|t| self.disabled.contains(t));
         let res = match (req.method(), req.uri().path()) {
             (&Method::GET | &Method::HEAD, "/health") => crate::api::health(&self.hub),
+            (_, path) if disabled.is_some() => h::error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("{path} is disabled on this server (--disable); use another transport"),
+            ),
+            (&Method::GET | &Method::HEAD, path) if self.demo && crate::demo::serves(path) => {
+                crate::demo::get(path)
+            }
             (&Method::POST, "/api/publish") => {
                 crate::api::publish(&self.hub, self.api_key.as_deref(), req).await
             }

@@ -49,7 +49,7 @@ export function openPoll(ctx, { long = true } = {}) {
     }
     for (const e of body.events ?? []) ctx.event(e);
     if (typeof body.cursor === 'string' && body.cursor) ctx.position(body.cursor, { replace: body.recovered === false });
-    if (body.recovered === false) ctx.resync(body.resync ?? body.channels ?? ctx.channels);
+    if (body.recovered === false) ctx.resync(body.resynced?.length ? body.resynced : ctx.channels);
     return (body.events ?? []).length;
   };
 

@@ -11,6 +11,9 @@ import { SseParser } from '../sse-parser.js';
 import { withQuery } from '../url.js';
 import { errorFromResponse } from './http.js';
 
+/** The suffix of the event name of a binary (base64) payload over SSE. */
+const BINARY_SUFFIX = ';base64';
+
 /** Opens an SSE stream for `ctx`; open once the server answered with an event stream. */
 export function openSse(ctx) {
   const fetchImpl = ctx.impl.fetch;
@@ -38,11 +41,11 @@ export function openSse(ctx) {
   let previous = Cursor.tryParse(resume);
 
   const onEvent = ({ event, data, id }) => {
-    const next = id ? Cursor.tryParse(id) : null;
     if (event.startsWith('rt.')) {
-      control(event, data, next);
+      control(event, data, id);
       return;
     }
+    const next = id ? Cursor.tryParse(id) : null;
     if (!next) {
       ctx.error(new Error(`SSE event without a cursor id (${JSON.stringify(id)}); ignored`));
       return;
@@ -56,26 +59,42 @@ export function openSse(ctx) {
       return;
     }
     previous = next;
-    if (moved) ctx.event({ type: 'event', channel: moved.channel, offset: moved.offset, epoch: next.epoch, event, data });
+    if (moved) {
+      const e = { type: 'event', channel: moved.channel, offset: moved.offset, epoch: next.epoch, event, data };
+      if (event.endsWith(BINARY_SUFFIX)) {
+        e.event = event.slice(0, -BINARY_SUFFIX.length);
+        e.encoding = 'base64';
+      }
+      ctx.event(e);
+    }
     ctx.position(id, { replace: false });
   };
 
-  const control = (event, data, next) => {
+  // Control events (`rt.*`) carry a JSON body with the connection's cursor.
+  const control = (event, data, id) => {
     let body = {};
     try {
       body = data ? JSON.parse(data) : {};
     } catch {
-      // Control events without a JSON body carry no detail.
+      // No detail to read.
     }
-    if (event === 'rt.resync') {
-      if (next) {
-        previous = next;
-        ctx.position(next.toString(), { replace: true });
-      }
-      ctx.resync(body.channels ?? ctx.channels);
-    } else if (next) {
-      previous = next;
-      ctx.position(next.toString(), { replace: false });
+    const cursor = Cursor.tryParse(body.cursor ?? id);
+    if (cursor) previous = cursor;
+    switch (event) {
+      case 'rt.open':
+        // Without an id (a stream from `earliest`) the cursor only places the next events;
+        // the client keeps resuming from `earliest` until it has seen one.
+        if (cursor && id) ctx.position(cursor.toString(), { replace: false });
+        ctx.open({ recovered: true });
+        break;
+      case 'rt.resync':
+        if (cursor) ctx.position(cursor.toString(), { replace: true });
+        ctx.resync(body.channels ?? ctx.channels);
+        break;
+      default:
+        // rt.lagged and rt.shutdown end the stream; the reconnect resumes from the cursor.
+        if (cursor) ctx.position(cursor.toString(), { replace: false });
+        break;
     }
   };
 
@@ -86,7 +105,6 @@ export function openSse(ctx) {
     if (!type.startsWith('text/event-stream')) throw new Error(`SSE answered with ${type || 'no content type'}, not text/event-stream`);
     const parser = new SseParser(onEvent, () => {});
     ctx.alive();
-    ctx.open({ recovered: true });
     const reader = res.body.getReader();
     const decoder = new TextDecoder();
     for (;;) {

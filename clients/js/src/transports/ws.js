@@ -1,7 +1,7 @@
 // WebSocket transport: one socket carries subscribe, events, publishes and their acks
 // (docs/protocol.md, "WebSocket").
 
-import { withQuery } from '../url.js';
+import { base64, withQuery } from '../url.js';
 
 /**
  * Opens a WebSocket connection for `ctx` (see client.js, `Connection`). The connection
@@ -22,6 +22,8 @@ export function openWebSocket(ctx) {
     ctx.closed(e);
     return { close() {} };
   }
+  // Binary payloads arrive as binary frames (see binaryEvent).
+  socket.binaryType = 'arraybuffer';
   let ended = false;
   let pinger = null;
   const send = (message) => {
@@ -53,7 +55,12 @@ export function openWebSocket(ctx) {
   };
   socket.onmessage = (m) => {
     ctx.alive();
-    if (typeof m.data !== 'string') return;
+    if (typeof m.data !== 'string') {
+      const event = binaryEvent(m.data);
+      if (event) ctx.event(event);
+      else ctx.error(new Error('the server sent a binary frame that is not an rt event'));
+      return;
+    }
     let msg;
     try {
       msg = JSON.parse(m.data);
@@ -67,13 +74,14 @@ export function openWebSocket(ctx) {
         break;
       case 'subscribed':
         if (typeof msg.cursor === 'string' && msg.cursor) ctx.position(msg.cursor, { replace: msg.recovered === false });
-        if (msg.recovered === false) ctx.resync(msg.resync ?? msg.channels ?? ctx.channels);
+        if (msg.recovered === false) ctx.resync(msg.resynced?.length ? msg.resynced : ctx.channels);
         ctx.open({ recovered: msg.recovered !== false });
         break;
       case 'published':
         ctx.published(msg);
         break;
       case 'resync':
+        if (typeof msg.cursor === 'string' && msg.cursor) ctx.position(msg.cursor, { replace: true });
         ctx.resync(msg.channels ?? ctx.channels);
         break;
       case 'error':
@@ -84,7 +92,7 @@ export function openWebSocket(ctx) {
         send({ type: 'pong' });
         break;
       default:
-        // pong and anything newer than this client: liveness only.
+        // heartbeat, pong and anything newer than this client: liveness only.
         break;
     }
   };
@@ -96,4 +104,24 @@ export function openWebSocket(ctx) {
     /** Sends a publish; false when the socket cannot take it now. */
     publish: (body) => send({ type: 'publish', ...body }),
   };
+}
+
+/**
+ * An event from a binary frame: a 4-byte big-endian header length, the JSON header (the event
+ * object without `data`), then the raw payload, handed out as base64 like the JSON transports
+ * do. Null for anything else.
+ */
+export function binaryEvent(data) {
+  const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : null;
+  if (!bytes || bytes.length < 4) return null;
+  const len = new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0);
+  if (4 + len > bytes.length) return null;
+  let header;
+  try {
+    header = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + len)));
+  } catch {
+    return null;
+  }
+  if (header?.type !== 'event') return null;
+  return { ...header, data: base64(bytes.subarray(4 + len)), encoding: 'base64' };
 }
