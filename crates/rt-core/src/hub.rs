@@ -173,14 +173,30 @@ impl Hub {
     /// Publishes an event: checks the payload size, then lets the backplane assign its
     /// position, store it and fan it out. `Ok` means the event is stored.
     pub async fn publish(&self, event: NewEvent) -> Result<Published, Error> {
+        use crate::telemetry::names;
         let max = self.inner.config.max_payload;
         if event.payload.len() > max {
-            return Err(Error::PayloadTooLarge {
+            let e = Error::PayloadTooLarge {
                 size: event.payload.len(),
                 max,
-            });
+            };
+            metrics::counter!(names::PUBLISHES, "result" => e.code()).increment(1);
+            crate::telemetry::error(e.code());
+            return Err(e);
         }
-        self.inner.backplane.publish(event).await
+        let started = std::time::Instant::now();
+        let published = self.inner.backplane.publish(event).await;
+        metrics::histogram!(names::PUBLISH_SECONDS).record(started.elapsed().as_secs_f64());
+        let result = match &published {
+            Ok(p) if p.duplicate => "duplicate",
+            Ok(_) => "stored",
+            Err(e) => {
+                crate::telemetry::error(e.code());
+                e.code()
+            }
+        };
+        metrics::counter!(names::PUBLISHES, "result" => result).increment(1);
+        published
     }
 
     /// Subscribes to `channels` from `start`: the subscription first yields the retained events

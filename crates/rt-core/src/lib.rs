@@ -40,6 +40,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The [`telemetry`] module names the metrics rt records (through the `metrics` facade) and
+//! tracks client connections for metrics and logs.
+//!
 //! The [`http`] module holds the small HTTP helpers (JSON errors, query parsing, CORS) that the
 //! transports share, so that every endpoint answers bad input the same way.
 
@@ -54,6 +57,7 @@ mod memory;
 mod name;
 mod publish;
 mod subscription;
+pub mod telemetry;
 
 pub use backplane::{Backplane, Health, MessageId, NewEvent, Published, Read, Sink};
 pub use cursor::{Cursor, Start};

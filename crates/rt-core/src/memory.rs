@@ -96,6 +96,16 @@ impl State {
     }
 }
 
+/// Keeps the retained-events gauge in step with a history that went from `before` to `after`.
+fn retained_changed(before: usize, after: usize) {
+    let gauge = metrics::gauge!(crate::telemetry::names::HISTORY_EVENTS);
+    if after >= before {
+        gauge.increment((after - before) as f64);
+    } else {
+        gauge.decrement((before - after) as f64);
+    }
+}
+
 #[async_trait]
 impl Backplane for MemoryBackplane {
     fn attach(&self, sink: Arc<dyn Sink>) {
@@ -125,7 +135,9 @@ impl Backplane for MemoryBackplane {
             new.payload,
             now,
         ));
+        let before = history.len();
         history.push(event.clone(), self.retention, now);
+        retained_changed(before, history.len());
         if let Some(id) = new.idempotency_key {
             let window = u64::try_from(self.idempotency_window.as_millis()).unwrap_or(u64::MAX);
             state
@@ -147,7 +159,9 @@ impl Backplane for MemoryBackplane {
         let mut state = self.state();
         let since = match state.channels.get_mut(channel) {
             Some(h) => {
+                let before = h.len();
                 h.prune(self.retention, now_ms());
+                retained_changed(before, h.len());
                 h.since(after, limit)
             }
             None => History::new().since(after, limit),

@@ -24,6 +24,7 @@ use crate::event::{Epoch, Event};
 use crate::history::Since;
 use crate::hub::{Inner, Live};
 use crate::name::Channel;
+use crate::telemetry::names;
 
 /// What a subscription yields.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,6 +106,7 @@ pub struct Subscription {
 impl Subscription {
     pub(crate) fn new(hub: Arc<Inner>) -> Self {
         hub.subscriptions.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!(names::SUBSCRIPTIONS).increment(1.0);
         Subscription {
             hub,
             lanes: Vec::new(),
@@ -262,6 +264,7 @@ impl Subscription {
                 }
                 Some(Err(BroadcastStreamRecvError::Lagged(_))) => {
                     self.ended = true;
+                    metrics::counter!(names::LAGGED).increment(1);
                     return Some(Delivery::Lagged);
                 }
                 None => {
@@ -306,6 +309,7 @@ impl Subscription {
                 {
                     lane.delivered = event.offset();
                 }
+                metrics::counter!(names::DELIVERIES).increment(1);
                 Delivery::Event(event)
             }
             Queued::Resync(moved) => {
@@ -316,6 +320,7 @@ impl Subscription {
                     }
                     channels.push(channel);
                 }
+                metrics::counter!(names::RESYNCS).increment(1);
                 Delivery::Resync { channels }
             }
         }
@@ -420,6 +425,7 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.hub.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!(names::SUBSCRIPTIONS).decrement(1.0);
         for lane in std::mem::take(&mut self.lanes) {
             let channel = lane.channel.clone();
             drop(lane);

@@ -106,6 +106,11 @@ pub struct Config {
     #[arg(long = "no-demo", action = clap::ArgAction::SetFalse)]
     pub demo: bool,
 
+    /// Do not serve Prometheus metrics at `/metrics` (served by default; keep the path off the
+    /// public internet at the proxy).
+    #[arg(long = "no-metrics", action = clap::ArgAction::SetFalse)]
+    pub metrics: bool,
+
     /// Log output format.
     #[arg(long, env = "RT_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,

@@ -35,6 +35,7 @@ mod api;
 mod config;
 mod demo;
 mod error;
+mod metrics;
 mod router;
 mod serve;
 mod transport;

@@ -15,6 +15,7 @@ pub(crate) struct App {
     api_key: Option<String>,
     disabled: Vec<crate::config::Transport>,
     demo: bool,
+    metrics: bool,
     #[cfg(feature = "ws")]
     ws: rt_ws::WebSocket,
     #[cfg(feature = "sse")]
@@ -36,6 +37,7 @@ impl App {
             api_key: config.api_key.clone().filter(|k| !k.is_empty()),
             disabled: config.disable.clone(),
             demo: config.demo,
+            metrics: config.metrics,
             hub,
         }
     }
@@ -44,10 +46,17 @@ impl App {
         &self,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, Infallible> {
+        Ok(crate::metrics::observe(req, |req| self.route(req)).await)
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Response<Body> {
         let disabled = crate::config::Transport::of_path(req.uri().path())
             .filter(|t| self.disabled.contains(t));
         let res = match (req.method(), req.uri().path()) {
             (&Method::GET | &Method::HEAD, "/health") => crate::api::health(&self.hub),
+            (&Method::GET | &Method::HEAD, "/metrics") if self.metrics => {
+                crate::metrics::render(&self.hub, crate::metrics::recorder().as_ref())
+            }
             (_, path) if disabled.is_some() => h::error(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -79,6 +88,6 @@ impl App {
                 ),
             ),
         };
-        Ok(res)
+        res
     }
 }

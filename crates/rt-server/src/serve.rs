@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::metrics::{TrackedStream, UpgradeSlot};
 use crate::router::App;
 
 /// A bound, not yet running server.
@@ -58,6 +59,10 @@ impl Server {
             return Err(Error::Config(
                 "--max-channels, --queue-capacity and --max-payload must be at least 1".into(),
             ));
+        }
+        if config.metrics {
+            // Installed before anything records, so that no early count is lost.
+            crate::metrics::recorder();
         }
         let hub = Hub::new(backplane(&config).await?, config.hub_config());
         let listener = TcpListener::bind(config.listen)
@@ -112,7 +117,10 @@ impl Server {
                     };
                     let _ = stream.set_nodelay(true);
                     let app = app.clone();
-                    let service = service_fn(move |req| {
+                    let slot = UpgradeSlot::default();
+                    let stream = TrackedStream::new(stream, slot.clone());
+                    let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(slot.clone());
                         let app = app.clone();
                         async move { app.handle(req).await }
                     });

@@ -1,35 +1,115 @@
-//! rt-ws: the WebSocket transport of rt (being built; see issue tracker).
+//! rt-ws: the WebSocket transport of rt.
+//!
+//! [`WebSocket`] answers an HTTP/1.1 upgrade request (raw hyper, see [`Upgrade`] for the RFC
+//! 6455 checks) and then speaks rt's JSON protocol over the socket (`docs/protocol.md`,
+//! section WebSocket): clients subscribe to channels (optionally resuming from a cursor),
+//! publish with idempotent client message ids, and may acknowledge events; the server sends
+//! events, heartbeats and close codes that say why a connection ended.
+//!
+//! Each connection holds one [`rt_core::Subscription`]; an event is serialised once per
+//! publish and the same bytes go to every subscriber on the node. Idle connections are cheap:
+//! tungstenite's buffers are cut from 128 KiB to 4 KiB ([`Config`]).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use hyper::service::service_fn;
+//! use hyper_util::rt::TokioIo;
+//! use rt_core::{Hub, HubConfig, MemoryBackplane, Retention};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let hub = Hub::new(Arc::new(MemoryBackplane::new(Retention::default())), HubConfig::default());
+//! let ws = Arc::new(rt_ws::WebSocket::new(hub, rt_ws::Config::default()));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! loop {
+//!     let (stream, _) = listener.accept().await?;
+//!     let ws = ws.clone();
+//!     tokio::spawn(async move {
+//!         let service = service_fn(move |req| {
+//!             let ws = ws.clone();
+//!             async move { Ok::<_, std::convert::Infallible>(ws.handle(req).await) }
+//!         });
+//!         let _ = hyper::server::conn::http1::Builder::new()
+//!             .serve_connection(TokioIo::new(stream), service)
+//!             .with_upgrades()
+//!             .await;
+//!     });
+//! }
+//! # }
+//! ```
+//!
+//! `examples/ws_server.rs` is this example with a publisher; `examples/echo.rs` is the plain
+//! echo endpoint (same handshake and limits) that `cargo xtask autobahn` runs the Autobahn
+//! test suite against.
+//!
+//! | close code | when |
+//! | --- | --- |
+//! | 1000 | the client closed normally |
+//! | 1001 | server shutdown, or no pong within `pong_timeout` |
+//! | 1008 | origin not allowed, bad token, repeated invalid or rate-limited messages |
+//! | 1009 | a message or frame over `max_message` / `max_frame` |
+//! | 1011 | internal server error |
+//! | 1013 | lagged, too slow to read, or too many unacknowledged events |
 
-use http::{Request, Response, StatusCode};
+mod config;
+mod connection;
+mod error;
+mod handshake;
+mod limits;
+mod protocol;
+
+use std::sync::Arc;
+
+use http::{Request, Response};
 use hyper::body::Incoming;
 use rt_core::http::Body;
 use rt_core::Hub;
 
-/// Options of the transport.
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct Config {}
+pub use config::Config;
+pub use error::Error;
+pub use handshake::{Socket, Upgrade};
 
-/// The WebSocket endpoint, bound to a hub.
+/// The subprotocol of rt's JSON protocol, version 1.
+pub const SUBPROTOCOL: &str = "rt.v1";
+
+/// The WebSocket endpoint, bound to a hub. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct WebSocket {
     hub: Hub,
-    config: Config,
+    config: Arc<Config>,
 }
 
 impl WebSocket {
     /// The endpoint over `hub`.
     pub fn new(hub: Hub, config: Config) -> Self {
-        WebSocket { hub, config }
+        WebSocket {
+            hub,
+            config: Arc::new(config),
+        }
     }
 
-    /// Answers one request.
-    pub async fn handle(&self, _req: Request<Incoming>) -> Response<Body> {
-        let _ = (&self.hub, &self.config);
-        rt_core::http::error(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            "this transport is being built",
-        )
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Answers one request: a refused handshake gets its HTTP error; an accepted one gets
+    /// `101 Switching Protocols` and the connection is served on a task of its own.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let upgrade = match Upgrade::new(req, &self.config) {
+            Ok(u) => u,
+            Err(e) => return e.to_response(),
+        };
+        let response = upgrade.response();
+        let (hub, config) = (self.hub.clone(), self.config.clone());
+        tokio::spawn(async move {
+            let (refusal, auth, code) = (upgrade.refusal(), upgrade.auth(), upgrade.close_code());
+            match upgrade.socket().await {
+                Ok(socket) => connection::run(socket, hub, config, refusal, auth, code).await,
+                Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+            }
+        });
+        response
     }
 }

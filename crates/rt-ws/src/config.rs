@@ -1,0 +1,84 @@
+//! Tuning and policy of the WebSocket transport.
+
+use std::time::Duration;
+
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// Options of the WebSocket transport. Start from [`Config::default`] and change what you need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// How often the server sends a WebSocket Ping (and, with `app_heartbeat`, a
+    /// `{"type":"heartbeat"}` message).
+    pub ping_interval: Duration,
+    /// How long the client may take to answer a Ping with a Pong before it is disconnected.
+    pub pong_timeout: Duration,
+    /// Also send a `heartbeat` data message at every ping: browsers cannot see control frames
+    /// and some proxies only reset their idle timers on data frames.
+    pub app_heartbeat: bool,
+    /// Largest incoming message in bytes (close 1009 above it).
+    pub max_message: usize,
+    /// Largest incoming frame payload in bytes (close 1009 above it).
+    pub max_frame: usize,
+    /// Read buffer per connection. tungstenite's default (128 KiB) is far too big for many
+    /// mostly idle connections.
+    pub read_buffer: usize,
+    /// Bytes gathered before a write reaches the socket (messages are flushed as soon as the
+    /// outbound queue is empty anyway).
+    pub write_buffer: usize,
+    /// Messages that may wait for a connection's socket. Once it is full the connection stops
+    /// taking events from its subscription.
+    pub outbound_queue: usize,
+    /// How long a connection may be unable to take its next event (socket not draining, or
+    /// too many unacknowledged events) before it is closed with 1013.
+    pub stall_timeout: Duration,
+    /// For clients that opted into acks: most events sent and not yet acknowledged.
+    pub ack_window: usize,
+    /// Inbound messages per second allowed per connection (sustained).
+    pub rate_limit: u32,
+    /// Inbound messages allowed in a burst above the sustained rate.
+    pub rate_burst: u32,
+    /// Invalid or rate-limited messages in a row before the connection is closed with 1008.
+    pub max_strikes: u32,
+    /// Browser origins allowed to connect (`Origin` header, e.g. `https://app.example.com`).
+    /// `None` allows any origin. Requests without an `Origin` header (non-browser clients)
+    /// are always allowed.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Subprotocols the server accepts, in order of preference (`rt.v1`).
+    pub subprotocols: Vec<String>,
+    /// How long a close handshake may take before the socket is dropped.
+    pub close_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ping_interval: Duration::from_secs(25),
+            pong_timeout: Duration::from_secs(20),
+            app_heartbeat: true,
+            max_message: 64 * 1024,
+            max_frame: 64 * 1024,
+            read_buffer: 4 * 1024,
+            write_buffer: 4 * 1024,
+            outbound_queue: 256,
+            stall_timeout: Duration::from_secs(10),
+            ack_window: 1024,
+            rate_limit: 100,
+            rate_burst: 200,
+            max_strikes: 10,
+            allowed_origins: None,
+            subprotocols: vec![crate::SUBPROTOCOL.to_owned()],
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Config {
+    /// The tungstenite configuration these options imply: small buffers and the size limits.
+    pub fn websocket_config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .read_buffer_size(self.read_buffer)
+            .write_buffer_size(self.write_buffer)
+            .max_message_size(Some(self.max_message))
+            .max_frame_size(Some(self.max_frame))
+    }
+}

@@ -1,0 +1,236 @@
+//! The RFC 6455 opening handshake over hyper's upgrade mechanism.
+
+use base64::Engine as _;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+
+use rt_core::http::{Body, Query};
+use rt_core::telemetry::CloseCode;
+use rt_core::{authenticator_of, Authenticator, Permissions};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::config::Config;
+use crate::error::Error;
+
+/// The socket of an upgraded connection.
+pub type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// A validated handshake whose `101 Switching Protocols` answer has not been sent yet.
+///
+/// Return [`Upgrade::response`] from the request handler, and await [`Upgrade::socket`] in a
+/// spawned task: hyper hands the connection over once the response is written.
+#[derive(Debug)]
+pub struct Upgrade {
+    on_upgrade: OnUpgrade,
+    ws_config: WebSocketConfig,
+    protocol: Option<HeaderValue>,
+    accept: HeaderValue,
+    refusal: Option<&'static str>,
+    query: Query,
+    auth: Auth,
+    close_code: CloseCode,
+}
+
+/// Who the client is, as the server's authentication layer decided.
+#[derive(Debug, Clone)]
+pub(crate) struct Auth {
+    pub(crate) permissions: Permissions,
+    /// Verifies tokens sent later in `auth` messages.
+    pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
+}
+
+/// True when the comma-separated header `name` holds `token` (case-insensitive).
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+impl Upgrade {
+    /// Validates `req` as a WebSocket upgrade under `config`.
+    ///
+    /// A refused origin or a token that does not verify does not fail the handshake: browsers cannot
+    /// read the status of a failed upgrade, so the connection is opened and then closed with
+    /// 1008 and a reason ([`Upgrade::refusal`]).
+    pub fn new(mut req: Request<Incoming>, config: &Config) -> Result<Self, Error> {
+        if req.method() != Method::GET {
+            return Err(Error::Method(req.method().to_string()));
+        }
+        if req.version() != Version::HTTP_11 {
+            return Err(Error::Handshake(
+                "a WebSocket is opened over HTTP/1.1 (HTTP/2 and HTTP/1.0 cannot upgrade)",
+            ));
+        }
+        let headers = req.headers();
+        if !has_token(headers, header::UPGRADE, "websocket") {
+            return Err(Error::Handshake("the Upgrade header must be `websocket`"));
+        }
+        if !has_token(headers, header::CONNECTION, "upgrade") {
+            return Err(Error::Handshake(
+                "the Connection header must include `Upgrade`",
+            ));
+        }
+        let key = headers
+            .get(header::SEC_WEBSOCKET_KEY)
+            .ok_or(Error::Handshake("the Sec-WebSocket-Key header is missing"))?;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(key.as_bytes());
+        if !matches!(decoded, Ok(ref k) if k.len() == 16) {
+            return Err(Error::Handshake(
+                "Sec-WebSocket-Key must be 16 random bytes in base64",
+            ));
+        }
+        match headers.get(header::SEC_WEBSOCKET_VERSION) {
+            None => {
+                return Err(Error::Handshake(
+                    "the Sec-WebSocket-Version header is missing (send 13)",
+                ))
+            }
+            Some(v) if v.as_bytes() == b"13" => {}
+            Some(v) => {
+                return Err(Error::Version(
+                    String::from_utf8_lossy(v.as_bytes())
+                        .chars()
+                        .take(32)
+                        .collect(),
+                ))
+            }
+        }
+        let accept = HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
+            .map_err(|_| Error::Handshake("Sec-WebSocket-Key could not be answered"))?;
+        let protocol = headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .find(|offered| config.subprotocols.iter().any(|p| p == offered))
+            .and_then(|p| HeaderValue::from_str(p).ok());
+        let query = Query::parse(req.uri().query());
+        let (auth, bad_auth) = authenticate(&req, &query);
+        let refusal = bad_origin(headers, config).or(bad_auth);
+        let close_code = req
+            .extensions()
+            .get::<CloseCode>()
+            .cloned()
+            .unwrap_or_default();
+        Ok(Upgrade {
+            on_upgrade: hyper::upgrade::on(&mut req),
+            ws_config: config.websocket_config(),
+            protocol,
+            accept,
+            refusal,
+            query,
+            auth,
+            close_code,
+        })
+    }
+
+    /// The `101 Switching Protocols` answer to send.
+    pub fn response(&self) -> Response<Body> {
+        let mut res = Response::new(rt_core::http::empty());
+        *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = res.headers_mut();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, self.accept.clone());
+        if let Some(p) = &self.protocol {
+            h.insert(header::SEC_WEBSOCKET_PROTOCOL, p.clone());
+        }
+        res
+    }
+
+    /// The subprotocol agreed on, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_ref().and_then(|p| p.to_str().ok())
+    }
+
+    /// Why the connection must be closed with 1008 right after opening (bad origin or token).
+    pub fn refusal(&self) -> Option<&'static str> {
+        self.refusal
+    }
+
+    /// The request's query string.
+    pub fn query(&self) -> &Query {
+        &self.query
+    }
+
+    pub(crate) fn auth(&self) -> Auth {
+        self.auth.clone()
+    }
+
+    /// Where the close code of the connection is reported (the server's telemetry slot).
+    pub(crate) fn close_code(&self) -> CloseCode {
+        self.close_code.clone()
+    }
+
+    /// Waits until hyper hands over the connection, then wraps it as a WebSocket with the
+    /// configured buffers and limits.
+    pub async fn socket(self) -> Result<Socket, hyper::Error> {
+        let upgraded = self.on_upgrade.await?;
+        Ok(WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            Some(self.ws_config),
+        )
+        .await)
+    }
+}
+
+/// Checks the origin allow-list.
+fn bad_origin(headers: &HeaderMap, config: &Config) -> Option<&'static str> {
+    let (allowed, origin) = (
+        config.allowed_origins.as_ref()?,
+        headers.get(header::ORIGIN)?,
+    );
+    let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
+    (!allowed.iter().any(|a| a == origin)).then_some("origin not allowed")
+}
+
+/// The client's permissions: those the server put in the request, or those the server's
+/// authenticator grants the token of the request (`Authorization: Bearer` or `?token=`), or
+/// everything when the server has no authentication. A token that does not verify is
+/// reported as the refusal.
+fn authenticate(req: &Request<Incoming>, query: &Query) -> (Auth, Option<&'static str>) {
+    let authenticator = authenticator_of(req.extensions());
+    if let Some(permissions) = req.extensions().get::<Permissions>() {
+        let auth = Auth {
+            permissions: permissions.clone(),
+            authenticator,
+        };
+        return (auth, None);
+    }
+    let Some(verifier) = &authenticator else {
+        let auth = Auth {
+            permissions: Permissions::open(),
+            authenticator,
+        };
+        return (auth, None);
+    };
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| query.get("token"));
+    let (permissions, refusal) = match verifier.authenticate(token) {
+        Ok(p) => (p, None),
+        Err(rt_core::Error::TokenExpired) => {
+            (Permissions::anonymous(), Some("bad auth: token expired"))
+        }
+        Err(_) => (Permissions::anonymous(), Some("bad auth: invalid token")),
+    };
+    let auth = Auth {
+        permissions,
+        authenticator,
+    };
+    (auth, refusal)
+}

@@ -1,0 +1,430 @@
+//! The messages of the rt WebSocket protocol (see `docs/protocol.md`, section WebSocket).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use rt_core::{
+    Channel, Cursor, Error, Event, EventName, MessageId, NewEvent, Payload, PublishRequest,
+};
+use serde::{Deserialize, Serialize};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A message from the client.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    Subscribe {
+        channels: Vec<Channel>,
+        cursor: Option<String>,
+        acks: bool,
+    },
+    Unsubscribe {
+        channels: Vec<Channel>,
+    },
+    Publish(NewEvent, Option<String>),
+    Ack {
+        channel: Channel,
+        offset: u64,
+    },
+    Ping {
+        id: Option<serde_json::Value>,
+    },
+    Auth {
+        token: String,
+    },
+}
+
+/// A request that failed, with the client message id to echo (for publishes).
+#[derive(Debug)]
+pub(crate) struct Rejected {
+    pub(crate) error: Error,
+    pub(crate) id: Option<String>,
+}
+
+impl From<Error> for Rejected {
+    fn from(error: Error) -> Self {
+        Rejected { error, id: None }
+    }
+}
+
+fn bad(message: String) -> Rejected {
+    Error::BadRequest(message).into()
+}
+
+fn channels(names: Vec<String>) -> Result<Vec<Channel>, Error> {
+    if names.is_empty() {
+        return Err(Error::NoChannels);
+    }
+    names.iter().map(|n| Channel::new(n)).collect()
+}
+
+/// Parses a text frame.
+pub(crate) fn parse_text(text: &[u8]) -> Result<Inbound, Rejected> {
+    #[derive(Deserialize)]
+    struct Head {
+        r#type: String,
+    }
+    #[derive(Deserialize)]
+    struct Subscribe {
+        channels: Vec<String>,
+        #[serde(default)]
+        cursor: Option<String>,
+        #[serde(default)]
+        acks: bool,
+    }
+    #[derive(Deserialize)]
+    struct Unsubscribe {
+        channels: Vec<String>,
+    }
+    #[derive(Deserialize)]
+    struct Ack {
+        channel: String,
+        offset: u64,
+    }
+    #[derive(Deserialize)]
+    struct Ping {
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+    }
+    #[derive(Deserialize)]
+    struct AuthMsg {
+        token: String,
+    }
+    fn de<'a, T: Deserialize<'a>>(text: &'a [u8], kind: &str) -> Result<T, Rejected> {
+        serde_json::from_slice(text).map_err(|e| bad(format!("invalid {kind} message: {e}")))
+    }
+    let head: Head = serde_json::from_slice(text).map_err(|e| {
+        bad(format!(
+            "invalid message: {e}; send a JSON object with a \"type\" field"
+        ))
+    })?;
+    match head.r#type.as_str() {
+        "subscribe" => {
+            let s: Subscribe = de(text, "subscribe")?;
+            Ok(Inbound::Subscribe {
+                channels: channels(s.channels)?,
+                cursor: s.cursor,
+                acks: s.acks,
+            })
+        }
+        "unsubscribe" => {
+            let u: Unsubscribe = de(text, "unsubscribe")?;
+            Ok(Inbound::Unsubscribe {
+                channels: channels(u.channels)?,
+            })
+        }
+        "publish" => {
+            let p = PublishRequest::from_json(text)?;
+            let id = p.id.clone();
+            match p.into_new_event() {
+                Ok(event) => Ok(Inbound::Publish(event, id)),
+                Err(error) => Err(Rejected { error, id }),
+            }
+        }
+        "ack" => {
+            let a: Ack = de(text, "ack")?;
+            Ok(Inbound::Ack {
+                channel: Channel::new(&a.channel)?,
+                offset: a.offset,
+            })
+        }
+        "ping" => {
+            let p: Ping = de(text, "ping")?;
+            Ok(Inbound::Ping { id: p.id })
+        }
+        "auth" => {
+            let a: AuthMsg = de(text, "auth")?;
+            Ok(Inbound::Auth { token: a.token })
+        }
+        other => Err(bad(format!(
+            "unknown message type {:?}; expected subscribe, unsubscribe, publish, ack, ping or auth",
+            other.chars().take(32).collect::<String>()
+        ))),
+    }
+}
+
+/// Splits a binary frame into its JSON header and payload: a 4-byte big-endian header length,
+/// the header, then the payload.
+fn split_binary(frame: &Bytes) -> Option<(&[u8], Bytes)> {
+    let len = u32::from_be_bytes(frame.get(..4)?.try_into().ok()?) as usize;
+    let end = 4usize.checked_add(len)?;
+    Some((frame.get(4..end)?, frame.slice(end..)))
+}
+
+/// Parses a binary frame: a publish of a binary payload.
+pub(crate) fn parse_binary(frame: &Bytes) -> Result<Inbound, Rejected> {
+    #[derive(Deserialize)]
+    struct Header {
+        r#type: String,
+        channel: String,
+        #[serde(default)]
+        event: Option<String>,
+        #[serde(default)]
+        id: Option<String>,
+    }
+    let (header, payload) = split_binary(frame).ok_or_else(|| {
+        bad("a binary frame starts with a 4-byte big-endian header length, then the JSON header, then the payload".into())
+    })?;
+    let h: Header = serde_json::from_slice(header)
+        .map_err(|e| bad(format!("invalid binary frame header: {e}")))?;
+    if h.r#type != "publish" {
+        return Err(bad(
+            "binary frames from clients can only be of type \"publish\"".into(),
+        ));
+    }
+    let id = h.id.clone();
+    let event = (|| {
+        Ok::<_, Error>(NewEvent {
+            channel: Channel::new(&h.channel)?,
+            name: match &h.event {
+                Some(n) => EventName::new(n)?,
+                None => EventName::message(),
+            },
+            payload: Payload::Binary(payload),
+            idempotency_key: h.id.as_deref().map(MessageId::new).transpose()?,
+        })
+    })();
+    event
+        .map(|e| Inbound::Publish(e, id.clone()))
+        .map_err(|error| Rejected { error, id })
+}
+
+/// A text frame from JSON bytes, without copying or re-validating them.
+pub(crate) fn text_frame(json: Bytes) -> Message {
+    Message::Frame(Frame::message(json, OpCode::Data(Data::Text), true))
+}
+
+fn json_frame<T: Serialize>(value: &T) -> Message {
+    // Serialising our own structs of strings and numbers cannot fail.
+    text_frame(Bytes::from(serde_json::to_vec(value).unwrap_or_default()))
+}
+
+/// The frame carrying `event`: its canonical JSON object in a text frame, or for a binary
+/// payload a binary frame (header length, JSON header without `data`, raw payload). Both are
+/// encoded once per event and shared by every connection.
+pub(crate) fn event_frame(event: &Event) -> Message {
+    match event.payload() {
+        Payload::Text(_) => text_frame(event.json()),
+        Payload::Binary(payload) => {
+            let bytes = event.encoded(rt_core::Wire::WsBinary, |e| {
+                #[derive(Serialize)]
+                struct Header<'a> {
+                    r#type: &'static str,
+                    channel: &'a Channel,
+                    offset: u64,
+                    epoch: String,
+                    event: &'a EventName,
+                    time: u64,
+                }
+                let header = serde_json::to_vec(&Header {
+                    r#type: "event",
+                    channel: e.channel(),
+                    offset: e.offset(),
+                    epoch: e.epoch().to_string(),
+                    event: e.name(),
+                    time: e.time_ms(),
+                })
+                .unwrap_or_default();
+                let mut out = BytesMut::with_capacity(4 + header.len() + payload.len());
+                out.put_u32(header.len() as u32);
+                out.put_slice(&header);
+                out.put_slice(payload);
+                out.freeze()
+            });
+            Message::Binary(bytes)
+        }
+    }
+}
+
+/// `{"type":"subscribed","channels":[..],"recovered":false,"resynced":[..],"cursor":".."}`
+pub(crate) fn subscribed(
+    channels: &[Channel],
+    joined: &rt_core::Joined,
+    cursor: &Cursor,
+) -> Message {
+    #[derive(Serialize)]
+    struct M<'a> {
+        r#type: &'static str,
+        channels: &'a [Channel],
+        recovered: bool,
+        resynced: &'a [Channel],
+        cursor: String,
+    }
+    json_frame(&M {
+        r#type: "subscribed",
+        channels,
+        recovered: joined.recovered(),
+        resynced: &joined.resynced,
+        cursor: cursor.to_string(),
+    })
+}
+
+/// `{"type":"authenticated","subject":"..","dropped":[..],"cursor":".."}`
+pub(crate) fn authenticated(
+    subject: Option<&str>,
+    dropped: &[Channel],
+    cursor: &Cursor,
+) -> Message {
+    #[derive(Serialize)]
+    struct M<'a> {
+        r#type: &'static str,
+        subject: Option<&'a str>,
+        dropped: &'a [Channel],
+        cursor: String,
+    }
+    json_frame(&M {
+        r#type: "authenticated",
+        subject,
+        dropped,
+        cursor: cursor.to_string(),
+    })
+}
+
+/// `{"type":"unsubscribed","channels":[..],"cursor":".."}`, and `resync` with the same fields.
+pub(crate) fn channels_message(
+    kind: &'static str,
+    channels: &[Channel],
+    cursor: &Cursor,
+) -> Message {
+    #[derive(Serialize)]
+    struct M<'a> {
+        r#type: &'static str,
+        channels: &'a [Channel],
+        cursor: String,
+    }
+    json_frame(&M {
+        r#type: kind,
+        channels,
+        cursor: cursor.to_string(),
+    })
+}
+
+/// `{"type":"error","code":"..","message":"..","id":".."}`
+pub(crate) fn error(code: &str, message: &str, id: Option<&str>) -> Message {
+    #[derive(Serialize)]
+    struct M<'a> {
+        r#type: &'static str,
+        code: &'a str,
+        message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+    }
+    json_frame(&M {
+        r#type: "error",
+        code,
+        message,
+        id,
+    })
+}
+
+/// The answer to a publish.
+pub(crate) fn published(ack: &rt_core::PublishAck) -> Message {
+    json_frame(ack)
+}
+
+/// `{"type":"pong","id":..,"time":..}`
+pub(crate) fn pong(id: Option<serde_json::Value>) -> Message {
+    #[derive(Serialize)]
+    struct M {
+        r#type: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+        time: u64,
+    }
+    json_frame(&M {
+        r#type: "pong",
+        id,
+        time: rt_core::now_ms(),
+    })
+}
+
+/// `{"type":"heartbeat","time":..}`
+pub(crate) fn heartbeat() -> Message {
+    #[derive(Serialize)]
+    struct M {
+        r#type: &'static str,
+        time: u64,
+    }
+    json_frame(&M {
+        r#type: "heartbeat",
+        time: rt_core::now_ms(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parses_every_client_message() {
+        let m = parse_text(
+            br#"{"type":"subscribe","channels":["a","b"],"cursor":"earliest","acks":true}"#,
+        )
+        .unwrap();
+        assert!(
+            matches!(m, Inbound::Subscribe { ref channels, ref cursor, acks: true } if channels.len() == 2 && cursor.as_deref() == Some("earliest"))
+        );
+        let m = parse_text(br#"{"type":"publish","channel":"a","data":"x","id":"m1"}"#).unwrap();
+        assert!(matches!(m, Inbound::Publish(_, Some(ref id)) if id == "m1"));
+        let m = parse_text(br#"{"type":"ack","channel":"a","offset":3}"#).unwrap();
+        assert!(matches!(m, Inbound::Ack { offset: 3, .. }));
+        assert!(matches!(
+            parse_text(br#"{"type":"ping","id":7}"#).unwrap(),
+            Inbound::Ping { id: Some(_) }
+        ));
+        assert!(matches!(
+            parse_text(br#"{"type":"unsubscribe","channels":["a"]}"#).unwrap(),
+            Inbound::Unsubscribe { .. }
+        ));
+    }
+
+    #[test]
+    fn bad_messages_are_errors_with_codes() {
+        let code = |t: &[u8]| parse_text(t).unwrap_err().error.code();
+        assert_eq!(code(b"{nope"), "bad_request");
+        assert_eq!(code(b"[]"), "bad_request");
+        assert_eq!(code(br#"{"type":"dance"}"#), "bad_request");
+        assert_eq!(
+            code(br#"{"type":"subscribe","channels":[]}"#),
+            "no_channels"
+        );
+        assert_eq!(
+            code(br#"{"type":"subscribe","channels":["a b"]}"#),
+            "invalid_channel"
+        );
+        assert_eq!(
+            code(br#"{"type":"ack","channel":"a","offset":-1}"#),
+            "bad_request"
+        );
+        let r =
+            parse_text(br#"{"type":"publish","channel":"a b","data":"x","id":"m9"}"#).unwrap_err();
+        assert_eq!(
+            (r.error.code(), r.id.as_deref()),
+            ("invalid_channel", Some("m9"))
+        );
+    }
+
+    #[test]
+    fn binary_layout() {
+        let header = br#"{"type":"publish","channel":"bin","id":"b1"}"#;
+        let mut frame = (header.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(header);
+        frame.extend_from_slice(&[0, 255, 7]);
+        match parse_binary(&Bytes::from(frame)).unwrap() {
+            Inbound::Publish(e, id) => {
+                assert_eq!(e.payload, Payload::binary(vec![0u8, 255, 7]));
+                assert_eq!(id.as_deref(), Some("b1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in [&b""[..], &[0, 0, 0, 9, b'{'][..], &[255, 255, 255, 255][..]] {
+            assert_eq!(
+                parse_binary(&Bytes::copy_from_slice(bad))
+                    .unwrap_err()
+                    .error
+                    .code(),
+                "bad_request"
+            );
+        }
+    }
+}
