@@ -1,1 +1,55 @@
-//! Redis backplane for rt: many nodes, one stream per channel (in progress).
+//! rt-backplane: the Redis backplane of rt, so that several rt nodes behind a load balancer
+//! share one ordered, resumable stream per channel.
+//!
+//! [`RedisBackplane`] implements [`rt_core::Backplane`]. A client may publish on node B, be
+//! subscribed on node A and reconnect to node C with its cursor: positions are assigned in
+//! Redis (one Lua script per publish), history lives in Redis streams bounded by count and age,
+//! and each node subscribes once per channel that has local subscribers, then fans out
+//! locally. When Redis is unreachable, publishes fail fast with `503`, health reports
+//! degraded, subscribers stay connected, and the node reconnects by itself and replays what
+//! its subscribers missed; when Redis lost its data, a new epoch tells clients
+//! `recovered: false` instead of leaving a silent gap.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use rt_backplane::{RedisBackplane, RedisConfig};
+//! use rt_core::{Channel, Hub, HubConfig, NewEvent, Payload};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = RedisConfig::new("redis://127.0.0.1:6379")
+//!     .prefix("my-app")
+//!     .history(1000, Duration::from_secs(300));
+//! let hub = Hub::new(Arc::new(RedisBackplane::connect(config).await?), HubConfig::default());
+//! let ack = hub.publish(NewEvent::new(Channel::new("news")?, Payload::text("hi"))).await?;
+//! println!("stored at offset {}", ack.event.offset());
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//!
+//! None: the crate always builds the same. URLs are `redis://[user:password@]host:port[/db]`
+//! and `redis+unix:///path/to/socket`; TLS (`rediss://`) is not built in yet.
+//!
+//! # In Redis
+//!
+//! Every key starts with the configured prefix, so deployments can share a Redis:
+//! `P:epoch`, and per epoch `P:E:heads` (latest offset of every channel, kept so offsets are
+//! never reused), `P:E:s:CHANNEL` (history stream), `P:E:t:CHANNEL` (event times, for trimming
+//! by age) and `P:E:i:...` (idempotency keys); live events travel on the pub/sub channel
+//! `P:c:CHANNEL`. History keys expire on their own once a channel is quiet for longer than the
+//! history age. A single Redis (or a primary with replicas and persistence) is supported;
+//! Redis Cluster is not.
+
+mod backplane;
+mod codec;
+mod config;
+mod error;
+mod link;
+
+pub use backplane::RedisBackplane;
+pub use config::RedisConfig;
+pub use error::Error;

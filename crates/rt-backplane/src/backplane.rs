@@ -1,0 +1,311 @@
+//! [`RedisBackplane`]: rt-core's [`Backplane`] on Redis.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rt_core::{
+    Backplane, Channel, Epoch, Error, Event, Health, NewEvent, Published, Read, Retention, Since,
+    Sink,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::codec;
+use crate::config::{redacted, RedisConfig};
+use crate::link::{self, Command, Shared, State};
+
+/// Positions are assigned and history is read by this one script; see its header.
+static SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("script.lua")));
+
+/// Ages beyond this are treated as "forever" (Redis rejects absurd expiry times).
+const MAX_AGE_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
+
+/// A [`Backplane`] on Redis: several rt nodes share one ordered, resumable stream per channel.
+///
+/// - Positions are assigned by a Lua script, atomically in Redis, so every node agrees on each
+///   channel's order and offsets. The epoch lives in Redis: when Redis loses its data, a new
+///   epoch starts and resuming clients are told (`recovered: false`).
+/// - History is a Redis stream per channel, bounded by count and age, so a client resumes
+///   exactly on any node.
+/// - Each node subscribes to a channel's pub/sub topic once, while it has local subscribers.
+/// - While Redis is unreachable, [`Backplane::publish`] fails at once with
+///   [`Error::Unavailable`] (HTTP `503`), [`Backplane::health`] is degraded, and a background
+///   task reconnects with capped, jittered exponential backoff; then every watched channel is
+///   caught up from history.
+///
+/// Must be created inside a Tokio runtime (it spawns its link task, which ends when the
+/// backplane is dropped).
+pub struct RedisBackplane {
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedSender<Command>,
+    retention: Retention,
+    idempotency_window: Duration,
+    url: String,
+}
+
+impl RedisBackplane {
+    /// Checks `config`, starts the link to Redis and waits up to `config.timeout` for the first
+    /// connection. An unreachable Redis is not an error: the backplane starts degraded and
+    /// keeps trying, so a node can start before its Redis.
+    pub async fn connect(config: RedisConfig) -> Result<Self, crate::Error> {
+        config.validate()?;
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| crate::Error::InvalidUrl(e.to_string()))?;
+        let shared = Arc::new(Shared::new(
+            client,
+            config.prefix.clone(),
+            config.timeout,
+            (config.reconnect_min, config.reconnect_max),
+        ));
+        let (commands, queue) = mpsc::unbounded_channel();
+        tokio::spawn(link::run(shared.clone(), queue));
+        let backplane = RedisBackplane {
+            shared,
+            commands,
+            retention: config.retention,
+            idempotency_window: config.idempotency_window,
+            url: redacted(&config.url),
+        };
+        backplane.wait_until_up(config.timeout).await;
+        Ok(backplane)
+    }
+
+    /// Waits up to `within` for the link to Redis to be up; returns whether it is.
+    pub async fn wait_until_up(&self, within: Duration) -> bool {
+        let mut state = self.shared.state.subscribe();
+        tokio::time::timeout(within, state.wait_for(|s| *s == State::Up))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    fn invocation(&self, mode: &str, channel: &Channel) -> redis::ScriptInvocation<'static> {
+        let max_age_ms = u64::try_from(self.retention.max_age.as_millis())
+            .map_or(MAX_AGE_MS, |ms| ms.min(MAX_AGE_MS));
+        let mut call = SCRIPT.prepare_invoke();
+        call.arg(&self.shared.prefix)
+            .arg(mode)
+            .arg(channel.as_str())
+            // Becomes the epoch only if Redis has none (first use, or its data was lost).
+            .arg(Epoch::random().to_string())
+            .arg(self.retention.max_len)
+            .arg(max_age_ms);
+        call
+    }
+
+    async fn run(&self, call: redis::ScriptInvocation<'static>) -> Result<Vec<Vec<u8>>, Error> {
+        let Some(mut conn) = self.shared.conn() else {
+            return Err(Error::Unavailable(
+                "not connected to Redis (reconnecting)".into(),
+            ));
+        };
+        let reason =
+            match tokio::time::timeout(self.shared.timeout, call.invoke_async(&mut conn)).await {
+                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("Redis did not answer within {:?}", self.shared.timeout),
+            };
+        self.shared.command_failed(&reason);
+        Err(Error::Unavailable(format!("Redis: {reason}")))
+    }
+}
+
+fn malformed(what: &str) -> Error {
+    Error::Unavailable(format!(
+        "unexpected reply from Redis ({what}); is another program writing under this key prefix?"
+    ))
+}
+
+fn number(field: Option<&Vec<u8>>, what: &str) -> Result<u64, Error> {
+    field
+        .and_then(|f| std::str::from_utf8(f).ok())
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| malformed(what))
+}
+
+/// Builds rt-core's answer from the script's `{epoch, head, oldest, messages...}`, with the
+/// same meaning as [`rt_core::History::since`].
+fn since(reply: &[Vec<u8>], after: u64, limit: usize) -> Result<Read, Error> {
+    let epoch: Epoch = reply
+        .first()
+        .and_then(|e| std::str::from_utf8(e).ok())
+        .and_then(|e| e.parse().ok())
+        .ok_or_else(|| malformed("epoch"))?;
+    let head = number(reply.get(1), "head")?;
+    let oldest = number(reply.get(2), "oldest")?;
+    let gap = Since::Gap { head, oldest };
+    let since = if after > head || (after < head && after + 1 < oldest) {
+        gap
+    } else if after == head {
+        Since::Events {
+            events: Vec::new(),
+            more: false,
+        }
+    } else {
+        let events = reply
+            .get(3..)
+            .unwrap_or_default()
+            .iter()
+            .map(|m| codec::decode(m).ok_or_else(|| malformed("history entry")))
+            .collect::<Result<Vec<Arc<Event>>, Error>>()?;
+        let contiguous = events
+            .iter()
+            .zip(after + 1..)
+            .all(|(e, expected)| e.offset() == expected && e.epoch() == epoch);
+        if !contiguous {
+            return Err(malformed("history out of order"));
+        }
+        match events.last() {
+            Some(last) => Since::Events {
+                more: last.offset() < head,
+                events,
+            },
+            None if limit == 0 => Since::Events { events, more: true },
+            None => gap,
+        }
+    };
+    Ok(Read { epoch, since })
+}
+
+#[async_trait]
+impl Backplane for RedisBackplane {
+    fn attach(&self, sink: Arc<dyn Sink>) {
+        let _ = self.shared.sink.set(sink);
+    }
+
+    async fn publish(&self, event: NewEvent) -> Result<Published, Error> {
+        let window_ms = u64::try_from(self.idempotency_window.as_millis()).unwrap_or(u64::MAX);
+        let mut call = self.invocation("publish", &event.channel);
+        call.arg(event.name.as_str())
+            .arg(codec::kind(&event.payload))
+            .arg(event.payload.bytes().as_ref())
+            .arg(event.idempotency_key.as_ref().map_or("", |k| k.as_str()))
+            .arg(window_ms.min(MAX_AGE_MS));
+        let reply = self.run(call).await?;
+        let (Some(flag), Some(msg)) = (reply.first(), reply.get(1)) else {
+            return Err(malformed("publish"));
+        };
+        let event = codec::decode(msg).ok_or_else(|| malformed("published event"))?;
+        Ok(Published {
+            event,
+            duplicate: flag.as_slice() == b"1",
+        })
+    }
+
+    async fn read(&self, channel: &Channel, after: u64, limit: usize) -> Result<Read, Error> {
+        let mut call = self.invocation("read", channel);
+        call.arg(after).arg(limit);
+        since(&self.run(call).await?, after, limit)
+    }
+
+    async fn head(&self, channel: &Channel) -> Result<(Epoch, u64), Error> {
+        let mut call = self.invocation("read", channel);
+        call.arg(0).arg(0);
+        let reply = self.run(call).await?;
+        let Read { epoch, .. } = since(&reply, 0, 0)?;
+        Ok((epoch, number(reply.get(1), "head")?))
+    }
+
+    async fn watch(&self, channel: &Channel) -> Result<(), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Watch(channel.clone(), reply))
+            .map_err(|_| Error::Unavailable("the Redis link has stopped".into()))?;
+        // The link answers within its own timeouts; this bounds the wait behind other commands.
+        match tokio::time::timeout(self.shared.timeout * 3, answer).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(reason))) => Err(Error::Unavailable(format!("Redis: {reason}"))),
+            Ok(Err(_)) => Err(Error::Unavailable("the Redis link has stopped".into())),
+            Err(_) => Err(Error::Unavailable(
+                "Redis did not confirm the subscription in time".into(),
+            )),
+        }
+    }
+
+    fn unwatch(&self, channel: &Channel) {
+        // Only fails when the link task is gone, and then nothing is subscribed anyway.
+        let _ = self.commands.send(Command::Unwatch(channel.clone()));
+    }
+
+    fn health(&self) -> Health {
+        match &*self.shared.state.borrow() {
+            State::Up => Health::Up,
+            State::Connecting => Health::Degraded("connecting to Redis".into()),
+            State::Down(reason) => Health::Degraded(format!("Redis: {reason}")),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisBackplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackplane")
+            .field("url", &self.url)
+            .field("prefix", &self.shared.prefix)
+            .field("retention", &self.retention)
+            .field("state", &*self.shared.state.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(epoch: &str, offset: u64) -> Vec<u8> {
+        format!("{epoch} {offset} 1 t message c\nx").into_bytes()
+    }
+
+    fn reply(head: u64, oldest: u64, offsets: &[u64]) -> Vec<Vec<u8>> {
+        let mut r = vec![
+            b"ab".to_vec(),
+            head.to_string().into(),
+            oldest.to_string().into(),
+        ];
+        r.extend(offsets.iter().map(|&o| msg("ab", o)));
+        r
+    }
+
+    fn offsets(read: &Read) -> (Vec<u64>, bool) {
+        match &read.since {
+            Since::Events { events, more } => (events.iter().map(|e| e.offset()).collect(), *more),
+            Since::Gap { .. } => panic!("unexpected gap: {read:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_mean_what_history_since_means() {
+        let r = since(&reply(5, 3, &[3, 4]), 2, 2).unwrap();
+        assert_eq!(r.epoch, Epoch(0xab));
+        assert_eq!(offsets(&r), (vec![3, 4], true));
+        assert_eq!(
+            offsets(&since(&reply(5, 3, &[5]), 4, 9).unwrap()),
+            (vec![5], false)
+        );
+        assert_eq!(
+            offsets(&since(&reply(5, 3, &[]), 5, 9).unwrap()),
+            (vec![], false)
+        );
+        assert!(offsets(&since(&reply(5, 3, &[]), 3, 0).unwrap()).1);
+        for after in [0, 1, 6] {
+            assert_eq!(
+                since(&reply(5, 3, &[]), after, 9).unwrap().since,
+                Since::Gap { head: 5, oldest: 3 },
+                "after {after}"
+            );
+        }
+        // Nothing retained.
+        assert_eq!(
+            since(&reply(5, 6, &[]), 4, 9).unwrap().since,
+            Since::Gap { head: 5, oldest: 6 }
+        );
+    }
+
+    #[test]
+    fn refuses_inconsistent_replies() {
+        assert!(since(&reply(5, 1, &[2, 4]), 1, 9).is_err());
+        assert!(since(&[b"zz".to_vec()], 0, 0).is_err());
+        let mut r = reply(2, 1, &[]);
+        r.push(b"garbage".to_vec());
+        assert!(since(&r, 0, 9).is_err());
+    }
+}

@@ -1,0 +1,23 @@
+//! The error type of rt-backplane: what can be wrong before the backplane starts.
+//!
+//! Once running, every failure to reach Redis is reported through rt-core as
+//! [`rt_core::Error::Unavailable`] (HTTP `503`), never as a panic.
+
+/// Why a [`RedisBackplane`](crate::RedisBackplane) could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The Redis URL could not be used. The URL itself is not repeated, as it may hold a
+    /// password.
+    #[error(
+        "invalid Redis URL: {0}; use redis://[user:password@]host:port[/db] or \
+         redis+unix:///path/to/socket"
+    )]
+    InvalidUrl(String),
+    /// The key prefix is empty, too long or has characters outside the allowed set.
+    #[error("invalid Redis key prefix {0:?}: use 1 to 64 characters of A-Z a-z 0-9 _ - . : @ /")]
+    InvalidPrefix(String),
+    /// A setting is out of range.
+    #[error("invalid Redis backplane setting: {0}")]
+    InvalidSetting(&'static str),
+}

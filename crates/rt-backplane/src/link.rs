@@ -1,0 +1,282 @@
+//! The node's link to Redis: one task owns the pub/sub connection and (re)establishes the
+//! command connection, with capped, jittered exponential backoff.
+//!
+//! Watch and unwatch requests go through one ordered queue to that task, so a channel that is
+//! unwatched and watched again at once ends up subscribed, whatever the timing. After every
+//! reconnect the task resubscribes and asks the hub to catch up each watched channel from
+//! history: whatever was published while the link was down is replayed from Redis.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
+use redis::AsyncConnectionConfig;
+use rt_core::{Channel, Sink};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::time::{timeout, Instant};
+
+use crate::codec;
+
+/// How often an idle pub/sub connection is checked, so a silently dead link is noticed.
+const PING_EVERY: Duration = Duration::from_secs(5);
+/// Channels per SUBSCRIBE when resubscribing after a reconnect.
+const SUBSCRIBE_BATCH: usize = 256;
+
+/// The link's state, as `health()` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    Connecting,
+    Up,
+    Down(String),
+}
+
+/// What the backplane's methods and the link task share.
+pub(crate) struct Shared {
+    pub(crate) client: redis::Client,
+    pub(crate) prefix: String,
+    pub(crate) timeout: Duration,
+    reconnect: (Duration, Duration),
+    conn: Mutex<Option<MultiplexedConnection>>,
+    pub(crate) state: watch::Sender<State>,
+    /// A command failed: the task checks the connection (and reconnects if it is gone).
+    broken: Notify,
+    pub(crate) sink: OnceLock<Arc<dyn Sink>>,
+}
+
+pub(crate) enum Command {
+    Watch(Channel, oneshot::Sender<Result<(), String>>),
+    Unwatch(Channel),
+}
+
+impl Shared {
+    pub(crate) fn new(
+        client: redis::Client,
+        prefix: String,
+        timeout: Duration,
+        reconnect: (Duration, Duration),
+    ) -> Self {
+        Shared {
+            client,
+            prefix,
+            timeout,
+            reconnect,
+            conn: Mutex::new(None),
+            state: watch::Sender::new(State::Connecting),
+            broken: Notify::new(),
+            sink: OnceLock::new(),
+        }
+    }
+
+    /// The command connection, if the link is up.
+    pub(crate) fn conn(&self) -> Option<MultiplexedConnection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_conn(&self, conn: Option<MultiplexedConnection>) {
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = conn;
+    }
+
+    /// A command failed: report degraded at once and let the task find out whether the
+    /// connection is gone.
+    pub(crate) fn command_failed(&self, reason: &str) {
+        self.state
+            .send_replace(State::Down(format!("a command failed: {reason}")));
+        self.broken.notify_one();
+    }
+
+    /// The pub/sub channel of `channel`.
+    pub(crate) fn topic(&self, channel: &Channel) -> String {
+        format!("{}:c:{}", self.prefix, channel)
+    }
+}
+
+/// Why the link went down.
+enum Exit {
+    /// The backplane was dropped: stop.
+    Closed,
+    /// The connection was lost.
+    Lost(String),
+}
+
+struct Backoff {
+    next: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (d * 2).min(self.max);
+        // Between half and all of it, so that nodes cut off together do not retry together.
+        d / 2 + d.mul_f64(fastrand::f64() / 2.0)
+    }
+}
+
+/// Runs the link until the backplane is dropped (its command queue closes).
+pub(crate) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let mut watched: HashSet<Channel> = HashSet::new();
+    let (min, max) = shared.reconnect;
+    let mut backoff = Backoff {
+        next: min,
+        min,
+        max,
+    };
+    loop {
+        match connect(&shared, &watched).await {
+            Ok((conn, sink, stream)) => {
+                shared.set_conn(Some(conn));
+                shared.state.send_replace(State::Up);
+                backoff.next = backoff.min;
+                tracing::info!(prefix = %shared.prefix, channels = watched.len(), "connected to Redis");
+                if let Some(hub) = shared.sink.get() {
+                    // Anything published while we were away is in history.
+                    for channel in &watched {
+                        hub.catch_up(channel);
+                    }
+                }
+                let exit = serve(&shared, &mut watched, &mut commands, sink, stream).await;
+                shared.set_conn(None);
+                match exit {
+                    Exit::Closed => return,
+                    Exit::Lost(reason) => {
+                        tracing::warn!(%reason, "lost the connection to Redis, reconnecting");
+                        shared.state.send_replace(State::Down(reason));
+                    }
+                }
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "cannot connect to Redis, retrying");
+                shared.state.send_replace(State::Down(reason));
+            }
+        }
+        let until = Instant::now() + backoff.delay();
+        // While waiting, new watches fail fast (their subscribers get 503) and unwatches apply.
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => break,
+                command = commands.recv() => match command {
+                    None => return,
+                    Some(Command::Watch(_, reply)) => {
+                        let _ = reply.send(Err("not connected to Redis, reconnecting".into()));
+                    }
+                    Some(Command::Unwatch(channel)) => {
+                        watched.remove(&channel);
+                    }
+                },
+            }
+        }
+    }
+}
+
+async fn connect(
+    shared: &Shared,
+    watched: &HashSet<Channel>,
+) -> Result<(MultiplexedConnection, PubSubSink, PubSubStream), String> {
+    let t = shared.timeout;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(t))
+        .set_response_timeout(Some(t));
+    let conn = shared
+        .client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let pubsub = timeout(t, shared.client.get_async_pubsub())
+        .await
+        .map_err(|_| "timed out opening the pub/sub connection".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let (mut sink, stream) = pubsub.split();
+    let topics: Vec<String> = watched.iter().map(|c| shared.topic(c)).collect();
+    for batch in topics.chunks(SUBSCRIBE_BATCH) {
+        within(t, sink.subscribe(batch)).await?;
+    }
+    Ok((conn, sink, stream))
+}
+
+async fn within<T>(
+    t: Duration,
+    f: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, String> {
+    match timeout(t, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("Redis did not answer within {t:?}")),
+    }
+}
+
+async fn serve(
+    shared: &Shared,
+    watched: &mut HashSet<Channel>,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    mut sink: PubSubSink,
+    mut stream: PubSubStream,
+) -> Exit {
+    let t = shared.timeout;
+    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                None => return Exit::Closed,
+                Some(Command::Watch(channel, reply)) => {
+                    if watched.contains(&channel) {
+                        let _ = reply.send(Ok(()));
+                        continue;
+                    }
+                    // Replying only after Redis confirmed the SUBSCRIBE is what makes
+                    // `watch()` mean "every later publish will be delivered".
+                    match within(t, sink.subscribe(shared.topic(&channel))).await {
+                        Ok(()) => {
+                            watched.insert(channel);
+                            let _ = reply.send(Ok(()));
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e.clone()));
+                            return Exit::Lost(e);
+                        }
+                    }
+                }
+                Some(Command::Unwatch(channel)) => {
+                    if watched.remove(&channel) {
+                        if let Err(e) = within(t, sink.unsubscribe(shared.topic(&channel))).await {
+                            return Exit::Lost(e);
+                        }
+                    }
+                }
+            },
+            message = stream.next() => match message {
+                None => return Exit::Lost("the pub/sub connection closed".into()),
+                Some(message) => match codec::decode(message.get_payload_bytes()) {
+                    Some(event) if watched.contains(event.channel()) => {
+                        if let Some(hub) = shared.sink.get() {
+                            hub.deliver(event);
+                        }
+                    }
+                    // Late message of a channel just unwatched.
+                    Some(_) => {}
+                    None => tracing::warn!(
+                        topic = message.get_channel_name(),
+                        "ignored a message that is not an rt event; is another program publishing under this key prefix?"
+                    ),
+                },
+            },
+            _ = ping.tick() => {
+                if let Err(e) = within(t, sink.ping::<redis::Value>()).await {
+                    return Exit::Lost(format!("pub/sub ping failed: {e}"));
+                }
+            }
+            () = shared.broken.notified() => {
+                let Some(mut conn) = shared.conn() else {
+                    return Exit::Lost("no command connection".into());
+                };
+                match within(t, redis::cmd("PING").query_async::<String>(&mut conn)).await {
+                    // The failure was the command's own (e.g. Redis out of memory).
+                    Ok(_) => { shared.state.send_replace(State::Up); }
+                    Err(e) => return Exit::Lost(format!("command connection lost: {e}")),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,117 @@
+-- rt's Redis backplane: every position is assigned and every page of history is read here, in
+-- one atomic step, so that all nodes agree on each channel's order and offsets.
+--
+-- Keys (all under ARGV[1], the deployment's prefix P):
+--   P:epoch            the current epoch (hex). Created with ARGV[4] when missing, which is
+--                      how a flushed or restarted Redis is detected: the epoch changes, and
+--                      every key below belongs to the new epoch, so offsets restart at 1.
+--   P:E:heads          hash channel -> latest offset (kept forever: offsets are never reused)
+--   P:E:s:CHANNEL      stream of retained events, entry id OFFSET-0, field m = the message
+--   P:E:t:CHANNEL      list of the retained events' times (ms), aligned with the stream, so
+--                      trimming by age reads small numbers instead of whole events
+--   P:E:i:LEN:CHANNEL:ID   idempotency key: the first publish's message, expiring
+--   P:c:CHANNEL        the pub/sub channel every node subscribes to
+--
+-- A message is "EPOCH OFFSET TIME KIND NAME CHANNEL\nPAYLOAD" (KIND: t text, b binary); names
+-- and channels never contain spaces or newlines.
+--
+-- ARGV: 1 prefix, 2 mode (publish|read), 3 channel, 4 fresh epoch, 5 max_len, 6 max_age_ms,
+--   publish: 7 name, 8 kind, 9 payload, 10 message id ('' for none), 11 idempotency window ms
+--   read:    7 after, 8 limit
+-- Replies are arrays of strings:
+--   publish: {'0' new | '1' duplicate, message}
+--   read:    {epoch, head, oldest retained offset, messages after `after`...}
+
+local prefix, mode, channel = ARGV[1], ARGV[2], ARGV[3]
+local max_len, max_age = tonumber(ARGV[5]), tonumber(ARGV[6])
+
+local epoch = redis.call('GET', prefix .. ':epoch')
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('SET', prefix .. ':epoch', epoch)
+end
+local base = prefix .. ':' .. epoch
+local skey = base .. ':s:' .. channel
+local tkey = base .. ':t:' .. channel
+local hkey = base .. ':heads'
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local head = tonumber(redis.call('HGET', hkey, channel) or '0')
+
+local function int(n)
+  return string.format('%d', n)
+end
+
+-- Applies the retention; returns how many events are retained.
+local function prune()
+  local n = redis.call('LLEN', tkey)
+  if n > max_len then
+    redis.call('LTRIM', tkey, n - max_len, -1)
+    n = max_len
+  end
+  local cutoff = now - max_age
+  local expired = 0
+  while expired < n do
+    local times = redis.call('LRANGE', tkey, expired, expired + 63)
+    local stop = false
+    for _, time in ipairs(times) do
+      if tonumber(time) >= cutoff then
+        stop = true
+        break
+      end
+      expired = expired + 1
+    end
+    if stop or #times == 0 then
+      break
+    end
+  end
+  if expired > 0 then
+    redis.call('LTRIM', tkey, expired, -1)
+    n = n - expired
+  end
+  -- Entries below the oldest retained offset go; XTRIM MINID keeps ids >= the one given.
+  redis.call('XTRIM', skey, 'MINID', int(head - n + 1) .. '-0')
+  return n
+end
+
+if mode == 'publish' then
+  local ikey = nil
+  if ARGV[10] ~= '' then
+    ikey = base .. ':i:' .. int(#channel) .. ':' .. channel .. ':' .. ARGV[10]
+    local first = redis.call('GET', ikey)
+    if first then
+      return {'1', first}
+    end
+  end
+  head = redis.call('HINCRBY', hkey, channel, 1)
+  local msg = epoch .. ' ' .. int(head) .. ' ' .. int(now) .. ' ' .. ARGV[8] .. ' ' .. ARGV[7]
+    .. ' ' .. channel .. '\n' .. ARGV[9]
+  if max_len > 0 then
+    redis.call('XADD', skey, int(head) .. '-0', 'm', msg)
+    redis.call('RPUSH', tkey, int(now))
+    prune()
+    -- A channel that goes quiet lets its history expire by itself.
+    redis.call('PEXPIRE', skey, max_age + 1000)
+    redis.call('PEXPIRE', tkey, max_age + 1000)
+  end
+  local window = tonumber(ARGV[11])
+  if ikey and window > 0 then
+    redis.call('SET', ikey, msg, 'PX', window)
+  end
+  redis.call('PUBLISH', prefix .. ':c:' .. channel, msg)
+  return {'0', msg}
+end
+
+-- read
+local after, limit = tonumber(ARGV[7]), tonumber(ARGV[8])
+local n = prune()
+local oldest = head - n + 1
+local reply = {epoch, int(head), int(oldest)}
+if limit > 0 and after + 1 >= oldest and after < head then
+  local entries = redis.call('XRANGE', skey, int(after + 1) .. '-0', '+', 'COUNT', limit)
+  for _, entry in ipairs(entries) do
+    reply[#reply + 1] = entry[2][2]
+  end
+end
+return reply
