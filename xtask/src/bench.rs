@@ -1,6 +1,80 @@
-//! `cargo xtask bench` (being built).
+//! `cargo xtask bench [--smoke] [rt-bench options]`: builds rt-server and the load generator
+//! in release mode, installs the Node peers from their lockfile, and runs rt-bench from the
+//! workspace root. Results go to target/bench/ (see docs/benchmarks.md).
 
-/// Runs the task.
-pub(crate) fn run(_args: &[String]) -> Result<(), String> {
-    Err("cargo xtask bench is not available yet".into())
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn status(cmd: &mut Command) -> Result<(), String> {
+    let shown = format!("{cmd:?}");
+    let st = cmd
+        .status()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed with {st}"))
+    }
+}
+
+/// Runs the benchmark; `args` are passed on to rt-bench (`--help` lists them).
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    let root = root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    status(Command::new(&cargo).current_dir(&root).args([
+        "build",
+        "--release",
+        "-p",
+        "rt-server",
+        "--features",
+        "full",
+    ]))?;
+    status(Command::new(&cargo).current_dir(&root).args([
+        "build",
+        "--release",
+        "-p",
+        "rt-bench",
+        "--bins",
+    ]))?;
+    let peers = root.join("bench/peers");
+    // Only the comparison with the Node peers needs them.
+    let targets = args
+        .iter()
+        .position(|a| a == "--targets")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--targets=")));
+    let node_peers = targets.is_none_or(|t| t.contains("ws") || t.contains("socketio"));
+    if node_peers {
+        status(Command::new("npm").current_dir(&peers).args([
+            "ci",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+        ]))?;
+    }
+    let release = target.join("release");
+    status(
+        Command::new(release.join("rt-bench"))
+            .current_dir(&root)
+            .arg("--rt-server")
+            .arg(release.join("rt-server"))
+            .arg("--baseline")
+            .arg(release.join("baseline"))
+            .arg("--peers")
+            .arg(&peers)
+            .arg("--out")
+            .arg(target.join("bench"))
+            .args(args),
+    )
 }

@@ -1,0 +1,275 @@
+//! rt-bench: load generator comparing rt with its peers on one machine, in one run.
+//!
+//! Run it through `cargo xtask bench` (which builds the servers and installs the Node
+//! peers); see docs/benchmarks.md for the method and the latest results.
+
+mod fleet;
+mod hist;
+mod marker;
+mod proc;
+mod publisher;
+mod report;
+mod run;
+mod servers;
+mod svg;
+mod wsclient;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::fleet::Transport;
+use crate::run::Spec;
+use crate::servers::{Programs, Target};
+
+/// A scenario of the benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    /// 1 publisher → N WebSocket subscribers on one channel, several publish rates.
+    Fanout,
+    /// 1,000 channels × 10 WebSocket subscribers, publishes spread over the channels.
+    Channels,
+    /// Idle WebSocket and SSE connections held: memory per connection.
+    Idle,
+    /// Held long polls released by publishes.
+    Poll,
+    /// SSE fan-out over HTTP/1.1 and over HTTP/2.
+    Sse,
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "Load generator for rt and its peers (see docs/benchmarks.md)")]
+struct Args {
+    /// Tiny parameters: a run of seconds that checks the whole pipeline (CI).
+    #[arg(long)]
+    smoke: bool,
+    /// Scenarios to run (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    scenario: Vec<Scenario>,
+    /// Servers compared in the fan-out and idle scenarios (others run rt only).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "rt,baseline,ws,socketio"
+    )]
+    targets: Vec<Target>,
+    /// Fan-out subscribers (default 10,000; smoke 50).
+    #[arg(long)]
+    subscribers: Option<usize>,
+    /// Fan-out publish rates per second (default 10,25,50,100,200,400).
+    #[arg(long, value_delimiter = ',')]
+    rates: Vec<f64>,
+    /// Idle connections per transport (default 19,000: see docs/benchmarks.md).
+    #[arg(long)]
+    idle: Option<usize>,
+    /// Seconds per publish-rate phase.
+    #[arg(long)]
+    phase_secs: Option<f64>,
+    /// Pin each server to CPU 0 and the generator to CPU 1 (default: both share both CPUs).
+    #[arg(long)]
+    pin: bool,
+    /// Generator worker threads (default: 1 with --pin, else 2).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// rt-server binary (release, --features full).
+    #[arg(long, default_value = "target/release/rt-server")]
+    rt_server: PathBuf,
+    /// The baseline binary.
+    #[arg(long, default_value = "target/release/baseline")]
+    baseline: PathBuf,
+    /// Directory of the Node peers (with node_modules installed).
+    #[arg(long, default_value = "bench/peers")]
+    peers: PathBuf,
+    /// Output directory.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    // Thousands of sockets: lift the soft open-files limit to the hard one.
+    let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
+    if args.pin {
+        // Before the runtime exists, so every worker thread inherits the mask.
+        let pid = std::process::id().to_string();
+        let ok = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", "1", &pid])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            eprintln!("rt-bench: --pin needs `taskset` (util-linux)");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    let threads = args.threads.unwrap_or(if args.pin { 1 } else { 2 });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build();
+    let runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rt-bench: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bench(args, threads, nofile)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rt-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn spec(scenario: &'static str, target: Target, kind: Transport, subscribers: usize) -> Spec {
+    let transport = match kind {
+        Transport::Ws => "ws".to_string(),
+        Transport::SseH1 => "sse-h1".into(),
+        Transport::SseH2 { streams } => format!("sse-h2 ({streams} streams/conn)"),
+        Transport::LongPoll => "long-poll".into(),
+    };
+    Spec {
+        scenario,
+        target,
+        transport,
+        kind,
+        subscribers,
+        channels: 1,
+        publishers: 1,
+        rates: vec![],
+        phase_secs: 5.0,
+        payload_bytes: 64,
+        checkpoints: vec![],
+        hold_secs: 0.0,
+    }
+}
+
+/// The runs of the chosen scenarios, with full or smoke parameters.
+fn plan(args: &Args) -> Vec<Spec> {
+    let smoke = args.smoke;
+    let all = args.scenario.is_empty();
+    let wants = |s: Scenario| all || args.scenario.contains(&s);
+    let phase = args.phase_secs.unwrap_or(if smoke { 1.0 } else { 5.0 });
+    let mut specs = vec![];
+    if wants(Scenario::Fanout) {
+        let n = args.subscribers.unwrap_or(if smoke { 50 } else { 10_000 });
+        let rates = if !args.rates.is_empty() {
+            args.rates.clone()
+        } else if smoke {
+            vec![20.0, 100.0]
+        } else {
+            vec![10.0, 25.0, 50.0, 100.0, 200.0, 400.0]
+        };
+        for &t in &args.targets {
+            let mut s = spec("fanout", t, Transport::Ws, n);
+            s.rates = rates.clone();
+            s.phase_secs = phase;
+            specs.push(s);
+        }
+    }
+    if wants(Scenario::Channels) {
+        let (channels, per) = if smoke { (10, 5) } else { (1_000, 10) };
+        let mut s = spec("channels", Target::Rt, Transport::Ws, channels * per);
+        s.channels = channels;
+        s.publishers = if smoke { 2 } else { 4 };
+        s.rates = if smoke {
+            vec![100.0]
+        } else {
+            vec![1_000.0, 4_000.0, 16_000.0]
+        };
+        s.phase_secs = phase;
+        specs.push(s);
+    }
+    if wants(Scenario::Idle) {
+        let n = args.idle.unwrap_or(if smoke { 200 } else { 19_000 });
+        let checkpoints: Vec<usize> = [1_000, 5_000, 10_000, 100]
+            .into_iter()
+            .filter(|&c| c < n && (smoke == (c == 100)))
+            .collect();
+        let mut runs = vec![(Target::Rt, Transport::Ws), (Target::Rt, Transport::SseH1)];
+        runs.extend(
+            args.targets
+                .iter()
+                .filter(|t| **t != Target::Rt)
+                .map(|&t| (t, Transport::Ws)),
+        );
+        for (t, kind) in runs {
+            if t == Target::Rt && !args.targets.contains(&Target::Rt) {
+                continue;
+            }
+            let mut s = spec("idle", t, kind, n);
+            s.checkpoints = checkpoints.clone();
+            s.hold_secs = if smoke { 1.0 } else { 10.0 };
+            s.rates = vec![1.0];
+            s.phase_secs = 1.5;
+            specs.push(s);
+        }
+    }
+    if wants(Scenario::Poll) {
+        let n = if smoke { 50 } else { 5_000 };
+        let mut s = spec("poll", Target::Rt, Transport::LongPoll, n);
+        s.rates = if smoke {
+            vec![20.0]
+        } else {
+            vec![10.0, 50.0, 100.0, 200.0]
+        };
+        s.phase_secs = phase;
+        specs.push(s);
+    }
+    if wants(Scenario::Sse) {
+        let (n, streams) = if smoke { (50, 10) } else { (5_000, 100) };
+        let rates = if smoke {
+            vec![20.0]
+        } else {
+            vec![10.0, 50.0, 100.0, 200.0]
+        };
+        for kind in [Transport::SseH1, Transport::SseH2 { streams }] {
+            let mut s = spec("sse", Target::Rt, kind, n);
+            s.rates = rates.clone();
+            s.phase_secs = phase;
+            specs.push(s);
+        }
+    }
+    specs
+}
+
+async fn bench(args: Args, threads: usize, nofile: u64) -> Result<(), String> {
+    let programs = Programs {
+        rt_server: args.rt_server.clone(),
+        baseline: args.baseline.clone(),
+        peers: args.peers.clone(),
+        logs: args.out.join("logs"),
+    };
+    let specs = plan(&args);
+    let server_cpus = args.pin.then_some("0");
+    let started = std::time::SystemTime::now();
+    let mut reports = vec![];
+    for spec in specs {
+        eprintln!(
+            "rt-bench: {} / {} / {} × {} ...",
+            spec.scenario,
+            spec.target.name(),
+            spec.transport,
+            spec.subscribers
+        );
+        let report = run::run(spec, &programs, server_cpus).await?;
+        eprintln!("{}", report::summary(&report));
+        reports.push(report);
+    }
+    let setup = report::Setup {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        smoke: args.smoke,
+        pinning: if args.pin {
+            "server pinned to CPU 0, generator to CPU 1 (taskset)".into()
+        } else {
+            "server and generator share both CPUs (no pinning)".into()
+        },
+        generator_threads: threads,
+        open_files_limit: nofile,
+    };
+    report::write(&args.out, started, &setup, &reports)
+}

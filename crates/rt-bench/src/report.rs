@@ -1,0 +1,346 @@
+//! Results: one JSON file, one markdown file and SVG plots per run, under the output dir.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::run::Report;
+use crate::servers::Target;
+use crate::svg::{color, line_chart, Series};
+
+/// How the run was set up.
+#[derive(Debug, Serialize)]
+pub(crate) struct Setup {
+    pub(crate) command: String,
+    pub(crate) smoke: bool,
+    pub(crate) pinning: String,
+    pub(crate) generator_threads: usize,
+    pub(crate) open_files_limit: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Machine {
+    cpu: String,
+    cpus: usize,
+    memory_kib: u64,
+    kernel: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Ratio {
+    peer: &'static str,
+    /// Peak delivered msgs/s of rt ÷ the peer's, over the fan-out phases.
+    delivered_per_s: f64,
+    /// rt's p99 ÷ the peer's p99, per publish rate where both delivered everything.
+    p99_by_rate: Vec<(f64, f64)>,
+}
+
+#[derive(Debug, Serialize)]
+struct Output<'a> {
+    started_unix: u64,
+    machine: Machine,
+    setup: &'a Setup,
+    fanout_ratios: Vec<Ratio>,
+    runs: &'a [Report],
+}
+
+fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_default();
+    let memory_kib = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0);
+    Machine {
+        cpu,
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        memory_kib,
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+    }
+}
+
+fn peak(r: &Report) -> f64 {
+    r.phases
+        .iter()
+        .map(|p| p.delivered_per_s)
+        .fold(0.0, f64::max)
+}
+
+fn complete(p: &crate::run::Phase) -> bool {
+    p.delivered >= p.expected_deliveries && p.delivered > 0
+}
+
+fn ratios(runs: &[Report]) -> Vec<Ratio> {
+    let fanout = |t: Target| {
+        runs.iter()
+            .find(|r| r.spec.scenario == "fanout" && r.spec.target == t)
+    };
+    let Some(rt) = fanout(Target::Rt) else {
+        return vec![];
+    };
+    [Target::Baseline, Target::Ws, Target::Socketio]
+        .into_iter()
+        .filter_map(|t| {
+            let peer = fanout(t)?;
+            let p99_by_rate = rt
+                .phases
+                .iter()
+                .zip(&peer.phases)
+                .filter(|(a, b)| complete(a) && complete(b) && b.latency.p99_us > 0)
+                .map(|(a, b)| {
+                    (
+                        a.rate_target,
+                        a.latency.p99_us as f64 / b.latency.p99_us as f64,
+                    )
+                })
+                .collect();
+            Some(Ratio {
+                peer: t.name(),
+                delivered_per_s: peak(rt) / peak(peer).max(1e-9),
+                p99_by_rate,
+            })
+        })
+        .collect()
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+/// One line per run for the console.
+pub(crate) fn summary(r: &Report) -> String {
+    let mut s = format!(
+        "  connected {}/{} in {:.1} s, errors {}, lost {}, dup/reordered {}",
+        r.connected,
+        r.spec.subscribers,
+        r.connect_secs,
+        r.errors,
+        r.lost,
+        r.duplicates_or_reordered
+    );
+    if let Some(b) = r.bytes_per_connection {
+        let _ = write!(s, ", {:.0} B/connection", b);
+    }
+    for p in &r.phases {
+        let _ = write!(
+            s,
+            "\n  rate {:>7.0}/s (got {:>7.0}): {:>9.0} msg/s delivered {}/{}, p50 {} ms p99 {} ms max {} ms, server {:.2} cores",
+            p.rate_target,
+            p.rate_achieved,
+            p.delivered_per_s,
+            p.delivered,
+            p.expected_deliveries,
+            ms(p.latency.p50_us),
+            ms(p.latency.p99_us),
+            ms(p.latency.max_us),
+            p.server_cpu_cores
+        );
+    }
+    for e in r.first_errors.iter().take(3) {
+        let _ = write!(s, "\n  error: {e}");
+    }
+    s
+}
+
+fn markdown(out: &Output<'_>) -> String {
+    let m = &out.machine;
+    let mut s = format!(
+        "# rt-bench results\n\nMachine: {} × {}, {} GiB RAM, Linux {}. {}; generator threads: {}; open files limit: {}.\n\nCommand: `{}`\n\n",
+        m.cpus,
+        m.cpu,
+        m.memory_kib / 1024 / 1024,
+        m.kernel,
+        out.setup.pinning,
+        out.setup.generator_threads,
+        out.setup.open_files_limit,
+        out.setup.command
+    );
+    if !out.fanout_ratios.is_empty() {
+        s.push_str("## rt ÷ peers (WebSocket fan-out, same run)\n\n| peer | peak delivered msgs/s, rt ÷ peer | p99 latency rt ÷ peer, by publish rate |\n| --- | --- | --- |\n");
+        for r in &out.fanout_ratios {
+            let p99: Vec<String> = r
+                .p99_by_rate
+                .iter()
+                .map(|(rate, v)| format!("{rate}/s: {v:.2}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "| {} | {:.2} | {} |",
+                r.peer,
+                r.delivered_per_s,
+                p99.join(", ")
+            );
+        }
+        s.push('\n');
+    }
+    s.push_str("## Runs\n\n| scenario | server | transport | subscribers | channels | connected | connect s | errors | lost | dup/reordered | server peak RSS MiB | bytes/connection |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for r in out.runs {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {:.0} | {} |",
+            r.spec.scenario,
+            r.spec.target.name(),
+            r.spec.transport,
+            r.spec.subscribers,
+            r.spec.channels,
+            r.connected,
+            r.connect_secs,
+            r.errors,
+            r.lost,
+            r.duplicates_or_reordered,
+            r.server_end.peak_rss_kib as f64 / 1024.0,
+            r.bytes_per_connection
+                .map(|b| format!("{b:.0}"))
+                .unwrap_or_else(|| "".into())
+        );
+    }
+    s.push_str("\n## Phases\n\nLatency is publish → delivery at the subscriber, in ms (payload timestamp). Delivered msgs/s counts every subscriber's deliveries from the phase start to its last delivery.\n\n| scenario | server | transport | subs | rate target/s | rate achieved/s | delivered / expected | delivered msgs/s | p50 | p99 | p99.9 | max | server CPU cores |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for r in out.runs.iter().filter(|r| r.spec.scenario != "idle") {
+        for p in &r.phases {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {:.0} | {} / {} | {:.0} | {} | {} | {} | {} | {:.2} |",
+                r.spec.scenario,
+                r.spec.target.name(),
+                r.spec.transport,
+                r.spec.subscribers,
+                p.rate_target,
+                p.rate_achieved,
+                p.delivered,
+                p.expected_deliveries,
+                p.delivered_per_s,
+                ms(p.latency.p50_us),
+                ms(p.latency.p99_us),
+                ms(p.latency.p999_us),
+                ms(p.latency.max_us),
+                p.server_cpu_cores
+            );
+        }
+    }
+    s
+}
+
+fn latency_chart(runs: &[Report]) -> Option<String> {
+    let mut series = vec![];
+    for r in runs.iter().filter(|r| r.spec.scenario == "fanout") {
+        let points = |f: fn(&crate::hist::Percentiles) -> u64| {
+            r.phases
+                .iter()
+                .filter(|p| p.delivered > 0)
+                .map(|p| (p.rate_target, f(&p.latency) as f64 / 1000.0))
+                .collect::<Vec<_>>()
+        };
+        let name = r.spec.target.name();
+        series.push(Series {
+            name: format!("{name} p99"),
+            points: points(|l| l.p99_us),
+            dashed: false,
+            color: color(name),
+        });
+        series.push(Series {
+            name: format!("{name} p50"),
+            points: points(|l| l.p50_us),
+            dashed: true,
+            color: color(name),
+        });
+    }
+    let n = runs
+        .iter()
+        .find(|r| r.spec.scenario == "fanout")?
+        .spec
+        .subscribers;
+    Some(line_chart(
+        &format!("WebSocket fan-out to {n} subscribers: latency"),
+        "publishes per second",
+        "publish → deliver latency, ms (log)",
+        &series,
+        true,
+    ))
+}
+
+fn memory_chart(runs: &[Report]) -> Option<String> {
+    let series: Vec<Series> = runs
+        .iter()
+        .filter(|r| r.spec.scenario == "idle")
+        .map(|r| {
+            let name = format!("{} {}", r.spec.target.name(), r.spec.transport);
+            Series {
+                color: color(&name),
+                dashed: r.spec.transport != "ws",
+                points: r
+                    .memory
+                    .iter()
+                    .map(|m| (m.connections as f64, m.rss_kib as f64 / 1024.0))
+                    .collect(),
+                name,
+            }
+        })
+        .collect();
+    (!series.is_empty()).then(|| {
+        line_chart(
+            "Idle connections: server memory",
+            "open connections",
+            "server RSS, MiB",
+            &series,
+            false,
+        )
+    })
+}
+
+/// Writes `bench-<unix time>.{json,md}`, `latest.{json,md}` and the plots to `dir`.
+pub(crate) fn write(
+    dir: &Path,
+    started: SystemTime,
+    setup: &Setup,
+    runs: &[Report],
+) -> Result<(), String> {
+    let unix = started
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let out = Output {
+        started_unix: unix,
+        machine: machine(),
+        setup,
+        fanout_ratios: ratios(runs),
+        runs,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let json = serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?;
+    let md = markdown(&out);
+    let mut files = vec![
+        (format!("bench-{unix}.json"), json.clone()),
+        ("latest.json".into(), json),
+        (format!("bench-{unix}.md"), md.clone()),
+        ("latest.md".into(), md),
+    ];
+    if let Some(svg) = latency_chart(runs) {
+        files.push(("fanout-latency.svg".into(), svg));
+    }
+    if let Some(svg) = memory_chart(runs) {
+        files.push(("idle-memory.svg".into(), svg));
+    }
+    for (name, body) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, body).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    eprintln!(
+        "rt-bench: results in {}/latest.md (and .json, .svg)",
+        dir.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,342 @@
+//! One run: a server, its subscribers and publishers, phases at given publish rates.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::fleet::{self, Shared, Transport, MAX_PHASES};
+use crate::hist::Percentiles;
+use crate::marker::{now_us, Marker};
+use crate::proc::Usage;
+use crate::publisher::Publisher;
+use crate::servers::{Programs, Server, Target};
+
+/// What to run.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Spec {
+    pub(crate) scenario: &'static str,
+    pub(crate) target: Target,
+    pub(crate) transport: String,
+    #[serde(skip)]
+    pub(crate) kind: Transport,
+    pub(crate) subscribers: usize,
+    pub(crate) channels: usize,
+    pub(crate) publishers: usize,
+    /// Publishes per second, all channels together, one phase each.
+    pub(crate) rates: Vec<f64>,
+    pub(crate) phase_secs: f64,
+    pub(crate) payload_bytes: usize,
+    /// Connection counts at which server memory is read (idle scenario).
+    pub(crate) checkpoints: Vec<usize>,
+    /// How long connections are held idle before the delivery check.
+    pub(crate) hold_secs: f64,
+}
+
+/// Measurements of one phase.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Phase {
+    pub(crate) rate_target: f64,
+    pub(crate) rate_achieved: f64,
+    pub(crate) published: u64,
+    pub(crate) expected_deliveries: u64,
+    pub(crate) delivered: u64,
+    pub(crate) delivered_per_s: f64,
+    pub(crate) latency: Percentiles,
+    pub(crate) server_cpu_s: f64,
+    /// Server CPU seconds per wall second over the phase (1.0 = one core busy).
+    pub(crate) server_cpu_cores: f64,
+    pub(crate) publish_errors: u64,
+}
+
+/// Server memory with `connections` open.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub(crate) struct MemPoint {
+    pub(crate) connections: usize,
+    pub(crate) rss_kib: u64,
+}
+
+/// Everything measured in one run.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Report {
+    #[serde(flatten)]
+    pub(crate) spec: Spec,
+    pub(crate) connected: usize,
+    pub(crate) connect_secs: f64,
+    pub(crate) phases: Vec<Phase>,
+    pub(crate) memory: Vec<MemPoint>,
+    /// (RSS with all connections − RSS before any) / connections, bytes.
+    pub(crate) bytes_per_connection: Option<f64>,
+    pub(crate) errors: u64,
+    pub(crate) first_errors: Vec<String>,
+    /// Messages a subscriber never received (gaps and the tail after a disconnect).
+    pub(crate) lost: u64,
+    /// Messages received twice or out of order.
+    pub(crate) duplicates_or_reordered: u64,
+    pub(crate) server_start: Usage,
+    pub(crate) server_end: Usage,
+}
+
+/// One publisher and the channels it owns (per-channel order needs a single publisher).
+struct Worker {
+    publisher: Publisher,
+    channels: Vec<(usize, String)>,
+    seq: Vec<u64>,
+}
+
+impl Worker {
+    async fn warm(&mut self, size: usize) -> Result<(), String> {
+        for (_, name) in &self.channels {
+            let m = Marker {
+                phase: 0,
+                seq: 0,
+                time_us: 0,
+            };
+            self.publisher.publish(name, m, size).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes round-robin over its channels at `rate` for `secs`; returns (count, errors).
+    async fn phase(&mut self, phase: u32, rate: f64, secs: f64, size: usize) -> (u64, u64) {
+        let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let end = tokio::time::Instant::now() + Duration::from_secs_f64(secs);
+        let (mut count, mut errors) = (0u64, 0u64);
+        let mut next = 0;
+        loop {
+            let tick = ticker.tick().await;
+            if tick >= end {
+                break;
+            }
+            let i = next % self.channels.len();
+            next += 1;
+            let m = Marker {
+                phase,
+                seq: self.seq[i] + 1,
+                time_us: 0,
+            };
+            match self.publisher.publish(&self.channels[i].1, m, size).await {
+                Ok(()) => {
+                    self.seq[i] += 1;
+                    count += 1;
+                }
+                Err(_) => {
+                    errors += 1;
+                    if errors > 100 {
+                        break;
+                    }
+                }
+            }
+        }
+        (count, errors)
+    }
+}
+
+/// Runs `spec` against a freshly started server.
+pub(crate) async fn run(
+    spec: Spec,
+    programs: &Programs,
+    server_cpus: Option<&str>,
+) -> Result<Report, String> {
+    let server = Server::start(spec.target, programs, server_cpus, &[]).await?;
+    let result = measure(&spec, &server).await;
+    server.stop().await;
+    result
+}
+
+async fn measure(spec: &Spec, server: &Server) -> Result<Report, String> {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let server_start = server.usage();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let shared = Shared::new(spec.channels, stop_rx);
+
+    let started = Instant::now();
+    let mut memory = vec![MemPoint {
+        connections: 0,
+        rss_kib: server_start.rss_kib,
+    }];
+    let mut steps = spec.checkpoints.clone();
+    steps.retain(|&c| c < spec.subscribers);
+    steps.push(spec.subscribers);
+    let mut spawned = 0;
+    for step in steps {
+        fleet::spawn(
+            spec.target,
+            spec.kind,
+            server.addr,
+            step - spawned,
+            spawned,
+            spec.channels,
+            &shared,
+        )
+        .await;
+        spawned = step;
+        if !spec.checkpoints.is_empty() {
+            // Let the server finish the handshakes' allocations before reading RSS.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            memory.push(MemPoint {
+                connections: shared.connected.load(Ordering::Relaxed),
+                rss_kib: server.usage().rss_kib,
+            });
+        }
+    }
+    let connect_secs = started.elapsed().as_secs_f64()
+        - if spec.checkpoints.is_empty() {
+            0.0
+        } else {
+            1.5 * memory.len().saturating_sub(1) as f64
+        };
+    let connected = shared.connected.load(Ordering::Relaxed);
+    if spec.hold_secs > 0.0 {
+        tokio::time::sleep(Duration::from_secs_f64(spec.hold_secs)).await;
+    }
+
+    let mut workers = vec![];
+    for k in 0..spec.publishers.max(1) {
+        let channels: Vec<(usize, String)> = (0..spec.channels)
+            .filter(|c| c % spec.publishers.max(1) == k)
+            .map(|c| (c, format!("c{c}")))
+            .collect();
+        if channels.is_empty() {
+            continue;
+        }
+        let publisher = Publisher::connect(spec.target, server.addr).await?;
+        let seq = vec![0; channels.len()];
+        workers.push(Worker {
+            publisher,
+            channels,
+            seq,
+        });
+    }
+
+    // Warm-up: publish phase-0 markers until every connected subscriber has seen one, so
+    // that measured phases start with every subscription in place.
+    let (mut ready, mut progress) = (0, Instant::now());
+    loop {
+        let now_ready = shared.ready.load(Ordering::Relaxed);
+        if now_ready >= shared.connected.load(Ordering::Relaxed) {
+            break;
+        }
+        if now_ready != ready {
+            (ready, progress) = (now_ready, Instant::now());
+        } else if progress.elapsed() > Duration::from_secs(5) {
+            shared.error(format!(
+                "warm-up: only {now_ready} of {connected} subscribers received anything"
+            ));
+            break;
+        }
+        for w in &mut workers {
+            w.warm(spec.payload_bytes).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let the last warm-up deliveries drain.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let subs_per_channel: Vec<u64> = (0..spec.channels)
+        .map(|c| {
+            (0..spec.subscribers)
+                .filter(|i| i % spec.channels == c)
+                .count() as u64
+        })
+        .collect();
+    let mut phases = vec![];
+    for (idx, &rate) in spec.rates.iter().enumerate().take(MAX_PHASES - 1) {
+        let phase = idx as u32 + 1;
+        let before = server.usage();
+        let t0 = now_us();
+        let wall = Instant::now();
+        let per_worker = rate / workers.len().max(1) as f64;
+        let seq_before: Vec<Vec<u64>> = workers.iter().map(|w| w.seq.clone()).collect();
+        let results = futures_util::future::join_all(
+            workers
+                .iter_mut()
+                .map(|w| w.phase(phase, per_worker, spec.phase_secs, spec.payload_bytes)),
+        )
+        .await;
+        let publish_secs = wall.elapsed().as_secs_f64();
+        let published: u64 = results.iter().map(|r| r.0).sum();
+        let publish_errors: u64 = results.iter().map(|r| r.1).sum();
+        let mut expected = 0;
+        for (w, before) in workers.iter().zip(&seq_before) {
+            for (k, (c, _)) in w.channels.iter().enumerate() {
+                expected += (w.seq[k] - before[k]) * subs_per_channel[*c];
+            }
+        }
+        // Drain: until everything expected arrived, or nothing arrived for 2 s.
+        let slot = phase as usize;
+        let (mut last, mut still) = (0, Instant::now());
+        let drain_deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let got = shared.delivered[slot].load(Ordering::Relaxed);
+            if got >= expected
+                || still.elapsed() > Duration::from_secs(2)
+                || Instant::now() > drain_deadline
+            {
+                break;
+            }
+            if got != last {
+                (last, still) = (got, Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let after = server.usage();
+        let delivered = shared.delivered[slot].load(Ordering::Relaxed);
+        let last_us = shared.last_recv_us[slot].load(Ordering::Relaxed);
+        let span = (last_us.saturating_sub(t0) as f64 / 1e6).max(publish_secs.min(1e-3));
+        let phase_wall = wall.elapsed().as_secs_f64();
+        phases.push(Phase {
+            rate_target: rate,
+            rate_achieved: published as f64 / publish_secs,
+            published,
+            expected_deliveries: expected,
+            delivered,
+            delivered_per_s: if delivered == 0 {
+                0.0
+            } else {
+                delivered as f64 / span
+            },
+            latency: Percentiles::default(),
+            server_cpu_s: after.cpu_s - before.cpu_s,
+            server_cpu_cores: (after.cpu_s - before.cpu_s) / phase_wall,
+            publish_errors,
+        });
+    }
+
+    for w in &workers {
+        for (k, (c, _)) in w.channels.iter().enumerate() {
+            shared.published[*c].store(w.seq[k], Ordering::Relaxed);
+        }
+    }
+    let server_end = server.usage();
+    let _ = stop_tx.send(true);
+    let finish_deadline = Instant::now() + Duration::from_secs(20);
+    while shared.finished.load(Ordering::Relaxed) < spec.subscribers
+        && Instant::now() < finish_deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (idx, p) in phases.iter_mut().enumerate() {
+        p.latency = shared.hist(idx + 1).percentiles();
+    }
+    let bytes_per_connection = (!spec.checkpoints.is_empty() && connected > 0).then(|| {
+        let full = memory.last().map(|m| m.rss_kib).unwrap_or(0);
+        (full as f64 - server_start.rss_kib as f64) * 1024.0 / connected as f64
+    });
+    Ok(Report {
+        spec: spec.clone(),
+        connected,
+        connect_secs,
+        phases,
+        memory,
+        bytes_per_connection,
+        errors: shared.errors.load(Ordering::Relaxed),
+        first_errors: shared.first_errors(),
+        lost: shared.missing.load(Ordering::Relaxed),
+        duplicates_or_reordered: shared.out_of_order.load(Ordering::Relaxed),
+        server_start,
+        server_end,
+    })
+}

@@ -1,0 +1,160 @@
+//! The servers under test: rt, the raw tokio-tungstenite baseline, Node `ws`, Socket.IO.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::process::{Child, Command};
+
+use crate::proc::{usage, Usage};
+
+/// A server implementation under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Target {
+    /// rt-server (release build, memory backplane).
+    Rt,
+    /// `baseline`: raw tokio-tungstenite broadcast.
+    Baseline,
+    /// Node `ws` broadcast server (bench/peers/ws-server.js).
+    Ws,
+    /// Socket.IO v4 server on Node (bench/peers/socketio-server.js).
+    Socketio,
+}
+
+impl Target {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Target::Rt => "rt",
+            Target::Baseline => "baseline",
+            Target::Ws => "ws",
+            Target::Socketio => "socketio",
+        }
+    }
+
+    /// The WebSocket path a subscriber of `channel` opens.
+    pub(crate) fn ws_path(self, channel: &str) -> String {
+        match self {
+            Target::Rt => format!("/ws?channel={channel}"),
+            Target::Baseline | Target::Ws => "/".into(),
+            Target::Socketio => "/socket.io/?EIO=4&transport=websocket".into(),
+        }
+    }
+}
+
+/// Where the programs are.
+#[derive(Clone, Debug)]
+pub(crate) struct Programs {
+    pub(crate) rt_server: PathBuf,
+    pub(crate) baseline: PathBuf,
+    pub(crate) peers: PathBuf,
+    pub(crate) logs: PathBuf,
+}
+
+/// A running server, killed on drop.
+#[derive(Debug)]
+pub(crate) struct Server {
+    child: Child,
+    pid: u32,
+    pub(crate) addr: SocketAddr,
+}
+
+/// The API key rt-server is started with.
+pub(crate) const API_KEY: &str = "bench-key";
+
+fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+impl Server {
+    /// Starts `target` on a free port (under `taskset -c cpus` when given) and waits until it
+    /// accepts connections.
+    pub(crate) async fn start(
+        target: Target,
+        programs: &Programs,
+        cpus: Option<&str>,
+        extra: &[String],
+    ) -> Result<Server, String> {
+        let port = free_port()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut argv: Vec<String> = match target {
+            Target::Rt => vec![
+                programs.rt_server.display().to_string(),
+                "--listen".into(),
+                addr.to_string(),
+                "--api-key".into(),
+                API_KEY.into(),
+            ],
+            Target::Baseline => vec![
+                programs.baseline.display().to_string(),
+                "--listen".into(),
+                addr.to_string(),
+            ],
+            Target::Ws | Target::Socketio => {
+                let script = if target == Target::Ws {
+                    "ws-server.js"
+                } else {
+                    "socketio-server.js"
+                };
+                vec![
+                    "node".into(),
+                    programs.peers.join(script).display().to_string(),
+                    port.to_string(),
+                ]
+            }
+        };
+        argv.extend(extra.iter().cloned());
+        if let Some(cpus) = cpus {
+            argv.splice(0..0, ["taskset".to_string(), "-c".into(), cpus.into()]);
+        }
+        std::fs::create_dir_all(&programs.logs).map_err(|e| e.to_string())?;
+        let log_path = programs.logs.join(format!("{}.log", target.name()));
+        let log =
+            std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", argv.join(" ")))?;
+        let pid = child.id().ok_or("server exited at once")?;
+        let mut server = Server { child, pid, addr };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Ok(server);
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(format!(
+                    "{} exited with {status}; see {}",
+                    target.name(),
+                    log_path.display()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!(
+            "{} did not listen on {addr} within 10 s; see {}",
+            target.name(),
+            log_path.display()
+        ))
+    }
+
+    pub(crate) fn usage(&self) -> Usage {
+        usage(self.pid)
+    }
+
+    /// Stops the server and waits for it.
+    pub(crate) async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+    }
+}
