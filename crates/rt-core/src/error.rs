@@ -59,6 +59,26 @@ pub enum Error {
     /// The backplane cannot serve the request now (e.g. Redis is unreachable).
     #[error("backplane unavailable: {0}; retry later")]
     Unavailable(String),
+    /// No token, or a token that does not verify, where one is needed.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The token has expired; get a new one and reconnect (or re-authenticate).
+    #[error("unauthorized: the token has expired; get a new one and reconnect")]
+    TokenExpired,
+    /// A valid token that does not allow this channel.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// A channel pattern (`chat:*`) failed validation.
+    #[error("invalid channel pattern {pattern:?}: {reason}")]
+    InvalidPattern {
+        /// The offending pattern (cut to 64 characters).
+        pattern: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A token verification key is unusable (a server configuration error).
+    #[error("invalid token key: {0}")]
+    InvalidKey(String),
 }
 
 impl Error {
@@ -67,6 +87,9 @@ impl Error {
         match self {
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unauthorized(_) | Error::TokenExpired => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::InvalidKey(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -83,6 +106,11 @@ impl Error {
             Error::BadRequest(_) => "bad_request",
             Error::InvalidMessageId(_) => "invalid_message_id",
             Error::Unavailable(_) => "unavailable",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::TokenExpired => "token_expired",
+            Error::Forbidden(_) => "forbidden",
+            Error::InvalidPattern { .. } => "invalid_pattern",
+            Error::InvalidKey(_) => "invalid_key",
         }
     }
 }

@@ -158,11 +158,29 @@ where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    publish_as(hub, &crate::Permissions::open(), body, limit).await
+}
+
+/// [`publish`] on behalf of a client holding `permissions` (usually
+/// [`Permissions::of`](crate::Permissions::of) the request's extensions): a channel outside
+/// them is answered `401` or `403`.
+pub async fn publish_as<B>(
+    hub: &crate::Hub,
+    permissions: &crate::Permissions,
+    body: B,
+    limit: usize,
+) -> Response<Body>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let result = async {
         let body = read_body(body, limit).await?;
         let request = crate::PublishRequest::from_json(&body)?;
         let id = request.id.clone();
-        let published = hub.publish(request.into_new_event()?).await?;
+        let published = hub
+            .publish_as(permissions, request.into_new_event()?)
+            .await?;
         Ok::<_, Error>(crate::PublishAck::new(&published, id))
     }
     .await;

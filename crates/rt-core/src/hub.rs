@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{broadcast, OnceCell};
 
+use crate::auth::Permissions;
 use crate::backplane::{Backplane, Health, NewEvent, Published, Sink};
 use crate::cursor::Start;
 use crate::error::Error;
@@ -199,6 +200,18 @@ impl Hub {
         published
     }
 
+    /// [`publish`](Self::publish) on behalf of a client holding `permissions`: a channel
+    /// outside them is refused with [`Error::Unauthorized`], [`Error::Forbidden`] or
+    /// [`Error::TokenExpired`].
+    pub async fn publish_as(
+        &self,
+        permissions: &Permissions,
+        event: NewEvent,
+    ) -> Result<Published, Error> {
+        permissions.check_publish(&event.channel)?;
+        self.publish(event).await
+    }
+
     /// Subscribes to `channels` from `start`: the subscription first yields the retained events
     /// after the start (if any), then live events, each exactly once and in offset order per
     /// channel.
@@ -212,6 +225,25 @@ impl Hub {
         if channels.is_empty() {
             return Err(Error::NoChannels);
         }
+        sub.add(channels, start).await?;
+        Ok(sub)
+    }
+
+    /// [`subscribe`](Self::subscribe) on behalf of a client holding `permissions` (see
+    /// [`Subscription::set_permissions`]).
+    pub async fn subscribe_as(
+        &self,
+        permissions: &Permissions,
+        channels: impl IntoIterator<Item = Channel>,
+        start: Start,
+    ) -> Result<Subscription, Error> {
+        let channels: Vec<Channel> = channels.into_iter().collect();
+        if channels.is_empty() {
+            return Err(Error::NoChannels);
+        }
+        let mut sub = self
+            .empty_subscription()
+            .with_permissions(permissions.clone());
         sub.add(channels, start).await?;
         Ok(sub)
     }

@@ -43,9 +43,21 @@
 //! The [`telemetry`] module names the metrics rt records (through the `metrics` facade) and
 //! tracks client connections for metrics and logs.
 //!
+//! Access control is transport-neutral too: a server turns each client's token into
+//! [`Permissions`] (with an [`Authenticator`] such as `TokenVerifier`), and
+//! [`Subscription::set_permissions`] / [`Hub::publish_as`] refuse channels outside them with
+//! [`Error::Unauthorized`] (401) or [`Error::Forbidden`] (403).
+//!
+//! | feature | what |
+//! | --- | --- |
+//! | `jwt` | `TokenVerifier` and `Claims`: JSON Web Token (HS256, RS256, ES256) verification |
+//!
 //! The [`http`] module holds the small HTTP helpers (JSON errors, query parsing, CORS) that the
 //! transports share, so that every endpoint answers bad input the same way.
 
+mod auth;
+#[cfg(feature = "jwt")]
+mod auth_jwt;
 mod backplane;
 mod cursor;
 mod error;
@@ -59,6 +71,9 @@ mod publish;
 mod subscription;
 pub mod telemetry;
 
+pub use auth::{authenticator_of, Authenticator, ChannelPattern, Permissions};
+#[cfg(feature = "jwt")]
+pub use auth_jwt::{Claims, TokenAlgorithm, TokenVerifier};
 pub use backplane::{Backplane, Health, MessageId, NewEvent, Published, Read, Sink};
 pub use cursor::{Cursor, Start};
 pub use error::Error;

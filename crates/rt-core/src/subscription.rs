@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
+use crate::auth::Permissions;
 use crate::backplane::Read;
 use crate::cursor::{Cursor, Start};
 use crate::error::Error;
@@ -101,6 +102,7 @@ pub struct Subscription {
     rotate: usize,
     ended: bool,
     retry: Duration,
+    permissions: Option<Permissions>,
 }
 
 impl Subscription {
@@ -115,7 +117,21 @@ impl Subscription {
             rotate: 0,
             ended: false,
             retry: Duration::ZERO,
+            permissions: None,
         }
+    }
+
+    /// Restricts later [`add`](Self::add)s to the channels `permissions` allow (by default a
+    /// subscription may add any channel). Channels already held are kept: a transport that
+    /// re-authenticates a connection decides itself what to do with them.
+    pub fn set_permissions(&mut self, permissions: Permissions) {
+        self.permissions = Some(permissions);
+    }
+
+    /// [`set_permissions`](Self::set_permissions) in builder form.
+    pub fn with_permissions(mut self, permissions: Permissions) -> Self {
+        self.set_permissions(permissions);
+        self
     }
 
     /// The channels subscribed to, in the order they were added.
@@ -136,6 +152,10 @@ impl Subscription {
     /// Adds channels, starting each from `start`. Channels already held are left as they are.
     /// Replayed events are queued before any later live event; channels whose position could
     /// not be honoured are reported in [`Joined`] and also queued as a [`Delivery::Resync`].
+    ///
+    /// With [`set_permissions`](Self::set_permissions), a channel outside them fails the whole
+    /// call with [`Error::Unauthorized`], [`Error::Forbidden`] or [`Error::TokenExpired`]
+    /// before anything is joined.
     pub async fn add(
         &mut self,
         channels: impl IntoIterator<Item = Channel>,
@@ -147,6 +167,11 @@ impl Subscription {
             .collect();
         new.sort();
         new.dedup();
+        if let Some(permissions) = &self.permissions {
+            for channel in &new {
+                permissions.check_subscribe(channel)?;
+            }
+        }
         let max = self.hub.config.max_channels;
         if self.lanes.len() + new.len() > max {
             return Err(Error::TooManyChannels {

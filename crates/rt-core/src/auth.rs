@@ -1,0 +1,410 @@
+//! Who may subscribe to and publish on which channels.
+//!
+//! A server turns whatever a client presents (a token, or nothing) into [`Permissions`] once,
+//! at the edge, with an [`Authenticator`]; the transports then only ask the permissions, through
+//! [`Subscription::add`](crate::Subscription::add) (after
+//! [`Subscription::set_permissions`](crate::Subscription::set_permissions)),
+//! [`Hub::publish_as`](crate::Hub::publish_as) and [`Permissions::expired`]. A server puts the
+//! permissions (and the authenticator, for tokens that arrive later, e.g. in a WebSocket
+//! message) into each request's extensions; [`Permissions::of`] reads them back.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::error::{excerpt, Error};
+use crate::name::Channel;
+
+/// A channel pattern: an exact channel name (`chat:room-1`), a prefix ending in `*`
+/// (`chat:*` matches every channel starting with `chat:`), or `*` alone for every channel.
+///
+/// # Examples
+///
+/// ```
+/// use rt_core::{Channel, ChannelPattern};
+///
+/// let p: ChannelPattern = "chat:*".parse().unwrap();
+/// assert!(p.matches(&Channel::new("chat:room-1").unwrap()));
+/// assert!(!p.matches(&Channel::new("chatter").unwrap()));
+/// assert!("chat:*:x".parse::<ChannelPattern>().is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ChannelPattern {
+    prefix: Arc<str>,
+    wildcard: bool,
+}
+
+impl ChannelPattern {
+    /// Validates `pattern`: channel-name characters, optionally ending in one `*`.
+    pub fn new(pattern: &str) -> Result<Self, Error> {
+        let invalid = |reason: &'static str| Error::InvalidPattern {
+            pattern: excerpt(pattern),
+            reason,
+        };
+        let (prefix, wildcard) = match pattern.strip_suffix('*') {
+            Some(prefix) => (prefix, true),
+            None => (pattern, false),
+        };
+        if prefix.contains('*') {
+            return Err(invalid("`*` may only end a pattern (as in `chat:*`)"));
+        }
+        if !wildcard || !prefix.is_empty() {
+            // A prefix must itself be a possible (start of a) channel name.
+            Channel::new(prefix).map_err(|e| match e {
+                Error::InvalidChannel { reason, .. } => invalid(reason),
+                _ => invalid("it is not a channel name"),
+            })?;
+        }
+        Ok(ChannelPattern {
+            prefix: prefix.into(),
+            wildcard,
+        })
+    }
+
+    /// Every channel (`*`).
+    pub fn any() -> Self {
+        ChannelPattern {
+            prefix: "".into(),
+            wildcard: true,
+        }
+    }
+
+    /// Whether `channel` matches.
+    pub fn matches(&self, channel: &Channel) -> bool {
+        if self.wildcard {
+            channel.as_str().starts_with(&*self.prefix)
+        } else {
+            channel.as_str() == &*self.prefix
+        }
+    }
+
+    /// Parses a comma-separated list of patterns (empty items are skipped).
+    pub fn parse_list(list: &str) -> Result<Vec<Self>, Error> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(Self::new)
+            .collect()
+    }
+}
+
+impl FromStr for ChannelPattern {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::new(s)
+    }
+}
+
+impl fmt::Display for ChannelPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.prefix)?;
+        if self.wildcard {
+            f.write_str("*")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ChannelPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_string(), f)
+    }
+}
+
+/// The channels a connection may use, and until when.
+///
+/// Built by an [`Authenticator`] from a verified token (or from the anonymous grants when no
+/// token was presented). [`Permissions::open`] allows everything: it is what a server without
+/// any authentication configured uses, and what [`Permissions::of`] returns for requests that
+/// carry no permissions.
+///
+/// # Examples
+///
+/// ```
+/// use rt_core::{Channel, ChannelPattern, Permissions};
+///
+/// let p = Permissions::new(Some("alice".into()), None)
+///     .allow_subscribe(ChannelPattern::parse_list("chat:*, news").unwrap())
+///     .allow_publish(ChannelPattern::parse_list("chat:alice").unwrap());
+/// let room = Channel::new("chat:room-1").unwrap();
+/// assert!(p.check_subscribe(&room).is_ok());
+/// assert_eq!(p.check_publish(&room).unwrap_err().code(), "forbidden");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Permissions {
+    subject: Option<String>,
+    /// False for anonymous clients: a channel outside their grant needs a token (401), while
+    /// for an authenticated client it is forbidden (403).
+    authenticated: bool,
+    subscribe: Vec<ChannelPattern>,
+    publish: Vec<ChannelPattern>,
+    expires_at: Option<SystemTime>,
+}
+
+impl Permissions {
+    /// Everything allowed, forever: a server with no authentication configured.
+    pub fn open() -> Self {
+        Permissions {
+            subject: None,
+            authenticated: true,
+            subscribe: vec![ChannelPattern::any()],
+            publish: vec![ChannelPattern::any()],
+            expires_at: None,
+        }
+    }
+
+    /// Nothing allowed yet, for an anonymous client; add its grants with
+    /// [`allow_subscribe`](Self::allow_subscribe) and [`allow_publish`](Self::allow_publish).
+    pub fn anonymous() -> Self {
+        Permissions {
+            subject: None,
+            authenticated: false,
+            subscribe: Vec::new(),
+            publish: Vec::new(),
+            expires_at: None,
+        }
+    }
+
+    /// Nothing allowed yet, for the authenticated `subject`, valid until `expires_at`.
+    pub fn new(subject: Option<String>, expires_at: Option<SystemTime>) -> Self {
+        Permissions {
+            subject,
+            authenticated: true,
+            subscribe: Vec::new(),
+            publish: Vec::new(),
+            expires_at,
+        }
+    }
+
+    /// Also allows subscribing to channels matching `patterns`.
+    pub fn allow_subscribe(mut self, patterns: impl IntoIterator<Item = ChannelPattern>) -> Self {
+        self.subscribe.extend(patterns);
+        self
+    }
+
+    /// Also allows publishing on channels matching `patterns`.
+    pub fn allow_publish(mut self, patterns: impl IntoIterator<Item = ChannelPattern>) -> Self {
+        self.publish.extend(patterns);
+        self
+    }
+
+    /// The permissions a request carries in its extensions, or [`Permissions::open`] when it
+    /// carries none (the embedding server configured no authentication).
+    pub fn of(extensions: &http::Extensions) -> Self {
+        extensions
+            .get::<Permissions>()
+            .cloned()
+            .unwrap_or_else(Self::open)
+    }
+
+    /// Who the token was issued to (its `sub` claim), if anyone.
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+
+    /// Whether these permissions come from a verified token (or an open server).
+    pub fn is_authenticated(&self) -> bool {
+        self.authenticated
+    }
+
+    /// When the token expires; a connection must not outlive it.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.expires_at
+    }
+
+    /// Whether the token has expired by now.
+    pub fn is_expired(&self) -> bool {
+        self.expires_at.is_some_and(|t| t <= SystemTime::now())
+    }
+
+    /// Resolves when the token expires (never for permissions without expiry). Long-lived
+    /// connections `select!` on it to end themselves with [`Error::TokenExpired`]'s reason.
+    /// Cancel-safe.
+    pub fn expired(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let left = self.expires_at.map(|t| {
+            t.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        });
+        async move {
+            match left {
+                Some(left) => tokio::time::sleep(left).await,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    /// The patterns of channels that may be subscribed to.
+    pub fn subscribe_patterns(&self) -> &[ChannelPattern] {
+        &self.subscribe
+    }
+
+    /// The patterns of channels that may be published on.
+    pub fn publish_patterns(&self) -> &[ChannelPattern] {
+        &self.publish
+    }
+
+    /// Whether `channel` may be subscribed to.
+    pub fn can_subscribe(&self, channel: &Channel) -> bool {
+        self.subscribe.iter().any(|p| p.matches(channel))
+    }
+
+    /// Whether `channel` may be published on.
+    pub fn can_publish(&self, channel: &Channel) -> bool {
+        self.publish.iter().any(|p| p.matches(channel))
+    }
+
+    /// `Ok` if `channel` may be subscribed to; otherwise [`Error::Unauthorized`] for an
+    /// anonymous client or [`Error::Forbidden`] for an authenticated one, or
+    /// [`Error::TokenExpired`] once the token has expired.
+    pub fn check_subscribe(&self, channel: &Channel) -> Result<(), Error> {
+        self.check(channel, self.can_subscribe(channel), "subscribe to")
+    }
+
+    /// `Ok` if `channel` may be published on; the errors are those of
+    /// [`check_subscribe`](Self::check_subscribe).
+    pub fn check_publish(&self, channel: &Channel) -> Result<(), Error> {
+        self.check(channel, self.can_publish(channel), "publish on")
+    }
+
+    fn check(&self, channel: &Channel, allowed: bool, what: &str) -> Result<(), Error> {
+        if self.is_expired() {
+            return Err(Error::TokenExpired);
+        }
+        match (allowed, self.authenticated) {
+            (true, _) => Ok(()),
+            (false, false) => Err(Error::Unauthorized(format!(
+                "a token is needed to {what} channel {channel:?}; send one as `Authorization: Bearer <token>` or `?token=`"
+            ))),
+            (false, true) => Err(Error::Forbidden(format!(
+                "the token does not allow you to {what} channel {channel:?}"
+            ))),
+        }
+    }
+}
+
+/// Turns the token a client presents (or `None`) into its [`Permissions`].
+///
+/// A server implements it once (see `TokenVerifier` with the `jwt` feature) and puts an
+/// `Arc<dyn Authenticator>` into each request's extensions, so a transport that receives a
+/// token later (a WebSocket `auth` message) verifies it the same way.
+pub trait Authenticator: Send + Sync + fmt::Debug {
+    /// The permissions of a client presenting `token`; [`Error::Unauthorized`] (or
+    /// [`Error::TokenExpired`]) when it is invalid.
+    fn authenticate(&self, token: Option<&str>) -> Result<Permissions, Error>;
+}
+
+/// The [`Authenticator`] of a request's extensions, if the server put one there.
+pub fn authenticator_of(extensions: &http::Extensions) -> Option<Arc<dyn Authenticator>> {
+    extensions.get::<Arc<dyn Authenticator>>().cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ch(s: &str) -> Channel {
+        Channel::new(s).unwrap()
+    }
+
+    #[test]
+    fn patterns() {
+        let p = ChannelPattern::new("chat:*").unwrap();
+        assert!(p.matches(&ch("chat:")));
+        assert!(p.matches(&ch("chat:a")));
+        assert!(!p.matches(&ch("chat")));
+        assert!(ChannelPattern::new("*").unwrap().matches(&ch("x")));
+        let exact = ChannelPattern::new("news").unwrap();
+        assert!(exact.matches(&ch("news")));
+        assert!(!exact.matches(&ch("news2")));
+        for bad in ["", "a*b", "**", "a b*", "*a"] {
+            assert_eq!(
+                ChannelPattern::new(bad).unwrap_err().code(),
+                "invalid_pattern",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            ChannelPattern::parse_list(" a:* , b,")
+                .unwrap()
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>(),
+            ["a:*", "b"]
+        );
+    }
+
+    #[test]
+    fn anonymous_needs_a_token_authenticated_is_forbidden() {
+        let anon =
+            Permissions::anonymous().allow_subscribe([ChannelPattern::new("pub:*").unwrap()]);
+        assert!(anon.check_subscribe(&ch("pub:x")).is_ok());
+        assert_eq!(
+            anon.check_subscribe(&ch("priv")).unwrap_err().code(),
+            "unauthorized"
+        );
+        assert_eq!(
+            anon.check_publish(&ch("pub:x")).unwrap_err().code(),
+            "unauthorized"
+        );
+        let user = Permissions::new(Some("u".into()), None).allow_publish([ChannelPattern::any()]);
+        assert_eq!(
+            user.check_subscribe(&ch("a")).unwrap_err().code(),
+            "forbidden"
+        );
+        assert!(user.check_publish(&ch("a")).is_ok());
+        assert!(Permissions::open().check_publish(&ch("a")).is_ok());
+        assert_eq!(
+            Permissions::of(&http::Extensions::new()),
+            Permissions::open()
+        );
+    }
+
+    #[tokio::test]
+    async fn expiry() {
+        let past = SystemTime::now() - Duration::from_secs(1);
+        let p = Permissions::new(None, Some(past)).allow_subscribe([ChannelPattern::any()]);
+        assert!(p.is_expired());
+        assert_eq!(
+            p.check_subscribe(&ch("a")).unwrap_err().code(),
+            "token_expired"
+        );
+        tokio::time::timeout(Duration::from_secs(1), p.expired())
+            .await
+            .unwrap();
+        let soon = Permissions::new(None, Some(SystemTime::now() + Duration::from_millis(50)));
+        assert!(!soon.is_expired());
+        tokio::time::timeout(Duration::from_secs(2), soon.expired())
+            .await
+            .unwrap();
+        let never = Permissions::open();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), never.expired())
+                .await
+                .is_err()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn prefix_patterns_match_exactly_the_channels_with_that_prefix(
+            prefix in "[a-z:]{0,6}",
+            name in "[a-z:]{1,10}",
+        ) {
+            let p = ChannelPattern::new(&format!("{prefix}*")).unwrap();
+            prop_assert_eq!(p.matches(&ch(&name)), name.starts_with(&prefix));
+            if !prefix.is_empty() {
+                let exact = ChannelPattern::new(&prefix).unwrap();
+                prop_assert_eq!(exact.matches(&ch(&name)), name == prefix);
+            }
+            // Round trip through Display.
+            prop_assert_eq!(ChannelPattern::new(&p.to_string()).unwrap(), p);
+        }
+
+        #[test]
+        fn any_string_parses_or_errs_without_panicking(s in "\\PC{0,20}") {
+            let _ = ChannelPattern::new(&s);
+        }
+    }
+}
