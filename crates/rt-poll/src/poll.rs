@@ -6,7 +6,7 @@ use http::header::{HeaderMap, ORIGIN};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use rt_core::http::{self as h, Body, Cors};
-use rt_core::Hub;
+use rt_core::{Hub, Permissions};
 
 use crate::batch::Batch;
 use crate::config::Config;
@@ -35,7 +35,9 @@ impl Poll {
     }
 
     /// Answers one request. Every answer, errors included, carries `Cache-Control: no-store`
-    /// and the CORS headers the request's origin is allowed.
+    /// and the CORS headers the request's origin is allowed. Polls and publishes are limited
+    /// to the [`Permissions`] the request carries in its extensions (everything when it
+    /// carries none).
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         if Cors::is_preflight(req.method(), req.headers()) {
             return self.config.cors.preflight(req.headers());
@@ -45,10 +47,12 @@ impl Poll {
         if let Some(o) = req.headers().get(ORIGIN) {
             origin.insert(ORIGIN, o.clone());
         }
+        // Set by the embedding server's authentication, if any; open otherwise.
+        let permissions = Permissions::of(req.extensions());
         let publish = req.uri().path().ends_with("/publish");
         let result = match (publish, req.method()) {
-            (false, &Method::GET) => self.poll(req.uri().query()).await,
-            (true, &Method::POST) => Ok(self.publish(req.into_body()).await),
+            (false, &Method::GET) => self.poll(&permissions, req.uri().query()).await,
+            (true, &Method::POST) => Ok(self.publish(&permissions, req.into_body()).await),
             (false, _) => Err(Error::MethodNotAllowed("GET")),
             (true, _) => Err(Error::MethodNotAllowed("POST")),
         };
@@ -63,9 +67,16 @@ impl Poll {
     /// once. Otherwise the request waits on the subscription itself, which the hub wakes on
     /// publish, so a held poll does no work and is released by the first event. Dropping the
     /// future (the client went away) drops the subscription.
-    async fn poll(&self, query: Option<&str>) -> Result<Response<Body>, Error> {
+    async fn poll(
+        &self,
+        permissions: &Permissions,
+        query: Option<&str>,
+    ) -> Result<Response<Body>, Error> {
         let request = PollRequest::parse(query, &self.config, self.hub.config().max_channels)?;
-        let mut sub = self.hub.empty_subscription();
+        let mut sub = self
+            .hub
+            .empty_subscription()
+            .with_permissions(permissions.clone());
         let joined = sub.add(request.channels, request.start).await?;
         let mut batch = Batch::new(joined, self.config.batch);
         batch.fill(&mut sub);
@@ -86,11 +97,11 @@ impl Poll {
     }
 
     /// A publish from a polling client: the same JSON and validation as every other publish.
-    async fn publish(&self, body: Incoming) -> Response<Body> {
+    async fn publish(&self, permissions: &Permissions, body: Incoming) -> Response<Body> {
         let limit = self
             .config
             .max_body
             .unwrap_or_else(|| h::publish_body_limit(self.hub.config().max_payload));
-        h::publish(&self.hub, body, limit).await
+        h::publish_as(&self.hub, permissions, body, limit).await
     }
 }

@@ -8,12 +8,21 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use rt_core::{Channel, Hub, HubConfig, MemoryBackplane, NewEvent, Payload, Retention};
+use rt_core::{
+    Channel, ChannelPattern, Hub, HubConfig, MemoryBackplane, NewEvent, Payload, Permissions,
+    Retention,
+};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 async fn serve(config: rt_poll::Config) -> (Hub, SocketAddr) {
+    serve_as(config, None).await
+}
+
+/// Serves with `permissions` put in every request's extensions, as an authenticating server
+/// in front of the endpoint would.
+async fn serve_as(config: rt_poll::Config, permissions: Option<Permissions>) -> (Hub, SocketAddr) {
     let hub = Hub::new(
         Arc::new(MemoryBackplane::new(Retention::default())),
         HubConfig::default(),
@@ -25,9 +34,13 @@ async fn serve(config: rt_poll::Config) -> (Hub, SocketAddr) {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             let poll = poll.clone();
+            let permissions = permissions.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |req| {
+                let service = service_fn(move |mut req: http::Request<_>| {
                     let poll = poll.clone();
+                    if let Some(p) = &permissions {
+                        req.extensions_mut().insert(p.clone());
+                    }
                     async move { Ok::<_, Infallible>(poll.handle(req).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -46,7 +59,8 @@ async fn send_get(addr: SocketAddr, path: &str) -> TcpStream {
     stream
 }
 
-async fn answer(mut stream: TcpStream) -> Value {
+/// Reads a whole `Connection: close` answer: status and JSON body.
+async fn status_and_body(mut stream: TcpStream) -> (u16, Value) {
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
         .await
@@ -54,8 +68,14 @@ async fn answer(mut stream: TcpStream) -> Value {
         .unwrap();
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    serde_json::from_str(body).unwrap()
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap())
+}
+
+async fn answer(stream: TcpStream) -> Value {
+    let (status, body) = status_and_body(stream).await;
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 async fn wait_subscriptions(hub: &Hub, n: usize) {
@@ -119,4 +139,33 @@ async fn a_batch_stops_at_the_limit_with_the_cursor_after_its_last_event() {
         answer(send_get(addr, &format!("/poll?channel=c&cursor={cursor}&timeout=5")).await).await;
     assert_eq!(rest["events"].as_array().unwrap().len(), 2);
     assert!(rest["cursor"].as_str().unwrap().ends_with(",c=5"));
+}
+
+#[tokio::test]
+async fn polls_and_publishes_keep_to_the_request_permissions() {
+    let anonymous = Permissions::anonymous()
+        .allow_subscribe(ChannelPattern::parse_list("public:*").unwrap())
+        .allow_publish(ChannelPattern::parse_list("public:chat").unwrap());
+    let (hub, addr) = serve_as(rt_poll::Config::default(), Some(anonymous)).await;
+    let ok = answer(send_get(addr, "/poll?channel=public:news&timeout=0").await).await;
+    assert_eq!(ok["events"], serde_json::json!([]));
+    let (status, denied) =
+        status_and_body(send_get(addr, "/poll?channel=public:news,private&timeout=0").await).await;
+    assert_eq!(status, 401, "{denied}");
+    assert_eq!(denied["error"]["code"], "unauthorized");
+
+    let post = |body: &'static str| async move {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "POST /poll/publish HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        status_and_body(stream).await
+    };
+    let (status, ack) = post(r#"{"channel":"public:chat","data":"hi"}"#).await;
+    assert_eq!((status, ack["offset"].as_u64()), (200, Some(1)), "{ack}");
+    let (status, denied) = post(r#"{"channel":"public:news","data":"hi"}"#).await;
+    assert_eq!(status, 401, "{denied}");
+    assert_eq!(hub.stats().subscriptions, 0);
 }
