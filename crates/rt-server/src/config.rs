@@ -115,6 +115,14 @@ pub struct Config {
     #[arg(long, env = "RT_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
 
+    /// Authentication: connection tokens and anonymous namespaces.
+    #[command(flatten)]
+    pub auth: crate::auth::AuthArgs,
+
+    /// Connection limits.
+    #[command(flatten)]
+    pub limits: crate::limits::LimitArgs,
+
     /// WebSocket options.
     #[cfg(feature = "ws")]
     #[command(flatten)]

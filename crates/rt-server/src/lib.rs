@@ -32,14 +32,18 @@
 //! ```
 
 mod api;
+mod auth;
 mod config;
 mod demo;
 mod error;
+mod limits;
 mod metrics;
 mod router;
 mod serve;
 mod transport;
 
+pub use auth::AuthArgs;
 pub use config::{Config, LogFormat, Transport};
 pub use error::Error;
+pub use limits::LimitArgs;
 pub use serve::Server;

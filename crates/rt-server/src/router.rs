@@ -13,6 +13,7 @@ use crate::config::Config;
 pub(crate) struct App {
     pub(crate) hub: Hub,
     api_key: Option<String>,
+    auth: crate::auth::Auth,
     disabled: Vec<crate::config::Transport>,
     demo: bool,
     metrics: bool,
@@ -25,7 +26,7 @@ pub(crate) struct App {
 }
 
 impl App {
-    pub(crate) fn new(hub: Hub, config: &Config) -> Self {
+    pub(crate) fn new(hub: Hub, config: &Config, auth: crate::auth::Auth) -> Self {
         App {
             #[cfg(feature = "ws")]
             ws: crate::transport::ws::build(&hub, config),
@@ -35,6 +36,7 @@ impl App {
             poll: crate::transport::poll::build(&hub, config),
             // An empty key would let an empty header in: treat it as no key.
             api_key: config.api_key.clone().filter(|k| !k.is_empty()),
+            auth,
             disabled: config.disable.clone(),
             demo: config.demo,
             metrics: config.metrics,
@@ -49,7 +51,10 @@ impl App {
         Ok(crate::metrics::observe(req, |req| self.route(req)).await)
     }
 
-    async fn route(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn route(&self, mut req: Request<Incoming>) -> Response<Body> {
+        if let Err(e) = self.auth.admit(&mut req) {
+            return e.to_response();
+        }
         let disabled = crate::config::Transport::of_path(req.uri().path())
             .filter(|t| self.disabled.contains(t));
         let res = match (req.method(), req.uri().path()) {

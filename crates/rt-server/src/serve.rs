@@ -64,6 +64,8 @@ impl Server {
             // Installed before anything records, so that no early count is lost.
             crate::metrics::recorder();
         }
+        let auth = crate::auth::Auth::new(&config.auth)?;
+        config.limits.check()?;
         let hub = Hub::new(backplane(&config).await?, config.hub_config());
         let listener = TcpListener::bind(config.listen)
             .await
@@ -73,7 +75,7 @@ impl Server {
             })?;
         Ok(Server {
             listener,
-            app: Arc::new(App::new(hub, &config)),
+            app: Arc::new(App::new(hub, &config, auth)),
             config,
         })
     }
@@ -98,7 +100,9 @@ impl Server {
             config,
         } = self;
         // Auto-detects HTTP/1.1 and HTTP/2 prior knowledge (h2c) on the same port.
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        crate::limits::configure(&mut builder, &config.limits);
+        let gate = crate::limits::Gate::new(&config.limits);
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         let addr = listener.local_addr().unwrap_or(config.listen);
@@ -116,6 +120,13 @@ impl Server {
                         }
                     };
                     let _ = stream.set_nodelay(true);
+                    let permit = match gate.admit(peer.ip()) {
+                        Ok(permit) => permit,
+                        Err(refusal) => {
+                            tokio::spawn(crate::limits::refuse(stream, refusal));
+                            continue;
+                        }
+                    };
                     let app = app.clone();
                     let slot = UpgradeSlot::default();
                     let stream = TrackedStream::new(stream, slot.clone());
@@ -129,6 +140,7 @@ impl Server {
                         .into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
+                        let _permit = permit;
                         if let Err(e) = conn.await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
