@@ -38,7 +38,8 @@ impl Transport {
 }
 
 /// rt-server configuration. Every flag can also be given as the environment variable shown
-/// in `--help`; flags win over the environment.
+/// in `--help` or in the `--config` file; flags win over the environment, which wins over the
+/// file (see [`Config::load`]).
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "rt-server",
@@ -46,6 +47,11 @@ impl Transport {
     about = "rt reference server: WebSocket, SSE and polling on one event model"
 )]
 pub struct Config {
+    /// A TOML file of options (keys are the long flag names). Flags win over the
+    /// environment, which wins over the file; see docs/configuration.md.
+    #[arg(long, env = "RT_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+
     /// Address to listen on.
     #[arg(long, env = "RT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,

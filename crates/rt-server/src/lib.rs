@@ -34,6 +34,7 @@
 mod api;
 mod auth;
 mod config;
+mod config_file;
 mod demo;
 mod error;
 mod limits;
@@ -44,6 +45,7 @@ mod transport;
 
 pub use auth::AuthArgs;
 pub use config::{Config, LogFormat, Transport};
+pub use config_file::ConfigError;
 pub use error::Error;
 pub use limits::LimitArgs;
 pub use serve::Server;

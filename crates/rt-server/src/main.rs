@@ -1,13 +1,12 @@
 //! The `rt-server` binary: parses the configuration, sets up logging and runs the server
 //! until SIGINT or SIGTERM.
 
-use clap::Parser;
 use rt_server::{Config, LogFormat, Server};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let config = Config::parse();
+    let config = Config::load();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt().with_env_filter(filter);
     match config.log_format {
