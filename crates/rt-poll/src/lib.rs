@@ -21,7 +21,9 @@
 //!   it. Answers are `Cache-Control: no-store`; CORS (with preflight) comes from
 //!   [`Config::cors`].
 //!
-//! Any valid channel name can be polled; an invalid one is a `400` (`invalid_channel`).
+//! Any valid channel name can be polled and published to, unless the embedding server's
+//! authentication put [`rt_core::Permissions`] in the request's extensions: then channels
+//! outside them are answered `401`/`403`. An invalid name is a `400` (`invalid_channel`).
 //! The wire contract is in `docs/protocol.md`.
 //!
 //! # Example

@@ -46,9 +46,8 @@ fn timeout(value: Option<&str>, config: &Config) -> Result<Duration, Error> {
     let seconds: f64 = value
         .parse()
         .map_err(|_| Error::InvalidTimeout(value.to_owned()))?;
-    Ok(Duration::from_secs_f64(
-        seconds.min(config.max_timeout.as_secs_f64()),
-    ))
+    let max = config.max_timeout;
+    Ok(Duration::try_from_secs_f64(seconds).map_or(max, |t| t.min(max)))
 }
 
 #[cfg(test)]
@@ -63,6 +62,10 @@ mod tests {
         assert_eq!(t(Some("0")).unwrap(), Duration::ZERO);
         assert_eq!(t(Some("2.5")).unwrap(), Duration::from_millis(2500));
         assert_eq!(t(Some("99999")).unwrap(), config.max_timeout);
+        let mut unbounded = Config::default();
+        unbounded.max_timeout = Duration::MAX;
+        let huge = "9".repeat(16);
+        assert!(timeout(Some(&huge), &unbounded).unwrap() > Duration::from_secs(1 << 40));
         for bad in [
             "",
             "-1",
