@@ -146,6 +146,13 @@ impl Server {
         None
     }
 
+    /// Kills the server and starts it again on the same port with `args` instead of the
+    /// arguments it had (e.g. to turn a transport off mid-test).
+    pub async fn restart_with(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|s| s.to_string()).collect();
+        self.restart().await;
+    }
+
     /// Kills the server and starts it again on the same port with the same arguments.
     pub async fn restart(&mut self) {
         self.kill();

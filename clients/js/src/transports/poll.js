@@ -34,7 +34,9 @@ export function openPoll(ctx, { long = true } = {}) {
     const params = ctx.channels.map((c) => ['channel', c]);
     const resume = ctx.resumeFrom();
     if (resume) params.push(['cursor', resume]);
-    params.push(['timeout', String(timeout)]);
+    // The first poll answers at once: it proves the route works (a fallback must not wait a
+    // whole hold time to learn that) and returns the live cursor to wait on from then on.
+    params.push(['timeout', String(opened ? timeout : 0)]);
     // The request itself is the sign of life while it is held; the watchdog ends one held
     // longer than the heartbeat allows.
     ctx.alive();

@@ -1,0 +1,30 @@
+// The demo page at `/`: four columns (WebSocket, SSE, long polling, automatic) each open over
+// their transport; ten published events show up once in every column; a screenshot is saved
+// as target/artifacts/demo.png.
+
+import { join } from 'node:path';
+import { artifacts, assert, base, browser, run, until } from './browser-lib.mjs';
+
+run(async () => {
+  const b = await browser();
+  const { page } = b;
+  await page.goto(`${base}/`);
+  const columns = () => page.evaluate(() => window.rtDemo.columns.map(({ title, state, transport, events }) => ({ title, state, transport, n: events.length })));
+  await until('every column open', async () => (await columns()).every((c) => c.state === 'open'));
+  const cols = await columns();
+  assert(JSON.stringify(cols.map((c) => c.transport)) === JSON.stringify(['ws', 'sse', 'poll', 'ws']), JSON.stringify(cols));
+
+  await page.click('#burst');
+  await until('10 events in every column', async () => (await columns()).every((c) => c.n === 10));
+  await page.fill('#message', 'hello from the test');
+  await page.click('button[type=submit]');
+  await until('11 events in every column', async () => (await columns()).every((c) => c.n === 11));
+  const offsets = await page.evaluate(() => window.rtDemo.columns.map((c) => c.events.map((e) => e.offset).join(',')));
+  for (const o of offsets) assert(o === '1,2,3,4,5,6,7,8,9,10,11', `offsets ${o}`);
+  assert((await page.textContent('#published')).includes('#11'), 'publish status not shown');
+
+  const file = join(artifacts, 'demo.png');
+  await page.screenshot({ path: file, fullPage: true });
+  console.log(`screenshot ${file}`);
+  await b.close();
+});
