@@ -62,8 +62,10 @@ mod tests {
         assert_eq!(t(Some("0")).unwrap(), Duration::ZERO);
         assert_eq!(t(Some("2.5")).unwrap(), Duration::from_millis(2500));
         assert_eq!(t(Some("99999")).unwrap(), config.max_timeout);
-        let mut unbounded = Config::default();
-        unbounded.max_timeout = Duration::MAX;
+        let unbounded = Config {
+            max_timeout: Duration::MAX,
+            ..Config::default()
+        };
         let huge = "9".repeat(16);
         assert!(timeout(Some(&huge), &unbounded).unwrap() > Duration::from_secs(1 << 40));
         for bad in [
