@@ -143,6 +143,10 @@ pub struct Config {
     #[cfg(feature = "poll")]
     #[command(flatten)]
     pub poll: crate::transport::poll::PollArgs,
+
+    /// TLS options.
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 }
 
 impl Config {

@@ -41,6 +41,7 @@ mod limits;
 mod metrics;
 mod router;
 mod serve;
+mod tls;
 mod transport;
 
 pub use auth::AuthArgs;
@@ -49,3 +50,4 @@ pub use config_file::ConfigError;
 pub use error::Error;
 pub use limits::LimitArgs;
 pub use serve::Server;
+pub use tls::TlsArgs;

@@ -22,6 +22,7 @@ pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
     config: Config,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl std::fmt::Debug for App {
@@ -64,6 +65,7 @@ impl Server {
             // Installed before anything records, so that no early count is lost.
             crate::metrics::recorder();
         }
+        let tls = crate::tls::server_config(&config.tls)?;
         let auth = crate::auth::Auth::new(&config.auth)?;
         config.limits.check()?;
         let hub = Hub::new(backplane(&config).await?, config.hub_config());
@@ -77,6 +79,7 @@ impl Server {
             listener,
             app: Arc::new(App::new(hub, &config, auth)),
             config,
+            tls,
         })
     }
 
@@ -98,6 +101,7 @@ impl Server {
             listener,
             app,
             config,
+            tls,
         } = self;
         // Auto-detects HTTP/1.1 and HTTP/2 prior knowledge (h2c) on the same port.
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -135,13 +139,18 @@ impl Server {
                         let app = app.clone();
                         async move { app.handle(req).await }
                     });
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned();
-                    let conn = graceful.watch(conn);
+                    let (builder, tls, watcher) = (builder.clone(), tls.clone(), graceful.watcher());
                     tokio::spawn(async move {
                         let _permit = permit;
-                        if let Err(e) = conn.await {
+                        let stream = match crate::tls::Io::accept(tls.as_ref(), stream).await {
+                            Ok(s) => s,
+                            Err(e) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                        };
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        if let Err(e) = watcher.watch(conn.into_owned()).await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
                     });

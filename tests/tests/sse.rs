@@ -1,0 +1,788 @@
+//! Server-Sent Events against the real rt-server binary: framing read by a WHATWG-style parser,
+//! heartbeats, exact multi-channel resume after a cut connection, resync, lag, shutdown, bad
+//! input, `curl -N`, 100 streams on one HTTP/2 connection (h2c), HTTPS with ALPN `h2`, and the
+//! Node `eventsource` package as a real EventSource.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, Version};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rt_tests::http::{post_json, send};
+use rt_tests::Server;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// One block of an event stream, parsed as the WHATWG spec says (fields, one leading space
+/// stripped, data lines joined with `\n`).
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Block {
+    id: Option<String>,
+    event: Option<String>,
+    data: Option<String>,
+    retry: Option<u64>,
+    comments: Vec<String>,
+}
+
+impl Block {
+    fn data_json(&self) -> Value {
+        serde_json::from_str(self.data.as_deref().unwrap()).unwrap()
+    }
+}
+
+/// The reading side of one SSE response.
+struct Stream {
+    body: Incoming,
+    buf: Vec<u8>,
+    block: Block,
+}
+
+impl Stream {
+    fn new(body: Incoming) -> Self {
+        Stream {
+            body,
+            buf: Vec::new(),
+            block: Block::default(),
+        }
+    }
+
+    /// The next complete block (an empty line ends it), or `None` when the stream ends.
+    async fn block(&mut self) -> Option<Block> {
+        loop {
+            while let Some((line, rest)) = split_line(&self.buf) {
+                let line = String::from_utf8(line.to_vec()).unwrap();
+                self.buf.drain(..rest);
+                if line.is_empty() {
+                    return Some(std::mem::take(&mut self.block));
+                }
+                let (field, value) = match line.split_once(':') {
+                    Some((f, v)) => (f.to_owned(), v.strip_prefix(' ').unwrap_or(v).to_owned()),
+                    None => (line.clone(), String::new()),
+                };
+                let b = &mut self.block;
+                match field.as_str() {
+                    "" => b.comments.push(value),
+                    "id" => b.id = Some(value),
+                    "event" => b.event = Some(value),
+                    "retry" => b.retry = Some(value.parse().unwrap()),
+                    "data" => {
+                        b.data = Some(match b.data.take() {
+                            None => value,
+                            Some(d) => format!("{d}\n{value}"),
+                        })
+                    }
+                    other => panic!("unknown field {other:?} in {line:?}"),
+                }
+            }
+            let frame = tokio::time::timeout(WAIT, self.body.frame())
+                .await
+                .expect("no data from the stream in time");
+            match frame {
+                None => return None,
+                Some(frame) => {
+                    if let Ok(data) = frame.unwrap().into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next block that carries data (skips heartbeats).
+    async fn event(&mut self) -> Block {
+        loop {
+            let b = self.block().await.expect("stream ended");
+            if b.data.is_some() {
+                return b;
+            }
+        }
+    }
+}
+
+/// Splits off one line (ended by `\r\n`, `\r` or `\n`): the line and how many bytes it used.
+fn split_line(buf: &[u8]) -> Option<(&[u8], usize)> {
+    let i = buf.iter().position(|b| *b == b'\n' || *b == b'\r')?;
+    if buf[i] == b'\r' {
+        match buf.get(i + 1) {
+            None => return None, // maybe the start of \r\n
+            Some(b'\n') => return Some((&buf[..i], i + 2)),
+            _ => {}
+        }
+    }
+    Some((&buf[..i], i + 1))
+}
+
+/// Opens a stream over a fresh HTTP/1.1 connection.
+async fn open(
+    server: &Server,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (http::response::Parts, Stream) {
+    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::get(path).header("host", server.addr().to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = tokio::time::timeout(
+        WAIT,
+        sender.send_request(req.body(Empty::<Bytes>::new()).unwrap()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let (parts, body) = res.into_parts();
+    (parts, Stream::new(body))
+}
+
+async fn publish(server: &Server, body: Value) -> Value {
+    let (status, ack) = post_json(
+        &server.url("/api/publish"),
+        &[("x-api-key", "test-key")],
+        &body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    ack
+}
+
+/// `epoch,a=1,b=2` as a map of offsets (the epoch under "").
+fn cursor(id: &str) -> BTreeMap<String, u64> {
+    let mut parts = id.split(',');
+    let mut map = BTreeMap::new();
+    map.insert(
+        String::new(),
+        u64::from_str_radix(parts.next().unwrap(), 16).unwrap(),
+    );
+    for p in parts {
+        let (c, o) = p.split_once('=').unwrap();
+        map.insert(c.to_owned(), o.parse().unwrap());
+    }
+    map
+}
+
+#[tokio::test]
+async fn framing_named_multiline_unicode_binary_and_heartbeats() {
+    let server = Server::start(&["--sse-heartbeat", "300ms", "--sse-retry", "2s"]).await;
+    let (parts, mut s) = open(&server, "/sse?channel=prices&channel=trades", &[]).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(parts.headers["content-type"], "text/event-stream");
+    assert_eq!(parts.headers["cache-control"], "no-cache");
+    assert_eq!(parts.headers["x-accel-buffering"], "no");
+
+    let first = s.event().await;
+    assert_eq!(first.retry, Some(2000));
+    assert_eq!(first.event.as_deref(), Some("rt.open"));
+    let start = cursor(first.id.as_deref().unwrap());
+    assert_eq!(first.data_json()["cursor"], first.id.clone().unwrap());
+    assert_eq!(first.data_json()["channels"], json!(["prices", "trades"]));
+    assert_eq!((start["prices"], start["trades"]), (0, 0));
+
+    let cases: Vec<(Value, Option<&str>, &str)> = vec![
+        (
+            json!({"channel":"prices","event":"tick","data":"l1\nl2\n\nl4\n"}),
+            Some("tick"),
+            "l1\nl2\n\nl4\n",
+        ),
+        (
+            json!({"channel":"trades","data":"ünïcødé – 🚀 \"q\" : x"}),
+            None,
+            "ünïcødé – 🚀 \"q\" : x",
+        ),
+        (
+            json!({"channel":"trades","data":{"n":1,"s":"a\nb"}}),
+            None,
+            "{\"n\":1,\"s\":\"a\\nb\"}",
+        ),
+        (json!({"channel":"prices","data":""}), None, ""),
+        (
+            json!({"channel":"prices","data":" leading space"}),
+            None,
+            " leading space",
+        ),
+        // SSE cannot carry a CR inside data: CRLF and CR arrive as line feeds, never as fields.
+        (
+            json!({"channel":"prices","data":"a\r\nb\rc"}),
+            None,
+            "a\nb\nc",
+        ),
+        (
+            json!({"channel":"trades","event":"blob","encoding":"base64","data":"AAH/Cg0="}),
+            Some("blob;base64"),
+            "AAH/Cg0=",
+        ),
+    ];
+    let mut expect = start.clone();
+    for (body, event, data) in cases {
+        let channel = body["channel"].as_str().unwrap().to_owned();
+        let ack = publish(&server, body).await;
+        let got = s.event().await;
+        assert_eq!(got.event.as_deref(), event);
+        assert_eq!(got.data.as_deref(), Some(data));
+        *expect.get_mut(&channel).unwrap() = ack["offset"].as_u64().unwrap();
+        assert_eq!(
+            cursor(got.id.as_deref().unwrap()),
+            expect,
+            "id is the whole connection's cursor"
+        );
+    }
+
+    // Idle: heartbeat comments, about every 300 ms.
+    let ping = tokio::time::timeout(Duration::from_secs(3), s.block())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ping.comments, ["ping"]);
+    assert_eq!(ping.data, None);
+}
+
+/// The connection is cut mid-stream; reconnecting with the last seen id as `Last-Event-ID`
+/// delivers every missed event of every channel exactly once, then live.
+#[tokio::test]
+async fn resume_after_a_cut_connection_is_exact_on_every_channel() {
+    let server = Server::start(&[]).await;
+    let path = "/sse?channel=a&channel=b&channel=c";
+    let (_, mut s) = open(&server, path, &[]).await;
+    s.event().await;
+    let chans = ["a", "b", "c"];
+    for i in 0..9 {
+        publish(
+            &server,
+            json!({"channel": chans[i % 3], "data": format!("{}{i}", chans[i % 3])}),
+        )
+        .await;
+    }
+    let mut seen = Vec::new();
+    let mut last = String::new();
+    for _ in 0..4 {
+        let e = s.event().await;
+        seen.push(e.data.unwrap());
+        last = e.id.unwrap();
+    }
+    drop(s); // cut: events 4..9 were in flight
+    for i in 9..15 {
+        publish(
+            &server,
+            json!({"channel": chans[i % 3], "data": format!("{}{i}", chans[i % 3])}),
+        )
+        .await;
+    }
+
+    let (_, mut s) = open(&server, path, &[("last-event-id", &last)]).await;
+    let first = s.event().await;
+    assert_eq!(first.event.as_deref(), Some("rt.open"));
+    assert_eq!(first.id.as_deref(), Some(last.as_str()));
+    for _ in 4..15 {
+        let e = s.event().await;
+        assert_eq!(e.event, None, "no resync or control event expected: {e:?}");
+        seen.push(e.data.unwrap());
+    }
+    publish(&server, json!({"channel":"b","data":"sentinel"})).await;
+    assert_eq!(
+        s.event().await.data.as_deref(),
+        Some("sentinel"),
+        "nothing repeated before it"
+    );
+    let mut all = seen.clone();
+    all.sort_by_key(|d| d[1..].parse::<u32>().unwrap());
+    let expected: Vec<String> = (0..15).map(|i| format!("{}{i}", chans[i % 3])).collect();
+    assert_eq!(all, expected, "every event exactly once: {seen:?}");
+    for c in chans {
+        let order: Vec<&String> = seen.iter().filter(|d| d.starts_with(c)).collect();
+        let mut sorted = order.clone();
+        sorted.sort_by_key(|d| d[1..].parse::<u32>().unwrap());
+        assert_eq!(order, sorted, "per-channel order");
+    }
+}
+
+#[tokio::test]
+async fn resume_value_from_query_earliest_and_header_precedence() {
+    let server = Server::start(&[]).await;
+    for d in ["1", "2", "3"] {
+        publish(&server, json!({"channel":"q","data":d})).await;
+    }
+    // Mercure's spelling and value: everything retained.
+    let (_, mut s) = open(&server, "/sse?channel=q&lastEventID=earliest", &[]).await;
+    let first = s.event().await;
+    assert_eq!(
+        first.id, None,
+        "an earliest stream resumes by its URL until its first event"
+    );
+    let mut ids = Vec::new();
+    for d in ["1", "2", "3"] {
+        let e = s.event().await;
+        assert_eq!(e.data.as_deref(), Some(d));
+        ids.push(e.id.unwrap());
+    }
+    // lastEventId in the query (percent-encoded) resumes after event 1...
+    let q = ids[0].replace(',', "%2C").replace('=', "%3D");
+    let (_, mut s) = open(&server, &format!("/sse?channel=q&lastEventId={q}"), &[]).await;
+    s.event().await;
+    assert_eq!(s.event().await.data.as_deref(), Some("2"));
+    // ...but the header wins over it.
+    let (_, mut s) = open(
+        &server,
+        &format!("/sse?channel=q&lastEventId={q}"),
+        &[("last-event-id", &ids[1])],
+    )
+    .await;
+    s.event().await;
+    assert_eq!(s.event().await.data.as_deref(), Some("3"));
+}
+
+#[tokio::test]
+async fn resync_when_history_cannot_cover_the_gap() {
+    let server = Server::start(&["--history-size", "2"]).await;
+    let (_, mut s) = open(&server, "/sse?channel=g&channel=h", &[]).await;
+    let start = s.event().await.id.unwrap();
+    drop(s);
+    for d in ["1", "2", "3", "4"] {
+        publish(&server, json!({"channel":"g","data":d})).await;
+    }
+    publish(&server, json!({"channel":"h","data":"h1"})).await;
+    let (_, mut s) = open(
+        &server,
+        "/sse?channel=g&channel=h",
+        &[("last-event-id", &start)],
+    )
+    .await;
+    s.event().await;
+    let h1 = s.event().await;
+    assert_eq!(
+        h1.data.as_deref(),
+        Some("h1"),
+        "h is still covered by history"
+    );
+    let resync = s.event().await;
+    assert_eq!(resync.event.as_deref(), Some("rt.resync"));
+    assert_eq!(resync.data_json()["channels"], json!(["g"]));
+    let id = resync.id.clone().unwrap();
+    assert_eq!(resync.data_json()["cursor"], id);
+    assert_eq!(cursor(&id)["g"], 4, "g continues from its head");
+    publish(&server, json!({"channel":"g","data":"live"})).await;
+    let live = s.event().await;
+    assert_eq!(live.data.as_deref(), Some("live"));
+    assert_eq!(cursor(live.id.as_deref().unwrap())["g"], 5);
+
+    // A cursor from another epoch (e.g. before a restart) resyncs too.
+    let (_, mut s) = open(&server, "/sse?channel=g", &[("last-event-id", "abc,g=2")]).await;
+    s.event().await;
+    let resync = s.event().await;
+    assert_eq!(resync.event.as_deref(), Some("rt.resync"));
+    assert_eq!(resync.data_json()["channels"], json!(["g"]));
+}
+
+#[tokio::test]
+async fn bad_requests_get_4xx_json() {
+    let server = Server::start(&["--max-channels", "3"]).await;
+    type Case<'a> = (
+        Method,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        StatusCode,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            Method::GET,
+            "/sse",
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "no_channels",
+        ),
+        (
+            Method::GET,
+            "/sse?channel=bad%20name",
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_channel",
+        ),
+        (
+            Method::GET,
+            "/sse?channel=a&channel=b,c,d",
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "too_many_channels",
+        ),
+        (
+            Method::GET,
+            "/sse?channel=a&lastEventId=not-a-cursor",
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_cursor",
+        ),
+        (
+            Method::GET,
+            "/sse?channel=a",
+            vec![("last-event-id", "ff,a=-1")],
+            StatusCode::BAD_REQUEST,
+            "invalid_cursor",
+        ),
+        (
+            Method::POST,
+            "/sse?channel=a",
+            vec![],
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            Method::DELETE,
+            "/sse?channel=a",
+            vec![],
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+    ];
+    for (method, path, headers, status, code) in cases {
+        let (got, h, body) = send(method.clone(), &server.url(path), &headers, Bytes::new())
+            .await
+            .unwrap();
+        assert_eq!(got, status, "{method} {path}");
+        assert_eq!(h["content-type"], "application/json");
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], code, "{method} {path}: {v}");
+        assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+    }
+    // The server is still fine.
+    let (_, mut s) = open(&server, "/sse?channel=a", &[]).await;
+    assert_eq!(s.event().await.event.as_deref(), Some("rt.open"));
+}
+
+/// A client that stops reading overflows its queue, gets `rt.lagged` last, and resumes from
+/// its last id with nothing lost.
+#[tokio::test]
+async fn lagging_client_is_told_then_resumes_within_history() {
+    let server = Server::start(&[
+        "--queue-capacity",
+        "8",
+        "--history-size",
+        "1000",
+        "--max-payload",
+        "65536",
+    ])
+    .await;
+    let (_, mut s) = open(&server, "/sse?channel=lag", &[]).await;
+    s.event().await;
+    // Far more than socket buffers, hyper's buffer and the queue hold together.
+    let n = 600;
+    let pad = "x".repeat(60_000);
+    for i in 0..n {
+        publish(
+            &server,
+            json!({"channel":"lag","data":format!("{i} {pad}")}),
+        )
+        .await;
+    }
+    let mut got = Vec::new();
+    let mut last = None;
+    let lagged = loop {
+        let b = s.block().await.expect("stream ended without rt.lagged");
+        if b.event.as_deref() == Some("rt.lagged") {
+            break b;
+        }
+        if let Some(d) = b.data {
+            got.push(d.split(' ').next().unwrap().parse::<usize>().unwrap());
+            last = b.id;
+        }
+    };
+    assert!(got.len() < n, "the client should have lagged");
+    assert_eq!(
+        got,
+        (0..got.len()).collect::<Vec<_>>(),
+        "in order, no hole before the lag"
+    );
+    if let Some(last) = &last {
+        assert_eq!(lagged.id.as_ref(), Some(last));
+    }
+    assert_eq!(lagged.data_json()["type"], "lagged");
+    assert!(s.block().await.is_none(), "rt.lagged is the last block");
+
+    let resume = lagged.id.unwrap();
+    let (_, mut s) = open(&server, "/sse?channel=lag", &[("last-event-id", &resume)]).await;
+    s.event().await;
+    for i in got.len()..n {
+        let e = s.event().await;
+        assert_eq!(e.data.unwrap().split(' ').next().unwrap(), i.to_string());
+    }
+}
+
+#[tokio::test]
+async fn graceful_shutdown_ends_streams_with_a_retry_hint() {
+    let mut server = Server::start(&["--sse-retry", "1s"]).await;
+    let (_, mut s) = open(&server, "/sse?channel=bye", &[]).await;
+    let id = s.event().await.id.unwrap();
+    let reader = tokio::spawn(async move {
+        let b = s.event().await;
+        (b, s.block().await)
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let status = tokio::task::spawn_blocking(move || server.terminate(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("the server did not exit in time");
+    assert!(status.success());
+    let (b, after) = tokio::time::timeout(WAIT, reader).await.unwrap().unwrap();
+    assert_eq!(b.event.as_deref(), Some("rt.shutdown"));
+    assert_eq!(b.id.as_deref(), Some(id.as_str()));
+    let retry = b.retry.unwrap();
+    assert!((1000..=2000).contains(&retry), "{retry}");
+    assert!(after.is_none(), "the stream ends after rt.shutdown");
+}
+
+async fn next_line(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn curl_n_streams_events() {
+    let server = Server::start(&[]).await;
+    let mut curl = std::process::Command::new("curl")
+        .args([
+            "-N",
+            "-sS",
+            "--max-time",
+            "20",
+            &server.url("/sse?channel=curl"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl is installed");
+    let stdout = curl.stdout.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        if next_line(&mut rx).await == "event: rt.open" {
+            break;
+        }
+    }
+    publish(
+        &server,
+        json!({"channel":"curl","event":"note","data":"hello\ncurl"}),
+    )
+    .await;
+    let mut lines = Vec::new();
+    while lines.last().map(String::as_str) != Some("data: curl") {
+        lines.push(next_line(&mut rx).await);
+    }
+    let from = lines.iter().position(|l| l.starts_with("id: ")).unwrap();
+    assert!(lines[from].ends_with(",curl=1"), "{lines:?}");
+    assert_eq!(
+        &lines[from + 1..],
+        ["event: note", "data: hello", "data: curl"]
+    );
+    let _ = curl.kill();
+    let _ = curl.wait();
+}
+
+/// 100 SSE streams multiplexed on ONE HTTP/2 cleartext (prior knowledge) connection, each
+/// getting its own events.
+#[tokio::test]
+async fn hundred_streams_on_one_h2c_connection() {
+    let server = Server::start(&[]).await;
+    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let streams = hundred_streams(sender, &format!("http://{}", server.addr())).await;
+    check_streams(&server, streams).await;
+}
+
+async fn hundred_streams(
+    sender: hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    base: &str,
+) -> Vec<Stream> {
+    let mut pending = Vec::new();
+    for i in 0..100 {
+        let mut sender = sender.clone();
+        let req = Request::get(format!("{base}/sse?channel=h2-{i}&channel=h2-all"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        pending.push(tokio::spawn(async move {
+            sender.send_request(req).await.unwrap()
+        }));
+    }
+    let mut streams = Vec::new();
+    for p in pending {
+        let res = tokio::time::timeout(WAIT, p).await.unwrap().unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.version(), Version::HTTP_2);
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        for hop in ["connection", "keep-alive", "transfer-encoding", "upgrade"] {
+            assert!(
+                res.headers().get(hop).is_none(),
+                "hop-by-hop header {hop} on HTTP/2"
+            );
+        }
+        let mut s = Stream::new(res.into_body());
+        assert_eq!(s.event().await.event.as_deref(), Some("rt.open"));
+        streams.push(s);
+    }
+    streams
+}
+
+async fn check_streams(server: &Server, mut streams: Vec<Stream>) {
+    for i in 0..100 {
+        publish(
+            server,
+            json!({"channel": format!("h2-{i}"), "data": format!("for {i}")}),
+        )
+        .await;
+    }
+    publish(server, json!({"channel": "h2-all", "data": "everyone"})).await;
+    for (i, s) in streams.iter_mut().enumerate() {
+        let mine = s.event().await;
+        assert_eq!(mine.data, Some(format!("for {i}")));
+        let all = s.event().await;
+        assert_eq!(all.data.as_deref(), Some("everyone"));
+        let c = cursor(all.id.as_deref().unwrap());
+        assert_eq!((c[&format!("h2-{i}")], c["h2-all"]), (1, 1));
+    }
+}
+
+/// HTTPS with a self-signed certificate: ALPN picks `h2` and SSE streams multiplex on it.
+#[tokio::test]
+async fn tls_with_alpn_h2_carries_sse() {
+    let dir = rt_tests::target_dir().join(rt_tests::unique("tls"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_pem, key_pem) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.key_pair.serialize_pem()).unwrap();
+    // A cleartext server shares the build; the TLS one is a second process of the same binary.
+    let plain = Server::start(&[]).await;
+    let tls = TlsServer::start(&cert_pem, &key_pem).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(tls.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = connector.connect(name, tcp).await.unwrap();
+    assert_eq!(
+        stream.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "ALPN must pick h2"
+    );
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+
+    let req = Request::get("https://localhost/sse?channel=secure")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = sender.clone().send_request(req).await.unwrap();
+    assert_eq!(res.version(), Version::HTTP_2);
+    let mut s = Stream::new(res.into_body());
+    assert_eq!(s.event().await.event.as_deref(), Some("rt.open"));
+    let body = json!({"channel":"secure","event":"tls","data":"over h2"}).to_string();
+    // Published over the same TLS connection, on another HTTP/2 stream.
+    let req = Request::post("https://localhost/api/publish")
+        .header("x-api-key", "test-key")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let res = sender.clone().send_request(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let e = s.event().await;
+    assert_eq!(e.event.as_deref(), Some("tls"));
+    assert_eq!(e.data.as_deref(), Some("over h2"));
+    drop(plain);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// rt-server with `--tls-cert`/`--tls-key`; `rt_tests::Server` waits on cleartext `/health`,
+/// so this one waits until a TCP connect succeeds.
+struct TlsServer {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl TlsServer {
+    async fn start(cert: &std::path::Path, key: &std::path::Path) -> TlsServer {
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], rt_tests::free_port()).into();
+        let child =
+            std::process::Command::new(rt_tests::target_dir().join("debug").join("rt-server"))
+                .args(["--listen", &addr.to_string(), "--api-key", "test-key"])
+                .arg("--tls-cert")
+                .arg(cert)
+                .arg("--tls-key")
+                .arg(key)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+        let mut server = TlsServer { child, addr };
+        for _ in 0..300 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return server;
+            }
+            assert!(
+                server.child.try_wait().unwrap().is_none(),
+                "rt-server exited"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("TLS rt-server did not listen");
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Node `eventsource` package: named events, a server-side disconnect, and automatic
+/// resume with `Last-Event-ID` with nothing lost. See tests/js/sse-eventsource.mjs.
+#[tokio::test]
+async fn node_eventsource_resumes_after_a_server_side_disconnect() {
+    let server = Server::start(&["--sse-retry", "200ms"]).await;
+    let dir = rt_tests::node_modules();
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("node")
+            .arg(dir.join("sse-eventsource.mjs"))
+            .arg(server.url(""))
+            .arg("test-key")
+            .current_dir(&dir)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("node script timed out")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "node failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("ok: 12 events"), "{stdout}\n{stderr}");
+}
