@@ -282,13 +282,8 @@ async fn ws(
     let shared = tracker.shared.clone();
     let conn = {
         let _permit = gate.acquire().await.map_err(|e| e.to_string())?;
-        let conn = WsConn::connect(addr, Some(source(i)), &target.ws_path(channel)).await;
-        match conn {
-            Ok(mut conn) if target == Target::Socketio => match socketio_join(&mut conn).await {
-                Ok(()) => Ok(conn),
-                Err(e) => Err(e),
-            },
-            Ok(conn) => Ok(conn),
+        match WsConn::connect(addr, Some(source(i)), &target.ws_path()).await {
+            Ok(mut conn) => join(target, &mut conn, channel).await.map(|()| conn),
             Err(e) => Err(e.to_string()),
         }
     };
@@ -326,6 +321,20 @@ async fn ws(
     };
     tracker.finish();
     result
+}
+
+/// What a target needs after the upgrade before events flow to a subscriber.
+async fn join(target: Target, conn: &mut WsConn, channel: &str) -> Result<(), String> {
+    match target {
+        Target::Rt => {
+            let subscribe = format!(r#"{{"type":"subscribe","channels":["{channel}"]}}"#);
+            conn.send_text(subscribe.as_bytes())
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Target::Socketio => socketio_join(conn).await,
+        Target::Baseline | Target::Ws => Ok(()),
+    }
 }
 
 /// Engine.IO v4 open (`0{...}`), then Socket.IO connect to the main namespace (`40`).

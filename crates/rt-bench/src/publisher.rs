@@ -1,59 +1,39 @@
-//! Publishers: how each target is told to publish.
+//! Publishers: one WebSocket client per publisher, fire and forget, for every target.
 //!
-//! rt: `POST /api/publish` on a keep-alive HTTP/1.1 connection, one at a time (each
-//! publish is acknowledged once stored, so the achieved rate shows when rt pushes back).
-//! baseline and Node `ws`: a WebSocket client on `/pub` whose text frames are broadcast.
+//! rt: `{"type":"publish",...}` messages on `/ws` (acknowledgements are read and dropped).
+//! baseline and Node `ws`: text frames on `/pub`, broadcast as they are.
 //! Socket.IO: a Socket.IO client emitting `pub`, which the server broadcasts as `m`.
+//! The same for all: no side waits for an answer before the next publish.
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::Request;
-use hyper_util::rt::TokioIo;
-
 use crate::marker::{now_us, payload, Marker};
-use crate::servers::{Target, API_KEY};
-use crate::wsclient::{tcp, Frame, WsConn};
+use crate::servers::Target;
+use crate::wsclient::{Frame, WsConn};
 
 /// A connected publisher.
 #[derive(Debug)]
-pub(crate) enum Publisher {
-    Http {
-        sender: SendRequest<Full<Bytes>>,
-        addr: SocketAddr,
-    },
-    Ws(WsConn),
-    SocketIo(WsConn),
+pub(crate) struct Publisher {
+    target: Target,
+    conn: WsConn,
 }
 
 impl Publisher {
     pub(crate) async fn connect(target: Target, addr: SocketAddr) -> Result<Publisher, String> {
-        match target {
-            Target::Rt => {
-                let stream = tcp(addr, None).await.map_err(|e| e.to_string())?;
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tokio::spawn(conn);
-                Ok(Publisher::Http { sender, addr })
-            }
-            Target::Baseline | Target::Ws => WsConn::connect(addr, None, "/pub")
+        let path = match target {
+            Target::Baseline | Target::Ws => "/pub".to_string(),
+            Target::Rt | Target::Socketio => target.ws_path(),
+        };
+        let mut conn = WsConn::connect(addr, None, &path)
+            .await
+            .map_err(|e| format!("publisher: {e}"))?;
+        if target == Target::Socketio {
+            // Events sent before the namespace connect is acknowledged close the session.
+            crate::fleet::socketio_join(&mut conn)
                 .await
-                .map(Publisher::Ws)
-                .map_err(|e| format!("publisher: {e}")),
-            Target::Socketio => {
-                let mut conn = WsConn::connect(addr, None, &target.ws_path(""))
-                    .await
-                    .map_err(|e| format!("publisher: {e}"))?;
-                // Events sent before the namespace connect is acknowledged close the session.
-                crate::fleet::socketio_join(&mut conn)
-                    .await
-                    .map_err(|e| format!("publisher: {e}"))?;
-                Ok(Publisher::SocketIo(conn))
-            }
+                .map_err(|e| format!("publisher: {e}"))?;
         }
+        Ok(Publisher { target, conn })
     }
 
     /// Publishes one marker on `channel` (payload of `size` bytes).
@@ -68,45 +48,28 @@ impl Publisher {
             ..marker
         };
         let data = payload(marker, size);
-        match self {
-            Publisher::Http { sender, addr } => {
-                let body = format!(r#"{{"channel":"{channel}","data":"{data}"}}"#);
-                let req = Request::post("/api/publish")
-                    .header(http::header::HOST, addr.to_string())
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .header("x-api-key", API_KEY)
-                    .body(Full::new(Bytes::from(body)))
-                    .map_err(|e| e.to_string())?;
-                let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
-                let status = res.status();
-                let body = res.into_body().collect().await.map_err(|e| e.to_string())?;
-                if status != http::StatusCode::OK {
-                    return Err(format!(
-                        "publish answered {status}: {}",
-                        String::from_utf8_lossy(&body.to_bytes())
-                    ));
+        let message = match self.target {
+            Target::Rt => format!(r#"{{"type":"publish","channel":"{channel}","data":"{data}"}}"#),
+            Target::Baseline | Target::Ws => data,
+            Target::Socketio => format!(r#"42["pub","{data}"]"#),
+        };
+        self.conn
+            .send_text(message.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        for frame in self.conn.poll_pending().await.map_err(|e| e.to_string())? {
+            match frame {
+                Frame::Data(p) if self.target == Target::Socketio && &p[..] == b"2" => {
+                    self.conn.send_text(b"3").await.map_err(|e| e.to_string())?;
                 }
-                Ok(())
-            }
-            Publisher::Ws(conn) => {
-                conn.send_text(data.as_bytes())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                conn.poll_pending().await.map_err(|e| e.to_string())?;
-                Ok(())
-            }
-            Publisher::SocketIo(conn) => {
-                let packet = format!(r#"42["pub","{data}"]"#);
-                conn.send_text(packet.as_bytes())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                for frame in conn.poll_pending().await.map_err(|e| e.to_string())? {
-                    if matches!(&frame, Frame::Data(p) if &p[..] == b"2") {
-                        conn.send_text(b"3").await.map_err(|e| e.to_string())?;
-                    }
+                Frame::Data(p)
+                    if self.target == Target::Rt && p.starts_with(br#"{"type":"error""#) =>
+                {
+                    return Err(format!("publish refused: {}", String::from_utf8_lossy(&p)));
                 }
-                Ok(())
+                _ => {}
             }
         }
+        Ok(())
     }
 }

@@ -34,10 +34,10 @@ impl Target {
         }
     }
 
-    /// The WebSocket path a subscriber of `channel` opens.
-    pub(crate) fn ws_path(self, channel: &str) -> String {
+    /// The WebSocket path a client opens.
+    pub(crate) fn ws_path(self) -> String {
         match self {
-            Target::Rt => format!("/ws?channel={channel}"),
+            Target::Rt => "/ws".into(),
             Target::Baseline | Target::Ws => "/".into(),
             Target::Socketio => "/socket.io/?EIO=4&transport=websocket".into(),
         }
@@ -60,9 +60,6 @@ pub(crate) struct Server {
     pid: u32,
     pub(crate) addr: SocketAddr,
 }
-
-/// The API key rt-server is started with.
-pub(crate) const API_KEY: &str = "bench-key";
 
 fn free_port() -> Result<u16, String> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
@@ -87,8 +84,15 @@ impl Server {
                 programs.rt_server.display().to_string(),
                 "--listen".into(),
                 addr.to_string(),
-                "--api-key".into(),
-                API_KEY.into(),
+                // The publisher is one WebSocket client publishing far more than the
+                // default per-connection limit of 100 messages/s.
+                "--ws-rate-limit".into(),
+                "1000000".into(),
+                "--ws-rate-burst".into(),
+                "1000000".into(),
+                // The idle scenario holds 19,000 connections (default limit: 16,384).
+                "--max-connections".into(),
+                "20000".into(),
             ],
             Target::Baseline => vec![
                 programs.baseline.display().to_string(),
