@@ -712,3 +712,69 @@ async fn a_poll_publish_reaches_sse_and_websocket_subscribers_with_one_cursor_mo
     assert_eq!(sse.next_block().await["data"], "next");
     assert_eq!(recv(&mut ws).await.1["data"], "next");
 }
+
+#[tokio::test]
+async fn any_node_answers_a_poll_without_sticky_sessions() {
+    let url = rt_tests::redis_url();
+    let prefix = rt_tests::unique("poll-nodes");
+    let args = [
+        "--backplane",
+        url.as_str(),
+        "--redis-prefix",
+        prefix.as_str(),
+    ];
+    let a = Server::start(&args).await;
+    let b = Server::start(&args).await;
+
+    let first = poll_ok(&a, "channel=feed&timeout=0").await;
+    for i in 1..=3 {
+        let (status, ack) = post_json(
+            &a.url("/poll/publish"),
+            &[],
+            &json!({"channel": "feed", "data": format!("a{i}")}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{ack}");
+    }
+    // Node B continues node A's cursor exactly.
+    let caught_up = poll_ok(
+        &b,
+        &format!("channel=feed&timeout=5&cursor={}", enc(&first["cursor"])),
+    )
+    .await;
+    let data: Vec<_> = events(&caught_up)
+        .iter()
+        .map(|e| e["data"].clone())
+        .collect();
+    assert_eq!(data, ["a1", "a2", "a3"]);
+    assert_eq!(caught_up["recovered"], true);
+
+    // A poll held on A is released by a publish from a polling client on B.
+    let held_url = a.url(&format!(
+        "/poll?channel=feed&timeout=25&cursor={}",
+        enc(&caught_up["cursor"])
+    ));
+    let held = tokio::spawn(async move { get(&held_url).await.unwrap() });
+    wait_subscriptions(&a, 1).await;
+    let (status, ack) = post_json(
+        &b.url("/poll/publish"),
+        &[],
+        &json!({"channel": "feed", "data": "b1", "id": "b-1"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    let (_, _, body) = tokio::time::timeout(Duration::from_secs(15), held)
+        .await
+        .unwrap()
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(events(&answer).len(), 1, "{answer}");
+    assert_eq!(events(&answer)[0]["data"], "b1");
+    assert_eq!(events(&answer)[0]["offset"], 4);
+    let done = poll_ok(
+        &b,
+        &format!("channel=feed&timeout=0&cursor={}", enc(&answer["cursor"])),
+    )
+    .await;
+    assert_eq!(events(&done).len(), 0);
+}
