@@ -8,7 +8,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use rt_core::http::{Body, Cors, Query};
-use rt_core::{Channel, Cursor, Delivery, Hub, Start, Subscription};
+use rt_core::{Channel, Cursor, Delivery, Hub, Permissions, Start, Subscription};
 
 use crate::config::Config;
 use crate::error::Error;
@@ -41,12 +41,20 @@ impl Sse {
 
     /// Answers one request: a `text/event-stream` for a valid `GET`, `204` for an allowed
     /// CORS preflight, a JSON error otherwise. Never reads the request body.
+    ///
+    /// The channels must be allowed by the request's [`Permissions`] (from its extensions;
+    /// none means everything is allowed), and a stream ends with [`EXPIRED`](crate::EXPIRED)
+    /// when they expire.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Body> {
         let headers = req.headers();
         if Cors::is_preflight(req.method(), headers) {
             return self.config.cors.preflight(headers);
         }
-        let mut res = match self.open(req.method(), req.uri().query(), headers).await {
+        let permissions = Permissions::of(req.extensions());
+        let opened = self
+            .open(req.method(), req.uri().query(), headers, permissions)
+            .await;
+        let mut res = match opened {
             Ok(res) => res,
             Err(e) => e.to_response(),
         };
@@ -59,6 +67,7 @@ impl Sse {
         method: &Method,
         query: Option<&str>,
         headers: &HeaderMap,
+        permissions: Permissions,
     ) -> Result<Response<Body>, Error> {
         if method != Method::GET {
             return Err(Error::MethodNotAllowed(method.clone()));
@@ -68,9 +77,9 @@ impl Sse {
         check_cursor_fits(&channels)?;
         let start = Start::parse(resume_value(headers, &query)?)?;
         let from_earliest = start == Start::Earliest;
-        let sub = self.hub.subscribe(channels, start).await?;
+        let sub = self.hub.subscribe_as(&permissions, channels, start).await?;
 
-        let mut res = Response::new(self.stream(sub, from_earliest));
+        let mut res = Response::new(self.stream(sub, from_earliest, &permissions));
         let h = res.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
@@ -84,8 +93,14 @@ impl Sse {
 
     /// The body of one connection. Dropping it (hyper does when the client goes away) drops
     /// the subscription.
-    fn stream(&self, mut sub: Subscription, from_earliest: bool) -> Body {
+    fn stream(
+        &self,
+        mut sub: Subscription,
+        from_earliest: bool,
+        permissions: &Permissions,
+    ) -> Body {
         let closing = self.hub.closing();
+        let expired = permissions.expired();
         let heartbeat = self.config.heartbeat;
         let retry = self.config.retry;
         let frames = async_stream::stream! {
@@ -103,12 +118,14 @@ impl Sse {
             yield data(frame::control(frame::OPEN, &open, id, Some(retry)));
 
             tokio::pin!(closing);
+            tokio::pin!(expired);
             let idle = tokio::time::sleep(heartbeat);
             tokio::pin!(idle);
             loop {
                 let step = tokio::select! {
                     biased;
                     () = &mut closing => Step::Shutdown,
+                    () = &mut expired => Step::Expired,
                     delivery = sub.next() => Step::Deliver(delivery),
                     () = &mut idle, if !heartbeat.is_zero() => Step::Ping,
                 };
@@ -131,6 +148,16 @@ impl Sse {
                         break;
                     }
                     Step::Deliver(None) => break,
+                    Step::Expired => {
+                        let cursor = sub.cursor();
+                        let end = frame::End {
+                            r#type: "expired",
+                            message: "the token has expired; reconnect with a new token and Last-Event-ID to resume",
+                            cursor: cursor.to_string(),
+                        };
+                        yield data(frame::control(frame::EXPIRED, &end, Some(&cursor), None));
+                        break;
+                    }
                     Step::Ping => yield data(Bytes::from_static(frame::PING)),
                     Step::Shutdown => {
                         let cursor = sub.cursor();
@@ -157,6 +184,7 @@ enum Step {
     Deliver(Option<Delivery>),
     Ping,
     Shutdown,
+    Expired,
 }
 
 fn data(bytes: Bytes) -> Result<Frame<Bytes>, Infallible> {

@@ -21,6 +21,8 @@ pub const RESYNC: &str = "rt.resync";
 pub const LAGGED: &str = "rt.lagged";
 /// Name of the last event of a stream ended by a server shutdown.
 pub const SHUTDOWN: &str = "rt.shutdown";
+/// Name of the last event of a stream whose token expired.
+pub const EXPIRED: &str = "rt.expired";
 
 /// The heartbeat comment.
 pub(crate) const PING: &[u8] = b": ping\n\n";
@@ -121,7 +123,7 @@ pub(crate) struct Resync<'a> {
     pub(crate) cursor: String,
 }
 
-/// Data of [`LAGGED`] and [`SHUTDOWN`].
+/// Data of [`LAGGED`], [`SHUTDOWN`] and [`EXPIRED`].
 #[derive(Serialize)]
 pub(crate) struct End {
     pub(crate) r#type: &'static str,

@@ -14,6 +14,7 @@
 //! | `event: rt.resync` | continuity lost on the named channels; they go on live |
 //! | `event: rt.lagged` | last block: the client fell behind; reconnect to resume |
 //! | `event: rt.shutdown` + `retry:` | last block: the server is stopping |
+//! | `event: rt.expired` | last block: the client's token expired |
 //! | `: ping` | heartbeat comment when idle ([`Config::heartbeat`]) |
 //!
 //! Resume values: the `Last-Event-ID` header, else the `lastEventId` (or Mercure's
@@ -47,4 +48,4 @@ mod frame;
 pub use config::Config;
 pub use endpoint::Sse;
 pub use error::Error;
-pub use frame::{BINARY_SUFFIX, LAGGED, OPEN, RESYNC, SHUTDOWN};
+pub use frame::{BINARY_SUFFIX, EXPIRED, LAGGED, OPEN, RESYNC, SHUTDOWN};

@@ -500,3 +500,48 @@ async fn a_vanished_client_releases_its_subscription() {
     .unwrap_or_else(|_| panic!("subscriptions leaked: {:?}", hub.stats()));
     server.abort();
 }
+
+#[tokio::test]
+async fn permissions_limit_channels_and_expiry_ends_the_stream() {
+    use rt_core::{ChannelPattern, Permissions};
+    use std::time::SystemTime;
+    let hub = hub(100, 64);
+    let sse = sse(&hub);
+    let request = |query: &str, permissions: Permissions| {
+        let mut req = Request::get(format!("/sse?{query}")).body(()).unwrap();
+        req.extensions_mut().insert(permissions);
+        req
+    };
+    let grant = || vec![ChannelPattern::new("ok:*").unwrap()];
+    let anonymous = Permissions::anonymous().allow_subscribe(grant());
+    let res = sse
+        .handle(request("channel=ok:1&channel=secret", anonymous))
+        .await;
+    assert_eq!(
+        error_of(res).await,
+        (StatusCode::UNAUTHORIZED, "unauthorized".into())
+    );
+    let user = || Permissions::new(Some("u".into()), None).allow_subscribe(grant());
+    let res = sse.handle(request("channel=secret", user())).await;
+    assert_eq!(
+        error_of(res).await,
+        (StatusCode::FORBIDDEN, "forbidden".into())
+    );
+    assert_eq!(hub.stats().subscriptions, 0);
+
+    let soon = SystemTime::now() + Duration::from_millis(300);
+    let expiring = Permissions::new(Some("u".into()), Some(soon)).allow_subscribe(grant());
+    let res = sse.handle(request("channel=ok:1", expiring)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body();
+    let open = read_blocks(&mut body, 1).await;
+    let cursor = ids(&open)[0].to_owned();
+    let rest = read_to_end(&mut body).await;
+    assert!(
+        rest.starts_with(&format!(
+            "id: {cursor}\nevent: rt.expired\ndata: {{\"type\":\"expired\""
+        )),
+        "{rest}"
+    );
+    assert_eq!(hub.stats().subscriptions, 0);
+}
