@@ -7,6 +7,7 @@
 
 pub mod browser;
 pub mod http;
+pub mod nginx;
 mod node;
 mod redis;
 mod server;

@@ -237,7 +237,11 @@ fn reference() -> String {
         let help = if possible.is_empty() || value.is_empty() {
             help
         } else {
-            format!("{}. One of {}.", help.trim_end_matches('.'), possible.join(", "))
+            format!(
+                "{}. One of {}.",
+                help.trim_end_matches('.'),
+                possible.join(", ")
+            )
         };
         out.push_str(&format!(
             "| `--{long}{value}` | {env} | {key} | {default} | {} |\n",

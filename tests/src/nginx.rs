@@ -1,0 +1,177 @@
+//! A real nginx (the Debian package, installed with apt when missing) in front of a test
+//! server, configured with the snippet of `docs/deployment.md`, so the documented settings
+//! are the tested ones.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{free_port, target_dir, unique, workspace_root};
+
+/// The path of the nginx binary, installed with apt when missing.
+fn binary() -> PathBuf {
+    let find = || {
+        ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+    };
+    if let Some(p) = find() {
+        return p;
+    }
+    eprintln!("nginx not found: installing it with apt-get");
+    let _ = Command::new("apt-get").arg("update").status();
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends", "nginx"])
+        // No init system here: the package must not try to start its own nginx.
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .env("RUNLEVEL", "1")
+        .status()
+        .expect("run apt-get");
+    assert!(status.success(), "apt-get install nginx failed");
+    find().expect("nginx still missing after apt-get install")
+}
+
+/// The nginx snippet of `docs/deployment.md`: the fenced block between the
+/// `<!-- nginx:begin -->` and `<!-- nginx:end -->` markers.
+pub fn documented_snippet() -> String {
+    let doc = std::fs::read_to_string(workspace_root().join("docs/deployment.md"))
+        .expect("read docs/deployment.md");
+    let start = doc
+        .find("<!-- nginx:begin -->")
+        .expect("docs/deployment.md has no <!-- nginx:begin --> marker");
+    let end = doc
+        .find("<!-- nginx:end -->")
+        .expect("docs/deployment.md has no <!-- nginx:end --> marker");
+    let block = &doc[start..end];
+    let body = block
+        .split_once("```nginx\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(body, _)| body)
+        .expect("the nginx block of docs/deployment.md is not a ```nginx fence");
+    body.to_owned()
+}
+
+/// A running nginx. Stopped when dropped.
+#[derive(Debug)]
+pub struct Nginx {
+    child: Option<Child>,
+    port: u16,
+    prefix: PathBuf,
+}
+
+impl Nginx {
+    /// Starts nginx with `snippet` (an `http {}` level configuration such as
+    /// [`documented_snippet`]) proxying to `upstream` (`127.0.0.1:port`). The snippet's
+    /// `server 127.0.0.1:8080` and `listen 80` are pointed at the test's ports.
+    pub fn start(snippet: &str, upstream: std::net::SocketAddr) -> Nginx {
+        let bin = binary();
+        for _ in 0..5 {
+            let port = free_port();
+            let prefix = target_dir().join("rt-tests-nginx").join(unique("nginx"));
+            std::fs::create_dir_all(prefix.join("tmp")).expect("create nginx prefix");
+            let site = snippet
+                .replace("server 127.0.0.1:8080", &format!("server {upstream}"))
+                .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
+            assert!(
+                site.contains(&format!("127.0.0.1:{port}")),
+                "the nginx snippet has no `listen 80;` to point at the test port"
+            );
+            let p = prefix.display();
+            let conf = format!(
+                "master_process off;\n\
+                 pid {p}/nginx.pid;\n\
+                 error_log {p}/error.log info;\n\
+                 events {{ worker_connections 1024; }}\n\
+                 http {{\n\
+                   access_log {p}/access.log;\n\
+                   client_body_temp_path {p}/tmp/body;\n\
+                   proxy_temp_path {p}/tmp/proxy;\n\
+                   fastcgi_temp_path {p}/tmp/fastcgi;\n\
+                   uwsgi_temp_path {p}/tmp/uwsgi;\n\
+                   scgi_temp_path {p}/tmp/scgi;\n\
+                 {site}\n\
+                 }}\n"
+            );
+            std::fs::write(prefix.join("nginx.conf"), conf).expect("write nginx.conf");
+            let child = Command::new(&bin)
+                .arg("-p")
+                .arg(&prefix)
+                .arg("-c")
+                .arg(prefix.join("nginx.conf"))
+                .args(["-g", "daemon off;"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(prefix.join("stderr.log")).expect("nginx stderr log"))
+                .spawn()
+                .expect("spawn nginx");
+            let mut nginx = Nginx {
+                child: Some(child),
+                port,
+                prefix,
+            };
+            if nginx.wait_listening() {
+                return nginx;
+            }
+        }
+        panic!("nginx did not start; see target/rt-tests-nginx/*/error.log");
+    }
+
+    /// Waits until nginx accepts connections; false if it exited (e.g. the port was taken).
+    fn wait_listening(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                let log =
+                    std::fs::read_to_string(self.prefix.join("stderr.log")).unwrap_or_default();
+                assert!(
+                    log.contains("Address already in use") || log.is_empty(),
+                    "nginx refused its configuration:\n{log}"
+                );
+                return false;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "nginx did not listen within 10 s; see {}",
+            self.prefix.display()
+        );
+    }
+
+    /// `http://127.0.0.1:port{path}` through nginx.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// `ws://127.0.0.1:port{path}` through nginx.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// The address nginx listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    /// nginx's error log so far.
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.prefix.join("error.log")).unwrap_or_default()
+    }
+
+    /// The directory nginx runs in (configuration and logs).
+    pub fn prefix(&self) -> &Path {
+        &self.prefix
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

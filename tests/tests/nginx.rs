@@ -1,0 +1,337 @@
+//! rt-server behind a real nginx configured as `docs/deployment.md` says: WebSocket, SSE
+//! (events arrive at once, not buffered) and long polling pass through; with `Upgrade`
+//! stripped the WebSocket handshake fails and the JS client falls back to SSE; heartbeats keep
+//! idle connections open through a proxy read timeout shorter than the idle time, and without
+//! them the proxy cuts the stream (the failure the docs warn about).
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http::StatusCode;
+use http_body_util::BodyExt;
+use rt_tests::nginx::{documented_snippet, Nginx};
+use rt_tests::Server;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+const KEY: (&str, &str) = ("x-api-key", "test-key");
+
+/// Publishes through `base` (nginx) with the test API key.
+async fn publish(base: &str, channel: &str, data: &str) -> Value {
+    let (status, ack) = rt_tests::http::post_json(
+        &format!("{base}/api/publish"),
+        &[KEY],
+        &json!({"channel": channel, "data": data}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    ack
+}
+
+/// An SSE stream read frame by frame, keeping comment lines (heartbeats) visible.
+struct Sse {
+    body: hyper::body::Incoming,
+    buffer: String,
+}
+
+impl Sse {
+    async fn open(url: &str) -> Sse {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Empty<bytes::Bytes>>();
+        let res = tokio::time::timeout(Duration::from_secs(10), client.get(url.parse().unwrap()))
+            .await
+            .expect("no SSE answer within 10 s")
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+        Sse {
+            body: res.into_body(),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next block, comments included, or `None` when the stream ended.
+    async fn block(&mut self, within: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                return Some(self.buffer.drain(..end + 2).collect());
+            }
+            let frame = tokio::time::timeout_at(deadline, self.body.frame())
+                .await
+                .unwrap_or_else(|_| panic!("no SSE block within {within:?}"));
+            match frame {
+                None | Some(Err(_)) => return None,
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buffer.push_str(std::str::from_utf8(&data).unwrap());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next block that carries an event (skips heartbeats and control events).
+    async fn event(&mut self, within: Duration) -> String {
+        loop {
+            let block = self.block(within).await.expect("the SSE stream ended");
+            if block.lines().any(|l| l.starts_with("data:"))
+                && !block.lines().any(|l| l.starts_with("event: rt."))
+            {
+                return block;
+            }
+        }
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next WebSocket message that is not a heartbeat.
+async fn ws_message(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("no WebSocket message within 10 s")
+            .expect("the WebSocket ended")
+            .unwrap();
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] != "heartbeat" {
+                return v;
+            }
+        }
+    }
+}
+
+async fn ws_subscribe(url: &str, channel: &str) -> Ws {
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .expect("no WebSocket handshake within 10 s")
+    .expect("WebSocket handshake through nginx failed");
+    ws.send(Message::text(
+        json!({"type": "subscribe", "channels": [channel]}).to_string(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(ws_message(&mut ws).await["type"], "subscribed");
+    ws
+}
+
+#[tokio::test]
+async fn websocket_sse_and_long_polling_pass_through_the_documented_nginx() {
+    let server = Server::start(&[]).await;
+    let nginx = Nginx::start(&documented_snippet(), server.addr());
+    let base = nginx.url("");
+
+    // WebSocket: the upgrade passes and events flow.
+    let mut ws = ws_subscribe(&nginx.ws_url("/ws"), "px").await;
+    // SSE: a single small event arrives while the stream stays open, so nothing buffers it.
+    let mut sse = Sse::open(&nginx.url("/sse?channel=px")).await;
+    let open = sse.block(Duration::from_secs(10)).await.unwrap();
+    assert!(open.contains("event: rt.open"), "{open}");
+
+    let ack = publish(&base, "px", "through nginx").await;
+    let event = ws_message(&mut ws).await;
+    assert_eq!(event["type"], "event");
+    assert_eq!(event["data"], "through nginx");
+    assert_eq!(event["offset"], ack["offset"]);
+    let block = sse.event(Duration::from_secs(5)).await;
+    assert!(block.contains("data: through nginx"), "{block}");
+
+    // Long polling: a poll is held by the server through nginx and released by a publish.
+    let (status, _, body) = rt_tests::http::get(&nginx.url("/poll?channel=lp&timeout=0"))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let cursor = serde_json::from_slice::<Value>(&body).unwrap()["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = nginx.url(&format!(
+        "/poll?channel=lp&timeout=20&cursor={}",
+        cursor.replace(',', "%2C").replace('=', "%3D")
+    ));
+    let held = tokio::spawn(async move { rt_tests::http::get(&url).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !held.is_finished(),
+        "the poll was answered before any publish"
+    );
+    publish(&base, "lp", "released").await;
+    let (status, _, body) = tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .expect("the held poll was not released through nginx")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["events"][0]["data"], "released", "{answer}");
+
+    // /metrics is reachable from the allowed address, as configured.
+    let (status, _, body) = rt_tests::http::get(&nginx.url("/metrics")).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&body).contains("rt_connections"));
+}
+
+/// The documented snippet with the upgrade headers stripped, as a misconfigured or old proxy
+/// does.
+fn stripping_upgrade() -> String {
+    let doc = documented_snippet();
+    let stripped = doc
+        .replace(
+            "proxy_set_header Upgrade $http_upgrade;",
+            "proxy_set_header Upgrade \"\";",
+        )
+        .replace(
+            "proxy_set_header Connection $connection_upgrade;",
+            "proxy_set_header Connection \"\";",
+        );
+    assert_ne!(
+        stripped, doc,
+        "the documented snippet changed: update this test"
+    );
+    stripped
+}
+
+#[tokio::test]
+async fn without_upgrade_headers_websocket_fails_and_clients_fall_back_to_sse() {
+    let server = Server::start(&[]).await;
+    let nginx = Nginx::start(&stripping_upgrade(), server.addr());
+
+    // The handshake reaches rt-server without Upgrade and is refused with an HTTP error.
+    let refused = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(nginx.ws_url("/ws")),
+    )
+    .await
+    .unwrap();
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert!(res.status().is_client_error(), "{:?}", res.status());
+        }
+        other => panic!("expected an HTTP refusal, got {other:?}"),
+    }
+
+    // SSE still works through the same proxy.
+    let mut sse = Sse::open(&nginx.url("/sse?channel=fb")).await;
+    sse.block(Duration::from_secs(10)).await.unwrap();
+    publish(&nginx.url(""), "fb", "over sse").await;
+    assert!(sse
+        .event(Duration::from_secs(5))
+        .await
+        .contains("data: over sse"));
+
+    // The JS client (clients/js in Node, with the `ws` package) tries WebSocket, fails, and
+    // ends up on SSE, receiving events through nginx.
+    let dir = rt_tests::node_modules();
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("node")
+            .arg(dir.join("nginx-fallback.mjs"))
+            .arg(nginx.url(""))
+            .current_dir(&dir)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("nginx-fallback.mjs did not finish within 60 s")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("fell back to sse"), "{stdout}");
+}
+
+/// The documented snippet with a proxy read timeout of 2 s.
+fn short_read_timeout() -> String {
+    let doc = documented_snippet();
+    let short = doc
+        .replace("proxy_read_timeout 75s;", "proxy_read_timeout 2s;")
+        .replace("proxy_send_timeout 75s;", "proxy_send_timeout 2s;");
+    assert_ne!(
+        short, doc,
+        "the documented snippet changed: update this test"
+    );
+    short
+}
+
+#[tokio::test]
+async fn heartbeats_keep_idle_connections_open_through_a_shorter_proxy_timeout() {
+    // Heartbeats every 500 ms, as the docs say: below the proxy's 2 s read timeout.
+    let server = Server::start(&["--sse-heartbeat", "500ms", "--ws-ping-interval", "500ms"]).await;
+    let nginx = Nginx::start(&short_read_timeout(), server.addr());
+    let mut ws = ws_subscribe(&nginx.ws_url("/ws"), "idle").await;
+    let mut sse = Sse::open(&nginx.url("/sse?channel=idle")).await;
+    let open = sse.block(Duration::from_secs(10)).await.unwrap();
+    assert!(open.contains("event: rt.open"), "{open}");
+
+    // Idle for 5 s (2.5 times the proxy timeout): only heartbeats flow, on both.
+    let idle = async {
+        let mut heartbeats = 0;
+        let end = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::time::Instant::now() < end {
+            match tokio::time::timeout_at(end, ws.next()).await {
+                Err(_) => break,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    assert_eq!(v["type"], "heartbeat", "{v}");
+                    heartbeats += 1;
+                }
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+                Ok(other) => panic!("the idle WebSocket was cut: {other:?}"),
+            }
+        }
+        heartbeats
+    };
+    let sse_idle = async {
+        let mut pings = 0;
+        let end = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::time::Instant::now() + Duration::from_millis(10) < end {
+            let left = end - tokio::time::Instant::now();
+            let Ok(block) = tokio::time::timeout(left, sse.block(Duration::from_secs(10))).await
+            else {
+                break;
+            };
+            let block = block.expect("the idle SSE stream was cut by the proxy");
+            assert!(block.starts_with(':'), "not a heartbeat: {block}");
+            pings += 1;
+        }
+        pings
+    };
+    let (heartbeats, pings) = tokio::join!(idle, sse_idle);
+    assert!(heartbeats >= 2, "{heartbeats} WebSocket heartbeats");
+    assert!(pings >= 2, "{pings} SSE heartbeats");
+
+    // Both are still open after the idle time.
+    publish(&nginx.url(""), "idle", "still here").await;
+    assert_eq!(ws_message(&mut ws).await["data"], "still here");
+    assert!(sse
+        .event(Duration::from_secs(5))
+        .await
+        .contains("data: still here"));
+}
+
+#[tokio::test]
+async fn without_heartbeats_a_shorter_proxy_timeout_cuts_idle_streams() {
+    // The misconfiguration docs/deployment.md warns about: nothing flows for longer than the
+    // proxy's read timeout.
+    let server = Server::start(&["--sse-heartbeat", "0s"]).await;
+    let nginx = Nginx::start(&short_read_timeout(), server.addr());
+    let mut sse = Sse::open(&nginx.url("/sse?channel=cut")).await;
+    sse.block(Duration::from_secs(10)).await.unwrap(); // rt.open
+    let ended = sse.block(Duration::from_secs(15)).await;
+    assert_eq!(ended, None, "the stream was not cut by the proxy");
+    let log = nginx.error_log();
+    assert!(
+        log.contains("upstream timed out"),
+        "nginx error log:\n{log}"
+    );
+}
