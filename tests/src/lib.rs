@@ -9,6 +9,7 @@ pub mod browser;
 pub mod http;
 pub mod nginx;
 mod node;
+pub mod python;
 mod redis;
 mod server;
 

@@ -35,6 +35,11 @@ pub struct WsArgs {
     #[arg(long, env = "RT_WS_STALL_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub ws_stall_timeout: Duration,
 
+    /// How long a close handshake may take (the close frame waits behind queued data)
+    /// before the socket is dropped.
+    #[arg(long, env = "RT_WS_CLOSE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub ws_close_timeout: Duration,
+
     /// Most unacknowledged events per connection for clients that opted into acks.
     #[arg(long, env = "RT_WS_ACK_WINDOW", default_value_t = 1024)]
     pub ws_ack_window: usize,
@@ -67,6 +72,7 @@ pub(crate) fn build(hub: &Hub, config: &Config) -> rt_ws::WebSocket {
             allowed_origins: (!any_origin).then_some(origins),
             outbound_queue: a.ws_outbound_queue,
             stall_timeout: a.ws_stall_timeout,
+            close_timeout: a.ws_close_timeout,
             ack_window: a.ws_ack_window,
             rate_limit: a.ws_rate_limit,
             rate_burst: a.ws_rate_burst,
