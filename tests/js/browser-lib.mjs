@@ -10,10 +10,11 @@ import { chromium } from 'playwright-core';
 
 export const base = process.env.RT_URL;
 export const artifacts = process.env.RT_ARTIFACTS;
-if (!base || !process.env.RT_CHROMIUM) throw new Error('run through rt_tests::browser::run_script (RT_URL and RT_CHROMIUM unset)');
+if (!base) throw new Error('run through rt_tests::browser::run_script (RT_URL unset)');
 
 /** A fresh headless Chromium profile; `close()` removes it. */
 export async function browser() {
+  if (!process.env.RT_CHROMIUM) throw new Error('RT_CHROMIUM unset: run through rt_tests::browser::run_script');
   const profile = mkdtempSync(join(tmpdir(), 'rt-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.RT_CHROMIUM,
@@ -42,13 +43,18 @@ export async function browser() {
   };
 }
 
-const stdin = createInterface({ input: process.stdin });
+// The Rust side's answers, read only by scripts that restart the server (an open stdin would
+// keep the others from exiting).
+let stdin = null;
 const answers = [];
 const waiting = [];
-stdin.on('line', (line) => (waiting.length ? waiting.shift()(line) : answers.push(line)));
 
 /** Kills the server and starts it again on the same port (with new arguments if given). */
 export async function restartServer(...args) {
+  if (!stdin) {
+    stdin = createInterface({ input: process.stdin });
+    stdin.on('line', (line) => (waiting.length ? waiting.shift()(line) : answers.push(line)));
+  }
   console.log(`@restart${args.length ? ` ${args.join(' ')}` : ''}`);
   const answer = answers.length ? answers.shift() : await new Promise((r) => waiting.push(r));
   if (answer !== 'ok') throw new Error(`restart failed: ${answer}`);
@@ -85,13 +91,13 @@ export function assert(cond, message) {
 export function run(main) {
   main().then(
     () => {
-      stdin.close();
+      stdin?.close();
       console.log('PASS');
       process.exit(0);
     },
     (e) => {
       console.error(e?.stack ?? e);
-      stdin.close();
+      stdin?.close();
       process.exit(1);
     },
   );

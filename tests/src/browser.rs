@@ -70,13 +70,41 @@ pub async fn run_script(
     args: &[&str],
     limit: Duration,
 ) -> String {
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.env("RT_CHROMIUM", chromium());
+    drive(cmd, script, server, args, limit).await
+}
+
+/// Like [`run_script`] for scripts that need no browser (no `RT_CHROMIUM`).
+pub async fn run_node_script(
+    script: &str,
+    server: &mut Server,
+    args: &[&str],
+    limit: Duration,
+) -> String {
+    drive(
+        tokio::process::Command::new("node"),
+        script,
+        server,
+        args,
+        limit,
+    )
+    .await
+}
+
+async fn drive(
+    mut node: tokio::process::Command,
+    script: &str,
+    server: &mut Server,
+    args: &[&str],
+    limit: Duration,
+) -> String {
     let dir = node_modules();
-    let mut child = tokio::process::Command::new("node")
+    let mut child = node
         .arg(dir.join(script))
         .args(args)
         .current_dir(workspace_root())
         .env("RT_URL", server.url(""))
-        .env("RT_CHROMIUM", chromium())
         .env("RT_ARTIFACTS", artifacts_dir())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
