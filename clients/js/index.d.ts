@@ -65,8 +65,12 @@ export interface PublishOptions {
 export interface ConnectOptions {
   /** Channels to subscribe to (at least one). */
   channels: string[];
-  /** Connection token, sent as `Authorization: Bearer` over HTTP and `?token=` for WebSocket. */
-  token?: string;
+  /**
+   * Connection token (JWT), sent as `Authorization: Bearer` over HTTP and `?token=` for
+   * WebSocket. A function is called before every connection and HTTP publish, so an expired
+   * token is replaced on reconnect.
+   */
+  token?: string | (() => string | Promise<string>);
   /** Transports to try, best first. Default `['ws', 'sse', 'poll']`. */
   transports?: TransportName[];
   /** Where to start: a cursor string saved from `status().cursor`, or `'earliest'`. Default: live. */
@@ -75,6 +79,11 @@ export interface ConnectOptions {
   backoff?: { base?: number; cap?: number };
   /** A connection silent for `interval + slack` ms is presumed dead. Defaults 25000 / 10000. */
   heartbeat?: { interval?: number; slack?: number };
+  /**
+   * How long a connection must stay open for the backoff to start over (ms, default 5000);
+   * a connection that drops sooner keeps the delays growing.
+   */
+  stableAfter?: number;
   /** How long an attempt may take to connect before the next transport is tried (ms, default 10000). */
   connectTimeout?: number;
   /** Long-poll hold time asked of the server, in seconds (default 25). */

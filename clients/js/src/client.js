@@ -53,6 +53,7 @@ export class Client {
   #errorHandlers = new Set();
   #pending = new Map();
   #start;
+  #tokenSource;
 
   constructor(url, options = {}) {
     const channels = [...new Set(options.channels ?? [])];
@@ -64,7 +65,7 @@ export class Client {
     this.channels = channels;
     this.transports = [...transports];
     this.urls = endpoints(url, options.paths);
-    this.token = options.token;
+    this.#tokenSource = options.token;
     this.impl = {
       WebSocket: options.WebSocket ?? globalThis.WebSocket,
       fetch: options.fetch ?? (globalThis.fetch ? globalThis.fetch.bind(globalThis) : undefined),
@@ -75,6 +76,7 @@ export class Client {
     this.pollInterval = options.pollInterval ?? 2000;
     this.publishTimeout = options.publishTimeout ?? 30000;
     this.ackTimeout = options.ackTimeout ?? 5000;
+    this.stableAfter = options.stableAfter ?? 5000;
     this.backoff = new Backoff(options.backoff);
     this.cursor = new Cursor();
     this.#start = '';
@@ -184,13 +186,28 @@ export class Client {
     if (this.#closed) return;
     const name = this.#round[this.#index];
     const generation = ++this.#generation;
-    const live = () => generation === this.#generation && !this.#closed;
-    let opened = false;
     this.transport = name;
     this.#setState(this.reconnects > 0 || this.backoff.attempt > 0 ? 'reconnecting' : 'connecting');
+    if (typeof this.#tokenSource !== 'function') {
+      this.#open(name, generation, this.#tokenSource);
+      return;
+    }
+    // A fresh token per connection, so an expired one is replaced on reconnect.
+    const current = () => generation === this.#generation && !this.#closed;
+    Promise.resolve()
+      .then(() => this.#tokenSource())
+      .then(
+        (token) => current() && this.#open(name, generation, token),
+        (e) => current() && this.#dropped(name, null, new Error(`could not get a token: ${e?.message ?? e}`)),
+      );
+  }
+
+  #open(name, generation, token) {
+    const live = () => generation === this.#generation && !this.#closed;
+    let opened = false;
     const ctx = {
       channels: this.channels,
-      token: this.token,
+      token,
       urls: this.urls,
       impl: this.impl,
       heartbeat: this.heartbeat,
@@ -202,9 +219,9 @@ export class Client {
       open: ({ recovered }) => {
         if (!live() || opened) return;
         opened = true;
+        this.#connection.openedAt = Date.now();
         clearTimeout(this.#connectTimer);
         remembered.set(this.#key(), name);
-        this.backoff.reset();
         this.#setState('open', { recovered });
         for (const entry of this.#pending.values()) if (!entry.inFlight) this.#sendPublish(entry);
       },
@@ -223,17 +240,18 @@ export class Client {
       error: (e) => live() && this.#emit(this.#errorHandlers, e),
       closed: (reason) => {
         if (!live()) return;
+        const conn = this.#connection;
         this.#teardown();
-        this.#dropped(name, opened, reason);
+        this.#dropped(name, conn, reason);
       },
     };
     this.#connectTimer = setTimeout(() => {
       if (!live() || opened) return;
       this.#teardown();
-      this.#dropped(name, false, new Error(`${name}: not connected within ${this.connectTimeout} ms`));
+      this.#dropped(name, null, new Error(`${name}: not connected within ${this.connectTimeout} ms`));
     }, this.connectTimeout);
     this.#feedWatchdog();
-    this.#connection = { name, generation, handle: null, opened: () => opened };
+    this.#connection = { name, generation, handle: null, openedAt: null };
     this.#connection.handle = TRANSPORTS[name](ctx);
   }
 
@@ -255,12 +273,16 @@ export class Client {
     }
   }
 
-  #dropped(name, opened, reason) {
+  /** After a connection `conn` (null: none was made) ended or could not be made. */
+  #dropped(name, conn, reason) {
     if (reason) this.#emit(this.#errorHandlers, Object.assign(reason instanceof Error ? reason : new Error(String(reason)), { transport: name }));
     if (this.#closed) return;
     let delay = 0;
-    if (opened) {
+    if (conn?.openedAt != null) {
       this.reconnects++;
+      // Only a connection that stayed up a while proves the server is healthy again; one
+      // that opens and drops at once keeps the backoff growing instead of looping fast.
+      if (Date.now() - conn.openedAt >= this.stableAfter) this.backoff.reset();
       this.#newRound();
       delay = this.backoff.next();
     } else if (++this.#index >= this.#round.length) {
@@ -280,7 +302,7 @@ export class Client {
       if (generation !== this.#generation || this.#closed) return;
       const conn = this.#connection;
       this.#teardown();
-      this.#dropped(conn?.name ?? this.transport, conn?.opened() ?? false, new Error(`no heartbeat within ${this.heartbeat.interval + this.heartbeat.slack} ms: connection presumed dead`));
+      this.#dropped(conn?.name ?? this.transport, conn, new Error(`no heartbeat within ${this.heartbeat.interval + this.heartbeat.slack} ms: connection presumed dead`));
     }, this.heartbeat.interval + this.heartbeat.slack);
     return true;
   }
@@ -329,7 +351,7 @@ export class Client {
     const conn = this.#connection;
     // Over the open WebSocket when there is one; otherwise over HTTP, which needs no
     // connection of its own.
-    if (conn && conn.name === 'ws' && conn.opened() && conn.handle.publish(entry.body)) {
+    if (conn && conn.name === 'ws' && conn.openedAt != null && conn.handle.publish(entry.body)) {
       entry.inFlight = conn;
       entry.timer = setTimeout(() => {
         entry.inFlight = null;
@@ -355,7 +377,8 @@ export class Client {
   async #publishHttp(body) {
     if (typeof this.impl.fetch !== 'function') throw new Error('no fetch implementation: pass options.fetch');
     const headers = { 'Content-Type': 'application/json' };
-    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    const token = typeof this.#tokenSource === 'function' ? await this.#tokenSource() : this.#tokenSource;
+    if (token) headers.Authorization = `Bearer ${token}`;
     const res = await this.impl.fetch(this.urls.publish, { method: 'POST', headers, body: JSON.stringify(body) });
     if (!res.ok) throw await errorFromResponse(res, 'publish');
     return res.json();
