@@ -80,5 +80,9 @@ async fn main() -> Result<(), Error> {
     println!("publish ack: {}", String::from_utf8_lossy(&ack.to_bytes()));
     let answer = held.await??;
     println!("long poll answer: {}", String::from_utf8_lossy(&answer));
+    let answer: serde_json::Value = serde_json::from_slice(&answer)?;
+    if answer["events"][0]["data"] != "hello" {
+        return Err("the long poll did not get the published event".into());
+    }
     Ok(())
 }
