@@ -104,11 +104,12 @@ impl Sse {
         let heartbeat = self.config.heartbeat;
         let retry = self.config.retry;
         let frames = async_stream::stream! {
+            // Advanced here per event rather than rebuilt from the subscription each time.
+            let mut cursor = sub.cursor();
             // The opening event carries the cursor as `id:` so that a client that sees no
             // event before it reconnects still resumes from here rather than from "now". A
             // stream that started from `earliest` leaves it out: reconnecting to the same URL
             // replays from `earliest` again, which loses nothing either.
-            let cursor = sub.cursor();
             let open = frame::Open {
                 r#type: "open",
                 cursor: cursor.to_string(),
@@ -131,43 +132,28 @@ impl Sse {
                 };
                 match step {
                     Step::Deliver(Some(Delivery::Event(event))) => {
-                        yield data(frame::id_line(&sub.cursor()));
+                        cursor.advance(event.channel(), event.position());
+                        debug_assert_eq!(cursor, sub.cursor());
+                        yield data(frame::id_line(&cursor));
                         yield data(frame::event_lines(&event));
                     }
                     Step::Deliver(Some(Delivery::Resync { channels })) => {
-                        yield data(resync(&sub.cursor(), &channels));
+                        cursor = sub.cursor();
+                        yield data(resync(&cursor, &channels));
                     }
                     Step::Deliver(Some(Delivery::Lagged)) => {
-                        let cursor = sub.cursor();
-                        let end = frame::End {
-                            r#type: "lagged",
-                            message: "the client fell too far behind the live stream; reconnect with Last-Event-ID to resume",
-                            cursor: cursor.to_string(),
-                        };
-                        yield data(frame::control(frame::LAGGED, &end, Some(&cursor), None));
+                        yield data(frame::end(frame::LAGGED, &cursor, None));
                         break;
                     }
                     Step::Deliver(None) => break,
                     Step::Expired => {
-                        let cursor = sub.cursor();
-                        let end = frame::End {
-                            r#type: "expired",
-                            message: "the token has expired; reconnect with a new token and Last-Event-ID to resume",
-                            cursor: cursor.to_string(),
-                        };
-                        yield data(frame::control(frame::EXPIRED, &end, Some(&cursor), None));
+                        yield data(frame::end(frame::EXPIRED, &cursor, None));
                         break;
                     }
                     Step::Ping => yield data(Bytes::from_static(frame::PING)),
                     Step::Shutdown => {
-                        let cursor = sub.cursor();
-                        let end = frame::End {
-                            r#type: "shutdown",
-                            message: "the server is shutting down; reconnect with Last-Event-ID to resume",
-                            cursor: cursor.to_string(),
-                        };
                         let jitter = Duration::from_millis(fastrand::u64(0..=retry.as_millis() as u64));
-                        yield data(frame::control(frame::SHUTDOWN, &end, Some(&cursor), Some(retry + jitter)));
+                        yield data(frame::end(frame::SHUTDOWN, &cursor, Some(retry + jitter)));
                         break;
                     }
                 }

@@ -123,12 +123,36 @@ pub(crate) struct Resync<'a> {
     pub(crate) cursor: String,
 }
 
-/// Data of [`LAGGED`], [`SHUTDOWN`] and [`EXPIRED`].
+/// The last block of a stream ended by the server: [`LAGGED`], [`SHUTDOWN`] or [`EXPIRED`],
+/// with the cursor to resume from.
+pub(crate) fn end(name: &'static str, cursor: &Cursor, retry: Option<Duration>) -> Bytes {
+    let (r#type, message) = match name {
+        LAGGED => (
+            "lagged",
+            "the client fell too far behind the live stream; reconnect with Last-Event-ID to resume",
+        ),
+        EXPIRED => (
+            "expired",
+            "the token has expired; reconnect with a new token and Last-Event-ID to resume",
+        ),
+        _ => (
+            "shutdown",
+            "the server is shutting down; reconnect with Last-Event-ID to resume",
+        ),
+    };
+    let body = End {
+        r#type,
+        message,
+        cursor: cursor.to_string(),
+    };
+    control(name, &body, Some(cursor), retry)
+}
+
 #[derive(Serialize)]
-pub(crate) struct End {
-    pub(crate) r#type: &'static str,
-    pub(crate) message: &'static str,
-    pub(crate) cursor: String,
+struct End {
+    r#type: &'static str,
+    message: &'static str,
+    cursor: String,
 }
 
 #[cfg(test)]
@@ -193,19 +217,10 @@ mod tests {
     fn control_events_carry_cursor_and_retry() {
         let mut cursor = Cursor::new(Epoch(0xab));
         cursor.set(Channel::new("a").unwrap(), 3);
-        let b = control(
-            LAGGED,
-            &End {
-                r#type: "lagged",
-                message: "x",
-                cursor: cursor.to_string(),
-            },
-            Some(&cursor),
-            Some(Duration::from_millis(1500)),
-        );
+        let b = end(SHUTDOWN, &cursor, Some(Duration::from_millis(1500)));
         assert_eq!(
             std::str::from_utf8(&b).unwrap(),
-            "retry: 1500\nid: ab,a=3\nevent: rt.lagged\ndata: {\"type\":\"lagged\",\"message\":\"x\",\"cursor\":\"ab,a=3\"}\n\n"
+            "retry: 1500\nid: ab,a=3\nevent: rt.shutdown\ndata: {\"type\":\"shutdown\",\"message\":\"the server is shutting down; reconnect with Last-Event-ID to resume\",\"cursor\":\"ab,a=3\"}\n\n"
         );
     }
 }
