@@ -162,6 +162,11 @@ impl TrackedStream {
             _slot: slot,
         }
     }
+
+    /// The TCP stream, to wait for the client's first byte before serving it.
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        &self.stream
+    }
 }
 
 impl AsyncRead for TrackedStream {

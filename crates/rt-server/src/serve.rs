@@ -131,6 +131,7 @@ impl Server {
                             continue;
                         }
                     };
+                    let handshake_timeout = config.limits.handshake_timeout;
                     let app = app.clone();
                     let slot = UpgradeSlot::default();
                     let stream = TrackedStream::new(stream, slot.clone());
@@ -142,6 +143,9 @@ impl Server {
                     let (builder, tls, watcher) = (builder.clone(), tls.clone(), graceful.watcher());
                     tokio::spawn(async move {
                         let _permit = permit;
+                        if !crate::limits::first_byte(stream.tcp(), handshake_timeout).await {
+                            return;
+                        }
                         let stream = match crate::tls::Io::accept(tls.as_ref(), stream).await {
                             Ok(s) => s,
                             Err(e) => {
