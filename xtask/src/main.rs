@@ -6,9 +6,11 @@
 //! | `ci` | what CI runs: `cargo fmt --check`, clippy with `-D warnings`, docs without warnings, `test`, the Autobahn subset and a seconds-long bench smoke run |
 //! | `bench` | the load generator against rt and its peers; results in `target/bench/` |
 //! | `autobahn` | the Autobahn WebSocket conformance suite against rt-ws |
+//! | `fuzz` | replays the committed fuzz corpora, then runs each cargo-fuzz target for a bounded time |
 
 mod autobahn;
 mod bench;
+mod fuzz;
 
 use std::process::{Command, ExitCode};
 
@@ -20,6 +22,7 @@ tasks:
   ci                fmt check, clippy -D warnings, docs, test, autobahn subset, bench smoke
   bench [args]      run the benchmarks (see `cargo xtask bench --help`)
   autobahn [args]   run the Autobahn WebSocket test suite against rt-ws
+  fuzz [args]       replay the fuzz corpora, then fuzz each target (--seconds N)
 ";
 
 fn main() -> ExitCode {
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         "ci" => ci(),
         "bench" => bench::run(rest),
         "autobahn" => autobahn::run(rest),
+        "fuzz" => fuzz::run(rest),
         "help" | "--help" | "-h" => {
             eprint!("{HELP}");
             Ok(())
