@@ -49,9 +49,7 @@ impl RedisBackplane {
     /// connection. An unreachable Redis is not an error: the backplane starts degraded and
     /// keeps trying, so a node can start before its Redis.
     pub async fn connect(config: RedisConfig) -> Result<Self, crate::Error> {
-        config.validate()?;
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| crate::Error::InvalidUrl(e.to_string()))?;
+        let client = config.client()?;
         let shared = Arc::new(Shared::new(
             client,
             config.prefix.clone(),

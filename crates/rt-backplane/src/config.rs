@@ -20,9 +20,12 @@ use crate::error::Error;
 /// ```
 #[derive(Clone)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]` or
-    /// `redis+unix:///path/to/socket`.
+    /// `redis://[user:password@]host:port[/db]`, `redis+unix:///path/to/socket`, or with
+    /// the `tls` feature `rediss://[user:password@]host:port[/db]`.
     pub url: String,
+    /// PEM certificate(s) of the authority that signed the Redis server's certificate, for
+    /// `rediss://` (needs the `tls` feature). Without it, the platform's roots are trusted.
+    pub tls_ca: Option<Vec<u8>>,
     /// Prefix of every key and pub/sub channel, so that several deployments can share a Redis.
     pub prefix: String,
     /// How much history each channel keeps (in Redis) for resuming clients.
@@ -46,6 +49,7 @@ impl RedisConfig {
         RedisConfig {
             url: url.into(),
             prefix: "rt".into(),
+            tls_ca: None,
             retention: Retention::default(),
             idempotency_window: Duration::from_secs(120),
             timeout: Duration::from_secs(2),
@@ -72,6 +76,12 @@ impl RedisConfig {
         self
     }
 
+    /// Trusts the CA certificate(s) in `pem` for `rediss://` (needs the `tls` feature).
+    pub fn tls_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_ca = Some(pem.into());
+        self
+    }
+
     /// Sets the connect and command timeout.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -85,7 +95,29 @@ impl RedisConfig {
         self
     }
 
-    pub(crate) fn validate(&self) -> Result<(), Error> {
+    /// Checks the settings and makes the Redis client.
+    pub(crate) fn client(&self) -> Result<redis::Client, Error> {
+        self.validate()?;
+        let invalid = |e: redis::RedisError| Error::InvalidUrl(e.to_string());
+        match &self.tls_ca {
+            None => redis::Client::open(self.url.as_str()).map_err(invalid),
+            #[cfg(feature = "tls")]
+            Some(pem) => redis::Client::build_with_tls(
+                self.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            )
+            .map_err(invalid),
+            #[cfg(not(feature = "tls"))]
+            Some(_) => Err(Error::InvalidSetting(
+                "a TLS CA was given but rt-backplane was built without its `tls` feature",
+            )),
+        }
+    }
+
+    fn validate(&self) -> Result<(), Error> {
         let prefix_ok = !self.prefix.is_empty()
             && self.prefix.len() <= 64
             && self.prefix.bytes().all(|b| {

@@ -10,8 +10,8 @@ pub enum Error {
     /// The Redis URL could not be used. The URL itself is not repeated, as it may hold a
     /// password.
     #[error(
-        "invalid Redis URL: {0}; use redis://[user:password@]host:port[/db] or \
-         redis+unix:///path/to/socket"
+        "invalid Redis URL: {0}; use redis://[user:password@]host:port[/db], \
+         redis+unix:///path/to/socket, or rediss://... for TLS (rt-backplane's `tls` feature)"
     )]
     InvalidUrl(String),
     /// The key prefix is empty, too long or has characters outside the allowed set.

@@ -31,8 +31,12 @@
 //!
 //! # Features
 //!
-//! None: the crate always builds the same. URLs are `redis://[user:password@]host:port[/db]`
-//! and `redis+unix:///path/to/socket`; TLS (`rediss://`) is not built in yet.
+//! | feature | what it adds |
+//! |---------|--------------|
+//! | `tls`   | `rediss://` URLs: TLS with rustls, trusting the platform's roots or the CA given with [`RedisConfig::tls_ca`] |
+//!
+//! Without features, URLs are `redis://[user:password@]host:port[/db]` and
+//! `redis+unix:///path/to/socket`.
 //!
 //! # In Redis
 //!

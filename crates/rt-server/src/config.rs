@@ -147,6 +147,11 @@ pub struct Config {
     /// TLS options.
     #[command(flatten)]
     pub tls: crate::tls::TlsArgs,
+
+    /// Redis backplane options.
+    #[cfg(feature = "redis")]
+    #[command(flatten)]
+    pub redis: crate::transport::redis::RedisArgs,
 }
 
 impl Config {

@@ -181,3 +181,71 @@ pub async fn poll(server: &Server, query: &str) -> Value {
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     serde_json::from_slice(&body).unwrap()
 }
+
+/// A `redis-server` speaking only TLS on a free port, with a fresh self-signed certificate for
+/// `localhost`; stopped on drop.
+pub struct TlsRedis {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    pub port: u16,
+}
+
+impl TlsRedis {
+    pub fn start() -> TlsRedis {
+        // Makes sure redis-server is installed (the shared URL may start one).
+        let _ = rt_tests::redis_url();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let port = rt_tests::free_port();
+        let dir = rt_tests::target_dir().join(format!("redis-tls-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--tls-auth-clients",
+                "no",
+            ])
+            .arg("--tls-cert-file")
+            .arg(dir.join("cert.pem"))
+            .arg("--tls-key-file")
+            .arg(dir.join("key.pem"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn redis-server with TLS");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "TLS redis-server did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        TlsRedis { child, dir, port }
+    }
+
+    /// The CA file clients must trust (the self-signed certificate itself).
+    pub fn ca(&self) -> std::path::PathBuf {
+        self.dir.join("cert.pem")
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
