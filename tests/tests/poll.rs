@@ -171,6 +171,22 @@ async fn short_poll_answers_at_once_with_what_is_there() {
     .await;
     assert_eq!(events(&nothing).len(), 0);
     assert_eq!(nothing["cursor"], all["cursor"]);
+
+    // The same over HTTP/2 (cleartext prior knowledge), e.g. behind an h2 proxy.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--http2-prior-knowledge",
+            "-w",
+            "\n%{http_version}",
+            &server.url("/poll?channel=a&timeout=0&cursor=earliest"),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, version) = text.rsplit_once('\n').unwrap();
+    assert_eq!(version, "2", "not HTTP/2: {text}");
+    assert_eq!(serde_json::from_str::<Value>(body).unwrap(), all);
 }
 
 #[tokio::test]
