@@ -17,7 +17,7 @@ const TRANSPORTS = {
 };
 
 /** The transports tried by default, best first. */
-export const DEFAULT_TRANSPORTS = ['ws', 'sse', 'poll'];
+export const DEFAULT_TRANSPORTS = Object.freeze(['ws', 'sse', 'poll']);
 
 // What worked last per server, shared by every client of this page or process: a later
 // connect() starts with it instead of waiting for the better transports to fail again.
@@ -298,12 +298,15 @@ export class Client {
   #feedWatchdog() {
     clearTimeout(this.#watchdog);
     const generation = this.#generation;
+    let limit = this.heartbeat.interval + this.heartbeat.slack;
+    // A held long poll is silent by design for up to its timeout.
+    if (this.transport === 'poll') limit = Math.max(limit, this.pollTimeout * 1000 + this.heartbeat.slack);
     this.#watchdog = setTimeout(() => {
       if (generation !== this.#generation || this.#closed) return;
       const conn = this.#connection;
       this.#teardown();
-      this.#dropped(conn?.name ?? this.transport, conn, new Error(`no heartbeat within ${this.heartbeat.interval + this.heartbeat.slack} ms: connection presumed dead`));
-    }, this.heartbeat.interval + this.heartbeat.slack);
+      this.#dropped(conn?.name ?? this.transport, conn, new Error(`no sign of life within ${limit} ms: connection presumed dead`));
+    }, limit);
     return true;
   }
 
