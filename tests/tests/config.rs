@@ -177,7 +177,9 @@ async fn file_environment_and_flags_layer_in_that_order() {
 
 #[tokio::test]
 async fn invalid_configuration_fails_at_start_naming_the_option() {
-    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str)> = vec![
+    /// Arguments, environment, and what the error must name.
+    type Case = (Vec<String>, Vec<(&'static str, &'static str)>, &'static str);
+    let cases: Vec<Case> = vec![
         (
             vec![
                 "--config".into(),
