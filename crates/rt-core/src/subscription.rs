@@ -102,6 +102,9 @@ pub struct Subscription {
     rotate: usize,
     ended: bool,
     retry: Duration,
+    /// Deliveries not yet added to the metric: counted locally and reported when the
+    /// subscription waits, so the per-event path touches no shared counter.
+    unreported: u64,
     permissions: Option<Permissions>,
 }
 
@@ -117,6 +120,7 @@ impl Subscription {
             rotate: 0,
             ended: false,
             retry: Duration::ZERO,
+            unreported: 0,
             permissions: None,
         }
     }
@@ -276,6 +280,7 @@ impl Subscription {
                 }
                 continue;
             }
+            self.report_deliveries();
             let (i, item) = self.recv().await;
             match item {
                 Some(Ok(Live::Event(event))) => {
@@ -334,7 +339,7 @@ impl Subscription {
                 {
                     lane.delivered = event.offset();
                 }
-                metrics::counter!(names::DELIVERIES).increment(1);
+                self.unreported += 1;
                 Delivery::Event(event)
             }
             Queued::Resync(moved) => {
@@ -348,6 +353,12 @@ impl Subscription {
                 metrics::counter!(names::RESYNCS).increment(1);
                 Delivery::Resync { channels }
             }
+        }
+    }
+
+    fn report_deliveries(&mut self) {
+        if self.unreported > 0 {
+            metrics::counter!(names::DELIVERIES).increment(std::mem::take(&mut self.unreported));
         }
     }
 
@@ -450,6 +461,7 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.hub.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        self.report_deliveries();
         metrics::gauge!(names::SUBSCRIPTIONS).decrement(1.0);
         for lane in std::mem::take(&mut self.lanes) {
             let channel = lane.channel.clone();
