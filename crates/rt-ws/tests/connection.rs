@@ -1,0 +1,250 @@
+//! rt-ws embedded in a plain hyper server over real loopback sockets, for what the reference
+//! server cannot stage: a failing backplane (1011) and token permissions (1008).
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use futures_util::{SinkExt, StreamExt};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rt_core::{
+    Authenticator, Backplane, Channel, ChannelPattern, Epoch, Error, Health, Hub, HubConfig,
+    MemoryBackplane, NewEvent, Permissions, Published, Read, Retention, Sink,
+};
+use serde_json::{json, Value};
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The memory backplane, except that publishing on channel `boom` hits a bug (a panic).
+#[derive(Debug)]
+struct Buggy(MemoryBackplane);
+
+#[async_trait]
+impl Backplane for Buggy {
+    fn attach(&self, sink: Arc<dyn Sink>) {
+        self.0.attach(sink)
+    }
+    async fn publish(&self, event: NewEvent) -> Result<Published, Error> {
+        assert_ne!(event.channel.as_str(), "boom", "a backplane bug");
+        self.0.publish(event).await
+    }
+    async fn read(&self, channel: &Channel, after: u64, limit: usize) -> Result<Read, Error> {
+        self.0.read(channel, after, limit).await
+    }
+    async fn head(&self, channel: &Channel) -> Result<(Epoch, u64), Error> {
+        self.0.head(channel).await
+    }
+    async fn watch(&self, channel: &Channel) -> Result<(), Error> {
+        self.0.watch(channel).await
+    }
+    fn unwatch(&self, channel: &Channel) {
+        self.0.unwatch(channel)
+    }
+    fn health(&self) -> Health {
+        self.0.health()
+    }
+}
+
+/// Tokens: `reader` may subscribe to `public:*`; `short` expires 1 s after it is verified;
+/// anything else is invalid.
+#[derive(Debug)]
+struct Tokens;
+
+impl Authenticator for Tokens {
+    fn authenticate(&self, token: Option<&str>) -> Result<Permissions, Error> {
+        let expires = match token {
+            None => return Ok(Permissions::anonymous()),
+            Some("reader") => None,
+            Some("short") => Some(SystemTime::now() + Duration::from_secs(1)),
+            Some(_) => return Err(Error::Unauthorized("unknown token".into())),
+        };
+        Ok(Permissions::new(Some("tester".into()), expires)
+            .allow_subscribe(ChannelPattern::parse_list("public:*").unwrap())
+            .allow_publish(ChannelPattern::parse_list("public:*").unwrap()))
+    }
+}
+
+/// Serves rt-ws on a free port; with `auth`, every request carries the token authenticator
+/// in its extensions, as rt-server does.
+async fn serve(auth: bool) -> String {
+    let hub = Hub::new(
+        Arc::new(Buggy(MemoryBackplane::new(Retention::default()))),
+        HubConfig::default(),
+    );
+    let ws = rt_ws::WebSocket::new(hub, rt_ws::Config::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let ws = ws.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                    if auth {
+                        let verifier: Arc<dyn Authenticator> = Arc::new(Tokens);
+                        req.extensions_mut().insert(verifier);
+                    }
+                    let ws = ws.clone();
+                    async move { Ok::<_, Infallible>(ws.handle(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    format!("ws://{addr}/ws")
+}
+
+async fn connect(url: &str) -> Ws {
+    timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .0
+}
+
+async fn recv(ws: &mut Ws) -> Message {
+    loop {
+        let m = timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("no message within 10 s")
+            .expect("socket ended")
+            .unwrap();
+        if !matches!(&m, Message::Text(t) if t.contains("\"heartbeat\"")) {
+            return m;
+        }
+    }
+}
+
+async fn json(ws: &mut Ws) -> Value {
+    match recv(ws).await {
+        Message::Text(t) => serde_json::from_str(&t).unwrap(),
+        other => panic!("expected JSON, got {other:?}"),
+    }
+}
+
+async fn close(ws: &mut Ws) -> (u16, String) {
+    loop {
+        match recv(ws).await {
+            Message::Close(Some(f)) => return (f.code.into(), f.reason.to_string()),
+            Message::Close(None) => panic!("close without code"),
+            _ => {}
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_bug_closes_with_1011_and_others_go_on() {
+    let url = serve(false).await;
+    let mut other = connect(&url).await;
+    send(&mut other, json!({"type":"subscribe","channels":["fine"]})).await;
+    assert_eq!(json(&mut other).await["type"], "subscribed");
+
+    let mut victim = connect(&url).await;
+    send(
+        &mut victim,
+        json!({"type":"publish","channel":"boom","data":"x"}),
+    )
+    .await;
+    assert_eq!(
+        close(&mut victim).await,
+        (1011, "internal server error".into())
+    );
+
+    send(
+        &mut other,
+        json!({"type":"publish","channel":"fine","data":"still here"}),
+    )
+    .await;
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(json(&mut other).await["type"].as_str().unwrap().to_string());
+    }
+    got.sort();
+    assert_eq!(got, ["event", "published"]);
+}
+
+#[tokio::test]
+async fn tokens_decide_channels_and_end_connections() {
+    let url = serve(true).await;
+
+    let mut bad = connect(&format!("{url}?token=forged")).await;
+    assert_eq!(
+        close(&mut bad).await,
+        (1008, "bad auth: invalid token".into())
+    );
+
+    let mut anonymous = connect(&url).await;
+    send(
+        &mut anonymous,
+        json!({"type":"subscribe","channels":["public:news"]}),
+    )
+    .await;
+    assert_eq!(
+        close(&mut anonymous).await,
+        (1008, "bad auth: a token is needed for this channel".into())
+    );
+
+    let mut reader = connect(&format!("{url}?token=reader")).await;
+    send(
+        &mut reader,
+        json!({"type":"subscribe","channels":["public:news"]}),
+    )
+    .await;
+    assert_eq!(json(&mut reader).await["type"], "subscribed");
+    // A refused publish is an error for that publish only.
+    send(
+        &mut reader,
+        json!({"type":"publish","channel":"private","data":"x","id":"p-1"}),
+    )
+    .await;
+    let e = json(&mut reader).await;
+    assert_eq!(
+        (e["code"].as_str(), e["id"].as_str()),
+        (Some("forbidden"), Some("p-1"))
+    );
+    send(
+        &mut reader,
+        json!({"type":"subscribe","channels":["private"]}),
+    )
+    .await;
+    assert_eq!(close(&mut reader).await, (1008, "forbidden channel".into()));
+
+    // A connection does not outlive its token; an `auth` message can replace it.
+    let mut short = connect(&format!("{url}?token=short")).await;
+    send(&mut short, json!({"type":"auth","token":"reader"})).await;
+    let a = json(&mut short).await;
+    assert_eq!(
+        (a["type"].as_str(), a["subject"].as_str()),
+        (Some("authenticated"), Some("tester"))
+    );
+    let mut expiring = connect(&format!("{url}?token=short")).await;
+    send(
+        &mut expiring,
+        json!({"type":"subscribe","channels":["public:x"]}),
+    )
+    .await;
+    assert_eq!(json(&mut expiring).await["type"], "subscribed");
+    assert_eq!(
+        close(&mut expiring).await,
+        (1008, "bad auth: token expired".into())
+    );
+    // The refreshed connection is still open after the old token's expiry.
+    send(&mut short, json!({"type":"ping"})).await;
+    assert_eq!(json(&mut short).await["type"], "pong");
+}
