@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub(crate) ready: AtomicUsize,
     pub(crate) finished: AtomicUsize,
     pub(crate) errors: AtomicU64,
+    /// Every marker received, warm-up included (progress while a backlog drains).
+    pub(crate) seen: AtomicU64,
     first_errors: Mutex<Vec<String>>,
     pub(crate) delivered: [AtomicU64; MAX_PHASES],
     pub(crate) last_recv_us: [AtomicU64; MAX_PHASES],
@@ -48,6 +50,7 @@ impl Shared {
             ready: AtomicUsize::new(0),
             finished: AtomicUsize::new(0),
             errors: AtomicU64::new(0),
+            seen: AtomicU64::new(0),
             first_errors: Mutex::new(vec![]),
             delivered: std::array::from_fn(|_| AtomicU64::new(0)),
             last_recv_us: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -97,6 +100,7 @@ pub(crate) struct Tracker {
     phase: u32,
     hist: Hist,
     pending: u64,
+    warm_pending: u64,
     last_us: u64,
     ready: bool,
 }
@@ -110,6 +114,7 @@ impl Tracker {
             phase: 1,
             hist: Hist::new(),
             pending: 0,
+            warm_pending: 0,
             last_us: 0,
             ready: false,
         }
@@ -117,6 +122,7 @@ impl Tracker {
 
     fn on(&mut self, m: Marker) {
         if m.phase == 0 {
+            self.warm_pending += 1;
             if !self.ready {
                 self.ready = true;
                 self.shared.ready.fetch_add(1, Ordering::Relaxed);
@@ -151,6 +157,12 @@ impl Tracker {
 
     /// Publishes the counts gathered since the last flush.
     pub(crate) fn flush(&mut self) {
+        if self.pending + self.warm_pending > 0 {
+            self.shared
+                .seen
+                .fetch_add(self.pending + self.warm_pending, Ordering::Relaxed);
+            self.warm_pending = 0;
+        }
         if self.pending > 0 {
             let p = self.phase as usize;
             self.shared.delivered[p].fetch_add(self.pending, Ordering::Relaxed);

@@ -57,7 +57,7 @@ struct Args {
     /// Fan-out subscribers (default 10,000; smoke 50).
     #[arg(long)]
     subscribers: Option<usize>,
-    /// Fan-out publish rates per second (default 10,25,50,100,200,400).
+    /// Fan-out publish rates per second (default 1,5,10,25,50,100,200,400).
     #[arg(long, value_delimiter = ',')]
     rates: Vec<f64>,
     /// Idle connections per transport (default 19,000: see docs/benchmarks.md).
@@ -153,7 +153,7 @@ fn plan(args: &Args) -> Vec<Spec> {
     let smoke = args.smoke;
     let all = args.scenario.is_empty();
     let wants = |s: Scenario| all || args.scenario.contains(&s);
-    let phase = args.phase_secs.unwrap_or(if smoke { 1.0 } else { 5.0 });
+    let phase = args.phase_secs.unwrap_or(if smoke { 1.0 } else { 4.0 });
     let mut specs = vec![];
     if wants(Scenario::Fanout) {
         let n = args.subscribers.unwrap_or(if smoke { 50 } else { 10_000 });
@@ -162,7 +162,7 @@ fn plan(args: &Args) -> Vec<Spec> {
         } else if smoke {
             vec![20.0, 100.0]
         } else {
-            vec![10.0, 25.0, 50.0, 100.0, 200.0, 400.0]
+            vec![1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 400.0]
         };
         for &t in &args.targets {
             let mut s = spec("fanout", t, Transport::Ws, n);

@@ -1,28 +1,54 @@
-//! Publishers: one WebSocket client per publisher, fire and forget, for every target.
+//! Publishers: how each target is told to publish.
 //!
-//! rt: `{"type":"publish",...}` messages on `/ws` (acknowledgements are read and dropped).
+//! rt: `POST /api/publish` on one keep-alive HTTP/1.1 connection, one request at a time (the
+//! server API a backend uses; a publisher that outruns the server is slowed down, which the
+//! achieved rate shows). rt's WebSocket publish is not used: rt-ws closes a client whose
+//! acknowledgements queue up (1013) instead of slowing it down, so a fast publisher is
+//! disconnected as soon as the server saturates (see docs/benchmarks.md).
 //! baseline and Node `ws`: text frames on `/pub`, broadcast as they are.
 //! Socket.IO: a Socket.IO client emitting `pub`, which the server broadcasts as `m`.
-//! The same for all: no side waits for an answer before the next publish.
 
 use std::net::SocketAddr;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+
 use crate::marker::{now_us, payload, Marker};
 use crate::servers::Target;
-use crate::wsclient::{Frame, WsConn};
+use crate::wsclient::{tcp, Frame, WsConn};
+
+/// The API key rt-server is started with.
+pub(crate) const API_KEY: &str = "bench-key";
 
 /// A connected publisher.
 #[derive(Debug)]
-pub(crate) struct Publisher {
-    target: Target,
-    conn: WsConn,
+pub(crate) enum Publisher {
+    Http {
+        sender: SendRequest<Full<Bytes>>,
+        addr: SocketAddr,
+    },
+    Ws {
+        target: Target,
+        conn: WsConn,
+    },
 }
 
 impl Publisher {
     pub(crate) async fn connect(target: Target, addr: SocketAddr) -> Result<Publisher, String> {
+        if target == Target::Rt {
+            let stream = tcp(addr, None).await.map_err(|e| e.to_string())?;
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            return Ok(Publisher::Http { sender, addr });
+        }
         let path = match target {
-            Target::Baseline | Target::Ws => "/pub".to_string(),
-            Target::Rt | Target::Socketio => target.ws_path(),
+            Target::Socketio => target.ws_path(),
+            _ => "/pub".to_string(),
         };
         let mut conn = WsConn::connect(addr, None, &path)
             .await
@@ -33,7 +59,7 @@ impl Publisher {
                 .await
                 .map_err(|e| format!("publisher: {e}"))?;
         }
-        Ok(Publisher { target, conn })
+        Ok(Publisher::Ws { target, conn })
     }
 
     /// Publishes one marker on `channel` (payload of `size` bytes).
@@ -48,28 +74,47 @@ impl Publisher {
             ..marker
         };
         let data = payload(marker, size);
-        let message = match self.target {
-            Target::Rt => format!(r#"{{"type":"publish","channel":"{channel}","data":"{data}"}}"#),
-            Target::Baseline | Target::Ws => data,
-            Target::Socketio => format!(r#"42["pub","{data}"]"#),
+        let (target, conn) = match self {
+            Publisher::Http { sender, addr } => return post(sender, *addr, channel, &data).await,
+            Publisher::Ws { target, conn } => (*target, conn),
         };
-        self.conn
-            .send_text(message.as_bytes())
+        let message = match target {
+            Target::Socketio => format!(r#"42["pub","{data}"]"#),
+            _ => data,
+        };
+        conn.send_text(message.as_bytes())
             .await
             .map_err(|e| e.to_string())?;
-        for frame in self.conn.poll_pending().await.map_err(|e| e.to_string())? {
-            match frame {
-                Frame::Data(p) if self.target == Target::Socketio && &p[..] == b"2" => {
-                    self.conn.send_text(b"3").await.map_err(|e| e.to_string())?;
-                }
-                Frame::Data(p)
-                    if self.target == Target::Rt && p.starts_with(br#"{"type":"error""#) =>
-                {
-                    return Err(format!("publish refused: {}", String::from_utf8_lossy(&p)));
-                }
-                _ => {}
+        for frame in conn.poll_pending().await.map_err(|e| e.to_string())? {
+            if matches!(&frame, Frame::Data(p) if target == Target::Socketio && &p[..] == b"2") {
+                conn.send_text(b"3").await.map_err(|e| e.to_string())?;
             }
         }
         Ok(())
     }
+}
+
+async fn post(
+    sender: &mut SendRequest<Full<Bytes>>,
+    addr: SocketAddr,
+    channel: &str,
+    data: &str,
+) -> Result<(), String> {
+    let body = format!(r#"{{"channel":"{channel}","data":"{data}"}}"#);
+    let req = Request::post("/api/publish")
+        .header(http::header::HOST, addr.to_string())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header("x-api-key", API_KEY)
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = res.status();
+    let body = res.into_body().collect().await.map_err(|e| e.to_string())?;
+    if status != http::StatusCode::OK {
+        return Err(format!(
+            "publish answered {status}: {}",
+            String::from_utf8_lossy(&body.to_bytes())
+        ));
+    }
+    Ok(())
 }

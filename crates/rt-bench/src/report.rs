@@ -138,7 +138,7 @@ pub(crate) fn summary(r: &Report) -> String {
     for p in &r.phases {
         let _ = write!(
             s,
-            "\n  rate {:>7.0}/s (got {:>7.0}): {:>9.0} msg/s delivered {}/{}, p50 {} ms p99 {} ms max {} ms, server {:.2} cores",
+            "\n  rate {:>7.0}/s (got {:>7.0}): {:>9.0} msg/s delivered {}/{}, p50 {} ms p99 {} ms max {} ms, server {:.2} cores, generator {:.2} cores",
             p.rate_target,
             p.rate_achieved,
             p.delivered_per_s,
@@ -147,7 +147,8 @@ pub(crate) fn summary(r: &Report) -> String {
             ms(p.latency.p50_us),
             ms(p.latency.p99_us),
             ms(p.latency.max_us),
-            p.server_cpu_cores
+            p.server_cpu_cores,
+            p.generator_cpu_cores
         );
     }
     for e in r.first_errors.iter().take(3) {
@@ -208,12 +209,12 @@ fn markdown(out: &Output<'_>) -> String {
                 .unwrap_or_else(|| "".into())
         );
     }
-    s.push_str("\n## Phases\n\nLatency is publish → delivery at the subscriber, in ms (payload timestamp). Delivered msgs/s counts every subscriber's deliveries from the phase start to its last delivery.\n\n| scenario | server | transport | subs | rate target/s | rate achieved/s | delivered / expected | delivered msgs/s | p50 | p99 | p99.9 | max | server CPU cores |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    s.push_str("\n## Phases\n\nLatency is publish → delivery at the subscriber, in ms (payload timestamp). Delivered msgs/s counts every subscriber's deliveries from the phase start to its last delivery.\n\n| scenario | server | transport | subs | rate target/s | rate achieved/s | delivered / expected | delivered msgs/s | p50 | p99 | p99.9 | max | server CPU cores | generator CPU cores |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for r in out.runs.iter().filter(|r| r.spec.scenario != "idle") {
         for p in &r.phases {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {:.0} | {} / {} | {:.0} | {} | {} | {} | {} | {:.2} |",
+                "| {} | {} | {} | {} | {} | {:.0} | {} / {} | {:.0} | {} | {} | {} | {} | {:.2} | {:.2} |",
                 r.spec.scenario,
                 r.spec.target.name(),
                 r.spec.transport,
@@ -227,7 +228,8 @@ fn markdown(out: &Output<'_>) -> String {
                 ms(p.latency.p99_us),
                 ms(p.latency.p999_us),
                 ms(p.latency.max_us),
-                p.server_cpu_cores
+                p.server_cpu_cores,
+                p.generator_cpu_cores
             );
         }
     }

@@ -47,6 +47,8 @@ pub(crate) struct Phase {
     pub(crate) server_cpu_s: f64,
     /// Server CPU seconds per wall second over the phase (1.0 = one core busy).
     pub(crate) server_cpu_cores: f64,
+    /// The generator's own CPU seconds per wall second (to see when it is the limit).
+    pub(crate) generator_cpu_cores: f64,
     pub(crate) publish_errors: u64,
 }
 
@@ -98,12 +100,19 @@ impl Worker {
         Ok(())
     }
 
-    /// Publishes round-robin over its channels at `rate` for `secs`; returns (count, errors).
-    async fn phase(&mut self, phase: u32, rate: f64, secs: f64, size: usize) -> (u64, u64) {
+    /// Publishes round-robin over its channels at `rate` for `secs`; returns the count, the
+    /// number of failed publishes and the first failure.
+    async fn phase(
+        &mut self,
+        phase: u32,
+        rate: f64,
+        secs: f64,
+        size: usize,
+    ) -> (u64, u64, Option<String>) {
         let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let end = tokio::time::Instant::now() + Duration::from_secs_f64(secs);
-        let (mut count, mut errors) = (0u64, 0u64);
+        let (mut count, mut errors, mut first) = (0u64, 0u64, None);
         let mut next = 0;
         loop {
             let tick = ticker.tick().await;
@@ -122,15 +131,16 @@ impl Worker {
                     self.seq[i] += 1;
                     count += 1;
                 }
-                Err(_) => {
+                Err(e) => {
                     errors += 1;
+                    first.get_or_insert(e);
                     if errors > 100 {
                         break;
                     }
                 }
             }
         }
-        (count, errors)
+        (count, errors, first)
     }
 }
 
@@ -144,6 +154,19 @@ pub(crate) async fn run(
     let result = measure(&spec, &server).await;
     server.stop().await;
     result
+}
+
+/// Waits until no delivery arrived for `quiet` (at most `max`).
+async fn settle(shared: &Shared, quiet: Duration, max: Duration) {
+    let deadline = Instant::now() + max;
+    let (mut last, mut still) = (u64::MAX, Instant::now());
+    while Instant::now() < deadline && still.elapsed() < quiet {
+        let seen = shared.seen.load(Ordering::Relaxed);
+        if seen != last {
+            (last, still) = (seen, Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn measure(spec: &Spec, server: &Server) -> Result<Report, String> {
@@ -230,10 +253,11 @@ async fn measure(spec: &Spec, server: &Server) -> Result<Report, String> {
         for w in &mut workers {
             w.warm(spec.payload_bytes).await?;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Let this round arrive before the next, so that a slow server is not buried
+        // under warm-up publishes.
+        settle(&shared, Duration::from_millis(300), Duration::from_secs(5)).await;
     }
-    // Let the last warm-up deliveries drain.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    settle(&shared, Duration::from_millis(300), Duration::from_secs(30)).await;
 
     let subs_per_channel: Vec<u64> = (0..spec.channels)
         .map(|c| {
@@ -246,6 +270,7 @@ async fn measure(spec: &Spec, server: &Server) -> Result<Report, String> {
     for (idx, &rate) in spec.rates.iter().enumerate().take(MAX_PHASES - 1) {
         let phase = idx as u32 + 1;
         let before = server.usage();
+        let gen_before = crate::proc::usage(std::process::id());
         let t0 = now_us();
         let wall = Instant::now();
         let per_worker = rate / workers.len().max(1) as f64;
@@ -259,6 +284,9 @@ async fn measure(spec: &Spec, server: &Server) -> Result<Report, String> {
         let publish_secs = wall.elapsed().as_secs_f64();
         let published: u64 = results.iter().map(|r| r.0).sum();
         let publish_errors: u64 = results.iter().map(|r| r.1).sum();
+        for e in results.iter().filter_map(|r| r.2.as_ref()) {
+            shared.error(format!("publisher, phase {phase}: {e}"));
+        }
         let mut expected = 0;
         for (w, before) in workers.iter().zip(&seq_before) {
             for (k, (c, _)) in w.channels.iter().enumerate() {
@@ -283,6 +311,7 @@ async fn measure(spec: &Spec, server: &Server) -> Result<Report, String> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let after = server.usage();
+        let gen_after = crate::proc::usage(std::process::id());
         let delivered = shared.delivered[slot].load(Ordering::Relaxed);
         let last_us = shared.last_recv_us[slot].load(Ordering::Relaxed);
         let span = (last_us.saturating_sub(t0) as f64 / 1e6).max(publish_secs.min(1e-3));
@@ -301,6 +330,7 @@ async fn measure(spec: &Spec, server: &Server) -> Result<Report, String> {
             latency: Percentiles::default(),
             server_cpu_s: after.cpu_s - before.cpu_s,
             server_cpu_cores: (after.cpu_s - before.cpu_s) / phase_wall,
+            generator_cpu_cores: (gen_after.cpu_s - gen_before.cpu_s) / phase_wall,
             publish_errors,
         });
     }

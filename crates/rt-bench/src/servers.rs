@@ -84,12 +84,8 @@ impl Server {
                 programs.rt_server.display().to_string(),
                 "--listen".into(),
                 addr.to_string(),
-                // The publisher is one WebSocket client publishing far more than the
-                // default per-connection limit of 100 messages/s.
-                "--ws-rate-limit".into(),
-                "1000000".into(),
-                "--ws-rate-burst".into(),
-                "1000000".into(),
+                "--api-key".into(),
+                crate::publisher::API_KEY.into(),
                 // The idle scenario holds 19,000 connections (default limit: 16,384).
                 "--max-connections".into(),
                 "20000".into(),
