@@ -1,0 +1,687 @@
+//! Hostile input against the real server: connection tokens and channel permissions on every
+//! transport, token expiry on long-lived connections, slowloris and silent connections,
+//! oversized heads and bodies, connection limits, a flooding client next to a quiet one, and
+//! invalid UTF-8 in WebSocket text frames.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use rt_tests::http::{post_json, send};
+use rt_tests::Server;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const T: Duration = Duration::from_secs(10);
+const SECRET: &str = "security-test-secret";
+
+/// A server requiring HS256 tokens, with `public:*` open to anonymous subscribers.
+async fn secured(extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--jwt-hs256-secret",
+        SECRET,
+        "--jwt-leeway",
+        "0s",
+        "--anonymous",
+        "public:*",
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args).await
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn hs256(claims: Value, secret: &str) -> String {
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A token for alice: subscribe `chat:*`, publish `chat:alice`, valid for `secs`.
+fn alice(secs: u64) -> String {
+    hs256(
+        json!({"sub":"alice","exp":now()+secs,"subscribe":["chat:*"],"publish":["chat:alice"]}),
+        SECRET,
+    )
+}
+
+/// The tokens every transport must refuse with 401, and the error code expected.
+fn bad_tokens() -> Vec<(&'static str, String, &'static str)> {
+    vec![
+        (
+            "expired",
+            hs256(json!({"exp": now() - 30, "subscribe": ["*"]}), SECRET),
+            "token_expired",
+        ),
+        ("malformed", "not.a.jwt".to_owned(), "unauthorized"),
+        (
+            "wrongly signed",
+            hs256(
+                json!({"exp": now() + 60, "subscribe": ["*"]}),
+                "another secret",
+            ),
+            "unauthorized",
+        ),
+        (
+            "without exp",
+            hs256(json!({"sub": "x", "subscribe": ["*"]}), SECRET),
+            "unauthorized",
+        ),
+    ]
+}
+
+/// `GET path` with extra headers: status and the JSON error code (if the body is JSON).
+async fn get_code(server: &Server, path: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
+    let (status, _, body) = send(Method::GET, &server.url(path), headers, Bytes::new())
+        .await
+        .unwrap();
+    let code = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    (status, code)
+}
+
+async fn poll_publish(server: &Server, token: Option<&str>, channel: &str) -> (StatusCode, Value) {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .as_deref()
+        .map(|b| vec![("authorization", b)])
+        .unwrap_or_default();
+    post_json(
+        &server.url("/poll/publish"),
+        &headers,
+        &json!({"channel": channel, "data": "x"}),
+    )
+    .await
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// Opens a WebSocket to `/ws` + `query`; the handshake's HTTP status when it is refused.
+async fn ws(server: &Server, query: &str) -> Result<Ws, u16> {
+    let req = server
+        .ws_url(&format!("/ws{query}"))
+        .into_client_request()
+        .unwrap();
+    match timeout(T, tokio_tungstenite::connect_async(req))
+        .await
+        .unwrap()
+    {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => Err(res.status().as_u16()),
+        Err(e) => panic!("WebSocket connect failed: {e}"),
+    }
+}
+
+async fn ws_send(ws: &mut Ws, v: Value) {
+    timeout(T, ws.send(Message::text(v.to_string())))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// The next JSON message, skipping heartbeats; `Err((code, reason))` when the server closes.
+async fn ws_recv(ws: &mut Ws) -> Result<Value, (u16, String)> {
+    loop {
+        match timeout(T, ws.next()).await.unwrap() {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] != "heartbeat" {
+                    return Ok(v);
+                }
+            }
+            Some(Ok(Message::Close(Some(frame)))) => {
+                return Err((u16::from(frame.code), frame.reason.to_string()))
+            }
+            Some(Ok(Message::Close(None))) | None => return Err((1005, String::new())),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("WebSocket error: {e}"),
+        }
+    }
+}
+
+/// A streaming GET (for SSE) that hands back the status and the body as it arrives.
+struct Stream {
+    status: StatusCode,
+    body: hyper::body::Incoming,
+    seen: String,
+}
+
+async fn open_stream(url: &str, headers: &[(&str, &str)]) -> Stream {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let mut req = http::Request::get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = timeout(T, client.request(req.body(Empty::new()).unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
+    let (parts, body) = res.into_parts();
+    Stream {
+        status: parts.status,
+        body,
+        seen: String::new(),
+    }
+}
+
+impl Stream {
+    /// Reads until `needle` has been seen (true) or the body ends (false).
+    async fn until(&mut self, needle: &str) -> bool {
+        loop {
+            if self.seen.contains(needle) {
+                return true;
+            }
+            match timeout(T, self.body.frame()).await.unwrap() {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        self.seen.push_str(&String::from_utf8_lossy(data));
+                    }
+                }
+                _ => return false,
+            }
+        }
+    }
+
+    /// Reads to the end of the body; true if it ended within `within`.
+    async fn ends_within(&mut self, within: Duration) -> bool {
+        timeout(within, async {
+            while let Some(Ok(frame)) = self.body.frame().await {
+                if let Some(data) = frame.data_ref() {
+                    self.seen.push_str(&String::from_utf8_lossy(data));
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
+}
+
+#[tokio::test]
+async fn missing_and_bad_tokens_get_401_on_every_transport() {
+    let server = secured(&[]).await;
+
+    // No token, channel outside the anonymous namespace.
+    assert_eq!(
+        get_code(&server, "/sse?channel=chat:a", &[]).await,
+        (StatusCode::UNAUTHORIZED, "unauthorized".into())
+    );
+    assert_eq!(
+        get_code(&server, "/poll?channel=chat:a&timeout=0", &[]).await,
+        (StatusCode::UNAUTHORIZED, "unauthorized".into())
+    );
+    let (status, body) = poll_publish(&server, None, "chat:a").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    // WebSocket: the handshake needs no token (it may come as the first message), but a
+    // subscription outside the anonymous namespace is closed with 1008.
+    let mut anon = ws(&server, "").await.unwrap();
+    ws_send(&mut anon, json!({"type":"subscribe","channels":["chat:a"]})).await;
+    let (code, reason) = ws_recv(&mut anon).await.unwrap_err();
+    assert_eq!(code, 1008);
+    assert!(reason.contains("token"), "{reason}");
+
+    for (what, token, code) in bad_tokens() {
+        let bearer = format!("Bearer {token}");
+        let q = format!("token={token}");
+        for (path, headers) in [
+            (
+                "/sse?channel=chat:a".to_owned(),
+                vec![("authorization", bearer.as_str())],
+            ),
+            (format!("/sse?channel=chat:a&{q}"), vec![]),
+            (
+                "/poll?channel=chat:a&timeout=0".to_owned(),
+                vec![("authorization", bearer.as_str())],
+            ),
+            (format!("/poll?channel=chat:a&timeout=0&{q}"), vec![]),
+            // Even for an anonymous channel: a bad token is an error, not anonymity.
+            (format!("/sse?channel=public:a&{q}"), vec![]),
+        ] {
+            assert_eq!(
+                get_code(&server, &path, &headers).await,
+                (StatusCode::UNAUTHORIZED, code.to_owned()),
+                "{what} token on {path}"
+            );
+        }
+        let (status, body) = poll_publish(&server, Some(&token), "chat:alice").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        assert_eq!(body["error"]["code"], code, "{what}");
+        // WebSocket with the token in the URL: the handshake is refused.
+        assert_eq!(
+            ws(&server, &format!("?{q}")).await.unwrap_err(),
+            401,
+            "{what}"
+        );
+        // WebSocket with the token as the first message: closed with 1008 and a reason.
+        let mut socket = ws(&server, "").await.unwrap();
+        ws_send(&mut socket, json!({"type":"auth","token":token})).await;
+        let (close, reason) = ws_recv(&mut socket).await.unwrap_err();
+        assert_eq!(close, 1008, "{what}");
+        assert!(reason.starts_with("bad auth"), "{what}: {reason}");
+    }
+}
+
+#[tokio::test]
+async fn channels_outside_the_grant_get_403_and_ws_1008() {
+    let server = secured(&[]).await;
+    let token = alice(60);
+    let bearer = format!("Bearer {token}");
+    let auth = [("authorization", bearer.as_str())];
+    assert_eq!(
+        get_code(&server, "/sse?channel=chat:a,news", &auth).await,
+        (StatusCode::FORBIDDEN, "forbidden".into())
+    );
+    assert_eq!(
+        get_code(&server, "/poll?channel=news&timeout=0", &auth).await,
+        (StatusCode::FORBIDDEN, "forbidden".into())
+    );
+    let (status, body) = poll_publish(&server, Some(&token), "chat:bob").await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::FORBIDDEN, &json!("forbidden"))
+    );
+    let (status, body) = poll_publish(&server, Some(&token), "chat:alice").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // WebSocket: a forbidden publish is an error reply; a forbidden subscription closes 1008.
+    let mut socket = ws(&server, &format!("?token={token}")).await.unwrap();
+    ws_send(
+        &mut socket,
+        json!({"type":"publish","channel":"chat:bob","data":"x","id":"p1"}),
+    )
+    .await;
+    let reply = ws_recv(&mut socket).await.unwrap();
+    assert_eq!(
+        (&reply["type"], &reply["code"]),
+        (&json!("error"), &json!("forbidden")),
+        "{reply}"
+    );
+    ws_send(&mut socket, json!({"type":"subscribe","channels":["news"]})).await;
+    assert_eq!(
+        ws_recv(&mut socket).await.unwrap_err(),
+        (1008, "forbidden channel".into())
+    );
+}
+
+#[tokio::test]
+async fn granted_and_anonymous_channels_work_on_every_transport() {
+    let server = secured(&[]).await;
+    let token = alice(60);
+    let bearer = format!("Bearer {token}");
+
+    // SSE with the token in the query (EventSource cannot set headers), and anonymously on
+    // the public namespace.
+    let mut sse = open_stream(
+        &server.url(&format!("/sse?channel=chat:room&token={token}")),
+        &[],
+    )
+    .await;
+    assert_eq!(sse.status, StatusCode::OK);
+    assert!(sse.until("rt.open").await);
+    let mut public = open_stream(&server.url("/sse?channel=public:news"), &[]).await;
+    assert_eq!(public.status, StatusCode::OK);
+    assert!(public.until("rt.open").await);
+
+    // WebSocket authenticated by its first message.
+    let mut socket = ws(&server, "").await.unwrap();
+    ws_send(&mut socket, json!({"type":"auth","token":token})).await;
+    let reply = ws_recv(&mut socket).await.unwrap();
+    assert_eq!(reply["type"], "authenticated", "{reply}");
+    ws_send(
+        &mut socket,
+        json!({"type":"subscribe","channels":["chat:room"]}),
+    )
+    .await;
+    assert_eq!(ws_recv(&mut socket).await.unwrap()["type"], "subscribed");
+
+    rt_tests::http::publish(&server.url(""), "chat:room", "hello-room").await;
+    rt_tests::http::publish(&server.url(""), "public:news", "hello-public").await;
+    assert!(sse.until("hello-room").await, "{}", sse.seen);
+    assert!(public.until("hello-public").await, "{}", public.seen);
+    let event = ws_recv(&mut socket).await.unwrap();
+    assert_eq!(event["data"], "hello-room", "{event}");
+
+    // Polling with the Authorization header.
+    let (status, _, body) = send(
+        Method::GET,
+        &server.url("/poll?channel=chat:room&cursor=earliest&timeout=0"),
+        &[("authorization", &bearer)],
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&body).contains("hello-room"));
+    // The server-side API key is not a token and keeps working.
+    let (status, _) = post_json(
+        &server.url("/api/publish"),
+        &[("x-api-key", "test-key")],
+        &json!({"channel":"anything","data":"x"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn rs256_and_es256_public_keys() {
+    let keys = rt_tests::workspace_root().join("tests/fixtures/jwt");
+    for (alg, name) in [(Algorithm::RS256, "rs256"), (Algorithm::ES256, "es256")] {
+        let public = keys.join(format!("{name}-public.pem"));
+        let private = std::fs::read(keys.join(format!("{name}-private.pem"))).unwrap();
+        let server = Server::start(&[
+            "--jwt-public-key",
+            public.to_str().unwrap(),
+            "--jwt-algorithm",
+            &name.to_uppercase(),
+        ])
+        .await;
+        let key = match alg {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(&private).unwrap(),
+            _ => EncodingKey::from_ec_pem(&private).unwrap(),
+        };
+        let claims = json!({"exp": now() + 60, "subscribe": ["*"]});
+        let good = encode(&Header::new(alg), &claims, &key).unwrap();
+        let mut sse = open_stream(&server.url(&format!("/sse?channel=a&token={good}")), &[]).await;
+        assert_eq!(sse.status, StatusCode::OK, "{name}");
+        assert!(sse.until("rt.open").await);
+        // Algorithm confusion: an HS256 token "signed" with the public key is refused.
+        let forged = encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&std::fs::read(&public).unwrap()),
+        )
+        .unwrap();
+        assert_eq!(
+            get_code(&server, &format!("/sse?channel=a&token={forged}"), &[]).await,
+            (StatusCode::UNAUTHORIZED, "unauthorized".into()),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn expiring_tokens_end_sse_streams_and_websockets() {
+    let server = secured(&[]).await;
+    let token = alice(2);
+    let mut sse = open_stream(
+        &server.url(&format!("/sse?channel=chat:x&token={token}")),
+        &[],
+    )
+    .await;
+    assert_eq!(sse.status, StatusCode::OK);
+    let mut socket = ws(&server, &format!("?token={token}")).await.unwrap();
+    ws_send(
+        &mut socket,
+        json!({"type":"subscribe","channels":["chat:x"]}),
+    )
+    .await;
+    assert_eq!(ws_recv(&mut socket).await.unwrap()["type"], "subscribed");
+
+    // The stream ends by itself, telling the client why; the socket closes with 1008.
+    assert!(
+        sse.ends_within(Duration::from_secs(8)).await,
+        "{}",
+        sse.seen
+    );
+    assert!(sse.seen.contains("rt.expired"), "{}", sse.seen);
+    assert_eq!(
+        ws_recv(&mut socket).await.unwrap_err(),
+        (1008, "bad auth: token expired".into())
+    );
+
+    // A WebSocket that refreshes its token in time lives on.
+    let mut refreshed = ws(&server, &format!("?token={}", alice(2))).await.unwrap();
+    ws_send(&mut refreshed, json!({"type":"auth","token":alice(60)})).await;
+    assert_eq!(
+        ws_recv(&mut refreshed).await.unwrap()["type"],
+        "authenticated"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ws_send(&mut refreshed, json!({"type":"ping","id":1})).await;
+    assert_eq!(ws_recv(&mut refreshed).await.unwrap()["type"], "pong");
+}
+
+/// Reads from `s` until EOF or a reset; true if that happened within `within`.
+async fn closed_within(s: &mut TcpStream, within: Duration) -> (bool, Vec<u8>) {
+    let mut got = Vec::new();
+    let ended = timeout(within, async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (ended, got)
+}
+
+#[tokio::test]
+async fn slowloris_and_silent_connections_are_cut_off() {
+    let server = Server::start(&["--header-read-timeout", "1s", "--handshake-timeout", "1s"]).await;
+
+    // Headers one byte at a time, 5 bytes a second: never done within the timeout.
+    let mut slow = TcpStream::connect(server.addr()).await.unwrap();
+    let request = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let mut cut_off = false;
+    for byte in request {
+        if slow.write_all(&[*byte]).await.is_err() {
+            cut_off = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        match timeout(Duration::from_millis(200), slow.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                cut_off = true;
+                break;
+            }
+            Ok(Ok(_)) => panic!("a slowloris request was answered"),
+            Err(_) => {}
+        }
+    }
+    assert!(
+        cut_off,
+        "the server waited for every byte of a slowloris request"
+    );
+
+    // A connection that never sends anything.
+    let mut silent = TcpStream::connect(server.addr()).await.unwrap();
+    assert!(closed_within(&mut silent, Duration::from_secs(5)).await.0);
+
+    // A normal request still works, and an idle keep-alive connection is closed too.
+    let mut normal = TcpStream::connect(server.addr()).await.unwrap();
+    normal
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (ended, got) = closed_within(&mut normal, Duration::from_secs(5)).await;
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    assert!(ended, "an idle keep-alive connection stayed open");
+}
+
+#[tokio::test]
+async fn oversized_heads_and_bodies_are_refused() {
+    let server = Server::start(&["--max-payload", "1024", "--max-header-bytes", "8192"]).await;
+    let big = "a".repeat(16 * 1024);
+    let (status, _, _) = send(
+        Method::GET,
+        &server.url("/health"),
+        &[("x-big", &big)],
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+
+    let body = json!({"channel":"c","data":"x".repeat(64 * 1024)});
+    for (path, headers) in [
+        ("/api/publish", vec![("x-api-key", "test-key")]),
+        ("/poll/publish", vec![]),
+    ] {
+        let (status, json) = post_json(&server.url(path), &headers, &body).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {json}");
+        assert_eq!(json["error"]["code"], "payload_too_large", "{path}");
+    }
+    // The server is fine afterwards.
+    assert_eq!(get_code(&server, "/health", &[]).await.0, StatusCode::OK);
+}
+
+/// Sends a plain GET on a fresh connection and returns the raw answer (status line first).
+async fn raw_get(server: &Server, path: &str) -> String {
+    let mut s = TcpStream::connect(server.addr()).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (_, got) = closed_within(&mut s, T).await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn connection_limits_refuse_with_a_clear_answer() {
+    let server = Server::start(&["--max-connections-per-ip", "3"]).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(server.addr()).await.unwrap();
+        // Started but unfinished requests keep the connections open.
+        s.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answer = raw_get(&server, "/health").await;
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(answer.contains("too_many_connections_from_ip"), "{answer}");
+    // Freed places are reusable.
+    held.clear();
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let answer = raw_get(&server, "/health").await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let server = Server::start(&["--max-connections", "2"]).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(server.addr()).await.unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answer = raw_get(&server, "/health").await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too_many_connections"), "{answer}");
+    drop(held);
+}
+
+#[tokio::test]
+async fn a_flooding_client_is_cut_off_while_others_keep_receiving() {
+    let server = Server::start(&["--ws-rate-limit", "50", "--ws-rate-burst", "50"]).await;
+    let mut quiet = open_stream(&server.url("/sse?channel=flood:news"), &[]).await;
+    assert!(quiet.until("rt.open").await);
+
+    let mut flooder = ws(&server, "").await.unwrap();
+    let flood = tokio::spawn(async move {
+        // Far beyond the rate limit, as fast as the socket takes it.
+        for i in 0..5000 {
+            let msg = json!({"type":"publish","channel":"flood:spam","data":i}).to_string();
+            if flooder.send(Message::text(msg)).await.is_err() {
+                break;
+            }
+        }
+        loop {
+            match timeout(T, flooder.next()).await.unwrap() {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return (u16::from(frame.code), frame.reason.to_string())
+                }
+                Some(Ok(_)) => {}
+                other => panic!("flooder not closed with a reason: {other:?}"),
+            }
+        }
+    });
+    for i in 0..50 {
+        rt_tests::http::publish(&server.url(""), "flood:news", &format!("news-{i}")).await;
+    }
+    assert!(quiet.until("news-49").await, "{}", quiet.seen);
+    for i in 0..50 {
+        assert!(
+            quiet.seen.contains(&format!("\"news-{i}\""))
+                || quiet.seen.contains(&format!("news-{i}\n")),
+            "news-{i} missing"
+        );
+    }
+    let (code, reason) = timeout(Duration::from_secs(30), flood)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(code, 1008, "{reason}");
+}
+
+#[tokio::test]
+async fn invalid_utf8_in_a_text_frame_closes_1007() {
+    let server = Server::start(&[]).await;
+    let mut s = TcpStream::connect(server.addr()).await.unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    // A masked text frame whose payload is not UTF-8.
+    let payload = [b'{', 0xff, 0xfe, b'}'];
+    let mask = [7u8, 1, 2, 3];
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    s.write_all(&frame).await.unwrap();
+    let (_, got) = closed_within(&mut s, T).await;
+    // Find the close frame (opcode 8) among what came back.
+    let mut rest = &got[..];
+    let mut close = None;
+    while rest.len() >= 2 {
+        let (op, len) = (rest[0] & 0x0f, (rest[1] & 0x7f) as usize);
+        let (hl, len) = match len {
+            126 => (4, u16::from_be_bytes([rest[2], rest[3]]) as usize),
+            n => (2, n),
+        };
+        if rest.len() < hl + len {
+            break;
+        }
+        if op == 8 {
+            close = Some(u16::from_be_bytes([rest[hl], rest[hl + 1]]));
+        }
+        rest = &rest[hl + len..];
+    }
+    assert_eq!(close, Some(1007), "{got:?}");
+}
