@@ -73,11 +73,15 @@ impl Authenticator for Tokens {
 /// Serves rt-ws on a free port; with `auth`, every request carries the token authenticator
 /// in its extensions, as rt-server does.
 async fn serve(auth: bool) -> String {
+    serve_hub(auth, HubConfig::default()).await.0
+}
+
+async fn serve_hub(auth: bool, config: HubConfig) -> (String, Hub) {
     let hub = Hub::new(
         Arc::new(Buggy(MemoryBackplane::new(Retention::default()))),
-        HubConfig::default(),
+        config,
     );
-    let ws = rt_ws::WebSocket::new(hub, rt_ws::Config::default());
+    let ws = rt_ws::WebSocket::new(hub.clone(), rt_ws::Config::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -100,7 +104,7 @@ async fn serve(auth: bool) -> String {
             });
         }
     });
-    format!("ws://{addr}/ws")
+    (format!("ws://{addr}/ws"), hub)
 }
 
 async fn connect(url: &str) -> Ws {
@@ -247,4 +251,40 @@ async fn tokens_decide_channels_and_end_connections() {
     // The refreshed connection is still open after the old token's expiry.
     send(&mut short, json!({"type":"ping"})).await;
     assert_eq!(json(&mut short).await["type"], "pong");
+}
+
+#[tokio::test]
+async fn a_connection_that_lags_behind_the_live_stream_closes_with_1013() {
+    let (url, hub) = serve_hub(
+        false,
+        HubConfig {
+            queue_capacity: 4,
+            ..HubConfig::default()
+        },
+    )
+    .await;
+    let mut ws = connect(&url).await;
+    send(&mut ws, json!({"type":"subscribe","channels":["fast"]})).await;
+    assert_eq!(json(&mut ws).await["type"], "subscribed");
+    // On this single-threaded runtime the connection cannot run while the burst is
+    // published, so its live queue (4 events) overflows.
+    let fast = Channel::new("fast").unwrap();
+    for i in 0..20 {
+        let event = NewEvent::new(fast.clone(), rt_core::Payload::text(i.to_string()));
+        hub.publish(event).await.unwrap();
+    }
+    let (code, reason) = close(&mut ws).await;
+    assert_eq!(code, 1013);
+    assert!(reason.starts_with("lagged"), "{reason}");
+    // Resuming from the cursor recovers everything from history.
+    let mut again = connect(&url).await;
+    send(
+        &mut again,
+        json!({"type":"subscribe","channels":["fast"],"cursor":"earliest"}),
+    )
+    .await;
+    assert_eq!(json(&mut again).await["type"], "subscribed");
+    for offset in 1..=20 {
+        assert_eq!(json(&mut again).await["offset"], offset);
+    }
 }
