@@ -1,9 +1,10 @@
 // The demo page at `/`: four columns (WebSocket, SSE, long polling, automatic) each open over
-// their transport; ten published events show up once in every column; a screenshot is saved
-// as target/artifacts/demo.png.
+// their transport; ten published events show up once in every column; after a server restart
+// (in-memory history: lost) every column shows its reconnect and the resync, and goes on;
+// a screenshot is saved as target/artifacts/demo.png.
 
 import { join } from 'node:path';
-import { artifacts, assert, base, browser, run, until } from './browser-lib.mjs';
+import { artifacts, assert, base, browser, restartServer, run, until } from './browser-lib.mjs';
 
 run(async () => {
   const b = await browser();
@@ -22,6 +23,20 @@ run(async () => {
   const offsets = await page.evaluate(() => window.rtDemo.columns.map((c) => c.events.map((e) => e.offset).join(',')));
   for (const o of offsets) assert(o === '1,2,3,4,5,6,7,8,9,10,11', `offsets ${o}`);
   assert((await page.textContent('#published')).includes('#11'), 'publish status not shown');
+
+  // A restart loses the in-memory history: every column reconnects and shows the resync.
+  await restartServer();
+  const reconnected = () => page.evaluate(() => window.rtDemo.columns.every((c) => c.state === 'open' && c.reconnects >= 1));
+  await until('every column reconnected', reconnected, 30000);
+  await page.fill('#message', 'after the restart');
+  await page.click('button[type=submit]');
+  await until('12 events in every column', async () => (await columns()).every((c) => c.n === 12), 20000);
+  const notes = await page.$$eval('ol', (lists) => lists.map((l) => l.textContent));
+  for (const n of notes) {
+    assert(n.includes('reconnected over') && n.includes('resync'), `column without reconnect/resync notes: ${n}`);
+    // One loss, reported once.
+    assert(n.split('resync').length === 2, `resync reported more than once: ${n}`);
+  }
 
   const file = join(artifacts, 'demo.png');
   await page.screenshot({ path: file, fullPage: true });

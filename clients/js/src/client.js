@@ -205,6 +205,9 @@ export class Client {
   #open(name, generation, token) {
     const live = () => generation === this.#generation && !this.#closed;
     let opened = false;
+    // Channels whose loss was reported on this connection and that had no event since: the
+    // server may signal one loss twice (`recovered: false` and a `resync` message).
+    const lost = new Set();
     const ctx = {
       channels: this.channels,
       token,
@@ -225,13 +228,22 @@ export class Client {
         this.#setState('open', { recovered });
         for (const entry of this.#pending.values()) if (!entry.inFlight) this.#sendPublish(entry);
       },
-      event: (e) => live() && this.#deliver(e, name),
+      event: (e) => {
+        if (!live()) return;
+        lost.delete(e.channel);
+        this.#deliver(e, name);
+      },
       position: (text, { replace }) => {
         if (!live()) return;
         const server = Cursor.tryParse(text);
         if (server) this.cursor.adopt(server, { replace });
       },
-      resync: (channels) => live() && this.#emit(this.#resyncHandlers, { channels, recovered: false, transport: name }),
+      resync: (channels) => {
+        if (!live()) return;
+        const fresh = channels.filter((c) => !lost.has(c));
+        fresh.forEach((c) => lost.add(c));
+        if (fresh.length > 0) this.#emit(this.#resyncHandlers, { channels: fresh, recovered: false, transport: name });
+      },
       published: (ack) => live() && this.#acked(ack),
       publishFailed: (id, err) => {
         const entry = this.#pending.get(id);

@@ -74,8 +74,8 @@ export function openWebSocket(ctx) {
         break;
       case 'subscribed':
         if (typeof msg.cursor === 'string' && msg.cursor) ctx.position(msg.cursor, { replace: msg.recovered === false });
-        if (msg.recovered === false) ctx.resync(msg.resynced?.length ? msg.resynced : ctx.channels);
         ctx.open({ recovered: msg.recovered !== false });
+        if (msg.recovered === false) ctx.resync(msg.resynced?.length ? msg.resynced : ctx.channels);
         break;
       case 'published':
         ctx.published(msg);
