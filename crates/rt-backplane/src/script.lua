@@ -22,6 +22,12 @@
 --   publish: {'0' new | '1' duplicate, message}
 --   read:    {epoch, head, oldest retained offset, messages after `after`...}
 
+-- Redis before 5 replicates scripts verbatim and then refuses writes after TIME; replicating
+-- the effects instead is the default since Redis 5 (and the call a no-op there).
+if redis.replicate_commands then
+  redis.replicate_commands()
+end
+
 local prefix, mode, channel = ARGV[1], ARGV[2], ARGV[3]
 local max_len, max_age = tonumber(ARGV[5]), tonumber(ARGV[6])
 
