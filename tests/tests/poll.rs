@@ -522,9 +522,15 @@ async fn abandoned_polls_cost_nothing_afterwards() {
     let health: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(health["channels"], 0, "{health}");
 
-    // The channel still works for the next poll.
+    // The channel still works for the next poll. (Polls held before a publish carry the
+    // cursor of a short poll, so the publish cannot slip in before they joined the channel.)
     let base = server.url("");
-    let held = raw_get(server.addr(), "/poll?channel=shared&timeout=20").await;
+    let cursor = enc(&poll_ok(&server, "channel=shared&timeout=0").await["cursor"]);
+    let held = raw_get(
+        server.addr(),
+        &format!("/poll?channel=shared&timeout=20&cursor={cursor}"),
+    )
+    .await;
     wait_subscriptions(&server, 1).await;
     publish(&base, "shared", "after").await;
     let (status, answer) = raw_answer(held).await;
@@ -561,9 +567,13 @@ async fn two_thousand_held_long_polls_are_all_released_by_one_publish() {
     let server = Server::start(&["--poll-max-timeout", "120s"]).await;
     let addr = server.addr();
     let result = tokio::time::timeout(Duration::from_secs(120), async {
+        // From the live cursor, so that each poll gets the publish even if it had not joined
+        // the channel yet when the publish came.
+        let cursor = enc(&poll_ok(&server, "channel=crowd&timeout=0").await["cursor"]);
+        let path = format!("/poll?channel=crowd&timeout=100&cursor={cursor}");
         let mut readers = Vec::with_capacity(POLLS);
         for _ in 0..POLLS {
-            let stream = raw_get(addr, "/poll?channel=crowd&timeout=100").await;
+            let stream = raw_get(addr, &path).await;
             readers.push(tokio::spawn(raw_answer(stream)));
         }
         wait_subscriptions(&server, POLLS as u64).await;
