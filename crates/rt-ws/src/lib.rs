@@ -47,7 +47,7 @@
 //! | --- | --- |
 //! | 1000 | the client closed normally |
 //! | 1001 | server shutdown, or no pong within `pong_timeout` |
-//! | 1008 | origin not allowed, bad token, repeated invalid or rate-limited messages |
+//! | 1008 | origin not allowed, bad or expired token, forbidden channel, repeated invalid or rate-limited messages |
 //! | 1009 | a message or frame over `max_message` / `max_frame` |
 //! | 1011 | internal server error |
 //! | 1013 | lagged, too slow to read, or too many unacknowledged events |
