@@ -9,6 +9,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use rt_core::http::{Body, Cors, Query};
 use rt_core::{Channel, Cursor, Delivery, Hub, Permissions, Start, Subscription};
+use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::error::Error;
@@ -120,15 +121,25 @@ impl Sse {
 
             tokio::pin!(closing);
             tokio::pin!(expired);
+            // The heartbeat timer is re-armed only when it fires, from the last write, so a busy
+            // stream does not touch the timer wheel per event.
             let idle = tokio::time::sleep(heartbeat);
             tokio::pin!(idle);
+            let mut last_write = Instant::now();
             loop {
                 let step = tokio::select! {
                     biased;
                     () = &mut closing => Step::Shutdown,
                     () = &mut expired => Step::Expired,
                     delivery = sub.next() => Step::Deliver(delivery),
-                    () = &mut idle, if !heartbeat.is_zero() => Step::Ping,
+                    () = &mut idle, if !heartbeat.is_zero() => {
+                        let due = last_write + heartbeat;
+                        if due > Instant::now() {
+                            idle.as_mut().reset(due);
+                            continue;
+                        }
+                        Step::Ping
+                    }
                 };
                 match step {
                     Step::Deliver(Some(Delivery::Event(event))) => {
@@ -150,16 +161,17 @@ impl Sse {
                         yield data(frame::end(frame::EXPIRED, &cursor, None));
                         break;
                     }
-                    Step::Ping => yield data(Bytes::from_static(frame::PING)),
+                    Step::Ping => {
+                        idle.as_mut().reset(Instant::now() + heartbeat);
+                        yield data(Bytes::from_static(frame::PING));
+                    }
                     Step::Shutdown => {
                         let jitter = Duration::from_millis(fastrand::u64(0..=retry.as_millis() as u64));
                         yield data(frame::end(frame::SHUTDOWN, &cursor, Some(retry + jitter)));
                         break;
                     }
                 }
-                if !heartbeat.is_zero() {
-                    idle.as_mut().reset(tokio::time::Instant::now() + heartbeat);
-                }
+                last_write = Instant::now();
             }
         };
         StreamBody::new(frames).boxed_unsync()
