@@ -10,6 +10,7 @@
 //! | `GET /poll`, `POST /poll/publish` | long and short polling | `poll` (default) |
 //! | `POST /api/publish` | server-side publish with an API key | always |
 //! | `GET /health` | liveness and backplane state | always |
+//! | `GET /metrics` | Prometheus metrics (`--no-metrics` turns off) | always |
 //! | `GET /`, `GET /client/*.js` | demo page and the browser client (`--no-demo` turns off) | always |
 //!
 //! `--disable ws,sse` turns compiled-in transports off at run time (their routes answer 404),
@@ -17,6 +18,9 @@
 //!
 //! The `redis` feature adds `--backplane redis://...` so several nodes share one stream per
 //! channel; without it (and by default) history lives in memory.
+//!
+//! Options come from flags, the environment and a `--config` TOML file, in that order of
+//! precedence ([`Config::load`]); `docs/configuration.md` lists them all.
 //!
 //! The binary is a thin `main` over this library, which tests and embedders can use directly:
 //!
