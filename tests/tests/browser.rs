@@ -87,3 +87,34 @@ async fn demo_page_can_be_turned_off() {
         .starts_with("text/javascript"));
     assert!(String::from_utf8_lossy(&body).contains("export { connect"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disabled_transports_answer_404_and_the_others_still_work() {
+    let server = Server::start(&["--disable", "sse,poll"]).await;
+    for path in ["/sse?channel=a", "/poll?channel=a&timeout=0"] {
+        let (status, _, body) = rt_tests::http::get(&server.url(path)).await.unwrap();
+        assert_eq!(status, 404, "{path}");
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "not_found", "{path}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("disabled"),
+            "{body}"
+        );
+    }
+    let (status, body) = rt_tests::http::post_json(
+        &server.url("/poll/publish"),
+        &[],
+        &serde_json::json!({"channel": "a", "data": "x"}),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), &body["error"]["code"]),
+        (404, &"not_found".into())
+    );
+    // WebSocket is still there: a plain GET (no upgrade) reaches it and is refused by it.
+    let (status, _, _) = rt_tests::http::get(&server.url("/ws")).await.unwrap();
+    assert_ne!(status, 404);
+}
