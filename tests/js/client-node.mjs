@@ -164,3 +164,18 @@ test('bad input is refused up front', () => {
   assert.throws(() => connect(base, { channels: [] }), /at least one channel/);
   assert.throws(() => connect(base, { channels: ['a'], transports: ['carrier-pigeon'] }), /unknown transport/);
 });
+
+test('the same message id published twice at once is one publish with one answer', async () => {
+  const c = open(base, { channels: ['twice'], transports: ['sse'] });
+  const got = collect(c);
+  await until('open', () => c.state === 'open');
+  const [a, b] = await Promise.all([c.publish('twice', 'x', { id: 'same-1' }), c.publish('twice', 'x', { id: 'same-1' })]);
+  assert.deepEqual(a, b);
+  assert.equal(a.offset, 1);
+  await until('the event', () => got.length === 1);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(got.length, 1);
+  // A generated id is random and well-formed.
+  const ack = await c.publish('twice', 'y');
+  assert.match(ack.id, /^m-[0-9a-f]{32}$/);
+});

@@ -27,10 +27,11 @@ const remembered = new Map();
 // disabled while the WebSocket is only reconnecting; see #sendPublish.)
 const PERMANENT = new Set([400, 401, 403, 405, 413, 422]);
 
-let idCounter = 0;
+/** A client message id: 128 random bits (getRandomValues also works on plain-http pages). */
 function messageId() {
-  const random = Math.floor(Math.random() * 2 ** 48).toString(36);
-  return `m-${Date.now().toString(36)}-${random}-${(idCounter++).toString(36)}`;
+  const bytes = new Uint8Array(16);
+  globalThis.crypto.getRandomValues(bytes);
+  return `m-${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`;
 }
 
 /** Connects to an rt server. See index.d.ts for the options. */
@@ -144,7 +145,13 @@ export class Client {
         reject(new Error('publish(): the client is closed'));
         return;
       }
-      const entry = { body, resolve, reject, timer: null, attempts: 0, backoff: new Backoff({ base: 250, cap: 5000 }) };
+      const same = this.#pending.get(body.id);
+      if (same) {
+        // The same message again while it is in flight: one publish, one answer for both.
+        same.waiters.push({ resolve, reject });
+        return;
+      }
+      const entry = { body, waiters: [{ resolve, reject }], timer: null, backoff: new Backoff({ base: 250, cap: 5000 }) };
       entry.deadline = setTimeout(() => this.#publishDone(entry, new Error(`publish ${body.id}: no acknowledgement within ${this.publishTimeout} ms`)), this.publishTimeout);
       this.#pending.set(body.id, entry);
       this.#sendPublish(entry);
@@ -362,7 +369,6 @@ export class Client {
   #sendPublish(entry) {
     if (this.#closed || !this.#pending.has(entry.body.id)) return;
     clearTimeout(entry.timer);
-    entry.attempts++;
     const conn = this.#connection;
     // Over the open WebSocket when there is one; otherwise over HTTP, which needs no
     // connection of its own.
@@ -408,7 +414,9 @@ export class Client {
     if (!this.#pending.delete(entry.body.id)) return;
     clearTimeout(entry.timer);
     clearTimeout(entry.deadline);
-    if (error) entry.reject(error);
-    else entry.resolve(ack);
+    for (const w of entry.waiters) {
+      if (error) w.reject(error);
+      else w.resolve(ack);
+    }
   }
 }
