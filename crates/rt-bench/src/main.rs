@@ -248,6 +248,7 @@ async fn bench(args: Args, threads: usize, nofile: u64) -> Result<(), String> {
     let server_cpus = args.pin.then_some("0");
     let started = std::time::SystemTime::now();
     let mut reports = vec![];
+    let mut failures = vec![];
     for spec in specs {
         eprintln!(
             "rt-bench: {} / {} / {} × {} ...",
@@ -256,9 +257,23 @@ async fn bench(args: Args, threads: usize, nofile: u64) -> Result<(), String> {
             spec.transport,
             spec.subscribers
         );
-        let report = run::run(spec, &programs, server_cpus).await?;
-        eprintln!("{}", report::summary(&report));
-        reports.push(report);
+        let name = format!(
+            "{} / {} / {}",
+            spec.scenario,
+            spec.target.name(),
+            spec.transport
+        );
+        match run::run(spec, &programs, server_cpus).await {
+            Ok(report) => {
+                eprintln!("{}", report::summary(&report));
+                reports.push(report);
+            }
+            // One failed run must not lose the others' results.
+            Err(e) => {
+                eprintln!("  failed: {e}");
+                failures.push(format!("{name}: {e}"));
+            }
+        }
     }
     let setup = report::Setup {
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -270,6 +285,16 @@ async fn bench(args: Args, threads: usize, nofile: u64) -> Result<(), String> {
         },
         generator_threads: threads,
         open_files_limit: nofile,
+        failures,
     };
-    report::write(&args.out, started, &setup, &reports)
+    report::write(&args.out, started, &setup, &reports)?;
+    if setup.failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} run(s) failed: {}",
+            setup.failures.len(),
+            setup.failures.join("; ")
+        ))
+    }
 }

@@ -39,11 +39,7 @@ pub(crate) enum Publisher {
 impl Publisher {
     pub(crate) async fn connect(target: Target, addr: SocketAddr) -> Result<Publisher, String> {
         if target == Target::Rt {
-            let stream = tcp(addr, None).await.map_err(|e| e.to_string())?;
-            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
-            tokio::spawn(conn);
+            let sender = http_sender(addr).await?;
             return Ok(Publisher::Http { sender, addr });
         }
         let path = match target {
@@ -75,7 +71,18 @@ impl Publisher {
         };
         let data = payload(marker, size);
         let (target, conn) = match self {
-            Publisher::Http { sender, addr } => return post(sender, *addr, channel, &data).await,
+            Publisher::Http { sender, addr } => {
+                // A client message id makes the retry below exactly-once.
+                let id = format!("p{}-{}-{}", marker.phase, marker.seq, marker.time_us);
+                let first = post(sender, *addr, channel, &data, &id).await;
+                if first.is_ok() || !sender.is_closed() {
+                    return first;
+                }
+                // The server dropped the keep-alive connection (under overload): reconnect
+                // and retry once, as a backend publisher would.
+                *sender = http_sender(*addr).await?;
+                return post(sender, *addr, channel, &data, &id).await;
+            }
             Publisher::Ws { target, conn } => (*target, conn),
         };
         let message = match target {
@@ -94,13 +101,23 @@ impl Publisher {
     }
 }
 
+async fn http_sender(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, String> {
+    let stream = tcp(addr, None).await.map_err(|e| e.to_string())?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
 async fn post(
     sender: &mut SendRequest<Full<Bytes>>,
     addr: SocketAddr,
     channel: &str,
     data: &str,
+    id: &str,
 ) -> Result<(), String> {
-    let body = format!(r#"{{"channel":"{channel}","data":"{data}"}}"#);
+    let body = format!(r#"{{"channel":"{channel}","data":"{data}","id":"{id}"}}"#);
     let req = Request::post("/api/publish")
         .header(http::header::HOST, addr.to_string())
         .header(http::header::CONTENT_TYPE, "application/json")

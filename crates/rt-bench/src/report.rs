@@ -18,6 +18,8 @@ pub(crate) struct Setup {
     pub(crate) pinning: String,
     pub(crate) generator_threads: usize,
     pub(crate) open_files_limit: u64,
+    /// Runs that could not be measured (server did not start, publisher refused...).
+    pub(crate) failures: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -170,6 +172,9 @@ fn markdown(out: &Output<'_>) -> String {
         out.setup.open_files_limit,
         out.setup.command
     );
+    for f in &out.setup.failures {
+        let _ = writeln!(s, "**Failed run:** {f}\n");
+    }
     if !out.fanout_ratios.is_empty() {
         s.push_str("## rt ÷ peers (WebSocket fan-out, same run)\n\n| peer | peak delivered msgs/s, rt ÷ peer | p99 latency rt ÷ peer, by publish rate |\n| --- | --- | --- |\n");
         for r in &out.fanout_ratios {

@@ -251,7 +251,9 @@ async fn measure(spec: &Spec, server: &Server) -> Result<Report, String> {
             break;
         }
         for w in &mut workers {
-            w.warm(spec.payload_bytes).await?;
+            if let Err(e) = w.warm(spec.payload_bytes).await {
+                shared.error(format!("warm-up publish: {e}"));
+            }
         }
         // Let this round arrive before the next, so that a slow server is not buried
         // under warm-up publishes.
