@@ -531,3 +531,45 @@ async fn bad_settings_are_refused_and_an_absent_redis_is_not_fatal() {
         .unwrap_err();
     assert_eq!(err.code(), "unavailable");
 }
+
+/// How many connections Redis has subscribed to `topic`.
+fn subscribers(redis: &Redis, topic: &str) -> u64 {
+    let reply = redis.cmd(&["PUBSUB", "NUMSUB", topic]);
+    let count = reply.lines().last().unwrap();
+    count.trim_start_matches(':').parse().unwrap()
+}
+
+#[tokio::test]
+async fn one_redis_subscription_per_node_and_channel() {
+    let redis = Redis::any();
+    let pre = prefix("fanout");
+    let config = RedisConfig::new(redis.url()).prefix(pre.clone());
+    let (a, b) = (node(config.clone()).await, node(config).await);
+    let topic = format!("{pre}:c:room");
+    assert_eq!(subscribers(&redis, &topic), 0, "no subscriber, no cost");
+
+    let mut on_a = Vec::new();
+    for _ in 0..5 {
+        on_a.push(a.hub.subscribe([ch("room")], Start::Live).await.unwrap());
+    }
+    assert_eq!(
+        subscribers(&redis, &topic),
+        1,
+        "five local subscribers, one subscription"
+    );
+    let mut on_b = b.hub.subscribe([ch("room")], Start::Live).await.unwrap();
+    assert_eq!(subscribers(&redis, &topic), 2);
+
+    let p = b
+        .hub
+        .publish(NewEvent::new(ch("room"), text("x")))
+        .await
+        .unwrap();
+    for sub in on_a.iter_mut().chain([&mut on_b]) {
+        assert_eq!(next_event(sub).await.offset(), p.event.offset());
+    }
+    drop(on_a);
+    wait_for("node A to unsubscribe", || subscribers(&redis, &topic) == 1).await;
+    drop(on_b);
+    wait_for("node B to unsubscribe", || subscribers(&redis, &topic) == 0).await;
+}
