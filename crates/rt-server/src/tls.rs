@@ -147,3 +147,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Io<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(cert: &Path, key: &Path) -> TlsArgs {
+        TlsArgs {
+            tls_cert: Some(cert.to_owned()),
+            tls_key: Some(key.to_owned()),
+        }
+    }
+
+    fn message(args: &TlsArgs) -> String {
+        server_config(args).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_files_name_the_option() {
+        let none = TlsArgs {
+            tls_cert: None,
+            tls_key: None,
+        };
+        assert!(server_config(&none).unwrap().is_none());
+        let missing = Path::new("/nonexistent/rt-cert.pem");
+        let m = message(&args(missing, missing));
+        assert!(
+            m.contains("--tls-cert") && m.contains("/nonexistent/rt-cert.pem"),
+            "{m}"
+        );
+
+        let dir = std::env::temp_dir().join(format!("rt-tls-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not pem\n").unwrap();
+        let m = message(&args(&empty, &empty));
+        assert!(
+            m.contains("--tls-cert") && m.contains("no PEM certificate"),
+            "{m}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn cert_and_key_go_together() {
+        use clap::Parser;
+        let e = crate::Config::try_parse_from(["rt-server", "--tls-cert", "c.pem"]).unwrap_err();
+        assert!(e.to_string().contains("--tls-key"), "{e}");
+    }
+}
