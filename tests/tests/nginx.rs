@@ -335,3 +335,113 @@ async fn without_heartbeats_a_shorter_proxy_timeout_cuts_idle_streams() {
         "nginx error log:\n{log}"
     );
 }
+
+#[tokio::test]
+async fn sigterm_moves_clients_behind_nginx_to_another_node_with_nothing_lost() {
+    use tokio::io::AsyncBufReadExt;
+
+    // Two nodes sharing one Redis; nginx sends everything to A while it is up, then to B.
+    let redis = rt_tests::redis_url();
+    let prefix = rt_tests::unique("failover");
+    let args = [
+        "--backplane",
+        redis.as_str(),
+        "--redis-prefix",
+        prefix.as_str(),
+        "--sse-retry",
+        "200ms",
+    ];
+    let mut a = Server::start(&args).await;
+    let b = Server::start(&args).await;
+    let snippet = documented_snippet().replace(
+        "server 127.0.0.1:8080;",
+        &format!("server 127.0.0.1:8080;\n    server {} backup;", b.addr()),
+    );
+    let nginx = Nginx::start(&snippet, a.addr());
+
+    let dir = rt_tests::node_modules();
+    let mut node = tokio::process::Command::new("node")
+        .arg(dir.join("nginx-failover.mjs"))
+        .arg(nginx.url(""))
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(node.stdout.take().unwrap()).lines();
+    let mut seen: Vec<Value> = Vec::new();
+    // Reads the clients' lines until `done` holds for what was seen.
+    let mut read_until = async |what: &str, done: &dyn Fn(&[Value]) -> bool| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !done(&seen) {
+            let line = tokio::time::timeout_at(deadline, lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {what}; seen: {seen:#?}"))
+                .unwrap()
+                .expect("the node script ended");
+            seen.push(serde_json::from_str(&line).unwrap());
+        }
+    };
+    let data = |seen: &[Value], client: &str| -> Vec<String> {
+        seen.iter()
+            .filter(|v| v["client"] == client && v["data"].is_string())
+            .map(|v| v["data"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let opened = |seen: &[Value], client: &str| {
+        seen.iter()
+            .filter(|v| v["client"] == client && v["state"] == "open")
+            .count()
+    };
+    read_until("both clients to connect", &|s| {
+        opened(s, "eventsource") >= 1 && opened(s, "ws") >= 1
+    })
+    .await;
+
+    for i in 1..=3 {
+        publish(&a.url(""), "failover", &format!("e{i}")).await;
+    }
+    read_until("e1..e3 on both", &|s| {
+        data(s, "eventsource").len() >= 3 && data(s, "ws").len() >= 3
+    })
+    .await;
+
+    // Node A stops: its clients are told to go, and come back through nginx to B.
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = a.terminate(Duration::from_secs(20));
+        (a, status)
+    });
+    let (_a, status) = exit.await.unwrap();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    // Published on B while the clients are reconnecting, then after.
+    for i in 4..=6 {
+        publish(&b.url(""), "failover", &format!("e{i}")).await;
+    }
+    read_until("e4..e6 on both after the failover", &|s| {
+        data(s, "eventsource").len() >= 6 && data(s, "ws").len() >= 6
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = node.start_kill();
+
+    let expected: Vec<String> = (1..=6).map(|i| format!("e{i}")).collect();
+    assert_eq!(data(&seen, "eventsource"), expected, "{seen:#?}");
+    assert_eq!(data(&seen, "ws"), expected, "{seen:#?}");
+    assert!(
+        seen.iter()
+            .any(|v| v["client"] == "eventsource" && v["state"] == "shutdown"),
+        "the SSE stream was not ended with rt.shutdown: {seen:#?}"
+    );
+    assert!(
+        opened(&seen, "eventsource") >= 2,
+        "EventSource did not reconnect"
+    );
+    assert!(
+        opened(&seen, "ws") >= 2,
+        "the WebSocket client did not reconnect"
+    );
+    assert!(
+        !seen.iter().any(|v| v["resync"].is_object()),
+        "a resync was reported: {seen:#?}"
+    );
+}
