@@ -404,6 +404,56 @@ mod tests {
         );
     }
 
+    fn payload(m: &Message) -> Bytes {
+        match m {
+            Message::Frame(f) => Bytes::copy_from_slice(f.payload()),
+            Message::Binary(b) => b.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn event_frames_are_encoded_once_and_shared() {
+        let ev = |p| {
+            Event::new(
+                Channel::new("c").unwrap(),
+                rt_core::Position {
+                    epoch: rt_core::Epoch(0xab),
+                    offset: 3,
+                },
+                EventName::message(),
+                p,
+                9,
+            )
+        };
+        let text = ev(Payload::text("hi"));
+        let (a, b) = (event_frame(&text), event_frame(&text));
+        assert_eq!(payload(&a), text.json());
+        match (&a, &b) {
+            (Message::Frame(x), Message::Frame(y)) => {
+                assert_eq!(
+                    x.payload().as_ptr(),
+                    y.payload().as_ptr(),
+                    "one encoding, shared"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let binary = ev(Payload::binary(vec![0u8, 255]));
+        let (a, b) = (event_frame(&binary), event_frame(&binary));
+        let (Message::Binary(x), Message::Binary(y)) = (&a, &b) else {
+            panic!("{a:?}")
+        };
+        assert_eq!(x.as_ptr(), y.as_ptr(), "one encoding, shared");
+        let (header, data) = split_binary(x).unwrap();
+        let header: serde_json::Value = serde_json::from_slice(header).unwrap();
+        assert_eq!(header["type"], "event");
+        assert_eq!(header["offset"], 3);
+        assert_eq!(header["epoch"], "ab");
+        assert!(header.get("data").is_none());
+        assert_eq!(&data[..], &[0, 255]);
+    }
+
     #[test]
     fn binary_layout() {
         let header = br#"{"type":"publish","channel":"bin","id":"b1"}"#;
