@@ -20,6 +20,10 @@ const REFUSED: &str = "rt_connections_refused_total";
 /// Counter of connections closed because the client sent nothing in time.
 const HANDSHAKE_TIMEOUTS: &str = "rt_handshake_timeouts_total";
 
+/// Counter of HTTP/1.1 connections cut off by hyper, by `reason` (`header_timeout`,
+/// `header_too_large`).
+const CUT_OFF: &str = "rt_connections_cut_off_total";
+
 /// Connection limits.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LimitArgs {
@@ -126,6 +130,10 @@ impl Gate {
     pub(crate) fn new(args: &LimitArgs) -> Self {
         metrics::describe_counter!(REFUSED, "Connections refused at accept time, by reason");
         metrics::describe_counter!(
+            CUT_OFF,
+            "HTTP/1.1 connections cut off for slow or oversized request headers, by reason"
+        );
+        metrics::describe_counter!(
             HANDSHAKE_TIMEOUTS,
             "Connections closed because the client sent nothing in time"
         );
@@ -171,6 +179,21 @@ impl Drop for Permit {
             }
         }
     }
+}
+
+/// Counts a connection that hyper ended because of a limit (its error says which).
+pub(crate) fn count_cut_off(error: &(dyn std::error::Error + 'static)) {
+    let Some(e) = error.downcast_ref::<hyper::Error>() else {
+        return;
+    };
+    let reason = if e.is_timeout() {
+        "header_timeout"
+    } else if e.is_parse_too_large() {
+        "header_too_large"
+    } else {
+        return;
+    };
+    metrics::counter!(CUT_OFF, "reason" => reason).increment(1);
 }
 
 /// Answers a refused connection with a JSON error (readable by HTTP/1.1 clients) and closes

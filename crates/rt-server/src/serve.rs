@@ -155,6 +155,7 @@ impl Server {
                         };
                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                         if let Err(e) = watcher.watch(conn.into_owned()).await {
+                            crate::limits::count_cut_off(&*e);
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
                     });
