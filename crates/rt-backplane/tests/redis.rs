@@ -573,3 +573,32 @@ async fn one_redis_subscription_per_node_and_channel() {
     drop(on_b);
     wait_for("node B to unsubscribe", || subscribers(&redis, &topic) == 0).await;
 }
+
+#[tokio::test]
+async fn password_in_the_url() {
+    let redis = Redis::own(false);
+    assert!(redis
+        .cmd(&["CONFIG", "SET", "requirepass", "s3cret"])
+        .starts_with("+OK"));
+    let port = redis.url().rsplit(':').next().unwrap().to_owned();
+    let good = format!("redis://:s3cret@127.0.0.1:{port}");
+    let n = node(RedisConfig::new(good).prefix(prefix("auth"))).await;
+    let p = n
+        .hub
+        .publish(NewEvent::new(ch("c"), text("x")))
+        .await
+        .unwrap();
+    assert_eq!(p.event.offset(), 1);
+
+    let wrong = RedisBackplane::connect(
+        RedisConfig::new(format!("redis://:nope@127.0.0.1:{port}"))
+            .timeout(Duration::from_millis(500)),
+    )
+    .await
+    .unwrap();
+    match wrong.health() {
+        Health::Degraded(reason) => assert!(!reason.contains("nope"), "{reason}"),
+        Health::Up => panic!("a wrong password must not connect"),
+    }
+    assert!(!format!("{wrong:?}").contains("nope"));
+}
