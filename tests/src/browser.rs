@@ -37,8 +37,17 @@ pub fn chromium() -> PathBuf {
                     .expect("run apt-get (Debian-based machine needed to install chromium)");
                 assert!(status.success(), "apt-get {args:?} failed");
             };
-            apt(&["update", "-q"]);
-            apt(&["install", "-y", "-q", "--no-install-recommends", "chromium"]);
+            // Wait for a dpkg lock held by another install instead of failing at once; the
+            // recommended packages bring the fonts that screenshots need.
+            apt(&["-o", "DPkg::Lock::Timeout=600", "update", "-q"]);
+            apt(&[
+                "-o",
+                "DPkg::Lock::Timeout=600",
+                "install",
+                "-y",
+                "-q",
+                "chromium",
+            ]);
         }
         drop(lock);
         assert!(
