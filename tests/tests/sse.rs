@@ -716,6 +716,32 @@ async fn tls_with_alpn_h2_carries_sse() {
     let e = s.event().await;
     assert_eq!(e.event.as_deref(), Some("tls"));
     assert_eq!(e.data.as_deref(), Some("over h2"));
+
+    // curl, as users would: ALPN gives HTTP/2 by default and HTTP/1.1 when asked.
+    let url = format!("https://localhost:{}/health", tls.addr.port());
+    let resolve = format!("localhost:{}:127.0.0.1", tls.addr.port());
+    for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                flag,
+                "--resolve",
+                &resolve,
+                "--cacert",
+            ])
+            .arg(&cert_pem)
+            .args(["-w", "\n%{http_version}", &url])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.ends_with(&format!("\n{version}")),
+            "{flag}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     drop(plain);
     let _ = std::fs::remove_dir_all(&dir);
 }
