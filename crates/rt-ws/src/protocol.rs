@@ -46,6 +46,20 @@ impl From<Error> for Rejected {
     }
 }
 
+/// A parser's message cut short: serde quotes the offending value, which is untrusted input.
+fn cut(e: serde_json::Error) -> String {
+    let mut s = e.to_string();
+    if s.len() > 120 {
+        let mut end = 120;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
 fn bad(message: String) -> Rejected {
     Error::BadRequest(message).into()
 }
@@ -90,11 +104,12 @@ pub(crate) fn parse_text(text: &[u8]) -> Result<Inbound, Rejected> {
         token: String,
     }
     fn de<'a, T: Deserialize<'a>>(text: &'a [u8], kind: &str) -> Result<T, Rejected> {
-        serde_json::from_slice(text).map_err(|e| bad(format!("invalid {kind} message: {e}")))
+        serde_json::from_slice(text).map_err(|e| bad(format!("invalid {kind} message: {}", cut(e))))
     }
     let head: Head = serde_json::from_slice(text).map_err(|e| {
         bad(format!(
-            "invalid message: {e}; send a JSON object with a \"type\" field"
+            "invalid message: {}; send a JSON object with a \"type\" field",
+            cut(e)
         ))
     })?;
     match head.r#type.as_str() {
@@ -165,7 +180,7 @@ pub(crate) fn parse_binary(frame: &Bytes) -> Result<Inbound, Rejected> {
         bad("a binary frame starts with a 4-byte big-endian header length, then the JSON header, then the payload".into())
     })?;
     let h: Header = serde_json::from_slice(header)
-        .map_err(|e| bad(format!("invalid binary frame header: {e}")))?;
+        .map_err(|e| bad(format!("invalid binary frame header: {}", cut(e))))?;
     if h.r#type != "publish" {
         return Err(bad(
             "binary frames from clients can only be of type \"publish\"".into(),
