@@ -721,3 +721,104 @@ async fn invalid_utf8_in_a_text_frame_closes_1007() {
     }
     assert_eq!(close, Some(1007), "{got:?}");
 }
+
+/// `wss://` with a self-signed certificate: tokens work the same over TLS, and a client that
+/// opens TCP but never starts the TLS handshake is cut off.
+#[tokio::test]
+async fn wss_with_tokens_and_a_silent_tls_client() {
+    use std::sync::Arc;
+    let dir = rt_tests::target_dir().join(rt_tests::unique("wss"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_pem, key_pem) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.key_pair.serialize_pem()).unwrap();
+    // Builds the binary; the TLS server is a second process of it (rt_tests::Server waits on
+    // cleartext /health).
+    let _plain = Server::start(&[]).await;
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], rt_tests::free_port()).into();
+    /// Kills the TLS server however the test ends.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = KillOnDrop(
+        std::process::Command::new(rt_tests::target_dir().join("debug/rt-server"))
+            .args(["--listen", &addr.to_string(), "--jwt-hs256-secret", SECRET])
+            .args(["--handshake-timeout", "1s", "--tls-cert"])
+            .arg(&cert_pem)
+            .arg("--tls-key")
+            .arg(&key_pem)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    {
+        let deadline = tokio::time::Instant::now() + T;
+        while TcpStream::connect(addr).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "TLS rt-server did not listen"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.cert.der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let wss = |query: String| {
+            let connector = connector.clone();
+            async move {
+                let tcp = TcpStream::connect(addr).await.unwrap();
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let tls = connector.connect(name, tcp).await.unwrap();
+                let req = format!("wss://localhost:{}/ws{query}", addr.port())
+                    .into_client_request()
+                    .unwrap();
+                timeout(T, tokio_tungstenite::client_async(req, tls))
+                    .await
+                    .unwrap()
+            }
+        };
+        match wss("?token=not.a.jwt".into()).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+                assert_eq!(res.status(), 401)
+            }
+            other => panic!("a bad token was not refused: {:?}", other.map(|_| ())),
+        }
+        let (mut socket, _) = wss(format!("?token={}", alice(60))).await.unwrap();
+        let msg = |v: Value| Message::text(v.to_string());
+        socket
+            .send(msg(json!({"type":"subscribe","channels":["chat:alice"]})))
+            .await
+            .unwrap();
+        socket
+            .send(msg(
+                json!({"type":"publish","channel":"chat:alice","data":"over wss"}),
+            ))
+            .await
+            .unwrap();
+        let mut got_event = false;
+        while !got_event {
+            match timeout(T, socket.next()).await.unwrap() {
+                Some(Ok(Message::Text(t))) => {
+                    got_event = t.contains("over wss") && t.contains("\"event\"")
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        assert!(closed_within(&mut silent, Duration::from_secs(5)).await.0);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
