@@ -20,6 +20,9 @@ use crate::marker::{now_us, payload, Marker};
 use crate::servers::Target;
 use crate::wsclient::{tcp, Frame, WsConn};
 
+/// How a publish refused by the server (not a failed connection) is reported.
+const ANSWERED: &str = "publish answered";
+
 /// The API key rt-server is started with.
 pub(crate) const API_KEY: &str = "bench-key";
 
@@ -75,11 +78,11 @@ impl Publisher {
                 // A client message id makes the retry below exactly-once.
                 let id = format!("p{}-{}-{}", marker.phase, marker.seq, marker.time_us);
                 let first = post(sender, *addr, channel, &data, &id).await;
-                if first.is_ok() || !sender.is_closed() {
+                if first.is_ok() || first.as_ref().is_err_and(|e| e.starts_with(ANSWERED)) {
                     return first;
                 }
-                // The server dropped the keep-alive connection (under overload): reconnect
-                // and retry once, as a backend publisher would.
+                // The connection failed under overload (hyper: "operation was canceled"):
+                // reconnect and retry once, as a backend publisher would.
                 *sender = http_sender(*addr).await?;
                 return post(sender, *addr, channel, &data, &id).await;
             }
@@ -129,7 +132,7 @@ async fn post(
     let body = res.into_body().collect().await.map_err(|e| e.to_string())?;
     if status != http::StatusCode::OK {
         return Err(format!(
-            "publish answered {status}: {}",
+            "{ANSWERED} {status}: {}",
             String::from_utf8_lossy(&body.to_bytes())
         ));
     }
