@@ -812,3 +812,54 @@ async fn node_eventsource_resumes_after_a_server_side_disconnect() {
     assert!(out.status.success(), "node failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("ok: 12 events"), "{stdout}\n{stderr}");
 }
+
+async fn subscriptions(server: &Server) -> u64 {
+    let (_, _, body) = rt_tests::http::get(&server.url("/health")).await.unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    v["subscriptions"].as_u64().unwrap()
+}
+
+/// Clients that vanish (HTTP/1.1 sockets closed, an HTTP/2 connection dropped) leave no
+/// subscription behind.
+#[tokio::test]
+async fn vanished_clients_release_their_subscriptions() {
+    let server = Server::start(&["--sse-heartbeat", "200ms"]).await;
+    let mut h1 = Vec::new();
+    for i in 0..20 {
+        let (_, mut s) = open(&server, &format!("/sse?channel=gone-{i}&channel=gone"), &[]).await;
+        s.event().await;
+        h1.push(s);
+    }
+    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let mut h2 = Vec::new();
+    for i in 0..20 {
+        let req = Request::get(format!("http://{}/sse?channel=gone-h2-{i}", server.addr()))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let res = sender.clone().send_request(req).await.unwrap();
+        let mut s = Stream::new(res.into_body());
+        s.event().await;
+        h2.push(s);
+    }
+    assert_eq!(subscriptions(&server).await, 40);
+    drop(h1);
+    conn.abort();
+    drop((h2, sender));
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let left = subscriptions(&server).await;
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{left} subscriptions leaked"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
