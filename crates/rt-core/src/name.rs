@@ -78,7 +78,8 @@ impl Channel {
 
 /// The name of an event within a channel, `message` unless the publisher names it.
 ///
-/// 1 to 64 bytes of `A-Z a-z 0-9 _ - . :`. SSE sends it as the `event:` field, so a browser's
+/// 1 to 64 bytes of `A-Z a-z 0-9 _ - . :`, not starting with `rt.` (reserved for control
+/// events). SSE sends it as the `event:` field, so a browser's
 /// `EventSource.addEventListener(name, ...)` receives it.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EventName(Arc<str>);
@@ -91,6 +92,10 @@ impl EventName {
         b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':')
     }
 
+    /// The prefix of the transports' own control events (`rt.resync`, `rt.lagged`, ...),
+    /// reserved so that no published event can pass for one.
+    pub const RESERVED_PREFIX: &'static str = "rt.";
+
     /// Validates `name` as an event name.
     pub fn new(name: &str) -> Result<Self, Error> {
         check(
@@ -99,6 +104,13 @@ impl EventName {
             "it is longer than 64 bytes",
             Self::allowed,
         )
+        .and_then(|()| {
+            if name.starts_with(Self::RESERVED_PREFIX) {
+                Err("the rt. prefix is reserved for the server's control events")
+            } else {
+                Ok(())
+            }
+        })
         .map_err(|reason| Error::InvalidEventName {
             name: excerpt(name),
             reason,
@@ -195,6 +207,9 @@ mod tests {
         assert!(EventName::new("price.update").is_ok());
         assert!(EventName::new("a/b").is_err());
         assert!(EventName::new(&"e".repeat(65)).is_err());
+        let reserved = EventName::new("rt.resync").unwrap_err();
+        assert!(reserved.to_string().contains("reserved"), "{reserved}");
+        assert!(EventName::new("rtx.ok").is_ok());
     }
 
     #[test]
