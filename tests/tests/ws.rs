@@ -570,16 +570,14 @@ async fn a_stalled_reader_is_closed_with_1013_and_delays_nobody() {
     let big = "x".repeat(60_000);
     let n = 150; // ~9 MB: far more than socket buffers and queues hold.
     let base = server.url("");
-    let publisher = tokio::spawn(async move {
-        for _ in 0..n {
-            publish(&base, "firehose", &big).await;
-        }
-    });
-    // The fast reader gets every event while the stalled one holds nothing up.
-    let got = offsets(&mut fast, n).await;
-    assert_eq!(got, (1..=n as u64).collect::<Vec<_>>());
-    publisher.await.unwrap();
-    // Now the stalled client reads: what was buffered, then the 1013 close.
+    // The fast reader reads all along, while the stalled one reads nothing.
+    let reader = tokio::spawn(async move { offsets(&mut fast, n).await });
+    for _ in 0..n {
+        publish(&base, "firehose", &big).await;
+    }
+    // Longer than the stall timeout: the stalled connection is being closed by now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The stalled client reads at last: what was buffered, then the 1013 close.
     let frames = raw_frames(&mut stalled, Duration::from_secs(30)).await;
     let (code, reason) = close_of(&frames).expect("no close frame");
     assert_eq!(code, 1013, "{reason}");
@@ -588,6 +586,12 @@ async fn a_stalled_reader_is_closed_with_1013_and_delays_nobody() {
         delivered < n,
         "the stalled client was not cut off ({delivered} frames)"
     );
+    // The fast reader got every event, in order, while the other one stalled.
+    let got = timeout(Duration::from_secs(60), reader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, (1..=n as u64).collect::<Vec<_>>());
 }
 
 #[tokio::test]
