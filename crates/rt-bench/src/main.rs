@@ -288,6 +288,27 @@ async fn bench(args: Args, threads: usize, nofile: u64) -> Result<(), String> {
         failures,
     };
     report::write(&args.out, started, &setup, &reports)?;
+    // At smoke size nothing is saturated: any error or loss means a client, a server or the
+    // protocol between them is broken.
+    let broken: Vec<String> = reports
+        .iter()
+        .filter(|r| args.smoke && (r.errors > 0 || r.lost > 0 || r.duplicates_or_reordered > 0))
+        .map(|r| {
+            format!(
+                "{} / {} / {}: {} errors {:?}, {} lost, {} duplicate or reordered",
+                r.spec.scenario,
+                r.spec.target.name(),
+                r.spec.transport,
+                r.errors,
+                r.first_errors,
+                r.lost,
+                r.duplicates_or_reordered
+            )
+        })
+        .collect();
+    if !broken.is_empty() {
+        return Err(format!("smoke run not clean: {}", broken.join("; ")));
+    }
     if setup.failures.is_empty() {
         Ok(())
     } else {
