@@ -166,7 +166,16 @@ impl Server {
         tracing::info!("shutting down");
         drop(listener);
         app.hub.begin_shutdown();
-        if tokio::time::timeout(config.shutdown_deadline, graceful.shutdown())
+        // hyper stops tracking a connection once it is upgraded, so also wait for the
+        // transports to let go of their subscriptions: a WebSocket holds its own until its
+        // 1001 close handshake is done, and exiting earlier would reset it instead.
+        let drained = async {
+            graceful.shutdown().await;
+            while app.hub.stats().subscriptions > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        };
+        if tokio::time::timeout(config.shutdown_deadline, drained)
             .await
             .is_err()
         {
