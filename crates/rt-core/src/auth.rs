@@ -386,6 +386,49 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn hub_and_subscription_enforce_permissions() {
+        use crate::{Hub, HubConfig, MemoryBackplane, NewEvent, Payload, Retention, Start};
+        let hub = Hub::new(
+            Arc::new(MemoryBackplane::new(Retention::default())),
+            HubConfig::default(),
+        );
+        let user = Permissions::new(Some("u".into()), None)
+            .allow_subscribe([ChannelPattern::new("chat:*").unwrap()])
+            .allow_publish([ChannelPattern::new("chat:u").unwrap()]);
+        // A refused subscribe joins nothing, not even the allowed channels of the same call.
+        let err = hub
+            .subscribe_as(&user, [ch("chat:a"), ch("news")], Start::Live)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "forbidden");
+        assert_eq!(hub.stats().channels, 0);
+        let mut sub = hub
+            .subscribe_as(&user, [ch("chat:a")], Start::Live)
+            .await
+            .unwrap();
+        assert_eq!(
+            sub.add([ch("news")], Start::Live).await.unwrap_err().code(),
+            "forbidden"
+        );
+        let event = |c: &str| NewEvent::new(ch(c), Payload::text("x"));
+        assert_eq!(
+            hub.publish_as(&user, event("chat:a"))
+                .await
+                .unwrap_err()
+                .code(),
+            "forbidden"
+        );
+        hub.publish_as(&user, event("chat:u")).await.unwrap();
+        // Nothing from the refused publish was stored.
+        let mut all = hub
+            .subscribe([ch("chat:a")], Start::Earliest)
+            .await
+            .unwrap();
+        assert!(all.try_next().is_none());
+        drop(sub);
+    }
+
     proptest! {
         #[test]
         fn prefix_patterns_match_exactly_the_channels_with_that_prefix(
