@@ -131,6 +131,11 @@ async fn metrics_follow_connections_publishes_and_deliveries() {
         "{text}"
     );
     assert_eq!(sample(&text, "rt_history_events"), Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, "rt_errors_total{kind=\"payload_too_large\"}"),
+        Some(1.0),
+        "one refused publish is one error of its kind: {text}"
+    );
     assert!(
         sample(&text, "rt_deliveries_total").unwrap() >= 1.0,
         "{text}"

@@ -46,7 +46,9 @@ pub fn json_bytes(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> 
 }
 
 /// The JSON error body every rt endpoint uses: `{"error":{"code":"...","message":"..."}}`.
-pub fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+pub fn error(status: StatusCode, code: &'static str, message: &str) -> Response<Body> {
+    // Every refusal of every HTTP endpoint passes here, so errors are counted by kind once.
+    crate::telemetry::error(code);
     #[derive(Serialize)]
     struct Inner<'a> {
         code: &'a str,

@@ -182,7 +182,6 @@ impl Hub {
                 max,
             };
             metrics::counter!(names::PUBLISHES, "result" => e.code()).increment(1);
-            crate::telemetry::error(e.code());
             return Err(e);
         }
         let started = std::time::Instant::now();
@@ -191,10 +190,8 @@ impl Hub {
         let result = match &published {
             Ok(p) if p.duplicate => "duplicate",
             Ok(_) => "stored",
-            Err(e) => {
-                crate::telemetry::error(e.code());
-                e.code()
-            }
+            // Counted as errors where they are answered (HTTP or WebSocket), not here too.
+            Err(e) => e.code(),
         };
         metrics::counter!(names::PUBLISHES, "result" => result).increment(1);
         published

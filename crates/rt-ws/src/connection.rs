@@ -370,7 +370,7 @@ impl Conn {
     /// Answers an invalid message with an error, and closes once abuse goes on.
     fn strike(
         &mut self,
-        code: &str,
+        code: &'static str,
         message: &str,
         id: Option<&str>,
         why: &'static str,

@@ -314,7 +314,8 @@ pub(crate) fn channels_message(
 }
 
 /// `{"type":"error","code":"..","message":"..","id":".."}`
-pub(crate) fn error(code: &str, message: &str, id: Option<&str>) -> Message {
+pub(crate) fn error(code: &'static str, message: &str, id: Option<&str>) -> Message {
+    rt_core::telemetry::error(code);
     #[derive(Serialize)]
     struct M<'a> {
         r#type: &'static str,
