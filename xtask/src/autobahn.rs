@@ -33,7 +33,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         _ => return Err("usage: cargo xtask autobahn [--quick]".into()),
     };
     let root = workspace_root();
-    let dir = root.join("target").join("autobahn");
+    let dir = crate::target_dir().join("autobahn");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
 
     let mut build = cargo();
@@ -45,7 +45,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("no free port: {e}"))?
         .port();
-    let echo = root.join("target/release/examples/echo");
+    let echo = crate::target_dir().join("release/examples/echo");
     let server = Command::new(&echo)
         .arg(format!("127.0.0.1:{port}"))
         .stdout(Stdio::null())

@@ -28,9 +28,7 @@ fn status(cmd: &mut Command) -> Result<(), String> {
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let root = root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"));
+    let target = crate::target_dir();
     status(Command::new(&cargo).current_dir(&root).args([
         "build",
         "--release",

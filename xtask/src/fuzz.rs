@@ -50,7 +50,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
 
     ensure_nightly_and_cargo_fuzz()?;
     for target in &targets {
-        let found = root.join("target").join("fuzz-corpus").join(target);
+        let found = crate::target_dir().join("fuzz-corpus").join(target);
         std::fs::create_dir_all(&found).map_err(|e| format!("{}: {e}", found.display()))?;
         let mut cmd = Command::new("rustup");
         cmd.current_dir(&root)

@@ -65,6 +65,13 @@ pub(crate) fn workspace_root() -> std::path::PathBuf {
     dir.parent().map(|p| p.to_path_buf()).unwrap_or(dir)
 }
 
+/// Cargo's target directory (`CARGO_TARGET_DIR`, else `target/` in the workspace).
+pub(crate) fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
 /// Runs `cmd`, failing with its description when it does not succeed.
 pub(crate) fn run(mut cmd: Command) -> Result<(), String> {
     eprintln!("$ {cmd:?}");
