@@ -22,14 +22,14 @@ pub struct Config {
     /// Read buffer per connection. tungstenite's default (128 KiB) is far too big for many
     /// mostly idle connections.
     pub read_buffer: usize,
-    /// Bytes gathered before a write reaches the socket (messages are flushed as soon as the
-    /// outbound queue is empty anyway).
+    /// Bytes gathered before a write reaches the socket (each batch is flushed at its end
+    /// anyway).
     pub write_buffer: usize,
-    /// Messages that may wait for a connection's socket. Once it is full the connection stops
-    /// taking events from its subscription.
+    /// Most messages written to a connection's socket in one batch (one flush): the events
+    /// already queued in its subscription are taken up to this many at a time.
     pub outbound_queue: usize,
-    /// How long a connection may be unable to take its next event (socket not draining, or
-    /// too many unacknowledged events) before it is closed with 1013.
+    /// How long a write may wait for the client to drain its socket, or the acks window may
+    /// stay full, before the connection is closed with 1013.
     pub stall_timeout: Duration,
     /// For clients that opted into acks: most events sent and not yet acknowledged.
     pub ack_window: usize,

@@ -1,15 +1,18 @@
-//! One WebSocket connection: a reader loop that owns the subscription and a writer task that
-//! owns the socket's sending half, joined by a bounded queue.
+//! One WebSocket connection, served by one task: it reads the client's messages, takes
+//! deliveries from the subscription and writes to the socket itself. Everything already
+//! queued in the subscription goes out in one batch with a single flush; a write that the
+//! client does not drain within the stall timeout closes the connection (1013), so a slow
+//! socket holds up only its own task.
 
 use std::future::Future;
-use std::pin::Pin;
+use std::panic::AssertUnwindSafe;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use rt_core::telemetry::CloseCode as CloseCodeSlot;
 use rt_core::{Channel, Delivery, Hub, PublishAck, Start, Subscription};
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::{sleep_until, Instant};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -44,10 +47,7 @@ pub(crate) async fn run(
     auth: Auth,
     close_code: CloseCodeSlot,
 ) {
-    let (sink, mut stream) = socket.split();
-    let (tx, rx) = mpsc::channel(config.outbound_queue.max(1));
-    let (close_tx, close_rx) = oneshot::channel();
-    let writer = tokio::spawn(write(sink, rx, close_rx, config.close_timeout));
+    let (mut sink, mut stream) = socket.split();
     let expiry = Box::pin(auth.permissions.expired());
     let mut conn = Conn {
         sub: hub
@@ -56,8 +56,8 @@ pub(crate) async fn run(
         auth,
         limit: RateLimit::new(config.rate_limit, config.rate_burst),
         hub,
-        config,
-        tx,
+        config: config.clone(),
+        out: Vec::new(),
         acks: None,
         strikes: 0,
         close_code: close_code.clone(),
@@ -68,18 +68,19 @@ pub(crate) async fn run(
             tracing::debug!(%reason, "websocket refused");
             Some(Close(CloseCode::Policy, reason))
         }
-        None => conn.serve(&mut stream).await,
+        // A bug (a panic) while serving still tells the client, with 1011.
+        None => AssertUnwindSafe(conn.serve(&mut stream, &mut sink))
+            .catch_unwind()
+            .await
+            .unwrap_or(Some(Close(CloseCode::Error, "internal server error"))),
     };
-    let Conn {
-        sub, tx, config, ..
-    } = conn;
-    let closing = close.is_some();
-    if let Some(Close(code, _)) = &close {
-        close_code.set(u16::from(*code));
-    }
-    let _ = close_tx.send(close.map(Close::frame));
-    drop(tx);
-    if closing {
+    if let Some(close) = close {
+        close_code.set(u16::from(close.0));
+        let _ = tokio::time::timeout(
+            config.close_timeout,
+            sink.send(Message::Close(Some(close.frame()))),
+        )
+        .await;
         // Read until the client answers the close frame (tungstenite then ends the stream),
         // so the closing handshake completes cleanly.
         let _ = tokio::time::timeout(config.close_timeout, async {
@@ -87,51 +88,9 @@ pub(crate) async fn run(
         })
         .await;
     }
-    let _ = tokio::time::timeout(config.close_timeout, writer).await;
     // Held to the very end: the hub's subscription count tells the server which connections
     // are still closing during a graceful shutdown.
-    drop(sub);
-}
-
-/// Sends queued messages, batching writes until the queue is empty. A close frame requested
-/// on `close` jumps the queue. When the reader side disappears without asking for a close
-/// (it panicked), the client is told with 1011.
-async fn write(
-    mut sink: Sink,
-    mut rx: mpsc::Receiver<Message>,
-    mut close: oneshot::Receiver<Option<CloseFrame>>,
-    close_timeout: std::time::Duration,
-) {
-    let frame = loop {
-        tokio::select! {
-            biased;
-            c = &mut close => break c,
-            m = rx.recv() => {
-                let Some(m) = m else { break (&mut close).await };
-                let batch = async {
-                    sink.feed(m).await?;
-                    while let Ok(m) = rx.try_recv() {
-                        sink.feed(m).await?;
-                    }
-                    sink.flush().await
-                };
-                tokio::select! {
-                    biased;
-                    c = &mut close => break c,
-                    r = batch => if r.is_err() { return },
-                }
-            }
-        }
-    };
-    let frame = match frame {
-        Ok(Some(frame)) => frame,
-        Ok(None) => return,
-        Err(_) => CloseFrame {
-            code: CloseCode::Error,
-            reason: "internal server error".into(),
-        },
-    };
-    let _ = tokio::time::timeout(close_timeout, sink.send(Message::Close(Some(frame)))).await;
+    drop(conn);
 }
 
 struct Conn {
@@ -139,7 +98,8 @@ struct Conn {
     auth: Auth,
     config: Arc<Config>,
     sub: Subscription,
-    tx: mpsc::Sender<Message>,
+    /// Messages waiting for the next write: replies, pings, and a batch of deliveries.
+    out: Vec<Message>,
     limit: RateLimit,
     /// Set once the client opted into acks.
     acks: Option<Unacked>,
@@ -150,12 +110,9 @@ struct Conn {
     expiry: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
-/// What happened to a reply that could not be queued.
-struct Full;
-
 impl Conn {
     /// Runs the connection until it must be closed (`Some`) or the client went away (`None`).
-    async fn serve(&mut self, stream: &mut Stream) -> Option<Close> {
+    async fn serve(&mut self, stream: &mut Stream, sink: &mut Sink) -> Option<Close> {
         let closing = self.hub.closing();
         tokio::pin!(closing);
         let interval = self
@@ -164,23 +121,30 @@ impl Conn {
             .max(std::time::Duration::from_millis(10));
         let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut pong_deadline: Option<Instant> = None;
-        let mut permit: Option<mpsc::OwnedPermit<Message>> = None;
-        // Since when the connection could not take its next event.
-        let mut stalled_since: Option<Instant> = None;
+        // Both timers live across iterations and are only reset when armed.
+        let mut pong = pin!(tokio::time::sleep(interval));
+        let mut awaiting_pong = false;
+        // Armed while the acks window is full: the client must ack in time.
+        let mut stall = pin!(tokio::time::sleep(interval));
+        let mut stalled = false;
         loop {
-            let window_full = self
-                .acks
-                .as_ref()
-                .is_some_and(|u| u.len() >= self.config.ack_window);
-            let subscribed = self.sub.channels().next().is_some();
-            let ready = permit.is_some() && !window_full;
-            if subscribed && !ready {
-                stalled_since.get_or_insert_with(Instant::now);
-            } else {
-                stalled_since = None;
+            if !self.out.is_empty() {
+                if let Err(close) = self.write(sink).await {
+                    return close;
+                }
             }
-            let stall_deadline = stalled_since.map(|s| s + self.config.stall_timeout);
+            let window_full = self.window_full();
+            let subscribed = self.sub.channels().next().is_some();
+            if subscribed && window_full {
+                if !stalled {
+                    stalled = true;
+                    stall
+                        .as_mut()
+                        .reset(Instant::now() + self.config.stall_timeout);
+                }
+            } else {
+                stalled = false;
+            }
             tokio::select! {
                 biased;
                 () = &mut closing => return Some(Close(CloseCode::Away, "server shutting down")),
@@ -189,7 +153,7 @@ impl Conn {
                     let close = match msg {
                         None => return None,
                         Some(Err(e)) => return read_error(e),
-                        Some(Ok(Message::Pong(_))) => { pong_deadline = None; continue }
+                        Some(Ok(Message::Pong(_))) => { awaiting_pong = false; continue }
                         Some(Ok(Message::Text(t))) => self.inbound(protocol::parse_text(t.as_bytes())).await,
                         Some(Ok(Message::Binary(b))) => self.inbound(protocol::parse_binary(&b)).await,
                         Some(Ok(Message::Close(frame))) => {
@@ -206,59 +170,107 @@ impl Conn {
                         return close;
                     }
                 }
-                p = self.tx.clone().reserve_owned(), if permit.is_none() => match p {
-                    Ok(p) => permit = Some(p),
-                    Err(_) => return Some(Close(CloseCode::Error, "internal server error")),
-                },
-                d = self.sub.next(), if subscribed && ready => {
-                    let Some(p) = permit.take() else { continue };
-                    match d {
-                        Some(Delivery::Event(event)) => {
-                            if let Some(u) = &mut self.acks {
-                                u.sent(event.channel(), event.offset());
-                            }
-                            p.send(protocol::event_frame(&event));
+                d = self.sub.next(), if subscribed && !window_full => {
+                    if let Err(close) = self.take(d) {
+                        return Some(close);
+                    }
+                    // Everything else already queued joins the same write and flush.
+                    let batch = self.config.outbound_queue.max(1);
+                    while self.out.len() < batch && !self.window_full() {
+                        let Some(d) = self.sub.try_next() else { break };
+                        if let Err(close) = self.take(Some(d)) {
+                            return Some(close);
                         }
-                        Some(Delivery::Resync { channels }) => {
-                            if let Some(u) = &mut self.acks {
-                                channels.iter().for_each(|c| u.forget(c));
-                            }
-                            p.send(protocol::channels_message("resync", &channels, &self.sub.cursor()));
-                        }
-                        Some(Delivery::Lagged) => {
-                            return Some(Close(CloseCode::Again, "lagged: too far behind the live stream; resume from your cursor"));
-                        }
-                        None => return Some(Close(CloseCode::Error, "internal server error: subscription ended")),
                     }
                 }
-                () = sleep_until(stall_deadline.unwrap_or_else(Instant::now)), if stall_deadline.is_some() => {
-                    return Some(Close(CloseCode::Again, if window_full {
-                        "too many unacknowledged events; resume from your cursor"
-                    } else {
-                        "too slow: events are not being read; resume from your cursor"
-                    }));
+                () = &mut stall, if stalled => {
+                    return Some(Close(CloseCode::Again, "too many unacknowledged events; resume from your cursor"));
                 }
-                () = sleep_until(pong_deadline.unwrap_or_else(Instant::now)), if pong_deadline.is_some() => {
+                () = &mut pong, if awaiting_pong => {
                     return Some(Close(CloseCode::Away, "no pong within the timeout"));
                 }
                 _ = ping.tick() => {
-                    if pong_deadline.is_none() {
-                        pong_deadline = Some(Instant::now() + self.config.pong_timeout);
-                        if self.reply(Message::Ping(bytes::Bytes::new())).is_err() {
-                            return Some(too_slow());
-                        }
+                    if !awaiting_pong {
+                        awaiting_pong = true;
+                        pong.as_mut().reset(Instant::now() + self.config.pong_timeout);
+                        self.out.push(Message::Ping(bytes::Bytes::new()));
                     }
-                    if self.config.app_heartbeat && self.reply(protocol::heartbeat()).is_err() {
-                        return Some(too_slow());
+                    if self.config.app_heartbeat {
+                        self.out.push(protocol::heartbeat());
                     }
                 }
             }
         }
     }
 
-    /// Queues a reply. A client whose queue is full is not reading its socket.
-    fn reply(&self, msg: Message) -> Result<(), Full> {
-        self.tx.try_send(msg).map_err(|_| Full)
+    /// Whether the client must acknowledge events before it gets more.
+    fn window_full(&self) -> bool {
+        self.acks
+            .as_ref()
+            .is_some_and(|u| u.len() >= self.config.ack_window)
+    }
+
+    /// Turns a delivery into its message on `out`.
+    fn take(&mut self, d: Option<Delivery>) -> Result<(), Close> {
+        match d {
+            Some(Delivery::Event(event)) => {
+                if let Some(u) = &mut self.acks {
+                    u.sent(event.channel(), event.offset());
+                }
+                self.out.push(protocol::event_frame(&event));
+            }
+            Some(Delivery::Resync { channels }) => {
+                if let Some(u) = &mut self.acks {
+                    channels.iter().for_each(|c| u.forget(c));
+                }
+                self.out.push(protocol::channels_message(
+                    "resync",
+                    &channels,
+                    &self.sub.cursor(),
+                ));
+            }
+            Some(Delivery::Lagged) => {
+                return Err(Close(
+                    CloseCode::Again,
+                    "lagged: too far behind the live stream; resume from your cursor",
+                ))
+            }
+            None => {
+                return Err(Close(
+                    CloseCode::Error,
+                    "internal server error: subscription ended",
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes and flushes everything on `out`. `Err(None)`: the socket failed (the client is
+    /// gone); `Err(Some)`: the client did not drain it within the stall timeout.
+    async fn write(&mut self, sink: &mut Sink) -> Result<(), Option<Close>> {
+        let out = &mut self.out;
+        let mut write = pin!(async {
+            for m in out.drain(..) {
+                sink.feed(m).await?;
+            }
+            sink.flush().await
+        });
+        // Most writes finish at once; a timer is only set up for a socket that is backed up.
+        let done = match (&mut write).now_or_never() {
+            Some(r) => r,
+            None => tokio::time::timeout(self.config.stall_timeout, write)
+                .await
+                .map_err(|_| {
+                    Some(Close(
+                        CloseCode::Again,
+                        "too slow: events are not being read; resume from your cursor",
+                    ))
+                })?,
+        };
+        done.map_err(|e| {
+            tracing::debug!(error = %e, "websocket write error");
+            None
+        })
     }
 
     /// Handles one parsed client message; returns a close when the connection must end.
@@ -325,7 +337,8 @@ impl Conn {
             Inbound::Ping { id } => protocol::pong(id),
             Inbound::Auth { token } => return self.reauthenticate(&token),
         };
-        self.reply(reply).err().map(|Full| too_slow())
+        self.out.push(reply);
+        None
     }
 
     /// Replaces the connection's permissions with those of a new token (e.g. a refreshed one
@@ -358,13 +371,13 @@ impl Conn {
         self.sub.set_permissions(permissions.clone());
         let reply = protocol::authenticated(permissions.subject(), &dropped, &self.sub.cursor());
         self.auth.permissions = permissions;
-        self.reply(reply).err().map(|Full| too_slow())
+        self.out.push(reply);
+        None
     }
 
-    fn error(&self, e: &rt_core::Error, id: Option<&str>) -> Option<Close> {
-        self.reply(protocol::error(e.code(), &e.to_string(), id))
-            .err()
-            .map(|Full| too_slow())
+    fn error(&mut self, e: &rt_core::Error, id: Option<&str>) -> Option<Close> {
+        self.out.push(protocol::error(e.code(), &e.to_string(), id));
+        None
     }
 
     /// Answers an invalid message with an error, and closes once abuse goes on.
@@ -379,9 +392,8 @@ impl Conn {
         if self.strikes > self.config.max_strikes {
             return Some(Close(CloseCode::Policy, why));
         }
-        self.reply(protocol::error(code, message, id))
-            .err()
-            .map(|Full| too_slow())
+        self.out.push(protocol::error(code, message, id));
+        None
     }
 }
 
@@ -396,10 +408,6 @@ fn policy(e: &rt_core::Error) -> Option<Close> {
         rt_core::Error::TokenExpired => Some(Close(CloseCode::Policy, "bad auth: token expired")),
         _ => None,
     }
-}
-
-fn too_slow() -> Close {
-    Close(CloseCode::Again, "too slow: replies are not being read")
 }
 
 /// The close that answers a read error, when the socket can still carry one.
