@@ -97,7 +97,9 @@ async fn metrics_follow_connections_publishes_and_deliveries() {
     let poll_url = server.url("/poll?channel=other&timeout=30");
     let poll = tokio::spawn(async move { get(&poll_url).await.unwrap() });
 
-    let text = wait_for(&server, "rt_connections{transport=\"poll\"}", 1.0).await;
+    wait_for(&server, "rt_connections{transport=\"poll\"}", 1.0).await;
+    // A poll is a connection before its subscription has joined its channel.
+    let text = wait_for(&server, "rt_channels", 2.0).await;
     assert_eq!(
         sample(&text, "rt_connections{transport=\"ws\"}"),
         Some(1.0),

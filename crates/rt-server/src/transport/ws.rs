@@ -26,7 +26,8 @@ pub struct WsArgs {
     #[arg(long, env = "RT_WS_ALLOWED_ORIGINS", default_value = "")]
     pub ws_allowed_origins: String,
 
-    /// Messages queued per connection before it stops taking events.
+    /// Most messages written to a connection per flush (events, replies and heartbeats are
+    /// batched, then flushed once).
     #[arg(long, env = "RT_WS_OUTBOUND_QUEUE", default_value_t = 256)]
     pub ws_outbound_queue: usize,
 
