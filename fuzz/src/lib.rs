@@ -62,6 +62,19 @@ pub fn token(data: &[u8]) {
     }
 }
 
+/// The WebSocket client message parser (`rt_ws::check_client_frame`): never panics on any
+/// text or binary frame. The first byte chooses the frame kind, the rest is the frame.
+pub fn ws_message(data: &[u8]) {
+    let Some((kind, frame)) = data.split_first() else {
+        return;
+    };
+    let binary = kind & 1 == 1;
+    if let Err(e) = rt_ws::check_client_frame(frame, binary) {
+        // A refusal is always answerable: a stable code and a message.
+        assert!(!e.code().is_empty() && !e.to_string().is_empty());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,7 +83,9 @@ mod tests {
 
     /// Runs `target` over every file of `corpus/<name>`, which must not be empty.
     fn replay(name: &str, target: fn(&[u8])) {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(name);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("corpus")
+            .join(name);
         let mut n = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
@@ -93,6 +108,11 @@ mod tests {
     #[test]
     fn corpus_token() {
         replay("token", token);
+    }
+
+    #[test]
+    fn corpus_ws_message() {
+        replay("ws_message", ws_message);
     }
 
     proptest! {
@@ -129,6 +149,7 @@ mod tests {
             cursor(&data);
             publish(&data);
             token(&data);
+            ws_message(&data);
         }
     }
 

@@ -69,6 +69,7 @@ use rt_core::Hub;
 pub use config::Config;
 pub use error::Error;
 pub use handshake::{Socket, Upgrade};
+pub use protocol::check_client_frame;
 
 /// The subprotocol of rt's JSON protocol, version 1.
 pub const SUBPROTOCOL: &str = "rt.v1";

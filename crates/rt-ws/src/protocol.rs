@@ -71,6 +71,25 @@ fn channels(names: Vec<String>) -> Result<Vec<Channel>, Error> {
     names.iter().map(|n| Channel::new(n)).collect()
 }
 
+/// Checks one client frame exactly as a connection parses it: `Ok` when the server would act
+/// on it, otherwise the error the client would be sent in an `error` message. For tools that
+/// validate messages offline, and for the fuzz target of the parser.
+///
+/// ```
+/// let ok = br#"{"type":"subscribe","channels":["news"]}"#;
+/// assert!(rt_ws::check_client_frame(ok, false).is_ok());
+/// let bad = rt_ws::check_client_frame(b"{nope", false).unwrap_err();
+/// assert_eq!(bad.code(), "bad_request");
+/// ```
+pub fn check_client_frame(frame: &[u8], binary: bool) -> Result<(), Error> {
+    let parsed = if binary {
+        parse_binary(&Bytes::copy_from_slice(frame))
+    } else {
+        parse_text(frame)
+    };
+    parsed.map(drop).map_err(|rejected| rejected.error)
+}
+
 /// Parses a text frame.
 pub(crate) fn parse_text(text: &[u8]) -> Result<Inbound, Rejected> {
     #[derive(Deserialize)]
