@@ -587,6 +587,7 @@ async fn raw_get(server: &Server, path: &str) -> String {
 #[tokio::test]
 async fn connection_limits_refuse_with_a_clear_answer() {
     let server = Server::start(&["--max-connections-per-ip", "3"]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut held = Vec::new();
     for _ in 0..3 {
         let mut s = TcpStream::connect(server.addr()).await.unwrap();
@@ -612,6 +613,8 @@ async fn connection_limits_refuse_with_a_clear_answer() {
     assert!(metric(&server, "rt_connections_refused_total{reason=\"per_ip\"}").await >= 1.0);
 
     let server = Server::start(&["--max-connections", "2"]).await;
+    // Let the server see the close of the start-up health check before counting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut s = TcpStream::connect(server.addr()).await.unwrap();
