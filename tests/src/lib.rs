@@ -1,5 +1,5 @@
 //! Support for rt's end-to-end tests: the real `rt-server` binary as a child process, a real
-//! Redis, the Node packages of `tests/js`, and a small HTTP client.
+//! Redis, the Node packages of `tests/js`, a small HTTP client, and SSE and WebSocket readers.
 //!
 //! Everything a test needs is built, installed or started here on demand, so `cargo test`
 //! works on a fresh machine (CI runs it through `cargo xtask test`).
@@ -12,6 +12,8 @@ mod node;
 pub mod python;
 mod redis;
 mod server;
+pub mod sse;
+pub mod ws;
 
 pub use node::node_modules;
 pub use redis::{redis_url, RedisServer};

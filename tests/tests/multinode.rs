@@ -4,7 +4,7 @@
 
 mod cluster;
 
-use cluster::{enc, nodes, poll, position, publish, ws_recv, ws_subscribe, Sse};
+use cluster::{enc, nodes, open_sse, poll, position, publish, ws_recv, ws_subscribe};
 use http::StatusCode;
 
 #[tokio::test]
@@ -14,8 +14,8 @@ async fn websocket_and_sse_on_two_nodes_get_what_a_third_publishes() {
     let (a, b, c) = (&n[0], &n[1], &n[2]);
 
     let (mut ws, _) = ws_subscribe(a, &["room"], None).await;
-    let mut sse = Sse::open(b, "channel=room", None).await;
-    assert_eq!(sse.block().await["event"], "rt.open");
+    let mut sse = open_sse(b, "channel=room", None).await;
+    assert_eq!(sse.event().await.event.unwrap(), "rt.open");
 
     let mut acks = Vec::new();
     for i in 1..=20 {
@@ -34,9 +34,12 @@ async fn websocket_and_sse_on_two_nodes_get_what_a_third_publishes() {
             (Some(i), Some(epoch.as_str()))
         );
         assert_eq!(e["data"], format!("e{i}"));
-        let block = sse.block().await;
-        assert_eq!(block["data"], format!("e{i}"), "{block:?}");
-        assert_eq!(position(&block["id"], "room"), (epoch.clone(), i));
+        let block = sse.event().await;
+        assert_eq!(block.data.as_deref().unwrap(), format!("e{i}"), "{block:?}");
+        assert_eq!(
+            position(block.id.as_deref().unwrap(), "room"),
+            (epoch.clone(), i)
+        );
     }
 }
 
@@ -46,16 +49,16 @@ async fn sse_cut_from_one_node_resumes_on_another_and_poll_cursors_travel() {
     let n = nodes(3, &url, "mn-resume").await;
     let (a, b, c) = (&n[0], &n[1], &n[2]);
 
-    let mut sse = Sse::open(a, "channel=news", None).await;
-    assert_eq!(sse.block().await["event"], "rt.open");
+    let mut sse = open_sse(a, "channel=news", None).await;
+    assert_eq!(sse.event().await.event.unwrap(), "rt.open");
     for i in 1..=5 {
         assert_eq!(publish(c, "news", &format!("n{i}")).await.0, StatusCode::OK);
     }
     let mut last_id = String::new();
     for i in 1..=5 {
-        let block = sse.block().await;
-        assert_eq!(block["data"], format!("n{i}"));
-        last_id = block["id"].clone();
+        let block = sse.event().await;
+        assert_eq!(block.data.as_deref().unwrap(), format!("n{i}"));
+        last_id = block.id.clone().unwrap();
     }
     // Node A's connection is cut; events go on meanwhile.
     drop(sse);
@@ -63,17 +66,17 @@ async fn sse_cut_from_one_node_resumes_on_another_and_poll_cursors_travel() {
         assert_eq!(publish(c, "news", &format!("n{i}")).await.0, StatusCode::OK);
     }
     // The browser reconnects to node B with Last-Event-ID: exactly the missed events.
-    let mut sse = Sse::open(b, "channel=news", Some(&last_id)).await;
-    let open = sse.block().await;
-    assert_eq!(open["event"], "rt.open", "{open:?}");
+    let mut sse = open_sse(b, "channel=news", Some(&last_id)).await;
+    let open = sse.event().await;
+    assert_eq!(open.event.as_deref().unwrap(), "rt.open", "{open:?}");
     for i in 6..=10u64 {
-        let block = sse.block().await;
-        assert_eq!(block.get("event"), None, "{block:?}");
-        assert_eq!(block["data"], format!("n{i}"));
-        assert_eq!(position(&block["id"], "news").1, i);
+        let block = sse.event().await;
+        assert_eq!(block.event, None, "{block:?}");
+        assert_eq!(block.data.as_deref().unwrap(), format!("n{i}"));
+        assert_eq!(position(block.id.as_deref().unwrap(), "news").1, i);
     }
     assert_eq!(publish(a, "news", "n11").await.0, StatusCode::OK);
-    assert_eq!(sse.block().await["data"], "n11");
+    assert_eq!(sse.event().await.data.unwrap(), "n11");
 
     // A long-poll cursor from node A works on node B, and node B's on node C.
     let first = poll(

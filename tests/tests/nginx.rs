@@ -7,10 +7,11 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use http::StatusCode;
-use http_body_util::BodyExt;
 use rt_tests::nginx::{documented_snippet, Nginx};
+use rt_tests::sse::SseStream;
+use rt_tests::ws::{self, Ws};
 use rt_tests::Server;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -29,100 +30,10 @@ async fn publish(base: &str, channel: &str, data: &str) -> Value {
     ack
 }
 
-/// An SSE stream read frame by frame, keeping comment lines (heartbeats) visible.
-struct Sse {
-    body: hyper::body::Incoming,
-    buffer: String,
-}
-
-impl Sse {
-    async fn open(url: &str) -> Sse {
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<http_body_util::Empty<bytes::Bytes>>();
-        let res = tokio::time::timeout(Duration::from_secs(10), client.get(url.parse().unwrap()))
-            .await
-            .expect("no SSE answer within 10 s")
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        assert!(res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream"));
-        Sse {
-            body: res.into_body(),
-            buffer: String::new(),
-        }
-    }
-
-    /// The next block, comments included, or `None` when the stream ended.
-    async fn block(&mut self, within: Duration) -> Option<String> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                return Some(self.buffer.drain(..end + 2).collect());
-            }
-            let frame = tokio::time::timeout_at(deadline, self.body.frame())
-                .await
-                .unwrap_or_else(|_| panic!("no SSE block within {within:?}"));
-            match frame {
-                None | Some(Err(_)) => return None,
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.buffer.push_str(std::str::from_utf8(&data).unwrap());
-                    }
-                }
-            }
-        }
-    }
-
-    /// The next block that carries an event (skips heartbeats and control events).
-    async fn event(&mut self, within: Duration) -> String {
-        loop {
-            let block = self.block(within).await.expect("the SSE stream ended");
-            if block.lines().any(|l| l.starts_with("data:"))
-                && !block.lines().any(|l| l.starts_with("event: rt."))
-            {
-                return block;
-            }
-        }
-    }
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// The next WebSocket message that is not a heartbeat.
-async fn ws_message(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("no WebSocket message within 10 s")
-            .expect("the WebSocket ended")
-            .unwrap();
-        if let Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] != "heartbeat" {
-                return v;
-            }
-        }
-    }
-}
-
+/// A WebSocket through `url`, subscribed to `channel`.
 async fn ws_subscribe(url: &str, channel: &str) -> Ws {
-    let (mut ws, _) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async(url),
-    )
-    .await
-    .expect("no WebSocket handshake within 10 s")
-    .expect("WebSocket handshake through nginx failed");
-    ws.send(Message::text(
-        json!({"type": "subscribe", "channels": [channel]}).to_string(),
-    ))
-    .await
-    .unwrap();
-    assert_eq!(ws_message(&mut ws).await["type"], "subscribed");
+    let mut ws = ws::connect(url, &[]).await;
+    ws::subscribe(&mut ws, &[channel], None).await;
     ws
 }
 
@@ -135,17 +46,17 @@ async fn websocket_sse_and_long_polling_pass_through_the_documented_nginx() {
     // WebSocket: the upgrade passes and events flow.
     let mut ws = ws_subscribe(&nginx.ws_url("/ws"), "px").await;
     // SSE: a single small event arrives while the stream stays open, so nothing buffers it.
-    let mut sse = Sse::open(&nginx.url("/sse?channel=px")).await;
-    let open = sse.block(Duration::from_secs(10)).await.unwrap();
-    assert!(open.contains("event: rt.open"), "{open}");
+    let mut sse = SseStream::open_ok(&nginx.url("/sse?channel=px"), &[]).await;
+    let open = sse.block_within(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(open.event.as_deref(), Some("rt.open"), "{open:?}");
 
     let ack = publish(&base, "px", "through nginx").await;
-    let event = ws_message(&mut ws).await;
+    let event = ws::recv(&mut ws).await;
     assert_eq!(event["type"], "event");
     assert_eq!(event["data"], "through nginx");
     assert_eq!(event["offset"], ack["offset"]);
-    let block = sse.event(Duration::from_secs(5)).await;
-    assert!(block.contains("data: through nginx"), "{block}");
+    let block = sse.published_within(Duration::from_secs(5)).await;
+    assert_eq!(block.data.as_deref(), Some("through nginx"), "{block:?}");
 
     // Long polling: a poll is held by the server through nginx and released by a publish.
     let (status, _, body) = rt_tests::http::get(&nginx.url("/poll?channel=lp&timeout=0"))
@@ -221,13 +132,11 @@ async fn without_upgrade_headers_websocket_fails_and_clients_fall_back_to_sse() 
     }
 
     // SSE still works through the same proxy.
-    let mut sse = Sse::open(&nginx.url("/sse?channel=fb")).await;
-    sse.block(Duration::from_secs(10)).await.unwrap();
+    let mut sse = SseStream::open_ok(&nginx.url("/sse?channel=fb"), &[]).await;
+    sse.block_within(Duration::from_secs(10)).await.unwrap();
     publish(&nginx.url(""), "fb", "over sse").await;
-    assert!(sse
-        .event(Duration::from_secs(5))
-        .await
-        .contains("data: over sse"));
+    let block = sse.published_within(Duration::from_secs(5)).await;
+    assert_eq!(block.data.as_deref(), Some("over sse"), "{block:?}");
 
     // The JS client (clients/js in Node, with the `ws` package) tries WebSocket, fails, and
     // ends up on SSE, receiving events through nginx.
@@ -269,9 +178,9 @@ async fn heartbeats_keep_idle_connections_open_through_a_shorter_proxy_timeout()
     let server = Server::start(&["--sse-heartbeat", "500ms", "--ws-ping-interval", "500ms"]).await;
     let nginx = Nginx::start(&short_read_timeout(), server.addr());
     let mut ws = ws_subscribe(&nginx.ws_url("/ws"), "idle").await;
-    let mut sse = Sse::open(&nginx.url("/sse?channel=idle")).await;
-    let open = sse.block(Duration::from_secs(10)).await.unwrap();
-    assert!(open.contains("event: rt.open"), "{open}");
+    let mut sse = SseStream::open_ok(&nginx.url("/sse?channel=idle"), &[]).await;
+    let open = sse.block_within(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(open.event.as_deref(), Some("rt.open"), "{open:?}");
 
     // Idle for 5 s (2.5 times the proxy timeout): only heartbeats flow, on both.
     let idle = async {
@@ -296,12 +205,13 @@ async fn heartbeats_keep_idle_connections_open_through_a_shorter_proxy_timeout()
         let end = tokio::time::Instant::now() + Duration::from_secs(5);
         while tokio::time::Instant::now() + Duration::from_millis(10) < end {
             let left = end - tokio::time::Instant::now();
-            let Ok(block) = tokio::time::timeout(left, sse.block(Duration::from_secs(10))).await
+            let Ok(block) =
+                tokio::time::timeout(left, sse.block_within(Duration::from_secs(10))).await
             else {
                 break;
             };
             let block = block.expect("the idle SSE stream was cut by the proxy");
-            assert!(block.starts_with(':'), "not a heartbeat: {block}");
+            assert!(block.is_comment(), "not a heartbeat: {block:?}");
             pings += 1;
         }
         pings
@@ -312,11 +222,9 @@ async fn heartbeats_keep_idle_connections_open_through_a_shorter_proxy_timeout()
 
     // Both are still open after the idle time.
     publish(&nginx.url(""), "idle", "still here").await;
-    assert_eq!(ws_message(&mut ws).await["data"], "still here");
-    assert!(sse
-        .event(Duration::from_secs(5))
-        .await
-        .contains("data: still here"));
+    assert_eq!(ws::recv(&mut ws).await["data"], "still here");
+    let block = sse.published_within(Duration::from_secs(5)).await;
+    assert_eq!(block.data.as_deref(), Some("still here"), "{block:?}");
 }
 
 #[tokio::test]
@@ -325,9 +233,9 @@ async fn without_heartbeats_a_shorter_proxy_timeout_cuts_idle_streams() {
     // proxy's read timeout.
     let server = Server::start(&["--sse-heartbeat", "0s"]).await;
     let nginx = Nginx::start(&short_read_timeout(), server.addr());
-    let mut sse = Sse::open(&nginx.url("/sse?channel=cut")).await;
-    sse.block(Duration::from_secs(10)).await.unwrap(); // rt.open
-    let ended = sse.block(Duration::from_secs(15)).await;
+    let mut sse = SseStream::open_ok(&nginx.url("/sse?channel=cut"), &[]).await;
+    sse.block_within(Duration::from_secs(10)).await.unwrap(); // rt.open
+    let ended = sse.block_within(Duration::from_secs(15)).await;
     assert_eq!(ended, None, "the stream was not cut by the proxy");
     let log = nginx.error_log();
     assert!(

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 use rt_tests::http::{get, post_json, publish, send};
+use rt_tests::sse::SseStream;
+use rt_tests::ws;
 use rt_tests::Server;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -596,99 +598,16 @@ async fn two_thousand_held_long_polls_are_all_released_by_one_publish() {
     wait_subscriptions(&server, 0).await;
 }
 
-/// An SSE stream read over plain HTTP, block by block.
-struct SseStream {
-    body: hyper::body::Incoming,
-    buffer: String,
-}
-
-impl SseStream {
-    async fn open(server: &Server, query: &str) -> SseStream {
-        use hyper_util::client::legacy::Client;
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http::<http_body_util::Empty<bytes::Bytes>>();
-        let uri = server.url(&format!("/sse?{query}")).parse().unwrap();
-        let res = tokio::time::timeout(Duration::from_secs(10), client.get(uri))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        assert!(res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream"));
-        SseStream {
-            body: res.into_body(),
-            buffer: String::new(),
-        }
-    }
-
-    /// The next block (without heartbeat comments) as `field -> value`.
-    async fn next_block(&mut self) -> HashMap<String, String> {
-        use http_body_util::BodyExt;
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let fields: HashMap<String, String> = block
-                    .lines()
-                    .filter(|l| !l.is_empty() && !l.starts_with(':'))
-                    .filter_map(|l| l.split_once(':'))
-                    .map(|(k, v)| (k.to_owned(), v.strip_prefix(' ').unwrap_or(v).to_owned()))
-                    .collect();
-                if !fields.is_empty() {
-                    return fields;
-                }
-                continue;
-            }
-            let frame = tokio::time::timeout(Duration::from_secs(10), self.body.frame())
-                .await
-                .expect("no SSE data within 10 s")
-                .expect("SSE stream ended")
-                .unwrap();
-            if let Ok(data) = frame.into_data() {
-                self.buffer.push_str(std::str::from_utf8(&data).unwrap());
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_poll_publish_reaches_sse_and_websocket_subscribers_with_one_cursor_model() {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
-
     let server = Server::start(&[]).await;
-    let mut sse = SseStream::open(&server, "channel=room").await;
-    let open = sse.next_block().await;
-    assert_eq!(open["event"], "rt.open", "{open:?}");
-    let before = open["id"].clone();
+    let mut sse = SseStream::open_ok(&server.url("/sse?channel=room"), &[]).await;
+    let open = sse.event().await;
+    assert_eq!(open.event.as_deref(), Some("rt.open"), "{open:?}");
+    let before = open.id.clone().unwrap();
 
-    let (mut ws, _) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async(server.ws_url("/ws")),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let recv = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("no WebSocket message within 10 s")
-            .unwrap()
-            .unwrap();
-        if let Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] != "heartbeat" {
-                return (t.to_string(), v);
-            }
-        }
-    };
-    ws.send(Message::text(
-        json!({"type": "subscribe", "channels": ["room"]}).to_string(),
-    ))
-    .await
-    .unwrap();
-    assert_eq!(recv(&mut ws).await.1["type"], "subscribed");
+    let mut ws = ws::connect(&server.ws_url("/ws"), &[]).await;
+    ws::subscribe(&mut ws, &["room"], None).await;
     wait_subscriptions(&server, 2).await;
 
     let (status, ack) = post_json(
@@ -699,9 +618,13 @@ async fn a_poll_publish_reaches_sse_and_websocket_subscribers_with_one_cursor_mo
     .await;
     assert_eq!(status, StatusCode::OK, "{ack}");
 
-    let block = sse.next_block().await;
-    assert_eq!(block["data"], "from a polling client", "{block:?}");
-    let (ws_text, ws_event) = recv(&mut ws).await;
+    let block = sse.event().await;
+    assert_eq!(
+        block.data.as_deref(),
+        Some("from a polling client"),
+        "{block:?}"
+    );
+    let ws_event = ws::recv(&mut ws).await;
     assert_eq!(ws_event["type"], "event");
     assert_eq!(ws_event["data"], "from a polling client");
     assert_eq!(ws_event["offset"], ack["offset"]);
@@ -714,14 +637,12 @@ async fn a_poll_publish_reaches_sse_and_websocket_subscribers_with_one_cursor_mo
     )
     .await;
     assert_eq!(events(&replay).len(), 1);
-    assert_eq!(
-        events(&replay)[0],
-        serde_json::from_str::<Value>(&ws_text).unwrap()
-    );
-    assert_eq!(replay["cursor"].as_str().unwrap(), block["id"]);
+    assert_eq!(events(&replay)[0], ws_event);
+    let id = block.id.unwrap();
+    assert_eq!(replay["cursor"].as_str().unwrap(), id);
     let after = poll_ok(
         &server,
-        &format!("channel=room&timeout=0&cursor={}", enc(&json!(block["id"]))),
+        &format!("channel=room&timeout=0&cursor={}", enc(&json!(id))),
     )
     .await;
     assert_eq!(events(&after).len(), 0);
@@ -735,8 +656,8 @@ async fn a_poll_publish_reaches_sse_and_websocket_subscribers_with_one_cursor_mo
     .await;
     assert_eq!(again["duplicate"], true);
     publish(&server.url(""), "room", "next").await;
-    assert_eq!(sse.next_block().await["data"], "next");
-    assert_eq!(recv(&mut ws).await.1["data"], "next");
+    assert_eq!(sse.event().await.data.as_deref(), Some("next"));
+    assert_eq!(ws::recv(&mut ws).await["data"], "next");
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cluster::{enc, nodes, poll, publish, wait_health, ws_recv, ws_subscribe, Sse};
+use cluster::{enc, nodes, open_sse, poll, publish, wait_health, ws_recv, ws_subscribe};
 use futures_util::SinkExt;
 use http::StatusCode;
 use serde_json::{json, Value};
@@ -39,8 +39,8 @@ async fn redis_outage_gives_503_then_nodes_recover_and_clients_learn_of_the_gap(
     let n = Arc::new(nodes(2, &redis.url(), "faults").await);
     let (a, b) = (&n[0], &n[1]);
     let (mut ws, _) = ws_subscribe(a, &["live"], None).await;
-    let mut sse = Sse::open(b, "channel=live", None).await;
-    assert_eq!(sse.block().await["event"], "rt.open");
+    let mut sse = open_sse(b, "channel=live", None).await;
+    assert_eq!(sse.event().await.event.unwrap(), "rt.open");
 
     // A steady publish stream through node B, recording every answer.
     let record: Arc<Mutex<Vec<(StatusCode, Value)>>> = Arc::default();
@@ -171,14 +171,14 @@ async fn redis_outage_gives_503_then_nodes_recover_and_clients_learn_of_the_gap(
     }
     // Same on the SSE subscriber of node B.
     for _ in old.iter() {
-        let block = sse.block().await;
-        assert_eq!(block.get("event"), None, "{block:?}");
+        let block = sse.event().await;
+        assert_eq!(block.event, None, "{block:?}");
     }
-    assert_eq!(sse.block().await["event"], "rt.resync");
+    assert_eq!(sse.event().await.event.unwrap(), "rt.resync");
     for ack in new.iter() {
-        let block = sse.block().await;
+        let block = sse.event().await;
         assert_eq!(
-            cluster::position(&block["id"], "live"),
+            cluster::position(block.id.as_deref().unwrap(), "live"),
             (
                 ack["epoch"].as_str().unwrap().to_owned(),
                 ack["offset"].as_u64().unwrap()

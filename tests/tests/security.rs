@@ -9,11 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use rt_tests::http::{post_json, send};
+use rt_tests::sse::SseStream;
+use rt_tests::ws::{self, Ws};
 use rt_tests::Server;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -114,106 +113,9 @@ async fn poll_publish(server: &Server, token: Option<&str>, channel: &str) -> (S
     .await
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
-
 /// Opens a WebSocket to `/ws` + `query`; the handshake's HTTP status when it is refused.
-async fn ws(server: &Server, query: &str) -> Result<Ws, u16> {
-    let req = server
-        .ws_url(&format!("/ws{query}"))
-        .into_client_request()
-        .unwrap();
-    match timeout(T, tokio_tungstenite::connect_async(req))
-        .await
-        .unwrap()
-    {
-        Ok((ws, _)) => Ok(ws),
-        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => Err(res.status().as_u16()),
-        Err(e) => panic!("WebSocket connect failed: {e}"),
-    }
-}
-
-async fn ws_send(ws: &mut Ws, v: Value) {
-    timeout(T, ws.send(Message::text(v.to_string())))
-        .await
-        .unwrap()
-        .unwrap();
-}
-
-/// The next JSON message, skipping heartbeats; `Err((code, reason))` when the server closes.
-async fn ws_recv(ws: &mut Ws) -> Result<Value, (u16, String)> {
-    loop {
-        match timeout(T, ws.next()).await.unwrap() {
-            Some(Ok(Message::Text(t))) => {
-                let v: Value = serde_json::from_str(&t).unwrap();
-                if v["type"] != "heartbeat" {
-                    return Ok(v);
-                }
-            }
-            Some(Ok(Message::Close(Some(frame)))) => {
-                return Err((u16::from(frame.code), frame.reason.to_string()))
-            }
-            Some(Ok(Message::Close(None))) | None => return Err((1005, String::new())),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => panic!("WebSocket error: {e}"),
-        }
-    }
-}
-
-/// A streaming GET (for SSE) that hands back the status and the body as it arrives.
-struct Stream {
-    status: StatusCode,
-    body: hyper::body::Incoming,
-    seen: String,
-}
-
-async fn open_stream(url: &str, headers: &[(&str, &str)]) -> Stream {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let mut req = http::Request::get(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = timeout(T, client.request(req.body(Empty::new()).unwrap()))
-        .await
-        .unwrap()
-        .unwrap();
-    let (parts, body) = res.into_parts();
-    Stream {
-        status: parts.status,
-        body,
-        seen: String::new(),
-    }
-}
-
-impl Stream {
-    /// Reads until `needle` has been seen (true) or the body ends (false).
-    async fn until(&mut self, needle: &str) -> bool {
-        loop {
-            if self.seen.contains(needle) {
-                return true;
-            }
-            match timeout(T, self.body.frame()).await.unwrap() {
-                Some(Ok(frame)) => {
-                    if let Some(data) = frame.data_ref() {
-                        self.seen.push_str(&String::from_utf8_lossy(data));
-                    }
-                }
-                _ => return false,
-            }
-        }
-    }
-
-    /// Reads to the end of the body; true if it ended within `within`.
-    async fn ends_within(&mut self, within: Duration) -> bool {
-        timeout(within, async {
-            while let Some(Ok(frame)) = self.body.frame().await {
-                if let Some(data) = frame.data_ref() {
-                    self.seen.push_str(&String::from_utf8_lossy(data));
-                }
-            }
-        })
-        .await
-        .is_ok()
-    }
+async fn ws_open(server: &Server, query: &str) -> Result<Ws, u16> {
+    ws::try_connect(&server.ws_url(&format!("/ws{query}")), &[]).await
 }
 
 #[tokio::test]
@@ -234,9 +136,9 @@ async fn missing_and_bad_tokens_get_401_on_every_transport() {
     assert_eq!(body["error"]["code"], "unauthorized");
     // WebSocket: the handshake needs no token (it may come as the first message), but a
     // subscription outside the anonymous namespace is closed with 1008.
-    let mut anon = ws(&server, "").await.unwrap();
-    ws_send(&mut anon, json!({"type":"subscribe","channels":["chat:a"]})).await;
-    let (code, reason) = ws_recv(&mut anon).await.unwrap_err();
+    let mut anon = ws_open(&server, "").await.unwrap();
+    ws::send(&mut anon, json!({"type":"subscribe","channels":["chat:a"]})).await;
+    let (code, reason) = ws::next(&mut anon).await.unwrap_err();
     assert_eq!(code, 1008);
     assert!(reason.contains("token"), "{reason}");
 
@@ -268,14 +170,14 @@ async fn missing_and_bad_tokens_get_401_on_every_transport() {
         assert_eq!(body["error"]["code"], code, "{what}");
         // WebSocket with the token in the URL: the handshake is refused.
         assert_eq!(
-            ws(&server, &format!("?{q}")).await.unwrap_err(),
+            ws_open(&server, &format!("?{q}")).await.unwrap_err(),
             401,
             "{what}"
         );
         // WebSocket with the token as the first message: closed with 1008 and a reason.
-        let mut socket = ws(&server, "").await.unwrap();
-        ws_send(&mut socket, json!({"type":"auth","token":token})).await;
-        let (close, reason) = ws_recv(&mut socket).await.unwrap_err();
+        let mut socket = ws_open(&server, "").await.unwrap();
+        ws::send(&mut socket, json!({"type":"auth","token":token})).await;
+        let (close, reason) = ws::next(&mut socket).await.unwrap_err();
         assert_eq!(close, 1008, "{what}");
         assert!(reason.starts_with("bad auth"), "{what}: {reason}");
     }
@@ -304,21 +206,21 @@ async fn channels_outside_the_grant_get_403_and_ws_1008() {
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // WebSocket: a forbidden publish is an error reply; a forbidden subscription closes 1008.
-    let mut socket = ws(&server, &format!("?token={token}")).await.unwrap();
-    ws_send(
+    let mut socket = ws_open(&server, &format!("?token={token}")).await.unwrap();
+    ws::send(
         &mut socket,
         json!({"type":"publish","channel":"chat:bob","data":"x","id":"p1"}),
     )
     .await;
-    let reply = ws_recv(&mut socket).await.unwrap();
+    let reply = ws::next(&mut socket).await.unwrap();
     assert_eq!(
         (&reply["type"], &reply["code"]),
         (&json!("error"), &json!("forbidden")),
         "{reply}"
     );
-    ws_send(&mut socket, json!({"type":"subscribe","channels":["news"]})).await;
+    ws::send(&mut socket, json!({"type":"subscribe","channels":["news"]})).await;
     assert_eq!(
-        ws_recv(&mut socket).await.unwrap_err(),
+        ws::next(&mut socket).await.unwrap_err(),
         (1008, "forbidden channel".into())
     );
 }
@@ -331,34 +233,34 @@ async fn granted_and_anonymous_channels_work_on_every_transport() {
 
     // SSE with the token in the query (EventSource cannot set headers), and anonymously on
     // the public namespace.
-    let mut sse = open_stream(
+    let mut sse = SseStream::open(
         &server.url(&format!("/sse?channel=chat:room&token={token}")),
         &[],
     )
     .await;
     assert_eq!(sse.status, StatusCode::OK);
     assert!(sse.until("rt.open").await);
-    let mut public = open_stream(&server.url("/sse?channel=public:news"), &[]).await;
+    let mut public = SseStream::open(&server.url("/sse?channel=public:news"), &[]).await;
     assert_eq!(public.status, StatusCode::OK);
     assert!(public.until("rt.open").await);
 
     // WebSocket authenticated by its first message.
-    let mut socket = ws(&server, "").await.unwrap();
-    ws_send(&mut socket, json!({"type":"auth","token":token})).await;
-    let reply = ws_recv(&mut socket).await.unwrap();
+    let mut socket = ws_open(&server, "").await.unwrap();
+    ws::send(&mut socket, json!({"type":"auth","token":token})).await;
+    let reply = ws::next(&mut socket).await.unwrap();
     assert_eq!(reply["type"], "authenticated", "{reply}");
-    ws_send(
+    ws::send(
         &mut socket,
         json!({"type":"subscribe","channels":["chat:room"]}),
     )
     .await;
-    assert_eq!(ws_recv(&mut socket).await.unwrap()["type"], "subscribed");
+    assert_eq!(ws::next(&mut socket).await.unwrap()["type"], "subscribed");
 
     rt_tests::http::publish(&server.url(""), "chat:room", "hello-room").await;
     rt_tests::http::publish(&server.url(""), "public:news", "hello-public").await;
     assert!(sse.until("hello-room").await, "{}", sse.seen);
     assert!(public.until("hello-public").await, "{}", public.seen);
-    let event = ws_recv(&mut socket).await.unwrap();
+    let event = ws::next(&mut socket).await.unwrap();
     assert_eq!(event["data"], "hello-room", "{event}");
 
     // Polling with the Authorization header.
@@ -401,7 +303,8 @@ async fn rs256_and_es256_public_keys() {
         };
         let claims = json!({"exp": now() + 60, "subscribe": ["*"]});
         let good = encode(&Header::new(alg), &claims, &key).unwrap();
-        let mut sse = open_stream(&server.url(&format!("/sse?channel=a&token={good}")), &[]).await;
+        let mut sse =
+            SseStream::open(&server.url(&format!("/sse?channel=a&token={good}")), &[]).await;
         assert_eq!(sse.status, StatusCode::OK, "{name}");
         assert!(sse.until("rt.open").await);
         // Algorithm confusion: an HS256 token "signed" with the public key is refused.
@@ -423,19 +326,19 @@ async fn rs256_and_es256_public_keys() {
 async fn expiring_tokens_end_sse_streams_and_websockets() {
     let server = secured(&[]).await;
     let token = alice(2);
-    let mut sse = open_stream(
+    let mut sse = SseStream::open(
         &server.url(&format!("/sse?channel=chat:x&token={token}")),
         &[],
     )
     .await;
     assert_eq!(sse.status, StatusCode::OK);
-    let mut socket = ws(&server, &format!("?token={token}")).await.unwrap();
-    ws_send(
+    let mut socket = ws_open(&server, &format!("?token={token}")).await.unwrap();
+    ws::send(
         &mut socket,
         json!({"type":"subscribe","channels":["chat:x"]}),
     )
     .await;
-    assert_eq!(ws_recv(&mut socket).await.unwrap()["type"], "subscribed");
+    assert_eq!(ws::next(&mut socket).await.unwrap()["type"], "subscribed");
 
     // The stream ends by itself, telling the client why; the socket closes with 1008.
     assert!(
@@ -445,20 +348,22 @@ async fn expiring_tokens_end_sse_streams_and_websockets() {
     );
     assert!(sse.seen.contains("rt.expired"), "{}", sse.seen);
     assert_eq!(
-        ws_recv(&mut socket).await.unwrap_err(),
+        ws::next(&mut socket).await.unwrap_err(),
         (1008, "bad auth: token expired".into())
     );
 
     // A WebSocket that refreshes its token in time lives on.
-    let mut refreshed = ws(&server, &format!("?token={}", alice(2))).await.unwrap();
-    ws_send(&mut refreshed, json!({"type":"auth","token":alice(60)})).await;
+    let mut refreshed = ws_open(&server, &format!("?token={}", alice(2)))
+        .await
+        .unwrap();
+    ws::send(&mut refreshed, json!({"type":"auth","token":alice(60)})).await;
     assert_eq!(
-        ws_recv(&mut refreshed).await.unwrap()["type"],
+        ws::next(&mut refreshed).await.unwrap()["type"],
         "authenticated"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    ws_send(&mut refreshed, json!({"type":"ping","id":1})).await;
-    assert_eq!(ws_recv(&mut refreshed).await.unwrap()["type"], "pong");
+    ws::send(&mut refreshed, json!({"type":"ping","id":1})).await;
+    assert_eq!(ws::next(&mut refreshed).await.unwrap()["type"], "pong");
 }
 
 /// The value of a Prometheus sample (`name{labels}`) at `/metrics`, 0 when absent.
@@ -640,10 +545,10 @@ async fn connection_limits_refuse_with_a_clear_answer() {
 #[tokio::test]
 async fn a_flooding_client_is_cut_off_while_others_keep_receiving() {
     let server = Server::start(&["--ws-rate-limit", "50", "--ws-rate-burst", "50"]).await;
-    let mut quiet = open_stream(&server.url("/sse?channel=flood:news"), &[]).await;
+    let mut quiet = SseStream::open(&server.url("/sse?channel=flood:news"), &[]).await;
     assert!(quiet.until("rt.open").await);
 
-    let mut flooder = ws(&server, "").await.unwrap();
+    let mut flooder = ws_open(&server, "").await.unwrap();
     let flood = tokio::spawn(async move {
         // Far beyond the rate limit, as fast as the socket takes it.
         for i in 0..5000 {
@@ -698,31 +603,12 @@ async fn invalid_utf8_in_a_text_frame_closes_1007() {
     }
     assert!(head.starts_with(b"HTTP/1.1 101"));
     // A masked text frame whose payload is not UTF-8.
-    let payload = [b'{', 0xff, 0xfe, b'}'];
-    let mask = [7u8, 1, 2, 3];
-    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    s.write_all(&frame).await.unwrap();
-    let (_, got) = closed_within(&mut s, T).await;
-    // Find the close frame (opcode 8) among what came back.
-    let mut rest = &got[..];
-    let mut close = None;
-    while rest.len() >= 2 {
-        let (op, len) = (rest[0] & 0x0f, (rest[1] & 0x7f) as usize);
-        let (hl, len) = match len {
-            126 => (4, u16::from_be_bytes([rest[2], rest[3]]) as usize),
-            n => (2, n),
-        };
-        if rest.len() < hl + len {
-            break;
-        }
-        if op == 8 {
-            close = Some(u16::from_be_bytes([rest[hl], rest[hl + 1]]));
-        }
-        rest = &rest[hl + len..];
-    }
-    assert_eq!(close, Some(1007), "{got:?}");
+    s.write_all(&ws::masked_text(&[b'{', 0xff, 0xfe, b'}']))
+        .await
+        .unwrap();
+    let frames = ws::raw_frames(&mut s, T).await;
+    let close = ws::close_of(&frames).map(|(code, _)| code);
+    assert_eq!(close, Some(1007), "{frames:?}");
 }
 
 /// `wss://` with a self-signed certificate: tokens work the same over TLS, and a client that

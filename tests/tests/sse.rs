@@ -11,138 +11,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, Version};
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
+use http_body_util::{Empty, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rt_tests::http::{post_json, send};
+use rt_tests::sse::SseStream;
 use rt_tests::Server;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// One block of an event stream, parsed as the WHATWG spec says (fields, one leading space
-/// stripped, data lines joined with `\n`).
-#[derive(Debug, Default, Clone, PartialEq)]
-struct Block {
-    id: Option<String>,
-    event: Option<String>,
-    data: Option<String>,
-    retry: Option<u64>,
-    comments: Vec<String>,
-}
-
-impl Block {
-    fn data_json(&self) -> Value {
-        serde_json::from_str(self.data.as_deref().unwrap()).unwrap()
-    }
-}
-
-/// The reading side of one SSE response.
-struct Stream {
-    body: Incoming,
-    buf: Vec<u8>,
-    block: Block,
-}
-
-impl Stream {
-    fn new(body: Incoming) -> Self {
-        Stream {
-            body,
-            buf: Vec::new(),
-            block: Block::default(),
-        }
-    }
-
-    /// The next complete block (an empty line ends it), or `None` when the stream ends.
-    async fn block(&mut self) -> Option<Block> {
-        loop {
-            while let Some((line, rest)) = split_line(&self.buf) {
-                let line = String::from_utf8(line.to_vec()).unwrap();
-                self.buf.drain(..rest);
-                if line.is_empty() {
-                    return Some(std::mem::take(&mut self.block));
-                }
-                let (field, value) = match line.split_once(':') {
-                    Some((f, v)) => (f.to_owned(), v.strip_prefix(' ').unwrap_or(v).to_owned()),
-                    None => (line.clone(), String::new()),
-                };
-                let b = &mut self.block;
-                match field.as_str() {
-                    "" => b.comments.push(value),
-                    "id" => b.id = Some(value),
-                    "event" => b.event = Some(value),
-                    "retry" => b.retry = Some(value.parse().unwrap()),
-                    "data" => {
-                        b.data = Some(match b.data.take() {
-                            None => value,
-                            Some(d) => format!("{d}\n{value}"),
-                        })
-                    }
-                    other => panic!("unknown field {other:?} in {line:?}"),
-                }
-            }
-            let frame = tokio::time::timeout(WAIT, self.body.frame())
-                .await
-                .expect("no data from the stream in time");
-            match frame {
-                None => return None,
-                Some(frame) => {
-                    if let Ok(data) = frame.unwrap().into_data() {
-                        self.buf.extend_from_slice(&data);
-                    }
-                }
-            }
-        }
-    }
-
-    /// The next block that carries data (skips heartbeats).
-    async fn event(&mut self) -> Block {
-        loop {
-            let b = self.block().await.expect("stream ended");
-            if b.data.is_some() {
-                return b;
-            }
-        }
-    }
-}
-
-/// Splits off one line (ended by `\r\n`, `\r` or `\n`): the line and how many bytes it used.
-fn split_line(buf: &[u8]) -> Option<(&[u8], usize)> {
-    let i = buf.iter().position(|b| *b == b'\n' || *b == b'\r')?;
-    if buf[i] == b'\r' {
-        match buf.get(i + 1) {
-            None => return None, // maybe the start of \r\n
-            Some(b'\n') => return Some((&buf[..i], i + 2)),
-            _ => {}
-        }
-    }
-    Some((&buf[..i], i + 1))
-}
-
-/// Opens a stream over a fresh HTTP/1.1 connection.
-async fn open(
-    server: &Server,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (http::response::Parts, Stream) {
-    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut req = Request::get(path).header("host", server.addr().to_string());
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = tokio::time::timeout(
-        WAIT,
-        sender.send_request(req.body(Empty::<Bytes>::new()).unwrap()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let (parts, body) = res.into_parts();
-    (parts, Stream::new(body))
+/// Opens a stream on `path` over a fresh HTTP/1.1 connection.
+async fn open(server: &Server, path: &str, headers: &[(&str, &str)]) -> SseStream {
+    SseStream::open(&server.url(path), headers).await
 }
 
 async fn publish(server: &Server, body: Value) -> Value {
@@ -174,11 +54,11 @@ fn cursor(id: &str) -> BTreeMap<String, u64> {
 #[tokio::test]
 async fn framing_named_multiline_unicode_binary_and_heartbeats() {
     let server = Server::start(&["--sse-heartbeat", "300ms", "--sse-retry", "2s"]).await;
-    let (parts, mut s) = open(&server, "/sse?channel=prices&channel=trades", &[]).await;
-    assert_eq!(parts.status, StatusCode::OK);
-    assert_eq!(parts.headers["content-type"], "text/event-stream");
-    assert_eq!(parts.headers["cache-control"], "no-cache");
-    assert_eq!(parts.headers["x-accel-buffering"], "no");
+    let mut s = open(&server, "/sse?channel=prices&channel=trades", &[]).await;
+    assert_eq!(s.status, StatusCode::OK);
+    assert_eq!(s.headers["content-type"], "text/event-stream");
+    assert_eq!(s.headers["cache-control"], "no-cache");
+    assert_eq!(s.headers["x-accel-buffering"], "no");
 
     let first = s.event().await;
     assert_eq!(first.retry, Some(2000));
@@ -252,7 +132,7 @@ async fn framing_named_multiline_unicode_binary_and_heartbeats() {
 async fn resume_after_a_cut_connection_is_exact_on_every_channel() {
     let server = Server::start(&[]).await;
     let path = "/sse?channel=a&channel=b&channel=c";
-    let (_, mut s) = open(&server, path, &[]).await;
+    let mut s = open(&server, path, &[]).await;
     s.event().await;
     let chans = ["a", "b", "c"];
     for i in 0..9 {
@@ -278,7 +158,7 @@ async fn resume_after_a_cut_connection_is_exact_on_every_channel() {
         .await;
     }
 
-    let (_, mut s) = open(&server, path, &[("last-event-id", &last)]).await;
+    let mut s = open(&server, path, &[("last-event-id", &last)]).await;
     let first = s.event().await;
     assert_eq!(first.event.as_deref(), Some("rt.open"));
     assert_eq!(first.id.as_deref(), Some(last.as_str()));
@@ -312,7 +192,7 @@ async fn resume_value_from_query_earliest_and_header_precedence() {
         publish(&server, json!({"channel":"q","data":d})).await;
     }
     // Mercure's spelling and value: everything retained.
-    let (_, mut s) = open(&server, "/sse?channel=q&lastEventID=earliest", &[]).await;
+    let mut s = open(&server, "/sse?channel=q&lastEventID=earliest", &[]).await;
     let first = s.event().await;
     assert_eq!(
         first.id, None,
@@ -326,11 +206,11 @@ async fn resume_value_from_query_earliest_and_header_precedence() {
     }
     // lastEventId in the query (percent-encoded) resumes after event 1...
     let q = ids[0].replace(',', "%2C").replace('=', "%3D");
-    let (_, mut s) = open(&server, &format!("/sse?channel=q&lastEventId={q}"), &[]).await;
+    let mut s = open(&server, &format!("/sse?channel=q&lastEventId={q}"), &[]).await;
     s.event().await;
     assert_eq!(s.event().await.data.as_deref(), Some("2"));
     // ...but the header wins over it.
-    let (_, mut s) = open(
+    let mut s = open(
         &server,
         &format!("/sse?channel=q&lastEventId={q}"),
         &[("last-event-id", &ids[1])],
@@ -343,14 +223,14 @@ async fn resume_value_from_query_earliest_and_header_precedence() {
 #[tokio::test]
 async fn resync_when_history_cannot_cover_the_gap() {
     let server = Server::start(&["--history-size", "2"]).await;
-    let (_, mut s) = open(&server, "/sse?channel=g&channel=h", &[]).await;
+    let mut s = open(&server, "/sse?channel=g&channel=h", &[]).await;
     let start = s.event().await.id.unwrap();
     drop(s);
     for d in ["1", "2", "3", "4"] {
         publish(&server, json!({"channel":"g","data":d})).await;
     }
     publish(&server, json!({"channel":"h","data":"h1"})).await;
-    let (_, mut s) = open(
+    let mut s = open(
         &server,
         "/sse?channel=g&channel=h",
         &[("last-event-id", &start)],
@@ -375,7 +255,7 @@ async fn resync_when_history_cannot_cover_the_gap() {
     assert_eq!(cursor(live.id.as_deref().unwrap())["g"], 5);
 
     // A cursor from another epoch (e.g. before a restart) resyncs too.
-    let (_, mut s) = open(&server, "/sse?channel=g", &[("last-event-id", "abc,g=2")]).await;
+    let mut s = open(&server, "/sse?channel=g", &[("last-event-id", "abc,g=2")]).await;
     s.event().await;
     let resync = s.event().await;
     assert_eq!(resync.event.as_deref(), Some("rt.resync"));
@@ -454,7 +334,7 @@ async fn bad_requests_get_4xx_json() {
         assert!(!v["error"]["message"].as_str().unwrap().is_empty());
     }
     // The server is still fine.
-    let (_, mut s) = open(&server, "/sse?channel=a", &[]).await;
+    let mut s = open(&server, "/sse?channel=a", &[]).await;
     assert_eq!(s.event().await.event.as_deref(), Some("rt.open"));
 }
 
@@ -471,7 +351,7 @@ async fn lagging_client_is_told_then_resumes_within_history() {
         "65536",
     ])
     .await;
-    let (_, mut s) = open(&server, "/sse?channel=lag", &[]).await;
+    let mut s = open(&server, "/sse?channel=lag", &[]).await;
     s.event().await;
     // Far more than socket buffers, hyper's buffer and the queue hold together.
     let n = 600;
@@ -508,7 +388,7 @@ async fn lagging_client_is_told_then_resumes_within_history() {
     assert!(s.block().await.is_none(), "rt.lagged is the last block");
 
     let resume = lagged.id.unwrap();
-    let (_, mut s) = open(&server, "/sse?channel=lag", &[("last-event-id", &resume)]).await;
+    let mut s = open(&server, "/sse?channel=lag", &[("last-event-id", &resume)]).await;
     s.event().await;
     for i in got.len()..n {
         let e = s.event().await;
@@ -519,7 +399,7 @@ async fn lagging_client_is_told_then_resumes_within_history() {
 #[tokio::test]
 async fn graceful_shutdown_ends_streams_with_a_retry_hint() {
     let mut server = Server::start(&["--sse-retry", "1s"]).await;
-    let (_, mut s) = open(&server, "/sse?channel=bye", &[]).await;
+    let mut s = open(&server, "/sse?channel=bye", &[]).await;
     let id = s.event().await.id.unwrap();
     let reader = tokio::spawn(async move {
         let b = s.event().await;
@@ -611,7 +491,7 @@ async fn hundred_streams_on_one_h2c_connection() {
 async fn hundred_streams(
     sender: hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
     base: &str,
-) -> Vec<Stream> {
+) -> Vec<SseStream> {
     let mut pending = Vec::new();
     for i in 0..100 {
         let mut sender = sender.clone();
@@ -634,14 +514,14 @@ async fn hundred_streams(
                 "hop-by-hop header {hop} on HTTP/2"
             );
         }
-        let mut s = Stream::new(res.into_body());
+        let mut s = SseStream::from_response(res);
         assert_eq!(s.event().await.event.as_deref(), Some("rt.open"));
         streams.push(s);
     }
     streams
 }
 
-async fn check_streams(server: &Server, mut streams: Vec<Stream>) {
+async fn check_streams(server: &Server, mut streams: Vec<SseStream>) {
     for i in 0..100 {
         publish(
             server,
@@ -702,7 +582,7 @@ async fn tls_with_alpn_h2_carries_sse() {
         .unwrap();
     let res = sender.clone().send_request(req).await.unwrap();
     assert_eq!(res.version(), Version::HTTP_2);
-    let mut s = Stream::new(res.into_body());
+    let mut s = SseStream::from_response(res);
     assert_eq!(s.event().await.event.as_deref(), Some("rt.open"));
     let body = json!({"channel":"secure","event":"tls","data":"over h2"}).to_string();
     // Published over the same TLS connection, on another HTTP/2 stream.
@@ -826,7 +706,7 @@ async fn vanished_clients_release_their_subscriptions() {
     let server = Server::start(&["--sse-heartbeat", "200ms"]).await;
     let mut h1 = Vec::new();
     for i in 0..20 {
-        let (_, mut s) = open(&server, &format!("/sse?channel=gone-{i}&channel=gone"), &[]).await;
+        let mut s = open(&server, &format!("/sse?channel=gone-{i}&channel=gone"), &[]).await;
         s.event().await;
         h1.push(s);
     }
@@ -842,7 +722,7 @@ async fn vanished_clients_release_their_subscriptions() {
             .body(Empty::<Bytes>::new())
             .unwrap();
         let res = sender.clone().send_request(req).await.unwrap();
-        let mut s = Stream::new(res.into_body());
+        let mut s = SseStream::from_response(res);
         s.event().await;
         h2.push(s);
     }

@@ -8,17 +8,15 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use rt_tests::http::publish;
+use rt_tests::ws::{close_of, closed, masked_text, raw_frames, recv, send, subscribe, Ws};
 use rt_tests::Server;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -27,69 +25,7 @@ async fn connect(server: &Server) -> Ws {
 }
 
 async fn connect_with(server: &Server, headers: &[(&str, &str)]) -> Ws {
-    let mut req = server.ws_url("/ws").into_client_request().unwrap();
-    for (k, v) in headers {
-        req.headers_mut().insert(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    let (ws, res) = timeout(T, tokio_tungstenite::connect_async(req))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(res.status(), 101);
-    ws
-}
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::text(v.to_string())).await.unwrap();
-}
-
-/// The next message that is not a heartbeat: JSON text, or a binary frame as
-/// `{"binary": header, "payload": [bytes]}`.
-async fn recv(ws: &mut Ws) -> Value {
-    loop {
-        let msg = timeout(T, ws.next()).await.expect("no message within 10 s");
-        match msg.expect("socket ended").expect("socket error") {
-            Message::Text(t) => {
-                let v: Value = serde_json::from_str(&t).unwrap();
-                if v["type"] != "heartbeat" {
-                    return v;
-                }
-            }
-            Message::Binary(b) => {
-                let len = u32::from_be_bytes(b[..4].try_into().unwrap()) as usize;
-                let header: Value = serde_json::from_slice(&b[4..4 + len]).unwrap();
-                return json!({"binary": header, "payload": b[4 + len..].to_vec()});
-            }
-            Message::Close(f) => panic!("unexpected close {f:?}"),
-            _ => {}
-        }
-    }
-}
-
-/// Reads until the server's close frame; returns its code and reason.
-async fn closed(ws: &mut Ws) -> (u16, String) {
-    loop {
-        match timeout(T, ws.next()).await.expect("no close within 10 s") {
-            Some(Ok(Message::Close(Some(f)))) => return (f.code.into(), f.reason.to_string()),
-            Some(Ok(Message::Close(None))) => return (1005, String::new()),
-            Some(Ok(_)) => {}
-            other => panic!("socket ended without a close frame: {other:?}"),
-        }
-    }
-}
-
-async fn subscribe(ws: &mut Ws, channels: &[&str], cursor: Option<&str>) -> Value {
-    let mut m = json!({"type": "subscribe", "channels": channels});
-    if let Some(c) = cursor {
-        m["cursor"] = json!(c);
-    }
-    send(ws, m).await;
-    let answer = recv(ws).await;
-    assert_eq!(answer["type"], "subscribed", "{answer}");
-    answer
+    rt_tests::ws::connect(&server.ws_url("/ws"), headers).await
 }
 
 /// Sends a raw HTTP/1.1 request and returns the head of the answer.
@@ -463,63 +399,6 @@ async fn raw_ws(server: &Server, subscribe_to: &str) -> TcpStream {
     let payload = json!({"type":"subscribe","channels":[subscribe_to]}).to_string();
     s.write_all(&masked_text(payload.as_bytes())).await.unwrap();
     s
-}
-
-fn masked_text(payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() < 126);
-    let mask = [1u8, 2, 3, 4];
-    let mut f = vec![0x81, 0x80 | payload.len() as u8];
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
-}
-
-/// Reads raw server frames until a close frame, EOF or `within`; returns (opcode, payload)
-/// of each.
-async fn raw_frames(s: &mut TcpStream, within: Duration) -> Vec<(u8, Vec<u8>)> {
-    let mut data = Vec::new();
-    let mut frames = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        // Parse every complete frame at the front of `data`.
-        loop {
-            if data.len() < 2 {
-                break;
-            }
-            let op = data[0] & 0x0f;
-            let (len, hl) = match data[1] & 0x7f {
-                126 if data.len() >= 4 => (u16::from_be_bytes([data[2], data[3]]) as usize, 4),
-                127 if data.len() >= 10 => (
-                    u64::from_be_bytes(data[2..10].try_into().unwrap()) as usize,
-                    10,
-                ),
-                n if n < 126 => (n as usize, 2),
-                _ => break,
-            };
-            if data.len() < hl + len {
-                break;
-            }
-            frames.push((op, data[hl..hl + len].to_vec()));
-            data.drain(..hl + len);
-            if op == 8 {
-                return frames;
-            }
-        }
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => data.extend_from_slice(&buf[..n]),
-            _ => return frames,
-        }
-    }
-}
-
-fn close_of(frames: &[(u8, Vec<u8>)]) -> Option<(u16, String)> {
-    frames.iter().find(|(op, _)| *op == 8).map(|(_, p)| {
-        (
-            u16::from_be_bytes([p[0], p[1]]),
-            String::from_utf8_lossy(&p[2..]).into_owned(),
-        )
-    })
 }
 
 #[tokio::test]

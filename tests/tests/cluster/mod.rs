@@ -1,19 +1,16 @@
-//! Helpers of the multi-node tests: several real `rt-server` processes on one real Redis, and
-//! small WebSocket and SSE readers.
+//! Helpers of the multi-node tests: several real `rt-server` processes on one real Redis,
+//! reached with rt_tests' WebSocket and SSE readers.
 
 #![allow(dead_code, unreachable_pub)] // each test file uses a different part
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use http::StatusCode;
 use rt_tests::http::post_json;
+use rt_tests::sse::SseStream;
+pub use rt_tests::ws::{self, recv as ws_recv, Ws};
 use rt_tests::Server;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::Message;
 
 pub const T: Duration = Duration::from_secs(15);
 
@@ -60,95 +57,20 @@ pub async fn wait_health(server: &Server, status: &str) {
     }
 }
 
-pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
-
 /// A WebSocket on `server`, subscribed to `channels` (from `cursor` if given).
 pub async fn ws_subscribe(server: &Server, channels: &[&str], cursor: Option<&str>) -> (Ws, Value) {
-    let (mut ws, _) = timeout(T, tokio_tungstenite::connect_async(server.ws_url("/ws")))
-        .await
-        .unwrap()
-        .unwrap();
-    let mut m = json!({"type": "subscribe", "channels": channels});
-    if let Some(c) = cursor {
-        m["cursor"] = json!(c);
-    }
-    ws.send(Message::text(m.to_string())).await.unwrap();
-    let answer = ws_recv(&mut ws).await;
-    assert_eq!(answer["type"], "subscribed", "{answer}");
+    let mut ws = ws::connect(&server.ws_url("/ws"), &[]).await;
+    let answer = ws::subscribe(&mut ws, channels, cursor).await;
     (ws, answer)
 }
 
-/// The next WebSocket JSON message that is not a heartbeat.
-pub async fn ws_recv(ws: &mut Ws) -> Value {
-    loop {
-        let msg = timeout(T, ws.next())
-            .await
-            .expect("no WebSocket message in time");
-        match msg.expect("socket ended").expect("socket error") {
-            Message::Text(t) => {
-                let v: Value = serde_json::from_str(&t).unwrap();
-                if v["type"] != "heartbeat" {
-                    return v;
-                }
-            }
-            Message::Close(f) => panic!("unexpected close {f:?}"),
-            _ => {}
-        }
-    }
-}
-
-/// An SSE stream read over plain HTTP, block by block.
-pub struct Sse {
-    body: hyper::body::Incoming,
-    buffer: String,
-}
-
-impl Sse {
-    /// `GET /sse?{query}`, with `Last-Event-ID` when given.
-    pub async fn open(server: &Server, query: &str, last_event_id: Option<&str>) -> Sse {
-        use hyper_util::client::legacy::Client;
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http::<http_body_util::Empty<bytes::Bytes>>();
-        let mut req = http::Request::get(server.url(&format!("/sse?{query}")));
-        if let Some(id) = last_event_id {
-            req = req.header("last-event-id", id);
-        }
-        let req = req.body(http_body_util::Empty::new()).unwrap();
-        let res = timeout(T, client.request(req)).await.unwrap().unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        Sse {
-            body: res.into_body(),
-            buffer: String::new(),
-        }
-    }
-
-    /// The next block (without comments) as `field -> value`.
-    pub async fn block(&mut self) -> HashMap<String, String> {
-        use http_body_util::BodyExt;
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let fields: HashMap<String, String> = block
-                    .lines()
-                    .filter(|l| !l.is_empty() && !l.starts_with(':'))
-                    .filter_map(|l| l.split_once(':'))
-                    .map(|(k, v)| (k.to_owned(), v.strip_prefix(' ').unwrap_or(v).to_owned()))
-                    .collect();
-                if !fields.is_empty() {
-                    return fields;
-                }
-                continue;
-            }
-            let frame = timeout(T, self.body.frame())
-                .await
-                .expect("no SSE data in time")
-                .expect("SSE stream ended")
-                .unwrap();
-            if let Ok(data) = frame.into_data() {
-                self.buffer.push_str(std::str::from_utf8(&data).unwrap());
-            }
-        }
-    }
+/// An SSE stream on `server`: `GET /sse?{query}`, with `Last-Event-ID` when given.
+pub async fn open_sse(server: &Server, query: &str, last_event_id: Option<&str>) -> SseStream {
+    let headers: Vec<_> = last_event_id
+        .map(|id| ("last-event-id", id))
+        .into_iter()
+        .collect();
+    SseStream::open_ok(&server.url(&format!("/sse?{query}")), &headers).await
 }
 
 /// The offset of `channel` in a cursor string (`epoch,channel=offset,...`), and its epoch.

@@ -1,0 +1,170 @@
+//! WebSocket clients for tests: tungstenite with JSON messages, and a raw frame reader for
+//! what tungstenite would hide or refuse (pings, close frames of a peer that never reads).
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Error, Message};
+
+/// A tungstenite client connection.
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// How long a read or a handshake waits.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Opens a WebSocket to `url` with extra request headers; the handshake's HTTP status when
+/// the server refuses it.
+pub async fn try_connect(url: &str, headers: &[(&str, &str)]) -> Result<Ws, u16> {
+    let mut req = url.into_client_request().expect("a valid ws:// URL");
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).expect("a valid header name"),
+            v.parse().expect("a valid header value"),
+        );
+    }
+    match timeout(WAIT, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("no WebSocket handshake in time")
+    {
+        Ok((ws, _)) => Ok(ws),
+        Err(Error::Http(res)) => Err(res.status().as_u16()),
+        Err(e) => panic!("WebSocket connect to {url} failed: {e}"),
+    }
+}
+
+/// Opens a WebSocket to `url` (with extra headers); panics if it is refused.
+pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Ws {
+    try_connect(url, headers)
+        .await
+        .unwrap_or_else(|status| panic!("WebSocket handshake to {url} refused: {status}"))
+}
+
+/// Sends `v` as a text message.
+pub async fn send(ws: &mut Ws, v: Value) {
+    timeout(WAIT, ws.send(Message::text(v.to_string())))
+        .await
+        .expect("WebSocket send timed out")
+        .expect("WebSocket send failed");
+}
+
+/// The next message that is not a heartbeat: JSON text, or a binary frame as
+/// `{"binary": header, "payload": [bytes]}`; `Err((code, reason))` when the server closes
+/// (`1006` if the socket ends without a close frame).
+pub async fn next(ws: &mut Ws) -> Result<Value, (u16, String)> {
+    loop {
+        match timeout(WAIT, ws.next())
+            .await
+            .expect("no WebSocket message in time")
+        {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(&t).expect("a JSON text message");
+                if v["type"] != "heartbeat" {
+                    return Ok(v);
+                }
+            }
+            Some(Ok(Message::Binary(b))) => {
+                let len = u32::from_be_bytes(b[..4].try_into().expect("4 bytes")) as usize;
+                let header: Value =
+                    serde_json::from_slice(&b[4..4 + len]).expect("a JSON binary header");
+                return Ok(json!({"binary": header, "payload": b[4 + len..].to_vec()}));
+            }
+            Some(Ok(Message::Close(Some(f)))) => return Err((f.code.into(), f.reason.to_string())),
+            Some(Ok(Message::Close(None))) => return Err((1005, String::new())),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("WebSocket error: {e}"),
+            None => return Err((1006, "ended without a close frame".into())),
+        }
+    }
+}
+
+/// [`next`], panicking when the server closes.
+pub async fn recv(ws: &mut Ws) -> Value {
+    next(ws)
+        .await
+        .unwrap_or_else(|close| panic!("unexpected close {close:?}"))
+}
+
+/// Reads until the server's close frame, skipping messages; returns its code and reason.
+pub async fn closed(ws: &mut Ws) -> (u16, String) {
+    loop {
+        if let Err(close) = next(ws).await {
+            return close;
+        }
+    }
+}
+
+/// Subscribes to `channels` (from `cursor` if given) and returns the `subscribed` answer.
+pub async fn subscribe(ws: &mut Ws, channels: &[&str], cursor: Option<&str>) -> Value {
+    let mut m = json!({"type": "subscribe", "channels": channels});
+    if let Some(c) = cursor {
+        m["cursor"] = json!(c);
+    }
+    send(ws, m).await;
+    let answer = recv(ws).await;
+    assert_eq!(answer["type"], "subscribed", "{answer}");
+    answer
+}
+
+/// A masked client text frame (any bytes, even invalid UTF-8) shorter than 126 bytes.
+pub fn masked_text(payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mask = [1u8, 2, 3, 4];
+    let mut f = vec![0x81, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// Reads raw server frames from `s` until a close frame, EOF or `within`; returns
+/// (opcode, payload) of each.
+pub async fn raw_frames(s: &mut TcpStream, within: Duration) -> Vec<(u8, Vec<u8>)> {
+    let mut data = Vec::new();
+    let mut frames = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        // Parse every complete frame at the front of `data`.
+        loop {
+            if data.len() < 2 {
+                break;
+            }
+            let op = data[0] & 0x0f;
+            let (len, hl) = match data[1] & 0x7f {
+                126 if data.len() >= 4 => (u16::from_be_bytes([data[2], data[3]]) as usize, 4),
+                127 if data.len() >= 10 => (
+                    u64::from_be_bytes(data[2..10].try_into().expect("8 bytes")) as usize,
+                    10,
+                ),
+                n if n < 126 => (n as usize, 2),
+                _ => break,
+            };
+            if data.len() < hl + len {
+                break;
+            }
+            frames.push((op, data[hl..hl + len].to_vec()));
+            data.drain(..hl + len);
+            if op == 8 {
+                return frames;
+            }
+        }
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => data.extend_from_slice(&buf[..n]),
+            _ => return frames,
+        }
+    }
+}
+
+/// The code and reason of the close frame among `frames`, if any.
+pub fn close_of(frames: &[(u8, Vec<u8>)]) -> Option<(u16, String)> {
+    frames.iter().find(|(op, _)| *op == 8).map(|(_, p)| {
+        (
+            u16::from_be_bytes([p[0], p[1]]),
+            String::from_utf8_lossy(&p[2..]).into_owned(),
+        )
+    })
+}
