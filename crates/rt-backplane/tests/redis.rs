@@ -193,6 +193,45 @@ async fn history_is_bounded_by_count_and_age() {
     );
 }
 
+/// `earliest` on a channel whose history was trimmed starts at the oldest retained event, and
+/// the subscription has those events ready as soon as it is made: a short poll takes only what
+/// is ready, and a Redis read is never ready without waiting. When nothing is retained, the
+/// cursor moves to the head, so that giving it back reports no loss.
+#[tokio::test]
+async fn earliest_on_trimmed_history_has_the_retained_events_ready_at_once() {
+    let redis = Redis::any();
+    let config = RedisConfig::new(redis.url())
+        .prefix(prefix("earliest"))
+        .history(3, Duration::from_millis(500));
+    let n = node(config).await;
+    let c = ch("c");
+    for i in 1..=5 {
+        n.hub
+            .publish(NewEvent::new(c.clone(), text(format!("{i}"))))
+            .await
+            .unwrap();
+    }
+    let mut sub = n.hub.subscribe([c.clone()], Start::Earliest).await.unwrap();
+    let mut ready = Vec::new();
+    while let Some(Delivery::Event(e)) = sub.try_next() {
+        ready.push(e.offset());
+    }
+    assert_eq!(ready, [3, 4, 5]);
+    assert_eq!(sub.cursor().offset(&c), Some(5));
+
+    // Everything aged out: nothing to deliver, and the cursor is the head, not 0.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let sub = n.hub.subscribe([c.clone()], Start::Earliest).await.unwrap();
+    assert_eq!(sub.cursor().offset(&c), Some(5));
+    let joined = n
+        .hub
+        .empty_subscription()
+        .add([c.clone()], Start::Cursor(sub.cursor()))
+        .await
+        .unwrap();
+    assert!(joined.recovered(), "the head cursor lost nothing");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_agree_on_one_order_and_resume_anywhere() {
     let redis = Redis::any();

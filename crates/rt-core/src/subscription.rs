@@ -417,44 +417,56 @@ impl Subscription {
     /// longer covers the lane's position.
     async fn read_page(&mut self, i: usize) -> Result<Option<Channel>, Error> {
         let channel = self.lanes[i].channel.clone();
-        let Read { epoch, since } = self
-            .hub
-            .backplane
-            .read(&channel, self.lanes[i].last, self.hub.config.page_size)
-            .await?;
-        if Some(epoch) != self.epoch {
-            self.observe_epoch(epoch);
-            return Ok(None);
-        }
-        let lane = &mut self.lanes[i];
-        match since {
-            Since::Events { events, more } => {
-                for event in events {
-                    if event.offset() == lane.last + 1 {
-                        lane.last = event.offset();
-                        self.pending.push_back(Queued::Event(event));
+        // An `earliest` lane that finds the start of history trimmed moves to the oldest
+        // retained event and reads again at once, so that this page (the one `add` awaits)
+        // already holds the retained events: a poll that takes only what is ready (a short
+        // poll on a Redis backplane) must not answer empty. Bounded, in case publishes keep
+        // trimming history under the reads; the next `next()` continues paging.
+        for _ in 0..3 {
+            let Read { epoch, since } = self
+                .hub
+                .backplane
+                .read(&channel, self.lanes[i].last, self.hub.config.page_size)
+                .await?;
+            if Some(epoch) != self.epoch {
+                self.observe_epoch(epoch);
+                return Ok(None);
+            }
+            let lane = &mut self.lanes[i];
+            match since {
+                Since::Events { events, more } => {
+                    for event in events {
+                        if event.offset() == lane.last + 1 {
+                            lane.last = event.offset();
+                            self.pending.push_back(Queued::Event(event));
+                        }
                     }
+                    if !more {
+                        lane.catch_up = CatchUp::Done;
+                        lane.from_earliest = false;
+                        lane.fresh = true;
+                    }
+                    return Ok(None);
                 }
-                if !more {
+                Since::Gap { oldest, .. } if lane.from_earliest && oldest > lane.last + 1 => {
+                    // Earliest means "whatever is retained": start at the oldest retained
+                    // event. With nothing of this lane waiting to be handed out, the cursor
+                    // moves too, so that it does not point at what was never retained.
+                    if lane.delivered == lane.last {
+                        lane.delivered = oldest - 1;
+                    }
+                    lane.last = oldest - 1;
+                }
+                Since::Gap { head, .. } => {
+                    lane.last = head;
                     lane.catch_up = CatchUp::Done;
                     lane.from_earliest = false;
                     lane.fresh = true;
+                    return Ok(Some(channel));
                 }
-                Ok(None)
-            }
-            Since::Gap { oldest, .. } if lane.from_earliest && oldest > lane.last + 1 => {
-                // Earliest means "whatever is retained": start at the oldest retained event.
-                lane.last = oldest - 1;
-                Ok(None)
-            }
-            Since::Gap { head, .. } => {
-                lane.last = head;
-                lane.catch_up = CatchUp::Done;
-                lane.from_earliest = false;
-                lane.fresh = true;
-                Ok(Some(channel))
             }
         }
+        Ok(None)
     }
 }
 
