@@ -197,3 +197,158 @@ async fn no_metrics_turns_the_endpoint_off() {
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["error"]["code"], "not_found");
 }
+
+/// A WebSocket subscribed to `channels` on `server`, past its `subscribed` answer.
+async fn ws_subscribed(
+    server: &Server,
+    channels: &[&str],
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url("/ws"))
+        .await
+        .unwrap();
+    ws.send(Message::text(
+        json!({"type": "subscribe", "channels": channels}).to_string(),
+    ))
+    .await
+    .unwrap();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("no subscribed answer within 10 s")
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == "subscribed" {
+                return ws;
+            }
+        }
+    }
+}
+
+/// Waits until `series` is at least `value` (counters reported in batches).
+async fn wait_at_least(server: &Server, series: &str, value: f64) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = scrape(server).await;
+        if sample(&text, series).is_some_and(|v| v >= value) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{series} never reached {value}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The same series with the Redis backplane: the history gauge follows what Redis retains
+/// (from the publish script's answer and from history reads, without scanning Redis) and
+/// decays once the history age has passed; publishes, their latency and deliveries across
+/// nodes are counted; a Redis outage shows as `rt_backplane_up 0` and `unavailable` errors.
+#[tokio::test]
+async fn metrics_with_the_redis_backplane() {
+    // Our own Redis, which this test stops and starts again.
+    let mut redis = rt_tests::RedisServer::start();
+    let url = redis.url();
+    let prefix = rt_tests::unique("metrics");
+    let args = [
+        "--backplane",
+        url.as_str(),
+        "--redis-prefix",
+        prefix.as_str(),
+        "--history-size",
+        "3",
+    ];
+    let a = Server::start(&args).await;
+    let b = Server::start(&args).await;
+    assert_eq!(sample(&scrape(&a).await, "rt_backplane_up"), Some(1.0));
+    let mut ws = ws_subscribed(&b, &["h"]).await;
+
+    for i in 1..=5 {
+        let (status, ack) = publish(&a, json!({"channel": "h", "data": format!("h{i}")})).await;
+        assert_eq!(status, StatusCode::OK, "{ack}");
+    }
+    for i in 1..=2 {
+        let (status, ack) = publish(&a, json!({"channel": "g", "data": i})).await;
+        assert_eq!(status, StatusCode::OK, "{ack}");
+    }
+    let text = scrape(&a).await;
+    // h keeps its last 3 events (--history-size 3), g both of its 2.
+    assert_eq!(sample(&text, "rt_history_events"), Some(5.0), "{text}");
+    assert_eq!(
+        sample(&text, "rt_publishes_total{result=\"stored\"}"),
+        Some(7.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "rt_publish_duration_seconds_count"),
+        Some(7.0),
+        "one Redis round trip timed per publish: {text}"
+    );
+
+    // Node B delivers A's publishes from Redis, and counts them.
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("node B delivered nothing within 10 s")
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == "event" {
+                got.push(v["data"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    assert_eq!(got, ["h1", "h2", "h3", "h4", "h5"]);
+    wait_at_least(&b, "rt_deliveries_total", 5.0).await;
+    // B published nothing; reading h's history shows it what Redis retains.
+    let (status, _, body) = get(&b.url("/poll?channel=h&cursor=earliest&timeout=0"))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["events"].as_array().unwrap().len(), 3, "{answer}");
+    wait_for(&b, "rt_history_events", 3.0).await;
+
+    // Redis goes away: the state gauge drops and refused publishes count as errors.
+    redis.stop();
+    wait_for(&a, "rt_backplane_up", 0.0).await;
+    let (status, err) = publish(&a, json!({"channel": "h", "data": "lost"})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{err}");
+    let text = scrape(&a).await;
+    assert_eq!(
+        sample(&text, "rt_errors_total{kind=\"unavailable\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "rt_publishes_total{result=\"unavailable\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    redis.resume();
+    wait_for(&a, "rt_backplane_up", 1.0).await;
+    drop(ws);
+
+    // With a short history age the gauge goes back to 0 by itself once the events aged out.
+    let short = rt_tests::unique("metrics-age");
+    let c = Server::start(&[
+        "--backplane",
+        url.as_str(),
+        "--redis-prefix",
+        short.as_str(),
+        "--history-age",
+        "1s",
+    ])
+    .await;
+    for i in 1..=2 {
+        let (status, ack) = publish(&c, json!({"channel": "aged", "data": i})).await;
+        assert_eq!(status, StatusCode::OK, "{ack}");
+    }
+    assert_eq!(sample(&scrape(&c).await, "rt_history_events"), Some(2.0));
+    // Swept on the link's 5 s ping timer: within 1 s + 5 s, waited for up to 10 s.
+    wait_for(&c, "rt_history_events", 0.0).await;
+}

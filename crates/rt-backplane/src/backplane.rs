@@ -55,6 +55,7 @@ impl RedisBackplane {
             config.prefix.clone(),
             config.timeout,
             (config.reconnect_min, config.reconnect_max),
+            config.retention.max_age,
         ));
         let (commands, queue) = mpsc::unbounded_channel();
         tokio::spawn(link::run(shared.clone(), queue));
@@ -105,6 +106,34 @@ impl RedisBackplane {
             };
         self.shared.command_failed(&reason);
         Err(Error::Unavailable(format!("Redis: {reason}")))
+    }
+
+    /// Runs the script's `read` mode, noting how many events the channel retains.
+    async fn read_raw(
+        &self,
+        channel: &Channel,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        let mut call = self.invocation("read", channel);
+        call.arg(after).arg(limit);
+        let reply = self.run(call).await?;
+        if let (Ok(head), Ok(oldest)) =
+            (number(reply.get(1), "head"), number(reply.get(2), "oldest"))
+        {
+            // Offsets oldest..=head are retained; oldest is head + 1 when none are.
+            self.shared
+                .retained
+                .record(channel, (head + 1).saturating_sub(oldest));
+        }
+        Ok(reply)
+    }
+}
+
+impl Drop for RedisBackplane {
+    fn drop(&mut self) {
+        // The history gauge is process-wide: take out what this backplane put in.
+        self.shared.retained.clear();
     }
 }
 
@@ -184,22 +213,22 @@ impl Backplane for RedisBackplane {
             return Err(malformed("publish"));
         };
         let event = codec::decode(msg).ok_or_else(|| malformed("published event"))?;
-        Ok(Published {
-            event,
-            duplicate: flag.as_slice() == b"1",
-        })
+        let duplicate = flag.as_slice() == b"1";
+        if !duplicate {
+            // The event is stored whatever this says, so a missing count is no error.
+            if let Ok(retained) = number(reply.get(2), "retained") {
+                self.shared.retained.record(event.channel(), retained);
+            }
+        }
+        Ok(Published { event, duplicate })
     }
 
     async fn read(&self, channel: &Channel, after: u64, limit: usize) -> Result<Read, Error> {
-        let mut call = self.invocation("read", channel);
-        call.arg(after).arg(limit);
-        since(&self.run(call).await?, after, limit)
+        since(&self.read_raw(channel, after, limit).await?, after, limit)
     }
 
     async fn head(&self, channel: &Channel) -> Result<(Epoch, u64), Error> {
-        let mut call = self.invocation("read", channel);
-        call.arg(0).arg(0);
-        let reply = self.run(call).await?;
+        let reply = self.read_raw(channel, 0, 0).await?;
         let Read { epoch, .. } = since(&reply, 0, 0)?;
         Ok((epoch, number(reply.get(1), "head")?))
     }

@@ -53,6 +53,7 @@ mod codec;
 mod config;
 mod error;
 mod link;
+mod retained;
 
 pub use backplane::RedisBackplane;
 pub use config::RedisConfig;

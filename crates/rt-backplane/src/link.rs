@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::{timeout, Instant};
 
 use crate::codec;
+use crate::retained::Retained;
 
 /// How often an idle pub/sub connection is checked, so a silently dead link is noticed.
 const PING_EVERY: Duration = Duration::from_secs(5);
@@ -43,6 +44,8 @@ pub(crate) struct Shared {
     /// A command failed: the task checks the connection (and reconnects if it is gone).
     broken: Notify,
     pub(crate) sink: OnceLock<Arc<dyn Sink>>,
+    /// Retained events per channel as Redis last reported them, for the history gauge.
+    pub(crate) retained: Retained,
 }
 
 pub(crate) enum Command {
@@ -56,6 +59,7 @@ impl Shared {
         prefix: String,
         timeout: Duration,
         reconnect: (Duration, Duration),
+        history_age: Duration,
     ) -> Self {
         Shared {
             client,
@@ -66,6 +70,7 @@ impl Shared {
             state: watch::Sender::new(State::Connecting),
             broken: Notify::new(),
             sink: OnceLock::new(),
+            retained: Retained::new(history_age),
         }
     }
 
@@ -263,6 +268,8 @@ async fn serve(
                 },
             },
             _ = ping.tick() => {
+                // Piggybacks on the ping timer: a quiet node's history gauge decays too.
+                shared.retained.sweep();
                 if let Err(e) = within(t, sink.ping::<redis::Value>()).await {
                     return Exit::Lost(format!("pub/sub ping failed: {e}"));
                 }

@@ -19,7 +19,7 @@
 --   publish: 7 name, 8 kind, 9 payload, 10 message id ('' for none), 11 idempotency window ms
 --   read:    7 after, 8 limit
 -- Replies are arrays of strings:
---   publish: {'0' new | '1' duplicate, message}
+--   publish: {'0' new, message, events the channel retains} | {'1' duplicate, message}
 --   read:    {epoch, head, oldest retained offset, messages after `after`...}
 
 -- Redis before 5 replicates scripts verbatim and then refuses writes after TIME; replicating
@@ -91,12 +91,13 @@ if mode == 'publish' then
     end
   end
   head = redis.call('HINCRBY', hkey, channel, 1)
+  local retained = 0
   local msg = epoch .. ' ' .. int(head) .. ' ' .. int(now) .. ' ' .. ARGV[8] .. ' ' .. ARGV[7]
     .. ' ' .. channel .. '\n' .. ARGV[9]
   if max_len > 0 then
     redis.call('XADD', skey, int(head) .. '-0', 'm', msg)
     redis.call('RPUSH', tkey, int(now))
-    prune()
+    retained = prune()
     -- A channel that goes quiet lets its history expire by itself.
     redis.call('PEXPIRE', skey, max_age + 1000)
     redis.call('PEXPIRE', tkey, max_age + 1000)
@@ -106,7 +107,8 @@ if mode == 'publish' then
     redis.call('SET', ikey, msg, 'PX', window)
   end
   redis.call('PUBLISH', prefix .. ':c:' .. channel, msg)
-  return {'0', msg}
+  -- The retained count feeds the node's history gauge without another round trip.
+  return {'0', msg, int(retained)}
 end
 
 -- read

@@ -23,7 +23,9 @@ pub mod names {
     pub const LAGGED: &str = "rt_lagged_total";
     /// Counter of resyncs: continuity lost on some channels (history exceeded or lost).
     pub const RESYNCS: &str = "rt_resyncs_total";
-    /// Gauge of events retained in the in-memory history.
+    /// Gauge of events retained in history: all of this process's with the memory backplane;
+    /// with the Redis backplane, those of the channels this node published to or read from
+    /// within the history age, as Redis last reported them.
     pub const HISTORY_EVENTS: &str = "rt_history_events";
     /// Counter of errors, labelled `kind` (the stable error code).
     pub const ERRORS: &str = "rt_errors_total";
@@ -62,7 +64,10 @@ pub fn describe() {
         RESYNCS,
         "Continuity losses reported to subscribers (history exceeded or lost)"
     );
-    describe_gauge!(HISTORY_EVENTS, "Events retained in the in-memory history");
+    describe_gauge!(
+        HISTORY_EVENTS,
+        "Events retained in history (Redis: of the channels this node recently used)"
+    );
     describe_counter!(ERRORS, "Errors by kind");
     describe_gauge!(CONNECTIONS, "Open client connections by transport");
     describe_counter!(CONNECTIONS_OPENED, "Client connections opened by transport");
