@@ -32,24 +32,95 @@ fn binary() -> PathBuf {
     find().expect("nginx still missing after apt-get install")
 }
 
-/// The nginx snippet of `docs/deployment.md`: the fenced block between the
-/// `<!-- nginx:begin -->` and `<!-- nginx:end -->` markers.
-pub fn documented_snippet() -> String {
+/// The fenced ```nginx block of `docs/deployment.md` between `<!-- {marker}:begin -->` and
+/// `<!-- {marker}:end -->`.
+fn documented_block(marker: &str) -> String {
     let doc = std::fs::read_to_string(workspace_root().join("docs/deployment.md"))
         .expect("read docs/deployment.md");
     let start = doc
-        .find("<!-- nginx:begin -->")
-        .expect("docs/deployment.md has no <!-- nginx:begin --> marker");
+        .find(&format!("<!-- {marker}:begin -->"))
+        .unwrap_or_else(|| panic!("docs/deployment.md has no <!-- {marker}:begin --> marker"));
     let end = doc
-        .find("<!-- nginx:end -->")
-        .expect("docs/deployment.md has no <!-- nginx:end --> marker");
+        .find(&format!("<!-- {marker}:end -->"))
+        .unwrap_or_else(|| panic!("docs/deployment.md has no <!-- {marker}:end --> marker"));
     let block = &doc[start..end];
     let body = block
         .split_once("```nginx\n")
         .and_then(|(_, rest)| rest.split_once("```"))
         .map(|(body, _)| body)
-        .expect("the nginx block of docs/deployment.md is not a ```nginx fence");
+        .unwrap_or_else(|| {
+            panic!("the {marker} block of docs/deployment.md is not a ```nginx fence")
+        });
     body.to_owned()
+}
+
+/// The nginx snippet of `docs/deployment.md`: the fenced block between the
+/// `<!-- nginx:begin -->` and `<!-- nginx:end -->` markers.
+pub fn documented_snippet() -> String {
+    documented_block("nginx")
+}
+
+/// The documented snippet terminating TLS with HTTP/2: its `listen 80;` line replaced by the
+/// lines `docs/deployment.md` gives for that (between the `nginx-tls` markers), as the docs
+/// tell readers to do. Start it with [`Nginx::start_tls`].
+pub fn documented_tls_snippet() -> String {
+    let snippet = documented_snippet();
+    let line = "    listen 80;\n";
+    assert!(
+        snippet.contains(line),
+        "the documented snippet has no `listen 80;` line for the TLS lines to replace"
+    );
+    snippet.replace(line, &documented_block("nginx-tls"))
+}
+
+/// Where the documented TLS lines expect the certificate chain and key.
+const DOC_CERT: &str = "/etc/ssl/rt/fullchain.pem";
+const DOC_KEY: &str = "/etc/ssl/rt/privkey.pem";
+/// The documented TLS `listen` line (nginx terminating TLS with HTTP/2 on 443).
+const DOC_TLS_LISTEN: &str = "listen 443 ssl http2;";
+
+/// A self-signed certificate for `localhost`, written as PEM files for nginx, and TLS
+/// connectors for clients that trust it.
+#[derive(Debug)]
+pub struct TlsCert {
+    /// The certificate (PEM).
+    pub cert_pem: PathBuf,
+    /// Its private key (PEM, PKCS#8).
+    pub key_pem: PathBuf,
+    der: rustls::pki_types::CertificateDer<'static>,
+}
+
+impl TlsCert {
+    /// Generates a fresh certificate for `localhost` under the target directory.
+    pub fn localhost() -> TlsCert {
+        let dir = target_dir().join("rt-tests-nginx").join(unique("cert"));
+        std::fs::create_dir_all(&dir).expect("create certificate dir");
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .expect("generate a self-signed certificate");
+        let (cert_pem, key_pem) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_pem, cert.cert.pem()).expect("write cert.pem");
+        std::fs::write(&key_pem, cert.key_pair.serialize_pem()).expect("write key.pem");
+        TlsCert {
+            cert_pem,
+            key_pem,
+            der: cert.cert.der().clone(),
+        }
+    }
+
+    /// A client that trusts only this certificate and offers `alpn` (e.g. `[b"h2",
+    /// b"http/1.1"]`, or `[b"http/1.1"]` as a browser opening a WebSocket does).
+    pub fn connector(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.der.clone()).expect("a valid certificate");
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+    }
 }
 
 /// A running nginx. Stopped when dropped.
@@ -58,6 +129,7 @@ pub struct Nginx {
     child: Option<Child>,
     port: u16,
     prefix: PathBuf,
+    tls: bool,
 }
 
 impl Nginx {
@@ -65,11 +137,7 @@ impl Nginx {
     /// [`documented_snippet`]) proxying to `upstream` (`127.0.0.1:port`). The snippet's
     /// `server 127.0.0.1:8080` and `listen 80` are pointed at the test's ports.
     pub fn start(snippet: &str, upstream: std::net::SocketAddr) -> Nginx {
-        let bin = binary();
-        for _ in 0..5 {
-            let port = free_port();
-            let prefix = target_dir().join("rt-tests-nginx").join(unique("nginx"));
-            std::fs::create_dir_all(prefix.join("tmp")).expect("create nginx prefix");
+        Nginx::launch(false, |port| {
             let site = snippet
                 .replace("server 127.0.0.1:8080", &format!("server {upstream}"))
                 .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
@@ -77,6 +145,42 @@ impl Nginx {
                 site.contains(&format!("127.0.0.1:{port}")),
                 "the nginx snippet has no `listen 80;` to point at the test port"
             );
+            site
+        })
+    }
+
+    /// Starts nginx terminating TLS (and HTTP/2) with `cert`: like [`Nginx::start`], for a
+    /// snippet such as [`documented_tls_snippet`] whose documented TLS `listen` line and
+    /// certificate paths are pointed at the test's port and `cert`.
+    pub fn start_tls(snippet: &str, upstream: std::net::SocketAddr, cert: &TlsCert) -> Nginx {
+        Nginx::launch(true, |port| {
+            let site = snippet
+                .replace("server 127.0.0.1:8080", &format!("server {upstream}"))
+                .replace(
+                    DOC_TLS_LISTEN,
+                    &DOC_TLS_LISTEN.replace("443", &format!("127.0.0.1:{port}")),
+                )
+                .replace(DOC_CERT, &cert.cert_pem.display().to_string())
+                .replace(DOC_KEY, &cert.key_pem.display().to_string());
+            assert!(
+                site.contains(&format!("127.0.0.1:{port}"))
+                    && site.contains(&cert.cert_pem.display().to_string())
+                    && site.contains(&cert.key_pem.display().to_string()),
+                "the nginx snippet has no `{DOC_TLS_LISTEN}` or certificate paths ({DOC_CERT}, \
+                 {DOC_KEY}) to point at the test's:\n{snippet}"
+            );
+            site
+        })
+    }
+
+    /// Starts nginx with the site `site(port)` on a free port, retrying if the port is taken.
+    fn launch(tls: bool, site: impl Fn(u16) -> String) -> Nginx {
+        let bin = binary();
+        for _ in 0..5 {
+            let port = free_port();
+            let prefix = target_dir().join("rt-tests-nginx").join(unique("nginx"));
+            std::fs::create_dir_all(prefix.join("tmp")).expect("create nginx prefix");
+            let site = site(port);
             let p = prefix.display();
             let conf = format!(
                 "master_process off;\n\
@@ -109,6 +213,7 @@ impl Nginx {
                 child: Some(child),
                 port,
                 prefix,
+                tls,
             };
             if nginx.wait_listening() {
                 return nginx;
@@ -141,14 +246,21 @@ impl Nginx {
         );
     }
 
-    /// `http://127.0.0.1:port{path}` through nginx.
+    /// `http://127.0.0.1:port{path}` through nginx (`https://localhost:port{path}` with TLS,
+    /// the name of the test certificate).
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
+        match self.tls {
+            false => format!("http://127.0.0.1:{}{}", self.port, path),
+            true => format!("https://localhost:{}{}", self.port, path),
+        }
     }
 
-    /// `ws://127.0.0.1:port{path}` through nginx.
+    /// `ws://127.0.0.1:port{path}` through nginx (`wss://localhost:port{path}` with TLS).
     pub fn ws_url(&self, path: &str) -> String {
-        format!("ws://127.0.0.1:{}{}", self.port, path)
+        match self.tls {
+            false => format!("ws://127.0.0.1:{}{}", self.port, path),
+            true => format!("wss://localhost:{}{}", self.port, path),
+        }
     }
 
     /// The address nginx listens on.

@@ -7,9 +7,9 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use http::StatusCode;
-use rt_tests::nginx::{documented_snippet, Nginx};
+use rt_tests::nginx::{documented_snippet, documented_tls_snippet, Nginx, TlsCert};
 use rt_tests::sse::SseStream;
 use rt_tests::ws::{self, Ws};
 use rt_tests::Server;
@@ -90,6 +90,165 @@ async fn websocket_sse_and_long_polling_pass_through_the_documented_nginx() {
     let (status, _, body) = rt_tests::http::get(&nginx.url("/metrics")).await.unwrap();
     assert_eq!(status, StatusCode::OK);
     assert!(String::from_utf8_lossy(&body).contains("rt_connections"));
+}
+
+/// One request over an HTTP/2 connection; the whole answer.
+async fn h2_send(
+    sender: &mut hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    req: http::Request<http_body_util::Full<bytes::Bytes>>,
+) -> (StatusCode, Value) {
+    use http_body_util::BodyExt;
+    let res = tokio::time::timeout(Duration::from_secs(30), sender.send_request(req))
+        .await
+        .expect("no HTTP/2 answer within 30 s")
+        .unwrap();
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// nginx terminating TLS with HTTP/2 exactly as `docs/deployment.md` says (its `listen 80;`
+/// replaced by the documented TLS lines), in front of a cleartext rt-server: over one HTTP/2
+/// connection an SSE event arrives at once (not buffered) and a held long poll is released by
+/// a publish; a WebSocket client negotiates HTTP/1.1 by ALPN and `wss://` works.
+#[tokio::test]
+async fn tls_and_http2_at_the_documented_nginx_carry_sse_long_polls_and_wss() {
+    use http_body_util::Full;
+
+    let server = Server::start(&[]).await;
+    let cert = TlsCert::localhost();
+    let nginx = Nginx::start_tls(&documented_tls_snippet(), server.addr(), &cert);
+    let localhost = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let get = |path: &str| {
+        http::Request::get(nginx.url(path))
+            .body(Full::default())
+            .unwrap()
+    };
+    let publish = |channel: &str, data: &str| {
+        http::Request::post(nginx.url("/api/publish"))
+            .header(KEY.0, KEY.1)
+            .header("content-type", "application/json")
+            .body(Full::from(
+                json!({"channel": channel, "data": data}).to_string(),
+            ))
+            .unwrap()
+    };
+
+    // A browser-like client: ALPN offers h2 first, and nginx picks it.
+    let tcp = tokio::net::TcpStream::connect(nginx.addr()).await.unwrap();
+    let tls = cert
+        .connector(&[b"h2", b"http/1.1"])
+        .connect(localhost.clone(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+
+    // SSE on one stream: one small event arrives while the stream stays open.
+    let res = tokio::time::timeout(
+        Duration::from_secs(10),
+        h2.send_request(get("/sse?channel=h2")),
+    )
+    .await
+    .expect("no SSE answer within 10 s")
+    .unwrap();
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    let mut sse = SseStream::from_response(res);
+    assert_eq!(sse.status, StatusCode::OK);
+    let open = sse.block_within(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(open.event.as_deref(), Some("rt.open"), "{open:?}");
+    // Published on another stream of the same connection.
+    let (status, ack) = h2_send(&mut h2, publish("h2", "over h2")).await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    let block = sse.published_within(Duration::from_secs(5)).await;
+    assert_eq!(block.data.as_deref(), Some("over h2"), "{block:?}");
+
+    // Long polling on a third stream: held by the server through nginx, released by a publish.
+    let (status, first) = h2_send(&mut h2, get("/poll?channel=h2lp&timeout=0")).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let cursor = first["cursor"].as_str().unwrap();
+    let held = tokio::spawn({
+        let mut h2 = h2.clone();
+        let req = get(&format!(
+            "/poll?channel=h2lp&timeout=20&cursor={}",
+            cursor.replace(',', "%2C").replace('=', "%3D")
+        ));
+        async move { h2_send(&mut h2, req).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !held.is_finished(),
+        "the poll was answered before any publish"
+    );
+    let (status, ack) = h2_send(&mut h2, publish("h2lp", "released")).await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    let (status, answer) = tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .expect("the held poll was not released through nginx")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["events"][0]["data"], "released", "{answer}");
+    // The SSE stream is still open and live after all that.
+    let (status, _) = h2_send(&mut h2, publish("h2", "still live")).await;
+    assert_eq!(status, StatusCode::OK);
+    let block = sse.published_within(Duration::from_secs(5)).await;
+    assert_eq!(block.data.as_deref(), Some("still live"), "{block:?}");
+
+    // WSS: a WebSocket client negotiates HTTP/1.1, and the upgrade passes.
+    let tcp = tokio::net::TcpStream::connect(nginx.addr()).await.unwrap();
+    let tls = cert
+        .connector(&[b"http/1.1"])
+        .connect(localhost, tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let (mut wss, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::client_async(nginx.ws_url("/ws"), tls),
+    )
+    .await
+    .expect("no WebSocket handshake within 10 s")
+    .expect("the wss:// handshake through nginx failed");
+    wss.send(Message::text(
+        json!({"type": "subscribe", "channels": ["wss"]}).to_string(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(wss_next(&mut wss).await["type"], "subscribed");
+    let (status, ack) = h2_send(&mut h2, publish("wss", "over wss")).await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    let event = wss_next(&mut wss).await;
+    assert_eq!(event["type"], "event", "{event}");
+    assert_eq!(event["data"], "over wss", "{event}");
+    assert_eq!(event["offset"], ack["offset"], "{event}");
+}
+
+/// The next WebSocket message that is not a heartbeat, on any stream (the helpers of
+/// `rt_tests::ws` take plain TCP; this one is TLS).
+async fn wss_next<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Value
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("no WebSocket message within 10 s")
+            .expect("the WebSocket ended")
+            .unwrap();
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] != "heartbeat" {
+                return v;
+            }
+        }
+    }
 }
 
 /// The documented snippet with the upgrade headers stripped, as a misconfigured or old proxy
