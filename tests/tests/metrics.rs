@@ -5,12 +5,10 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use http::StatusCode;
 use rt_tests::http::{get, post_json};
-use rt_tests::Server;
+use rt_tests::{ws, Server};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
 
 /// The scraped exposition.
 async fn scrape(server: &Server) -> String {
@@ -63,28 +61,8 @@ async fn metrics_follow_connections_publishes_and_deliveries() {
     assert_eq!(sample(&text, "rt_backplane_up"), Some(1.0), "{text}");
 
     // One WebSocket, one SSE stream and one held long poll on channel m.
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url("/ws"))
-        .await
-        .unwrap();
-    ws.send(Message::text(
-        json!({"type": "subscribe", "channels": ["m"]}).to_string(),
-    ))
-    .await
-    .unwrap();
-    let next = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        if let Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] != "heartbeat" {
-                return v;
-            }
-        }
-    };
-    assert_eq!(next(&mut ws).await["type"], "subscribed");
+    let mut ws = ws::connect(&server.ws_url("/ws"), &[]).await;
+    ws::subscribe(&mut ws, &["m"], None).await;
 
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
@@ -119,7 +97,7 @@ async fn metrics_follow_connections_publishes_and_deliveries() {
     assert_eq!(publish(&server, msg).await.1["duplicate"], true);
     let big = json!({"channel": "m", "data": "y".repeat(2000)});
     assert_eq!(publish(&server, big).await.0, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(next(&mut ws).await["data"], "x");
+    assert_eq!(ws::recv(&mut ws).await["data"], "x");
 
     let text = scrape(&server).await;
     assert_eq!(
@@ -171,21 +149,40 @@ async fn metrics_follow_connections_publishes_and_deliveries() {
         Some(1.0)
     );
 
-    // Every connection got an open and a close line with transport, duration and code.
-    let log = std::fs::read_to_string(server.log_path()).unwrap();
-    for transport in ["ws", "sse"] {
-        assert!(
-            log.lines().any(|l| l.contains("connection opened")
-                && l.contains(&format!("transport=\"{transport}\""))),
-            "no open line for {transport}:\n{log}"
-        );
-        assert!(
-            log.lines().any(|l| l.contains("connection closed")
+    // A short poll: one request, answered 200 (polls log at debug, which the tests enable).
+    let (status, _, _) = get(&server.url("/poll?channel=m&timeout=0")).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+
+    // Every connection got an open and a close line with transport, duration and code
+    // (written as connections end, so waited for).
+    let opened = |log: &str, transport: &str| {
+        log.lines().any(|l| {
+            l.contains("connection opened") && l.contains(&format!("transport=\"{transport}\""))
+        })
+    };
+    let closed = |log: &str, transport: &str, close: &str| {
+        log.lines().any(|l| {
+            l.contains("connection closed")
                 && l.contains(&format!("transport=\"{transport}\""))
                 && l.contains("duration_ms=")
-                && l.contains("close=")),
-            "no close line for {transport}:\n{log}"
+                && l.contains(close)
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(server.log_path()).unwrap();
+        let complete = ["ws", "sse", "poll"].iter().all(|t| opened(&log, t))
+            && closed(&log, "ws", "close=")
+            && closed(&log, "sse", "close=\"client_gone\"")
+            && closed(&log, "poll", "close=\"200\"");
+        if complete {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "missing connection open/close lines (ws, sse, poll):\n{log}"
         );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -196,34 +193,6 @@ async fn no_metrics_turns_the_endpoint_off() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["error"]["code"], "not_found");
-}
-
-/// A WebSocket subscribed to `channels` on `server`, past its `subscribed` answer.
-async fn ws_subscribed(
-    server: &Server,
-    channels: &[&str],
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url("/ws"))
-        .await
-        .unwrap();
-    ws.send(Message::text(
-        json!({"type": "subscribe", "channels": channels}).to_string(),
-    ))
-    .await
-    .unwrap();
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("no subscribed answer within 10 s")
-            .unwrap()
-            .unwrap();
-        if let Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] == "subscribed" {
-                return ws;
-            }
-        }
-    }
 }
 
 /// Waits until `series` is at least `value` (counters reported in batches).
@@ -263,7 +232,8 @@ async fn metrics_with_the_redis_backplane() {
     let a = Server::start(&args).await;
     let b = Server::start(&args).await;
     assert_eq!(sample(&scrape(&a).await, "rt_backplane_up"), Some(1.0));
-    let mut ws = ws_subscribed(&b, &["h"]).await;
+    let mut ws = ws::connect(&b.ws_url("/ws"), &[]).await;
+    ws::subscribe(&mut ws, &["h"], None).await;
 
     for i in 1..=5 {
         let (status, ack) = publish(&a, json!({"channel": "h", "data": format!("h{i}")})).await;
@@ -290,16 +260,9 @@ async fn metrics_with_the_redis_backplane() {
     // Node B delivers A's publishes from Redis, and counts them.
     let mut got = Vec::new();
     while got.len() < 5 {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("node B delivered nothing within 10 s")
-            .unwrap()
-            .unwrap();
-        if let Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] == "event" {
-                got.push(v["data"].as_str().unwrap().to_owned());
-            }
+        let v = ws::recv(&mut ws).await;
+        if v["type"] == "event" {
+            got.push(v["data"].as_str().unwrap().to_owned());
         }
     }
     assert_eq!(got, ["h1", "h2", "h3", "h4", "h5"]);

@@ -124,6 +124,13 @@ async fn sigterm_ends_every_transport_its_own_way_and_exits_within_the_deadline(
                 && v["fields"]["duration_ms"].as_u64().is_some()),
         "{closed:?}"
     );
+    // The held poll, answered 200 at shutdown (polls log at debug, which the tests enable).
+    assert!(
+        closed.iter().any(|v| v["fields"]["transport"] == "poll"
+            && v["fields"]["close"] == "200"
+            && v["fields"]["duration_ms"].as_u64().is_some()),
+        "{closed:?}"
+    );
 }
 
 /// Every event of `channel` that `server` can read from history, paging with the poll cursor.
