@@ -11,6 +11,7 @@ pub mod nginx;
 mod node;
 pub mod python;
 mod redis;
+pub mod relay;
 mod server;
 pub mod sse;
 pub mod ws;

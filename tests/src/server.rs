@@ -115,6 +115,22 @@ impl Server {
         format!("ws://{}{}", self.addr, path)
     }
 
+    /// `GET /health` as JSON.
+    pub async fn health(&self) -> serde_json::Value {
+        let (_, _, body) = crate::http::get(&self.url("/health")).await.unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    /// The value of a Prometheus sample (`name{labels}`, exactly as rendered) at `/metrics`,
+    /// 0 when absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let (_, _, body) = crate::http::get(&self.url("/metrics")).await.unwrap();
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// The file the server logs to.
     pub fn log_path(&self) -> &std::path::Path {
         &self.log

@@ -366,15 +366,6 @@ async fn expiring_tokens_end_sse_streams_and_websockets() {
     assert_eq!(ws::next(&mut refreshed).await.unwrap()["type"], "pong");
 }
 
-/// The value of a Prometheus sample (`name{labels}`) at `/metrics`, 0 when absent.
-async fn metric(server: &Server, sample: &str) -> f64 {
-    let (_, _, body) = rt_tests::http::get(&server.url("/metrics")).await.unwrap();
-    String::from_utf8_lossy(&body)
-        .lines()
-        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Reads from `s` until EOF or a reset; true if that happened within `within`.
 async fn closed_within(s: &mut TcpStream, within: Duration) -> (bool, Vec<u8>) {
     let mut got = Vec::new();
@@ -433,13 +424,11 @@ async fn slowloris_and_silent_connections_are_cut_off() {
     let (ended, got) = closed_within(&mut normal, Duration::from_secs(5)).await;
     assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
     assert!(ended, "an idle keep-alive connection stayed open");
-    assert!(metric(&server, "rt_handshake_timeouts_total").await >= 1.0);
+    assert!(server.metric("rt_handshake_timeouts_total").await >= 1.0);
     assert!(
-        metric(
-            &server,
-            "rt_connections_cut_off_total{reason=\"header_timeout\"}"
-        )
-        .await
+        server
+            .metric("rt_connections_cut_off_total{reason=\"header_timeout\"}")
+            .await
             >= 2.0
     );
 }
@@ -470,11 +459,9 @@ async fn oversized_heads_and_bodies_are_refused() {
     // The server is fine afterwards.
     assert_eq!(get_code(&server, "/health", &[]).await.0, StatusCode::OK);
     assert_eq!(
-        metric(
-            &server,
-            "rt_connections_cut_off_total{reason=\"header_too_large\"}"
-        )
-        .await,
+        server
+            .metric("rt_connections_cut_off_total{reason=\"header_too_large\"}")
+            .await,
         1.0
     );
 }
@@ -515,7 +502,12 @@ async fn connection_limits_refuse_with_a_clear_answer() {
         assert!(tokio::time::Instant::now() < deadline, "{answer}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(metric(&server, "rt_connections_refused_total{reason=\"per_ip\"}").await >= 1.0);
+    assert!(
+        server
+            .metric("rt_connections_refused_total{reason=\"per_ip\"}")
+            .await
+            >= 1.0
+    );
 
     let server = Server::start(&["--max-connections", "2"]).await;
     // Let the server see the close of the start-up health check before counting.
@@ -533,7 +525,11 @@ async fn connection_limits_refuse_with_a_clear_answer() {
     drop(held);
     // Scraping needs a free place too.
     let deadline = tokio::time::Instant::now() + T;
-    while metric(&server, "rt_connections_refused_total{reason=\"total\"}").await < 1.0 {
+    while server
+        .metric("rt_connections_refused_total{reason=\"total\"}")
+        .await
+        < 1.0
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "refusal not counted"

@@ -148,17 +148,24 @@ impl UpgradeSlot {
     }
 }
 
-/// A TCP stream carrying an [`UpgradeSlot`].
+/// A TCP stream carrying an [`UpgradeSlot`], whose writes fail once they make no progress for
+/// `--write-stall-timeout` (see [`WriteStall`](crate::limits::WriteStall)).
 #[derive(Debug)]
 pub(crate) struct TrackedStream {
     stream: TcpStream,
+    stall: crate::limits::WriteStall,
     _slot: UpgradeSlot,
 }
 
 impl TrackedStream {
-    pub(crate) fn new(stream: TcpStream, slot: UpgradeSlot) -> Self {
+    pub(crate) fn new(
+        stream: TcpStream,
+        slot: UpgradeSlot,
+        stall: crate::limits::WriteStall,
+    ) -> Self {
         TrackedStream {
             stream,
+            stall,
             _slot: slot,
         }
     }
@@ -181,31 +188,39 @@ impl AsyncRead for TrackedStream {
 
 impl AsyncWrite for TrackedStream {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let outcome = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.stall.check(cx, outcome)
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let outcome = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.stall.check(cx, outcome)
     }
 
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let outcome = Pin::new(&mut this.stream).poll_flush(cx);
+        this.stall.check(cx, outcome)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let outcome = Pin::new(&mut this.stream).poll_shutdown(cx);
+        this.stall.check(cx, outcome)
     }
 }
 

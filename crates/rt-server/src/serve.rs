@@ -134,7 +134,8 @@ impl Server {
                     let handshake_timeout = config.limits.handshake_timeout;
                     let app = app.clone();
                     let slot = UpgradeSlot::default();
-                    let stream = TrackedStream::new(stream, slot.clone());
+                    let stall = crate::limits::WriteStall::new(config.limits.write_stall_timeout);
+                    let stream = TrackedStream::new(stream, slot.clone(), stall);
                     let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                         req.extensions_mut().insert(slot.clone());
                         let app = app.clone();
