@@ -131,6 +131,20 @@ impl Server {
             .unwrap_or(0.0)
     }
 
+    /// Waits up to 10 s until [`Server::metric`] of `sample` satisfies `ok` (metrics move as
+    /// connections end, asynchronously); returns its value.
+    pub async fn wait_metric(&self, sample: &str, ok: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let value = self.metric(sample).await;
+            if ok(value) {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "{sample} is {value} after 10 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The file the server logs to.
     pub fn log_path(&self) -> &std::path::Path {
         &self.log

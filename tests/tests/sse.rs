@@ -386,6 +386,14 @@ async fn lagging_client_is_told_then_resumes_within_history() {
     }
     assert_eq!(lagged.data_json()["type"], "lagged");
     assert!(s.block().await.is_none(), "rt.lagged is the last block");
+    // Counted as a lagged subscriber, and as a stream the server ended.
+    server.wait_metric("rt_lagged_total", |v| v == 1.0).await;
+    server
+        .wait_metric(
+            "rt_connections_closed_total{transport=\"sse\",close=\"end\"}",
+            |v| v == 1.0,
+        )
+        .await;
 
     let resume = lagged.id.unwrap();
     let mut s = open(&server, "/sse?channel=lag", &[("last-event-id", &resume)]).await;

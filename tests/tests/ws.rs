@@ -460,6 +460,15 @@ async fn a_stalled_reader_is_closed_with_1013_and_delays_nobody() {
     let frames = raw_frames(&mut stalled, Duration::from_secs(30)).await;
     let (code, reason) = close_of(&frames).expect("no close frame");
     assert_eq!(code, 1013, "{reason}");
+    // Counted as a WebSocket closed for being too slow, once the connection is gone (the
+    // client never answers the close: it just goes).
+    drop(stalled);
+    server
+        .wait_metric(
+            "rt_connections_closed_total{transport=\"ws\",close=\"1013\"}",
+            |v| v == 1.0,
+        )
+        .await;
     let delivered = frames.iter().filter(|(op, _)| *op == 1).count();
     assert!(
         delivered < n,
