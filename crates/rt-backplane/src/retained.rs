@@ -49,9 +49,13 @@ impl Retained {
             at: Instant::now(),
         };
         let mut channels = self.lock();
-        // Cloning the channel name only for a channel new to the map.
+        // Channels retaining nothing are not kept (a subscribe reads the head of every
+        // channel it joins, most of which may have no history), and the channel name is
+        // cloned only for a channel new to the map.
         let before = match channels.get_mut(channel) {
+            Some(_) if events == 0 => channels.remove(channel).map_or(0, |s| s.events),
             Some(old) => std::mem::replace(old, seen).events,
+            None if events == 0 => 0,
             None => {
                 channels.insert(channel.clone(), seen);
                 0
@@ -117,6 +121,14 @@ mod tests {
         r.record(&b, 1);
         r.sweep();
         assert_eq!(total(&r), 1, "a aged out, b was seen again");
+        r.record(&a, 0);
+        r.record(&b, 0);
+        assert!(
+            r.lock().is_empty(),
+            "channels retaining nothing are not kept"
+        );
+        r.record(&b, 4);
+        assert_eq!(total(&r), 4);
         r.clear();
         assert_eq!(total(&r), 0);
     }
