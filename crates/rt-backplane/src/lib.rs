@@ -29,6 +29,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Metrics
+//!
+//! Through the `metrics` facade, like rt-core, it records the history gauge
+//! [`rt_core::telemetry::names::HISTORY_EVENTS`] without scanning Redis: the publish script
+//! returns how many events the channel retains, history reads return the oldest retained
+//! offset, and the gauge is the sum of the last counts this node saw for channels it used
+//! within the history age.
+//!
 //! # Features
 //!
 //! | feature | what it adds |
