@@ -322,6 +322,108 @@ async fn rs256_and_es256_public_keys() {
     }
 }
 
+/// Every refusal of a token, API key or channel is counted once in
+/// `rt_auth_failures_total{transport,reason}`, on every transport.
+#[tokio::test]
+async fn auth_failures_are_counted_by_transport_and_reason() {
+    let server = secured(&[]).await;
+    let expired = hs256(json!({"exp": now() - 30, "subscribe": ["*"]}), SECRET);
+    let forged = hs256(
+        json!({"exp": now() + 60, "subscribe": ["*"]}),
+        "another secret",
+    );
+    let alice = alice(60);
+    let bearer = |t: &str| format!("Bearer {t}");
+
+    // SSE and long polls: missing, invalid, expired, forbidden.
+    for (path, forbidden) in [("/sse", "news"), ("/poll", "news")] {
+        let url = |channel: &str| format!("{path}?channel={channel}&timeout=0");
+        assert_eq!(get_code(&server, &url("chat:a"), &[]).await.0, 401);
+        for (token, status) in [(&forged, 401), (&expired, 401), (&alice, 403)] {
+            let (channel, b) = if status == 403 {
+                (forbidden, bearer(token))
+            } else {
+                ("chat:a", bearer(token))
+            };
+            let got = get_code(&server, &url(channel), &[("authorization", &b)]).await;
+            assert_eq!(got.0, status, "{path} {got:?}");
+        }
+    }
+    // Poll publish: missing, invalid, forbidden.
+    assert_eq!(poll_publish(&server, None, "chat:a").await.0, 401);
+    assert_eq!(poll_publish(&server, Some(&forged), "chat:a").await.0, 401);
+    assert_eq!(poll_publish(&server, Some(&alice), "chat:bob").await.0, 403);
+    // Publish API: no key, a wrong key.
+    let url = server.url("/api/publish");
+    let body = json!({"channel":"x","data":"x"});
+    assert_eq!(post_json(&url, &[], &body).await.0, 401);
+    assert_eq!(
+        post_json(&url, &[("x-api-key", "wrong")], &body).await.0,
+        401
+    );
+    // WebSocket: a bad token in the handshake (401), an expired one as a message (1008), a
+    // subscription without a token (1008), a forbidden publish (error reply, the connection
+    // stays) and a forbidden subscription (1008).
+    assert_eq!(
+        ws_open(&server, &format!("?token={forged}"))
+            .await
+            .unwrap_err(),
+        401
+    );
+    let mut socket = ws_open(&server, "").await.unwrap();
+    ws::send(&mut socket, json!({"type":"auth","token":expired})).await;
+    assert_eq!(ws::next(&mut socket).await.unwrap_err().0, 1008);
+    let mut socket = ws_open(&server, "").await.unwrap();
+    ws::send(
+        &mut socket,
+        json!({"type":"subscribe","channels":["chat:a"]}),
+    )
+    .await;
+    assert_eq!(ws::next(&mut socket).await.unwrap_err().0, 1008);
+    let mut socket = ws_open(&server, &format!("?token={alice}")).await.unwrap();
+    ws::send(
+        &mut socket,
+        json!({"type":"publish","channel":"chat:bob","data":"x"}),
+    )
+    .await;
+    assert_eq!(ws::next(&mut socket).await.unwrap()["code"], "forbidden");
+    ws::send(&mut socket, json!({"type":"subscribe","channels":["news"]})).await;
+    assert_eq!(ws::next(&mut socket).await.unwrap_err().0, 1008);
+
+    let expected = [
+        ("sse", "missing", 1.0),
+        ("sse", "invalid", 1.0),
+        ("sse", "expired", 1.0),
+        ("sse", "forbidden", 1.0),
+        ("poll", "missing", 1.0),
+        ("poll", "invalid", 1.0),
+        ("poll", "expired", 1.0),
+        ("poll", "forbidden", 1.0),
+        ("poll_publish", "missing", 1.0),
+        ("poll_publish", "invalid", 1.0),
+        ("poll_publish", "forbidden", 1.0),
+        ("api_publish", "missing", 1.0),
+        ("api_publish", "invalid", 1.0),
+        ("ws", "invalid", 1.0),
+        ("ws", "expired", 1.0),
+        ("ws", "missing", 1.0),
+        ("ws", "forbidden", 2.0),
+    ];
+    for (transport, reason, n) in expected {
+        let sample =
+            format!("rt_auth_failures_total{{transport=\"{transport}\",reason=\"{reason}\"}}");
+        assert_eq!(server.metric(&sample).await, n, "{sample}");
+    }
+    // Nothing else is counted (granted requests, other errors).
+    let (_, _, body) = rt_tests::http::get(&server.url("/metrics")).await.unwrap();
+    let total: f64 = String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|l| l.starts_with("rt_auth_failures_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(total, 18.0);
+}
+
 #[tokio::test]
 async fn expiring_tokens_end_sse_streams_and_websockets() {
     let server = secured(&[]).await;

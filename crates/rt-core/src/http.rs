@@ -45,6 +45,12 @@ pub fn json_bytes(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> 
     res
 }
 
+/// The stable code of a JSON error answer, put in the response's extensions by [`error`] so
+/// that a server can tell refusals apart (e.g. count auth failures by route) without parsing
+/// bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
+
 /// The JSON error body every rt endpoint uses: `{"error":{"code":"...","message":"..."}}`.
 pub fn error(status: StatusCode, code: &'static str, message: &str) -> Response<Body> {
     // Every refusal of every HTTP endpoint passes here, so errors are counted by kind once.
@@ -58,12 +64,14 @@ pub fn error(status: StatusCode, code: &'static str, message: &str) -> Response<
     struct Outer<'a> {
         error: Inner<'a>,
     }
-    json(
+    let mut res = json(
         status,
         &Outer {
             error: Inner { code, message },
         },
-    )
+    );
+    res.extensions_mut().insert(ErrorCode(code));
+    res
 }
 
 impl Error {

@@ -29,6 +29,9 @@ pub mod names {
     pub const HISTORY_EVENTS: &str = "rt_history_events";
     /// Counter of errors, labelled `kind` (the stable error code).
     pub const ERRORS: &str = "rt_errors_total";
+    /// Counter of refused credentials and permissions, labelled `transport` and `reason`
+    /// (an [`AuthFailure`](super::AuthFailure)).
+    pub const AUTH_FAILURES: &str = "rt_auth_failures_total";
     /// Gauge of open client connections, labelled `transport`.
     pub const CONNECTIONS: &str = "rt_connections";
     /// Counter of client connections opened, labelled `transport`.
@@ -69,6 +72,10 @@ pub fn describe() {
         "Events retained in history (Redis: of the channels this node recently used)"
     );
     describe_counter!(ERRORS, "Errors by kind");
+    describe_counter!(
+        AUTH_FAILURES,
+        "Refused tokens, API keys and channel permissions by transport and reason"
+    );
     describe_gauge!(CONNECTIONS, "Open client connections by transport");
     describe_counter!(CONNECTIONS_OPENED, "Client connections opened by transport");
     describe_counter!(
@@ -85,6 +92,53 @@ pub fn describe() {
 /// Counts an error of `kind` (a stable snake_case code such as `payload_too_large`).
 pub fn error(kind: &'static str) {
     metrics::counter!(names::ERRORS, "kind" => kind).increment(1);
+}
+
+/// Why a client was refused for its credentials or permissions (the `reason` label of
+/// [`names::AUTH_FAILURES`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No token (or API key) where one is needed.
+    Missing,
+    /// A token (or API key) that does not verify: malformed, wrongly signed, wrong key.
+    Invalid,
+    /// A token past its expiry.
+    Expired,
+    /// A valid token that does not grant the channel.
+    Forbidden,
+}
+
+impl AuthFailure {
+    /// The failure a refusal with the stable error `code` answers, if it is one.
+    /// `presented` says whether the client sent a credential: `unauthorized` means a
+    /// credential that does not verify when it did (a valid one is never `unauthorized`, only
+    /// `forbidden`), and a missing one when it did not.
+    pub fn of(code: &str, presented: bool) -> Option<Self> {
+        match code {
+            "token_expired" => Some(AuthFailure::Expired),
+            "forbidden" => Some(AuthFailure::Forbidden),
+            "unauthorized" if presented => Some(AuthFailure::Invalid),
+            "unauthorized" => Some(AuthFailure::Missing),
+            _ => None,
+        }
+    }
+
+    /// The label value: `missing`, `invalid`, `expired` or `forbidden`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::Invalid => "invalid",
+            AuthFailure::Expired => "expired",
+            AuthFailure::Forbidden => "forbidden",
+        }
+    }
+
+    /// Counts this failure on `transport` in [`names::AUTH_FAILURES`]. Call it once where
+    /// the refusal is answered.
+    pub fn count(self, transport: &'static str) {
+        metrics::counter!(names::AUTH_FAILURES, "transport" => transport, "reason" => self.as_str())
+            .increment(1);
+    }
 }
 
 /// Where a transport writes the close code of a connection it ends, so that the connection's

@@ -19,7 +19,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use rt_core::http::{self as h, Body};
-use rt_core::telemetry::{CloseCode, Connection};
+use rt_core::telemetry::{AuthFailure, CloseCode, Connection};
 use rt_core::{Health, Hub};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -245,6 +245,7 @@ where
     Fut: Future<Output = Response<Body>>,
 {
     let route = route(req.uri().path());
+    let presented = presents_credentials(&req);
     let res = match route {
         "ws" => {
             let code = CloseCode::default();
@@ -277,5 +278,36 @@ where
         _ => handler(req).await,
     };
     answered(route, res.status());
+    count_auth_failure(route, presented, &res);
     res
+}
+
+/// Whether a request carries a credential: a token (`Authorization`, `?token=`) or an API key.
+fn presents_credentials<B>(req: &Request<B>) -> bool {
+    let h = req.headers();
+    h.contains_key(http::header::AUTHORIZATION)
+        || h.contains_key("x-api-key")
+        || h::Query::parse(req.uri().query()).get("token").is_some()
+}
+
+/// Counts a `401`/`403` refusal of a transport route (or the publish API) in
+/// `rt_auth_failures_total`: every refused token, key or channel of an HTTP request, the
+/// WebSocket handshake included, is answered through here.
+fn count_auth_failure(route: &'static str, presented: bool, res: &Response<Body>) {
+    if !matches!(
+        res.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    ) || !matches!(
+        route,
+        "ws" | "sse" | "poll" | "poll_publish" | "api_publish"
+    ) {
+        return;
+    }
+    let failure = res
+        .extensions()
+        .get::<h::ErrorCode>()
+        .and_then(|code| AuthFailure::of(code.0, presented));
+    if let Some(failure) = failure {
+        failure.count(route);
+    }
 }

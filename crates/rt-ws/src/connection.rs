@@ -10,7 +10,7 @@ use std::pin::{pin, Pin};
 use std::sync::Arc;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use rt_core::telemetry::CloseCode as CloseCodeSlot;
+use rt_core::telemetry::{AuthFailure, CloseCode as CloseCodeSlot};
 use rt_core::{Channel, Delivery, Hub, PublishAck, Start, Subscription};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -351,9 +351,13 @@ impl Conn {
         let permissions = match verifier.authenticate(Some(token)) {
             Ok(p) => p,
             Err(rt_core::Error::TokenExpired) => {
-                return Some(Close(CloseCode::Policy, "bad auth: token expired"))
+                AuthFailure::Expired.count("ws");
+                return Some(Close(CloseCode::Policy, "bad auth: token expired"));
             }
-            Err(_) => return Some(Close(CloseCode::Policy, "bad auth: invalid token")),
+            Err(_) => {
+                AuthFailure::Invalid.count("ws");
+                return Some(Close(CloseCode::Policy, "bad auth: invalid token"));
+            }
         };
         let dropped: Vec<Channel> = self
             .sub
@@ -376,6 +380,7 @@ impl Conn {
     }
 
     fn error(&mut self, e: &rt_core::Error, id: Option<&str>) -> Option<Close> {
+        count_auth_failure(e);
         self.out.push(protocol::error(e.code(), &e.to_string(), id));
         None
     }
@@ -397,8 +402,19 @@ impl Conn {
     }
 }
 
+/// Counts a refused permission (a publish answered with an error, a subscription closed with
+/// 1008) in `rt_auth_failures_total`.
+fn count_auth_failure(e: &rt_core::Error) {
+    // A token sent over the connection is verified (and counted) in `reauthenticate`, so an
+    // `unauthorized` refusal here is always for a client without one.
+    if let Some(failure) = AuthFailure::of(e.code(), false) {
+        failure.count("ws");
+    }
+}
+
 /// Subscribing outside the client's permissions ends the connection with 1008.
 fn policy(e: &rt_core::Error) -> Option<Close> {
+    count_auth_failure(e);
     match e {
         rt_core::Error::Forbidden(_) => Some(Close(CloseCode::Policy, "forbidden channel")),
         rt_core::Error::Unauthorized(_) => Some(Close(

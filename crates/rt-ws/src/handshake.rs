@@ -9,7 +9,7 @@ use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 
 use rt_core::http::{Body, Query};
-use rt_core::telemetry::CloseCode;
+use rt_core::telemetry::{AuthFailure, CloseCode};
 use rt_core::{authenticator_of, Authenticator, Permissions};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -223,10 +223,15 @@ fn authenticate(req: &Request<Incoming>, query: &Query) -> (Auth, Option<&'stati
         .or_else(|| query.get("token"));
     let (permissions, refusal) = match verifier.authenticate(token) {
         Ok(p) => (p, None),
+        // Counted here: the refusal (a 1008 close) always follows the upgrade.
         Err(rt_core::Error::TokenExpired) => {
+            AuthFailure::Expired.count("ws");
             (Permissions::anonymous(), Some("bad auth: token expired"))
         }
-        Err(_) => (Permissions::anonymous(), Some("bad auth: invalid token")),
+        Err(_) => {
+            AuthFailure::Invalid.count("ws");
+            (Permissions::anonymous(), Some("bad auth: invalid token"))
+        }
     };
     let auth = Auth {
         permissions,
