@@ -89,9 +89,14 @@ fn bad_tokens() -> Vec<(&'static str, String, &'static str)> {
 
 /// `GET path` with extra headers: status and the JSON error code (if the body is JSON).
 async fn get_code(server: &Server, path: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
-    let (status, _, body) = send(Method::GET, &server.url(path), headers, Bytes::new())
-        .await
-        .unwrap();
+    // Bounded well below the long polls' timeout: a refusal is answered at once, never held.
+    let (status, _, body) = timeout(
+        T,
+        send(Method::GET, &server.url(path), headers, Bytes::new()),
+    )
+    .await
+    .expect("no answer in time")
+    .unwrap();
     let code = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
@@ -127,13 +132,30 @@ async fn missing_and_bad_tokens_get_401_on_every_transport() {
         get_code(&server, "/sse?channel=chat:a", &[]).await,
         (StatusCode::UNAUTHORIZED, "unauthorized".into())
     );
-    assert_eq!(
-        get_code(&server, "/poll?channel=chat:a&timeout=0", &[]).await,
-        (StatusCode::UNAUTHORIZED, "unauthorized".into())
-    );
+    for poll in [
+        "/poll?channel=chat:a&timeout=0",
+        "/poll?channel=chat:a&timeout=60",
+    ] {
+        assert_eq!(
+            get_code(&server, poll, &[]).await,
+            (StatusCode::UNAUTHORIZED, "unauthorized".into()),
+            "{poll}"
+        );
+    }
     let (status, body) = poll_publish(&server, None, "chat:a").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["error"]["code"], "unauthorized");
+    // The publish API takes an API key, not a token: none, or a wrong one, is a 401.
+    let publish = json!({"channel":"chat:a","data":"x"});
+    for headers in [
+        vec![],
+        vec![("x-api-key", "wrong")],
+        vec![("authorization", "Bearer wrong")],
+    ] {
+        let (status, body) = post_json(&server.url("/api/publish"), &headers, &publish).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{headers:?}: {body}");
+        assert_eq!(body["error"]["code"], "unauthorized");
+    }
     // WebSocket: the handshake needs no token (it may come as the first message), but a
     // subscription outside the anonymous namespace is closed with 1008.
     let mut anon = ws_open(&server, "").await.unwrap();
@@ -156,6 +178,12 @@ async fn missing_and_bad_tokens_get_401_on_every_transport() {
                 vec![("authorization", bearer.as_str())],
             ),
             (format!("/poll?channel=chat:a&timeout=0&{q}"), vec![]),
+            // Long polls are refused at once, not held.
+            (
+                "/poll?channel=chat:a&timeout=60".to_owned(),
+                vec![("authorization", bearer.as_str())],
+            ),
+            (format!("/poll?channel=chat:a&timeout=60&{q}"), vec![]),
             // Even for an anonymous channel: a bad token is an error, not anonymity.
             (format!("/sse?channel=public:a&{q}"), vec![]),
         ] {
@@ -168,9 +196,26 @@ async fn missing_and_bad_tokens_get_401_on_every_transport() {
         let (status, body) = poll_publish(&server, Some(&token), "chat:alice").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
         assert_eq!(body["error"]["code"], code, "{what}");
-        // WebSocket with the token in the URL: the handshake is refused.
+        let (status, body) = post_json(
+            &server.url(&format!("/poll/publish?{q}")),
+            &[],
+            &json!({"channel": "chat:alice", "data": "x"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        assert_eq!(body["error"]["code"], code, "{what}");
+        // WebSocket with the token in the URL or the Authorization header: the handshake is
+        // refused.
         assert_eq!(
             ws_open(&server, &format!("?{q}")).await.unwrap_err(),
+            401,
+            "{what}"
+        );
+        let url = server.ws_url("/ws");
+        assert_eq!(
+            ws::try_connect(&url, &[("authorization", &bearer)])
+                .await
+                .unwrap_err(),
             401,
             "{what}"
         );
@@ -193,9 +238,52 @@ async fn channels_outside_the_grant_get_403_and_ws_1008() {
         get_code(&server, "/sse?channel=chat:a,news", &auth).await,
         (StatusCode::FORBIDDEN, "forbidden".into())
     );
+    // The same with the token in the query, and for long polls (refused at once, not held).
+    for (path, headers) in [
+        (format!("/sse?channel=news&token={token}"), &[][..]),
+        ("/poll?channel=news&timeout=0".to_owned(), &auth[..]),
+        (
+            format!("/poll?channel=news&timeout=0&token={token}"),
+            &[][..],
+        ),
+        ("/poll?channel=news&timeout=60".to_owned(), &auth[..]),
+        (
+            format!("/poll?channel=news&timeout=60&token={token}"),
+            &[][..],
+        ),
+    ] {
+        assert_eq!(
+            get_code(&server, &path, headers).await,
+            (StatusCode::FORBIDDEN, "forbidden".into()),
+            "{path}"
+        );
+    }
+    let (status, body) = post_json(
+        &server.url(&format!("/poll/publish?token={token}")),
+        &[],
+        &json!({"channel": "chat:bob", "data": "x"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // WebSocket with the token in the Authorization header or as the first message: a
+    // forbidden subscription closes 1008 too.
+    let url = server.ws_url("/ws");
+    let mut socket = ws::connect(&url, &auth).await;
+    ws::send(&mut socket, json!({"type":"subscribe","channels":["news"]})).await;
     assert_eq!(
-        get_code(&server, "/poll?channel=news&timeout=0", &auth).await,
-        (StatusCode::FORBIDDEN, "forbidden".into())
+        ws::next(&mut socket).await.unwrap_err(),
+        (1008, "forbidden channel".into())
+    );
+    let mut socket = ws::connect(&url, &[]).await;
+    ws::send(&mut socket, json!({"type":"auth","token":token})).await;
+    assert_eq!(
+        ws::next(&mut socket).await.unwrap()["type"],
+        "authenticated"
+    );
+    ws::send(&mut socket, json!({"type":"subscribe","channels":["news"]})).await;
+    assert_eq!(
+        ws::next(&mut socket).await.unwrap_err(),
+        (1008, "forbidden channel".into())
     );
     let (status, body) = poll_publish(&server, Some(&token), "chat:bob").await;
     assert_eq!(
