@@ -24,6 +24,12 @@
 //! The `event:`/`data:` lines of an event are encoded once per publish and shared by every
 //! connection; only the `id:` line is per connection.
 //!
+//! A client that stops reading (or vanishes while its socket still acknowledges: a half-open
+//! connection) cannot be noticed from the stream: once the socket buffers are full, hyper
+//! stops polling the body. Bound the connection's writes where it is served instead, as
+//! rt-server's `--write-stall-timeout` does; ending the connection drops the stream and its
+//! subscription.
+//!
 //! # Example
 //!
 //! ```no_run
