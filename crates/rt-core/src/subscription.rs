@@ -280,12 +280,13 @@ impl Subscription {
                 }
                 continue;
             }
-            self.report_deliveries();
             let (i, item) = self.recv().await;
             match item {
                 Some(Ok(Live::Event(event))) => {
                     self.lanes[i].fresh = false;
-                    self.on_live(i, event);
+                    if let Some(event) = self.on_live(i, event) {
+                        return Some(Delivery::Event(event));
+                    }
                 }
                 Some(Ok(Live::CatchUp)) => self.lanes[i].catch_up = CatchUp::Needed,
                 Some(Err(BroadcastStreamRecvError::Lagged(_))) if self.lanes[i].fresh => {
@@ -316,6 +317,7 @@ impl Subscription {
         let start = self.rotate % n;
         self.rotate = self.rotate.wrapping_add(1);
         let lanes = &mut self.lanes;
+        let unreported = &mut self.unreported;
         std::future::poll_fn(|cx| {
             // Rotating the starting lane keeps a busy channel from starving the others.
             for k in 0..n {
@@ -324,6 +326,8 @@ impl Subscription {
                     return Poll::Ready((i, item));
                 }
             }
+            // Only when it is about to wait: a burst taken with `try_next` is counted once.
+            report(unreported);
             Poll::Pending
         })
         .await
@@ -356,27 +360,25 @@ impl Subscription {
         }
     }
 
-    fn report_deliveries(&mut self) {
-        if self.unreported > 0 {
-            metrics::counter!(names::DELIVERIES).increment(std::mem::take(&mut self.unreported));
-        }
-    }
-
-    fn on_live(&mut self, i: usize, event: Arc<Event>) {
+    /// Returns a live event that is lane `i`'s next, to be handed out at once: nothing is
+    /// pending while the live queue is read, so it needs neither the queue nor a lane lookup.
+    fn on_live(&mut self, i: usize, event: Arc<Event>) -> Option<Arc<Event>> {
         if Some(event.epoch()) != self.epoch {
             self.observe_epoch(event.epoch());
-            return;
+            return None;
         }
         let lane = &mut self.lanes[i];
         if event.offset() <= lane.last {
-            return;
+            return None;
         }
-        if event.offset() == lane.last + 1 {
-            lane.last = event.offset();
-            self.pending.push_back(Queued::Event(event));
-        } else {
+        if event.offset() != lane.last + 1 {
             lane.catch_up = CatchUp::Needed;
+            return None;
         }
+        lane.last = event.offset();
+        lane.delivered = event.offset();
+        self.unreported += 1;
+        Some(event)
     }
 
     /// History was lost and restarted as `epoch`: every lane replays the new incarnation from
@@ -470,10 +472,17 @@ impl Subscription {
     }
 }
 
+/// Adds deliveries counted locally to the shared metric.
+fn report(unreported: &mut u64) {
+    if *unreported > 0 {
+        metrics::counter!(names::DELIVERIES).increment(std::mem::take(unreported));
+    }
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.hub.subscriptions.fetch_sub(1, Ordering::Relaxed);
-        self.report_deliveries();
+        report(&mut self.unreported);
         metrics::gauge!(names::SUBSCRIPTIONS).decrement(1.0);
         for lane in std::mem::take(&mut self.lanes) {
             let channel = lane.channel.clone();
