@@ -66,6 +66,11 @@ struct Args {
     /// Seconds per publish-rate phase.
     #[arg(long)]
     phase_secs: Option<f64>,
+    /// Bytes of payload per publish (at least the marker's 40 or so). rt wraps it in its
+    /// event object, about 130 bytes more per delivery: a baseline run with a payload that
+    /// much larger compares equal frame sizes.
+    #[arg(long, default_value_t = 64)]
+    payload_bytes: usize,
     /// Pin each server to CPU 0 and the generator to CPU 1 (default: both share both CPUs).
     #[arg(long)]
     pin: bool,
@@ -233,6 +238,9 @@ fn plan(args: &Args) -> Vec<Spec> {
             s.phase_secs = phase;
             specs.push(s);
         }
+    }
+    for s in &mut specs {
+        s.payload_bytes = args.payload_bytes;
     }
     specs
 }

@@ -84,8 +84,11 @@ impl Server {
                 programs.rt_server.display().to_string(),
                 "--listen".into(),
                 addr.to_string(),
-                "--api-key".into(),
-                crate::publisher::API_KEY.into(),
+                // One publisher client sends thousands of messages per second.
+                "--ws-rate-limit".into(),
+                "1000000".into(),
+                "--ws-rate-burst".into(),
+                "1000000".into(),
                 // The idle scenario holds 19,000 connections (default limit: 16,384).
                 "--max-connections".into(),
                 "20000".into(),
