@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
 use crate::error::{excerpt, Error};
@@ -131,27 +131,30 @@ impl fmt::Debug for ChannelPattern {
 /// assert!(p.check_subscribe(&room).is_ok());
 /// assert_eq!(p.check_publish(&room).unwrap_err().code(), "forbidden");
 /// ```
+///
+/// Cloning is cheap (reference counts, no allocation): every connection holds a copy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Permissions {
-    subject: Option<String>,
+    subject: Option<Arc<str>>,
     /// False for anonymous clients: a channel outside their grant needs a token (401), while
     /// for an authenticated client it is forbidden (403).
     authenticated: bool,
-    subscribe: Vec<ChannelPattern>,
-    publish: Vec<ChannelPattern>,
+    subscribe: Arc<[ChannelPattern]>,
+    publish: Arc<[ChannelPattern]>,
     expires_at: Option<SystemTime>,
 }
 
 impl Permissions {
     /// Everything allowed, forever: a server with no authentication configured.
     pub fn open() -> Self {
-        Permissions {
+        static OPEN: LazyLock<Permissions> = LazyLock::new(|| Permissions {
             subject: None,
             authenticated: true,
-            subscribe: vec![ChannelPattern::any()],
-            publish: vec![ChannelPattern::any()],
+            subscribe: Arc::new([ChannelPattern::any()]),
+            publish: Arc::new([ChannelPattern::any()]),
             expires_at: None,
-        }
+        });
+        OPEN.clone()
     }
 
     /// Nothing allowed yet, for an anonymous client; add its grants with
@@ -160,8 +163,8 @@ impl Permissions {
         Permissions {
             subject: None,
             authenticated: false,
-            subscribe: Vec::new(),
-            publish: Vec::new(),
+            subscribe: Arc::new([]),
+            publish: Arc::new([]),
             expires_at: None,
         }
     }
@@ -169,23 +172,23 @@ impl Permissions {
     /// Nothing allowed yet, for the authenticated `subject`, valid until `expires_at`.
     pub fn new(subject: Option<String>, expires_at: Option<SystemTime>) -> Self {
         Permissions {
-            subject,
+            subject: subject.map(Arc::from),
             authenticated: true,
-            subscribe: Vec::new(),
-            publish: Vec::new(),
+            subscribe: Arc::new([]),
+            publish: Arc::new([]),
             expires_at,
         }
     }
 
     /// Also allows subscribing to channels matching `patterns`.
     pub fn allow_subscribe(mut self, patterns: impl IntoIterator<Item = ChannelPattern>) -> Self {
-        self.subscribe.extend(patterns);
+        self.subscribe = self.subscribe.iter().cloned().chain(patterns).collect();
         self
     }
 
     /// Also allows publishing on channels matching `patterns`.
     pub fn allow_publish(mut self, patterns: impl IntoIterator<Item = ChannelPattern>) -> Self {
-        self.publish.extend(patterns);
+        self.publish = self.publish.iter().cloned().chain(patterns).collect();
         self
     }
 
@@ -218,17 +221,25 @@ impl Permissions {
         self.expires_at.is_some_and(|t| t <= SystemTime::now())
     }
 
+    /// A timer that fires when the token expires, or `None` for permissions without expiry
+    /// (for connections that hold their timer only when there is one).
+    pub fn expiry(&self) -> Option<tokio::time::Sleep> {
+        self.expires_at.map(|t| {
+            tokio::time::sleep(
+                t.duration_since(SystemTime::now())
+                    .unwrap_or(Duration::ZERO),
+            )
+        })
+    }
+
     /// Resolves when the token expires (never for permissions without expiry). Long-lived
     /// connections `select!` on it to end themselves with [`Error::TokenExpired`]'s reason.
     /// Cancel-safe.
     pub fn expired(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let left = self.expires_at.map(|t| {
-            t.duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO)
-        });
+        let timer = self.expiry();
         async move {
-            match left {
-                Some(left) => tokio::time::sleep(left).await,
+            match timer {
+                Some(timer) => timer.await,
                 None => std::future::pending().await,
             }
         }

@@ -184,6 +184,8 @@ impl Subscription {
             });
         }
         let first = self.lanes.len();
+        // Exactly as many as needed: most subscriptions hold one channel for hours.
+        self.lanes.reserve_exact(new.len());
         for channel in new {
             let (rx, watched) = self.hub.dispatch.join(&channel);
             // Registered before waiting so that a failure below releases it on drop.
