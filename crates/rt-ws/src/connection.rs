@@ -4,7 +4,6 @@
 //! client does not drain within the stall timeout closes the connection (1013), so a slow
 //! socket holds up only its own task.
 
-use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
@@ -21,9 +20,6 @@ use crate::config::Config;
 use crate::handshake::{Auth, Socket};
 use crate::limits::{RateLimit, Unacked};
 use crate::protocol::{self, Inbound, Rejected};
-
-type Sink = futures_util::stream::SplitSink<Socket, Message>;
-type Stream = futures_util::stream::SplitStream<Socket>;
 
 /// How the server ends a connection.
 #[derive(Debug)]
@@ -47,8 +43,10 @@ pub(crate) async fn run(
     auth: Auth,
     close_code: CloseCodeSlot,
 ) {
-    let (mut sink, mut stream) = socket.split();
-    let expiry = Box::pin(auth.permissions.expired());
+    // One socket, not split into halves: reads and writes never overlap in this task, and
+    // halves would share it behind a lock.
+    let mut socket = socket;
+    let expiry = auth.permissions.expiry().map(Box::pin);
     let mut conn = Conn {
         sub: hub
             .empty_subscription()
@@ -69,7 +67,7 @@ pub(crate) async fn run(
             Some(Close(CloseCode::Policy, reason))
         }
         // A bug (a panic) while serving still tells the client, with 1011.
-        None => AssertUnwindSafe(conn.serve(&mut stream, &mut sink))
+        None => AssertUnwindSafe(conn.serve(&mut socket))
             .catch_unwind()
             .await
             .unwrap_or(Some(Close(CloseCode::Error, "internal server error"))),
@@ -78,13 +76,13 @@ pub(crate) async fn run(
         close_code.set(u16::from(close.0));
         let _ = tokio::time::timeout(
             config.close_timeout,
-            sink.send(Message::Close(Some(close.frame()))),
+            socket.send(Message::Close(Some(close.frame()))),
         )
         .await;
         // Read until the client answers the close frame (tungstenite then ends the stream),
         // so the closing handshake completes cleanly.
         let _ = tokio::time::timeout(config.close_timeout, async {
-            while stream.next().await.is_some() {}
+            while socket.next().await.is_some() {}
         })
         .await;
     }
@@ -106,13 +104,13 @@ struct Conn {
     /// Invalid or rate-limited messages in a row.
     strikes: u32,
     close_code: CloseCodeSlot,
-    /// Resolves when the client's token expires.
-    expiry: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Fires when the client's token expires.
+    expiry: Deadline,
 }
 
 impl Conn {
     /// Runs the connection until it must be closed (`Some`) or the client went away (`None`).
-    async fn serve(&mut self, stream: &mut Stream, sink: &mut Sink) -> Option<Close> {
+    async fn serve(&mut self, socket: &mut Socket) -> Option<Close> {
         let closing = self.hub.closing();
         tokio::pin!(closing);
         let interval = self
@@ -121,55 +119,45 @@ impl Conn {
             .max(std::time::Duration::from_millis(10));
         let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Both timers live across iterations and are only reset when armed.
-        let mut pong = pin!(tokio::time::sleep(interval));
-        let mut awaiting_pong = false;
-        // Armed while the acks window is full: the client must ack in time.
-        let mut stall = pin!(tokio::time::sleep(interval));
-        let mut stalled = false;
+        // Deadlines exist only while armed (a ping awaiting its pong, a full acks window),
+        // so an idle connection carries no timer for them.
+        let mut pong: Deadline = None;
+        let mut stall: Deadline = None;
         loop {
             if !self.out.is_empty() {
-                if let Err(close) = self.write(sink).await {
+                if let Err(close) = self.write(socket).await {
                     return close;
                 }
             }
             let window_full = self.window_full();
             let subscribed = self.sub.channels().next().is_some();
-            if subscribed && window_full {
-                if !stalled {
-                    stalled = true;
-                    stall
-                        .as_mut()
-                        .reset(Instant::now() + self.config.stall_timeout);
-                }
-            } else {
-                stalled = false;
+            if !(subscribed && window_full) {
+                stall = None;
+            } else if stall.is_none() {
+                stall = Some(Box::pin(tokio::time::sleep(self.config.stall_timeout)));
             }
-            tokio::select! {
+            let parsed = tokio::select! {
                 biased;
                 () = &mut closing => return Some(Close(CloseCode::Away, "server shutting down")),
-                () = &mut self.expiry => return Some(Close(CloseCode::Policy, "bad auth: token expired")),
-                msg = stream.next() => {
-                    let close = match msg {
-                        None => return None,
-                        Some(Err(e)) => return read_error(e),
-                        Some(Ok(Message::Pong(_))) => { awaiting_pong = false; continue }
-                        Some(Ok(Message::Text(t))) => self.inbound(protocol::parse_text(t.as_bytes())).await,
-                        Some(Ok(Message::Binary(b))) => self.inbound(protocol::parse_binary(&b)).await,
-                        Some(Ok(Message::Close(frame))) => {
-                            if let Some(f) = frame {
-                                self.close_code.set(u16::from(f.code));
-                            }
-                            continue;
-                        }
-                        // Pings are answered by tungstenite; a Close is answered too, and the
-                        // stream then ends.
-                        Some(Ok(_)) => continue,
-                    };
-                    if close.is_some() {
-                        return close;
-                    }
+                () = expires(&mut self.expiry), if self.expiry.is_some() => {
+                    return Some(Close(CloseCode::Policy, "bad auth: token expired"));
                 }
+                msg = socket.next() => match msg {
+                    None => return None,
+                    Some(Err(e)) => return read_error(e),
+                    Some(Ok(Message::Pong(_))) => { pong = None; continue }
+                    Some(Ok(Message::Text(t))) => protocol::parse_text(t.as_bytes()),
+                    Some(Ok(Message::Binary(b))) => protocol::parse_binary(&b),
+                    Some(Ok(Message::Close(frame))) => {
+                        if let Some(f) = frame {
+                            self.close_code.set(u16::from(f.code));
+                        }
+                        continue;
+                    }
+                    // Pings are answered by tungstenite; a Close is answered too, and the
+                    // stream then ends.
+                    Some(Ok(_)) => continue,
+                },
                 d = self.sub.next(), if subscribed && !window_full => {
                     if let Err(close) = self.take(d) {
                         return Some(close);
@@ -182,23 +170,29 @@ impl Conn {
                             return Some(close);
                         }
                     }
+                    continue;
                 }
-                () = &mut stall, if stalled => {
+                () = expires(&mut stall), if stall.is_some() => {
                     return Some(Close(CloseCode::Again, "too many unacknowledged events; resume from your cursor"));
                 }
-                () = &mut pong, if awaiting_pong => {
+                () = expires(&mut pong), if pong.is_some() => {
                     return Some(Close(CloseCode::Away, "no pong within the timeout"));
                 }
                 _ = ping.tick() => {
-                    if !awaiting_pong {
-                        awaiting_pong = true;
-                        pong.as_mut().reset(Instant::now() + self.config.pong_timeout);
+                    if pong.is_none() {
+                        pong = Some(Box::pin(tokio::time::sleep(self.config.pong_timeout)));
                         self.out.push(Message::Ping(bytes::Bytes::new()));
                     }
                     if self.config.app_heartbeat {
                         self.out.push(protocol::heartbeat());
                     }
+                    continue;
                 }
+            };
+            // Boxed: handling a message (joining channels, publishing) has a large state that
+            // is rarely live; inline, it would be part of every idle connection's task.
+            if let Some(close) = Box::pin(self.inbound(parsed)).await {
+                return Some(close);
             }
         }
     }
@@ -247,13 +241,14 @@ impl Conn {
 
     /// Writes and flushes everything on `out`. `Err(None)`: the socket failed (the client is
     /// gone); `Err(Some)`: the client did not drain it within the stall timeout.
-    async fn write(&mut self, sink: &mut Sink) -> Result<(), Option<Close>> {
-        let out = &mut self.out;
+    async fn write(&mut self, socket: &mut Socket) -> Result<(), Option<Close>> {
+        // Taken, not drained: an idle connection keeps no buffer from its last write.
+        let out = std::mem::take(&mut self.out);
         let mut write = pin!(async {
-            for m in out.drain(..) {
-                sink.feed(m).await?;
+            for m in out {
+                socket.feed(m).await?;
             }
-            sink.flush().await
+            socket.flush().await
         });
         // Most writes finish at once; a timer is only set up for a socket that is backed up.
         let done = match (&mut write).now_or_never() {
@@ -371,7 +366,7 @@ impl Conn {
                 u.forget(c);
             }
         }
-        self.expiry = Box::pin(permissions.expired());
+        self.expiry = permissions.expiry().map(Box::pin);
         self.sub.set_permissions(permissions.clone());
         let reply = protocol::authenticated(permissions.subject(), &dropped, &self.sub.cursor());
         self.auth.permissions = permissions;
@@ -409,6 +404,17 @@ fn count_auth_failure(e: &rt_core::Error) {
     // `unauthorized` refusal here is always for a client without one.
     if let Some(failure) = AuthFailure::of(e.code(), false) {
         failure.count("ws");
+    }
+}
+
+/// A timer that exists only while armed.
+type Deadline = Option<Pin<Box<tokio::time::Sleep>>>;
+
+/// Resolves when an armed deadline passes; never when it is not armed.
+async fn expires(deadline: &mut Deadline) {
+    match deadline {
+        Some(sleep) => sleep.await,
+        None => std::future::pending().await,
     }
 }
 

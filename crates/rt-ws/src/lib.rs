@@ -107,7 +107,11 @@ impl WebSocket {
         tokio::spawn(async move {
             let (refusal, auth, code) = (upgrade.refusal(), upgrade.auth(), upgrade.close_code());
             match upgrade.socket().await {
-                Ok(socket) => connection::run(socket, hub, config, refusal, auth, code).await,
+                // A task of its own, so that the upgrade's state is freed rather than kept
+                // beside the connection's for as long as it lives.
+                Ok(socket) => {
+                    tokio::spawn(connection::run(socket, hub, config, refusal, auth, code));
+                }
                 Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
             }
         });
