@@ -195,7 +195,12 @@ fn plan(args: &Args) -> Vec<Spec> {
             .into_iter()
             .filter(|&c| c < n && (smoke == (c == 100)))
             .collect();
-        let mut runs = vec![(Target::Rt, Transport::Ws), (Target::Rt, Transport::SseH1)];
+        // SSE over HTTP/2 too: there many streams share one connection's buffers.
+        let mut runs = vec![
+            (Target::Rt, Transport::Ws),
+            (Target::Rt, Transport::SseH1),
+            (Target::Rt, Transport::SseH2 { streams: 100 }),
+        ];
         runs.extend(
             args.targets
                 .iter()
