@@ -282,6 +282,28 @@ fn connected(shared: &Shared, attempts: &AtomicUsize) {
     attempts.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Marks one connection attempt done without a connection, and closes its subscriber's
+/// tracker (what it should have received counts as lost).
+fn failed(tracker: Tracker, attempts: &AtomicUsize) {
+    attempts.fetch_add(1, Ordering::Relaxed);
+    tracker.finish();
+}
+
+/// An HTTP/1.1 connection from subscriber `i`'s source address, driven on its own task.
+async fn http1(
+    addr: SocketAddr,
+    i: usize,
+) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, String> {
+    let stream = tcp(addr, Some(source(i)))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
 async fn ws(
     target: Target,
     addr: SocketAddr,
@@ -302,8 +324,7 @@ async fn ws(
     let mut conn = match conn {
         Ok(conn) => conn,
         Err(e) => {
-            attempts.fetch_add(1, Ordering::Relaxed);
-            tracker.finish();
+            failed(tracker, attempts);
             return Err(e);
         }
     };
@@ -375,13 +396,7 @@ async fn sse_h1(
     let shared = tracker.shared.clone();
     let opened = async {
         let _permit = gate.acquire().await.map_err(|e| e.to_string())?;
-        let stream = tcp(addr, Some(source(i)))
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
+        let mut sender = http1(addr, i).await?;
         let req = Request::get(format!("/sse?channel={channel}"))
             .header(http::header::HOST, addr.to_string())
             .header(http::header::ACCEPT, "text/event-stream")
@@ -397,8 +412,7 @@ async fn sse_h1(
     let body = match opened {
         Ok(body) => body,
         Err(e) => {
-            attempts.fetch_add(1, Ordering::Relaxed);
-            tracker.finish();
+            failed(tracker, attempts);
             return Err(e);
         }
     };
@@ -462,8 +476,7 @@ async fn sse_h2(
         Ok(s) => s,
         Err(e) => {
             for i in first..first + count {
-                attempts.fetch_add(1, Ordering::Relaxed);
-                Tracker::new(shared.clone(), i % channels).finish();
+                failed(Tracker::new(shared.clone(), i % channels), &attempts);
                 shared.error(format!("h2 connection for subscriber {i}: {e}"));
             }
             return;
@@ -484,14 +497,12 @@ async fn sse_h2(
             let body = match res {
                 Ok(res) if res.status() == http::StatusCode::OK => res.into_body(),
                 Ok(res) => {
-                    attempts.fetch_add(1, Ordering::Relaxed);
-                    tracker.finish();
+                    failed(tracker, &attempts);
                     return shared
                         .error(format!("h2 stream {i}: GET /sse answered {}", res.status()));
                 }
                 Err(e) => {
-                    attempts.fetch_add(1, Ordering::Relaxed);
-                    tracker.finish();
+                    failed(tracker, &attempts);
                     return shared.error(format!("h2 stream {i}: {e}"));
                 }
             };
@@ -516,21 +527,13 @@ async fn poll(
     let shared = tracker.shared.clone();
     let opened = async {
         let _permit = gate.acquire().await.map_err(|e| e.to_string())?;
-        let stream = tcp(addr, Some(source(i)))
-            .await
-            .map_err(|e| e.to_string())?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        Ok::<_, String>(sender)
+        http1(addr, i).await
     }
     .await;
     let mut sender = match opened {
         Ok(s) => s,
         Err(e) => {
-            attempts.fetch_add(1, Ordering::Relaxed);
-            tracker.finish();
+            failed(tracker, attempts);
             return Err(e);
         }
     };
