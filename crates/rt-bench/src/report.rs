@@ -252,18 +252,18 @@ fn latency_chart(runs: &[Report]) -> Option<String> {
                 .collect::<Vec<_>>()
         };
         let name = r.spec.target.name();
-        series.push(Series {
-            name: format!("{name} p99"),
-            points: points(|l| l.p99_us),
-            dashed: false,
-            color: color(name),
-        });
-        series.push(Series {
-            name: format!("{name} p50"),
-            points: points(|l| l.p50_us),
-            dashed: true,
-            color: color(name),
-        });
+        // p99 solid, p50 dashed, in the target's colour.
+        for (label, points, dashed) in [
+            ("p99", points(|l| l.p99_us), false),
+            ("p50", points(|l| l.p50_us), true),
+        ] {
+            series.push(Series {
+                name: format!("{name} {label}"),
+                points,
+                dashed,
+                color: color(name),
+            });
+        }
     }
     let n = runs
         .iter()
