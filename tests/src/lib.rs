@@ -14,11 +14,13 @@ mod redis;
 pub mod relay;
 mod server;
 pub mod sse;
+mod tls;
 pub mod ws;
 
 pub use node::node_modules;
 pub use redis::{redis_url, RedisServer};
 pub use server::Server;
+pub use tls::TlsCert;
 
 use std::path::PathBuf;
 

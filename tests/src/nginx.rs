@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::{free_port, target_dir, unique, workspace_root};
 
+/// The certificate [`Nginx::start_tls`] serves (the crate's one TLS helper).
+pub use crate::TlsCert;
+
 /// The path of the nginx binary, installed with apt when missing.
 fn binary() -> PathBuf {
     let find = || {
@@ -78,50 +81,6 @@ const DOC_CERT: &str = "/etc/ssl/rt/fullchain.pem";
 const DOC_KEY: &str = "/etc/ssl/rt/privkey.pem";
 /// The documented TLS `listen` line (nginx terminating TLS with HTTP/2 on 443).
 const DOC_TLS_LISTEN: &str = "listen 443 ssl http2;";
-
-/// A self-signed certificate for `localhost`, written as PEM files for nginx, and TLS
-/// connectors for clients that trust it.
-#[derive(Debug)]
-pub struct TlsCert {
-    /// The certificate (PEM).
-    pub cert_pem: PathBuf,
-    /// Its private key (PEM, PKCS#8).
-    pub key_pem: PathBuf,
-    der: rustls::pki_types::CertificateDer<'static>,
-}
-
-impl TlsCert {
-    /// Generates a fresh certificate for `localhost` under the target directory.
-    pub fn localhost() -> TlsCert {
-        let dir = target_dir().join("rt-tests-nginx").join(unique("cert"));
-        std::fs::create_dir_all(&dir).expect("create certificate dir");
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
-            .expect("generate a self-signed certificate");
-        let (cert_pem, key_pem) = (dir.join("cert.pem"), dir.join("key.pem"));
-        std::fs::write(&cert_pem, cert.cert.pem()).expect("write cert.pem");
-        std::fs::write(&key_pem, cert.key_pair.serialize_pem()).expect("write key.pem");
-        TlsCert {
-            cert_pem,
-            key_pem,
-            der: cert.cert.der().clone(),
-        }
-    }
-
-    /// A client that trusts only this certificate and offers `alpn` (e.g. `[b"h2",
-    /// b"http/1.1"]`, or `[b"http/1.1"]` as a browser opening a WebSocket does).
-    pub fn connector(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.der.clone()).expect("a valid certificate");
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-    }
-}
 
 /// A running nginx. Stopped when dropped.
 #[derive(Debug)]

@@ -801,13 +801,7 @@ async fn invalid_utf8_in_a_text_frame_closes_1007() {
 /// opens TCP but never starts the TLS handshake is cut off.
 #[tokio::test]
 async fn wss_with_tokens_and_a_silent_tls_client() {
-    use std::sync::Arc;
-    let dir = rt_tests::target_dir().join(rt_tests::unique("wss"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let (cert_pem, key_pem) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
-    std::fs::write(&key_pem, cert.key_pair.serialize_pem()).unwrap();
+    let cert = rt_tests::TlsCert::localhost();
     // Builds the binary; the TLS server is a second process of it (rt_tests::Server waits on
     // cleartext /health).
     let _plain = Server::start(&[]).await;
@@ -824,9 +818,9 @@ async fn wss_with_tokens_and_a_silent_tls_client() {
         std::process::Command::new(rt_tests::target_dir().join("debug/rt-server"))
             .args(["--listen", &addr.to_string(), "--jwt-hs256-secret", SECRET])
             .args(["--handshake-timeout", "1s", "--tls-cert"])
-            .arg(&cert_pem)
+            .arg(&cert.cert_pem)
             .arg("--tls-key")
-            .arg(&key_pem)
+            .arg(&cert.key_pem)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -841,16 +835,7 @@ async fn wss_with_tokens_and_a_silent_tls_client() {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert.cert.der().clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let connector = cert.connector(&[b"http/1.1"]);
         let wss = |query: String| {
             let connector = connector.clone();
             async move {
@@ -895,5 +880,5 @@ async fn wss_with_tokens_and_a_silent_tls_client() {
         let mut silent = TcpStream::connect(addr).await.unwrap();
         assert!(closed_within(&mut silent, Duration::from_secs(5)).await.0);
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(cert.dir());
 }

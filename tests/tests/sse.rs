@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -551,26 +550,12 @@ async fn check_streams(server: &Server, mut streams: Vec<SseStream>) {
 /// HTTPS with a self-signed certificate: ALPN picks `h2` and SSE streams multiplex on it.
 #[tokio::test]
 async fn tls_with_alpn_h2_carries_sse() {
-    let dir = rt_tests::target_dir().join(rt_tests::unique("tls"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let (cert_pem, key_pem) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
-    std::fs::write(&key_pem, cert.key_pair.serialize_pem()).unwrap();
+    let cert = rt_tests::TlsCert::localhost();
     // A cleartext server shares the build; the TLS one is a second process of the same binary.
     let plain = Server::start(&[]).await;
-    let tls = TlsServer::start(&cert_pem, &key_pem).await;
+    let tls = TlsServer::start(&cert.cert_pem, &cert.key_pem).await;
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = cert.connector(&[b"h2", b"http/1.1"]);
     let tcp = tokio::net::TcpStream::connect(tls.addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let stream = connector.connect(name, tcp).await.unwrap();
@@ -619,7 +604,7 @@ async fn tls_with_alpn_h2_carries_sse() {
                 &resolve,
                 "--cacert",
             ])
-            .arg(&cert_pem)
+            .arg(&cert.cert_pem)
             .args(["-w", "\n%{http_version}", &url])
             .output()
             .unwrap();
@@ -631,7 +616,7 @@ async fn tls_with_alpn_h2_carries_sse() {
         );
     }
     drop(plain);
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(cert.dir());
 }
 
 /// rt-server with `--tls-cert`/`--tls-key`; `rt_tests::Server` waits on cleartext `/health`,
