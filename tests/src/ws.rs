@@ -110,6 +110,18 @@ pub async fn subscribe(ws: &mut Ws, channels: &[&str], cursor: Option<&str>) -> 
     answer
 }
 
+/// Reads an HTTP response head (up to and including the blank line) from `s` byte by byte,
+/// so that nothing after it (the first WebSocket frames) is consumed.
+pub async fn read_head(s: &mut TcpStream) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    head
+}
+
 /// A masked client text frame (any bytes, even invalid UTF-8) shorter than 126 bytes.
 pub fn masked_text(payload: &[u8]) -> Vec<u8> {
     assert!(payload.len() < 126);

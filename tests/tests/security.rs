@@ -781,12 +781,7 @@ async fn invalid_utf8_in_a_text_frame_closes_1007() {
     )
     .await
     .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut b).await.unwrap();
-        head.push(b[0]);
-    }
+    let head = ws::read_head(&mut s).await;
     assert!(head.starts_with(b"HTTP/1.1 101"));
     // A masked text frame whose payload is not UTF-8.
     s.write_all(&ws::masked_text(&[b'{', 0xff, 0xfe, b'}']))

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use rt_tests::http::publish;
-use rt_tests::ws::{close_of, closed, masked_text, raw_frames, recv, send, subscribe, Ws};
+use rt_tests::ws::{
+    close_of, closed, masked_text, raw_frames, read_head, recv, send, subscribe, Ws,
+};
 use rt_tests::Server;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -389,12 +391,7 @@ async fn raw_ws(server: &Server, subscribe_to: &str) -> TcpStream {
     s.write_all(upgrade(&format!("{GOOD}{KEY}")).as_bytes())
         .await
         .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut b).await.unwrap();
-        head.push(b[0]);
-    }
+    let head = read_head(&mut s).await;
     assert!(head.starts_with(b"HTTP/1.1 101"));
     let payload = json!({"type":"subscribe","channels":[subscribe_to]}).to_string();
     s.write_all(&masked_text(payload.as_bytes())).await.unwrap();
