@@ -69,3 +69,19 @@ pub async fn publish(base: &str, channel: &str, data: &str) -> serde_json::Value
     assert_eq!(status, StatusCode::OK, "publish failed: {json}");
     json
 }
+
+/// `GET url` with curl over cleartext HTTP/2 (prior knowledge), as an h2 proxy would send it:
+/// the body, a newline, then the HTTP version curl used (`2` when it was HTTP/2).
+pub fn curl_h2_prior_knowledge(url: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--http2-prior-knowledge",
+            "-w",
+            "\n%{http_version}",
+            url,
+        ])
+        .output()
+        .expect("run curl");
+    String::from_utf8(out.stdout).expect("curl printed UTF-8")
+}

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use rt_tests::http::{get, post_json, send};
+use rt_tests::http::{curl_h2_prior_knowledge, get, post_json, send};
 use rt_tests::Server;
 use serde_json::json;
 
@@ -18,17 +18,7 @@ async fn health_answers_over_http1_and_http2_cleartext() {
     assert_eq!(v["status"], "ok");
 
     // HTTP/2 with prior knowledge on the same port.
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "--http2-prior-knowledge",
-            "-w",
-            "\n%{http_version}",
-            &server.url("/health"),
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = curl_h2_prior_knowledge(&server.url("/health"));
     assert!(text.ends_with("\n2"), "not HTTP/2: {text}");
     assert!(text.contains("\"status\":\"ok\""), "{text}");
 }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
-use rt_tests::http::{get, post_json, publish, send};
+use rt_tests::http::{curl_h2_prior_knowledge, get, post_json, publish, send};
 use rt_tests::sse::SseStream;
 use rt_tests::ws;
 use rt_tests::Server;
@@ -175,17 +175,7 @@ async fn short_poll_answers_at_once_with_what_is_there() {
     assert_eq!(nothing["cursor"], all["cursor"]);
 
     // The same over HTTP/2 (cleartext prior knowledge), e.g. behind an h2 proxy.
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "--http2-prior-knowledge",
-            "-w",
-            "\n%{http_version}",
-            &server.url("/poll?channel=a&timeout=0&cursor=earliest"),
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = curl_h2_prior_knowledge(&server.url("/poll?channel=a&timeout=0&cursor=earliest"));
     let (body, version) = text.rsplit_once('\n').unwrap();
     assert_eq!(version, "2", "not HTTP/2: {text}");
     assert_eq!(serde_json::from_str::<Value>(body).unwrap(), all);
