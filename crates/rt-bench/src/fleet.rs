@@ -254,14 +254,18 @@ pub(crate) async fn spawn(
                 tasks.push(tokio::spawn(async move {
                     let tracker = Tracker::new(shared.clone(), i % channels);
                     let channel = format!("c{}", i % channels);
+                    let attempt = Attempt {
+                        addr,
+                        i,
+                        channel: &channel,
+                        tracker,
+                        gate,
+                        attempts: &attempts,
+                    };
                     let result = match transport {
-                        Transport::Ws => {
-                            ws(target, addr, i, &channel, tracker, gate, &attempts).await
-                        }
-                        Transport::SseH1 => {
-                            sse_h1(addr, i, &channel, tracker, gate, &attempts).await
-                        }
-                        _ => poll(addr, i, &channel, tracker, gate, &attempts).await,
+                        Transport::Ws => ws(target, attempt).await,
+                        Transport::SseH1 => sse_h1(attempt).await,
+                        _ => poll(attempt).await,
                     };
                     if let Err(e) = result {
                         shared.error(format!("subscriber {i}: {e}"));
@@ -273,6 +277,45 @@ pub(crate) async fn spawn(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while attempts.load(Ordering::Relaxed) < n && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One subscriber's connection (WebSocket, SSE over HTTP/1.1 or long-polling): where it
+/// connects from and to, and what it is counted in.
+struct Attempt<'a> {
+    addr: SocketAddr,
+    /// The subscriber's number (it picks the source address).
+    i: usize,
+    channel: &'a str,
+    tracker: Tracker,
+    /// Bounds how many connections are being opened at once.
+    gate: Arc<Semaphore>,
+    /// Connection attempts done, connected or not.
+    attempts: &'a AtomicUsize,
+}
+
+impl Attempt<'_> {
+    /// Runs `open` (connecting, and whatever must succeed before events flow) under the gate,
+    /// then counts the attempt: connected, or failed with its tracker closed.
+    async fn open<T>(
+        self,
+        open: impl std::future::Future<Output = Result<T, String>>,
+    ) -> Result<(T, Tracker), String> {
+        let opened = async {
+            let _permit = self.gate.acquire().await.map_err(|e| e.to_string())?;
+            open.await
+        }
+        .await;
+        match opened {
+            Ok(conn) => {
+                connected(&self.tracker.shared, self.attempts);
+                Ok((conn, self.tracker))
+            }
+            Err(e) => {
+                failed(self.tracker, self.attempts);
+                Err(e)
+            }
+        }
     }
 }
 
@@ -304,32 +347,17 @@ async fn http1(
     Ok(sender)
 }
 
-async fn ws(
-    target: Target,
-    addr: SocketAddr,
-    i: usize,
-    channel: &str,
-    mut tracker: Tracker,
-    gate: Arc<Semaphore>,
-    attempts: &AtomicUsize,
-) -> Result<(), String> {
-    let shared = tracker.shared.clone();
-    let conn = {
-        let _permit = gate.acquire().await.map_err(|e| e.to_string())?;
-        match WsConn::connect(addr, Some(source(i)), &target.ws_path()).await {
-            Ok(mut conn) => join(target, &mut conn, channel).await.map(|()| conn),
-            Err(e) => Err(e.to_string()),
-        }
-    };
-    let mut conn = match conn {
-        Ok(conn) => conn,
-        Err(e) => {
-            failed(tracker, attempts);
-            return Err(e);
-        }
-    };
-    connected(&shared, attempts);
-    let mut stop = shared.stopped();
+async fn ws(target: Target, attempt: Attempt<'_>) -> Result<(), String> {
+    let (addr, i, channel) = (attempt.addr, attempt.i, attempt.channel);
+    let (mut conn, mut tracker) = attempt
+        .open(async {
+            match WsConn::connect(addr, Some(source(i)), &target.ws_path()).await {
+                Ok(mut conn) => join(target, &mut conn, channel).await.map(|()| conn),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await?;
+    let mut stop = tracker.shared.stopped();
     let result = loop {
         tokio::select! {
             frame = conn.next() => match frame {
@@ -385,17 +413,9 @@ pub(crate) async fn socketio_join(conn: &mut WsConn) -> Result<(), String> {
     }
 }
 
-async fn sse_h1(
-    addr: SocketAddr,
-    i: usize,
-    channel: &str,
-    mut tracker: Tracker,
-    gate: Arc<Semaphore>,
-    attempts: &AtomicUsize,
-) -> Result<(), String> {
-    let shared = tracker.shared.clone();
+async fn sse_h1(attempt: Attempt<'_>) -> Result<(), String> {
+    let (addr, i, channel) = (attempt.addr, attempt.i, attempt.channel);
     let opened = async {
-        let _permit = gate.acquire().await.map_err(|e| e.to_string())?;
         let mut sender = http1(addr, i).await?;
         let req = Request::get(format!("/sse?channel={channel}"))
             .header(http::header::HOST, addr.to_string())
@@ -407,16 +427,8 @@ async fn sse_h1(
             return Err(format!("GET /sse answered {}", res.status()));
         }
         Ok::<_, String>(res.into_body())
-    }
-    .await;
-    let body = match opened {
-        Ok(body) => body,
-        Err(e) => {
-            failed(tracker, attempts);
-            return Err(e);
-        }
     };
-    connected(&shared, attempts);
+    let (body, mut tracker) = attempt.open(opened).await?;
     let result = read_stream(body, &mut tracker).await;
     tracker.finish();
     result
@@ -516,29 +528,10 @@ async fn sse_h2(
     }
 }
 
-async fn poll(
-    addr: SocketAddr,
-    i: usize,
-    channel: &str,
-    mut tracker: Tracker,
-    gate: Arc<Semaphore>,
-    attempts: &AtomicUsize,
-) -> Result<(), String> {
-    let shared = tracker.shared.clone();
-    let opened = async {
-        let _permit = gate.acquire().await.map_err(|e| e.to_string())?;
-        http1(addr, i).await
-    }
-    .await;
-    let mut sender = match opened {
-        Ok(s) => s,
-        Err(e) => {
-            failed(tracker, attempts);
-            return Err(e);
-        }
-    };
-    connected(&shared, attempts);
-    let mut stop = shared.stopped();
+async fn poll(attempt: Attempt<'_>) -> Result<(), String> {
+    let (addr, i, channel) = (attempt.addr, attempt.i, attempt.channel);
+    let (mut sender, mut tracker) = attempt.open(http1(addr, i)).await?;
+    let mut stop = tracker.shared.stopped();
     let mut cursor = String::new();
     let result = loop {
         let uri = if cursor.is_empty() {
