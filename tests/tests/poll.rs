@@ -442,45 +442,23 @@ async fn cors_preflight_and_headers() {
         assert!(!headers.contains_key("access-control-allow-origin"));
     }
     // Answers (errors included) carry the header for allowed origins only.
-    let origin = [("origin", "https://app.example")];
-    let (status, headers, _) = send(
-        Method::GET,
-        &server.url("/poll?channel=c&timeout=0"),
-        &origin,
-        "",
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        headers["access-control-allow-origin"],
-        "https://app.example"
-    );
+    let (get, post) = (Method::GET, Method::POST);
+    let path = "/poll?channel=c&timeout=0";
+    let headers = from_app(&server, get.clone(), path, &[], "", StatusCode::OK).await;
     assert_eq!(headers["cache-control"], "no-store");
-    let (status, headers, _) = send(Method::GET, &server.url("/poll?timeout=0"), &origin, "")
-        .await
-        .unwrap();
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        headers["access-control-allow-origin"],
-        "https://app.example"
-    );
-    let (status, headers, _) = send(
-        Method::POST,
-        &server.url("/poll/publish"),
-        &[
-            ("origin", "https://app.example"),
-            ("content-type", "application/json"),
-        ],
-        r#"{"channel":"c","data":"x"}"#,
+    let no_channel = "/poll?timeout=0";
+    from_app(&server, get, no_channel, &[], "", StatusCode::BAD_REQUEST).await;
+    let json = [("content-type", "application/json")];
+    let publish = r#"{"channel":"c","data":"x"}"#;
+    from_app(
+        &server,
+        post,
+        "/poll/publish",
+        &json,
+        publish,
+        StatusCode::OK,
     )
-    .await
-    .unwrap();
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        headers["access-control-allow-origin"],
-        "https://app.example"
-    );
+    .await;
     let (_, headers, _) = send(
         Method::GET,
         &server.url("/poll?channel=c&timeout=0"),
@@ -490,6 +468,31 @@ async fn cors_preflight_and_headers() {
     .await
     .unwrap();
     assert!(!headers.contains_key("access-control-allow-origin"));
+}
+
+/// Sends a request with `extra` headers to `path` from the allowed origin
+/// `https://app.example`; asserts the answer's status and that it allows that origin.
+async fn from_app(
+    server: &Server,
+    method: Method,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &'static str,
+    status: StatusCode,
+) -> http::HeaderMap {
+    let headers: Vec<_> = [("origin", "https://app.example")]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    let (got, headers, _) = send(method, &server.url(path), &headers, body)
+        .await
+        .unwrap();
+    assert_eq!(got, status);
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    headers
 }
 
 #[tokio::test]
