@@ -666,19 +666,25 @@ async fn raw_get(server: &Server, path: &str) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
-#[tokio::test]
-async fn connection_limits_refuse_with_a_clear_answer() {
-    let server = Server::start(&["--max-connections-per-ip", "3"]).await;
+/// Holds `n` connections open, then answers `GET /health` on one more (raw).
+async fn hold_then_get(server: &Server, n: usize) -> (Vec<TcpStream>, String) {
+    // Let the server see the close of the start-up health check before counting.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut held = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..n {
         let mut s = TcpStream::connect(server.addr()).await.unwrap();
         // Started but unfinished requests keep the connections open.
         s.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
         held.push(s);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let answer = raw_get(&server, "/health").await;
+    (held, raw_get(server, "/health").await)
+}
+
+#[tokio::test]
+async fn connection_limits_refuse_with_a_clear_answer() {
+    let server = Server::start(&["--max-connections-per-ip", "3"]).await;
+    let (mut held, answer) = hold_then_get(&server, 3).await;
     assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
     assert!(answer.contains("too_many_connections_from_ip"), "{answer}");
     // Freed places are reusable.
@@ -700,16 +706,7 @@ async fn connection_limits_refuse_with_a_clear_answer() {
     );
 
     let server = Server::start(&["--max-connections", "2"]).await;
-    // Let the server see the close of the start-up health check before counting.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        let mut s = TcpStream::connect(server.addr()).await.unwrap();
-        s.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
-        held.push(s);
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let answer = raw_get(&server, "/health").await;
+    let (held, answer) = hold_then_get(&server, 2).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("too_many_connections"), "{answer}");
     drop(held);
