@@ -145,8 +145,7 @@ impl Sse {
                     Step::Deliver(Some(Delivery::Event(event))) => {
                         cursor.advance(event.channel(), event.position());
                         debug_assert_eq!(cursor, sub.cursor());
-                        yield data(frame::id_line(&cursor));
-                        yield data(frame::event_lines(&event));
+                        yield data(frame::event_block(&cursor, &event));
                     }
                     Step::Deliver(Some(Delivery::Resync { channels })) => {
                         cursor = sub.cursor();

@@ -1,12 +1,15 @@
 //! The bytes on the wire: event blocks, control events, heartbeats.
 //!
-//! An event block is split in two: the `event:`/`data:` lines, which are the same for every
+//! An event block has two parts: the `event:`/`data:` lines, which are the same for every
 //! subscriber and cached on the event ([`Wire::Sse`]), and the `id:` line, which is the
 //! connection's own cursor. Field order inside a block does not matter to an EventSource.
+//! They are joined into one buffer per delivery so that an event is one body frame: one
+//! HTTP/1.1 chunk, one HTTP/2 DATA frame (a client's h2 stack may treat a stream of tiny
+//! DATA frames as a flood and close the connection).
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rt_core::{Channel, Cursor, Event, Wire};
 use serde::Serialize;
 
@@ -51,6 +54,17 @@ pub(crate) fn event_lines(event: &Event) -> Bytes {
 /// The `id:` line of a connection after an event.
 pub(crate) fn id_line(cursor: &Cursor) -> Bytes {
     Bytes::from(format!("id: {cursor}\n"))
+}
+
+/// `event`'s whole block for a stream now at `cursor`: the `id:` line, then the shared lines.
+pub(crate) fn event_block(cursor: &Cursor, event: &Event) -> Bytes {
+    use std::fmt::Write;
+    let lines = event_lines(event);
+    let mut buf = BytesMut::with_capacity(lines.len() + 64);
+    // Writing to a `BytesMut` cannot fail.
+    let _ = writeln!(buf, "id: {cursor}");
+    buf.extend_from_slice(&lines);
+    buf.freeze()
 }
 
 /// Appends `text` as `data:` lines. Every SSE line break (`\r\n`, `\r`, `\n`) starts a new
@@ -181,6 +195,18 @@ mod tests {
     fn default_name_is_implicit_and_others_are_named() {
         assert_eq!(text("message", "hi"), "data: hi\n\n");
         assert_eq!(text("tick", "hi"), "event: tick\ndata: hi\n\n");
+    }
+
+    #[test]
+    fn an_event_is_one_block_with_its_id_line_first() {
+        let e = event("message", Payload::text("hi"));
+        let mut cursor = Cursor::new(Epoch(1));
+        cursor.advance(e.channel(), e.position());
+        let block = event_block(&cursor, &e);
+        assert_eq!(block, [id_line(&cursor), event_lines(&e)].concat());
+        assert_eq!(&block[..], format!("id: {cursor}\ndata: hi\n\n").as_bytes());
+        // The shared lines are encoded once per event, whatever the subscriber count.
+        assert_eq!(event_lines(&e).as_ptr(), event_lines(&e).as_ptr());
     }
 
     #[test]
