@@ -3,60 +3,26 @@
 //! nothing), driven by playwright-core from the Node scripts `tests/js/browser-*.mjs`.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
+use crate::apt::Package;
 use crate::{node_modules, target_dir, workspace_root, Server};
 
 /// Where Debian's package puts the browser.
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// The Chromium binary, installed with `apt-get install chromium` on first use when missing
-/// (under a file lock: test binaries run side by side).
+/// The Chromium binary, installed with apt on first use when missing (with the recommended
+/// packages: they bring the fonts that screenshots need).
 pub fn chromium() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let path = PathBuf::from(CHROMIUM);
-        if path.exists() {
-            return path;
-        }
-        std::fs::create_dir_all(target_dir()).expect("create target dir");
-        let lock = std::fs::File::create(target_dir().join("apt-chromium.lock"))
-            .expect("create apt lock file");
-        lock.lock().expect("lock the chromium install");
-        if !path.exists() {
-            let apt = |args: &[&str]| {
-                let status = Command::new("apt-get")
-                    .args(args)
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .stdin(Stdio::null())
-                    .status()
-                    .expect("run apt-get (Debian-based machine needed to install chromium)");
-                assert!(status.success(), "apt-get {args:?} failed");
-            };
-            // Wait for a dpkg lock held by another install instead of failing at once; the
-            // recommended packages bring the fonts that screenshots need.
-            apt(&["-o", "DPkg::Lock::Timeout=600", "update", "-q"]);
-            apt(&[
-                "-o",
-                "DPkg::Lock::Timeout=600",
-                "install",
-                "-y",
-                "-q",
-                "chromium",
-            ]);
-        }
-        drop(lock);
-        assert!(
-            path.exists(),
-            "{CHROMIUM} still missing after apt-get install chromium"
-        );
-        path
-    })
-    .clone()
+    Package {
+        name: "chromium",
+        paths: &[CHROMIUM],
+        recommends: true,
+    }
+    .binary()
 }
 
 /// Where tests put files worth keeping (e.g. screenshots): `target/artifacts`.

@@ -5,6 +5,7 @@
 //! works on a fresh machine (CI runs it through `cargo xtask test`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: failing loudly is the point
 
+mod apt;
 pub mod browser;
 pub mod http;
 pub mod nginx;

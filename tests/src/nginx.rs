@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::apt::Package;
 use crate::{free_port, target_dir, unique, workspace_root};
 
 /// The certificate [`Nginx::start_tls`] serves (the crate's one TLS helper).
@@ -13,26 +14,12 @@ pub use crate::TlsCert;
 
 /// The path of the nginx binary, installed with apt when missing.
 fn binary() -> PathBuf {
-    let find = || {
-        ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-    };
-    if let Some(p) = find() {
-        return p;
+    Package {
+        name: "nginx",
+        paths: &["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"],
+        recommends: false,
     }
-    eprintln!("nginx not found: installing it with apt-get");
-    let _ = Command::new("apt-get").arg("update").status();
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "--no-install-recommends", "nginx"])
-        // No init system here: the package must not try to start its own nginx.
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .env("RUNLEVEL", "1")
-        .status()
-        .expect("run apt-get");
-    assert!(status.success(), "apt-get install nginx failed");
-    find().expect("nginx still missing after apt-get install")
+    .binary()
 }
 
 /// The fenced ```nginx block of `docs/deployment.md` between `<!-- {marker}:begin -->` and

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::apt::Package;
 use crate::free_port;
 
 /// Whether a Redis answers PING at `127.0.0.1:port`.
@@ -23,24 +24,12 @@ fn answers(port: u16) -> bool {
 
 /// The path of `redis-server`, installed with apt when missing.
 fn redis_server_binary() -> PathBuf {
-    let find = || {
-        ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-    };
-    if let Some(p) = find() {
-        return p;
+    Package {
+        name: "redis-server",
+        paths: &["/usr/bin/redis-server", "/usr/local/bin/redis-server"],
+        recommends: false,
     }
-    eprintln!("redis-server not found: installing it with apt-get");
-    let _ = Command::new("apt-get").arg("update").status();
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "redis-server"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .expect("run apt-get");
-    assert!(status.success(), "apt-get install redis-server failed");
-    find().expect("redis-server still missing after apt-get install")
+    .binary()
 }
 
 /// The Redis URL tests share: `REDIS_URL` if set, else the machine's Redis on 6379 if it
