@@ -8,14 +8,13 @@
 //! backplane that reconnected and a history that was lost (a new epoch).
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_stream::wrappers::BroadcastStream;
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
 use crate::auth::Permissions;
 use crate::backplane::Read;
@@ -76,9 +75,38 @@ enum CatchUp {
     Paging,
 }
 
+/// What a read of a lane's live queue gave.
+enum Taken {
+    Live(Live),
+    Lagged,
+    Closed,
+}
+
+impl From<Result<Live, RecvError>> for Taken {
+    fn from(r: Result<Live, RecvError>) -> Self {
+        match r {
+            Ok(live) => Taken::Live(live),
+            Err(RecvError::Lagged(_)) => Taken::Lagged,
+            Err(RecvError::Closed) => Taken::Closed,
+        }
+    }
+}
+
+/// Where [`Subscription::step`] got to without waiting.
+enum Step {
+    Deliver(Delivery),
+    End,
+    /// Lane `i` must read history first.
+    CatchUp(usize),
+    /// Every live queue is empty.
+    Wait,
+}
+
 struct Lane {
     channel: Channel,
-    live: BroadcastStream<Live>,
+    /// Read directly, not through a stream adapter: taking what is queued is a plain
+    /// `try_recv`, and only an empty queue registers a waker.
+    live: broadcast::Receiver<Live>,
     /// Last offset queued for delivery.
     last: u64,
     /// Last offset handed to the caller: what the cursor reports.
@@ -191,7 +219,7 @@ impl Subscription {
             // Registered before waiting so that a failure below releases it on drop.
             self.lanes.push(Lane {
                 channel: channel.clone(),
-                live: BroadcastStream::new(rx),
+                live: rx,
                 last: 0,
                 delivered: 0,
                 catch_up: CatchUp::Done,
@@ -266,43 +294,25 @@ impl Subscription {
     /// or when it holds no channel). Cancel-safe.
     pub async fn next(&mut self) -> Option<Delivery> {
         loop {
-            if let Some(q) = self.pending.pop_front() {
-                return Some(self.hand_out(q));
-            }
-            if self.ended || self.lanes.is_empty() {
-                return None;
-            }
-            if let Some(i) = self.lanes.iter().position(|l| l.catch_up != CatchUp::Done) {
-                if let Err(e) = self.catch_up(i).await {
-                    // The backplane is down: keep the subscriber, retry with capped backoff.
-                    self.retry =
-                        (self.retry * 2).clamp(Duration::from_millis(50), Duration::from_secs(5));
-                    tracing::debug!(error = %e, channel = %self.lanes[i].channel, "history read failed, retrying");
-                    tokio::time::sleep(self.retry).await;
-                }
-                continue;
-            }
-            let (i, item) = self.recv().await;
-            match item {
-                Some(Ok(Live::Event(event))) => {
-                    self.lanes[i].fresh = false;
-                    if let Some(event) = self.on_live(i, event) {
-                        return Some(Delivery::Event(event));
+            match self.step() {
+                Step::Deliver(d) => return Some(d),
+                Step::End => return None,
+                Step::CatchUp(i) => {
+                    if let Err(e) = self.catch_up(i).await {
+                        // The backplane is down: keep the subscriber, retry with capped backoff.
+                        self.retry = (self.retry * 2)
+                            .clamp(Duration::from_millis(50), Duration::from_secs(5));
+                        tracing::debug!(error = %e, channel = %self.lanes[i].channel, "history read failed, retrying");
+                        tokio::time::sleep(self.retry).await;
                     }
                 }
-                Some(Ok(Live::CatchUp)) => self.lanes[i].catch_up = CatchUp::Needed,
-                Some(Err(BroadcastStreamRecvError::Lagged(_))) if self.lanes[i].fresh => {
-                    // The replay itself let the live queue overflow; history has it all.
-                    self.lanes[i].catch_up = CatchUp::Needed;
-                }
-                Some(Err(BroadcastStreamRecvError::Lagged(_))) => {
-                    self.ended = true;
-                    metrics::counter!(names::LAGGED).increment(1);
-                    return Some(Delivery::Lagged);
-                }
-                None => {
-                    self.ended = true;
-                    return None;
+                Step::Wait => {
+                    let (i, taken) = self.wait().await;
+                    match self.on_taken(i, taken) {
+                        Some(Step::Deliver(d)) => return Some(d),
+                        Some(_) => return None,
+                        None => {}
+                    }
                 }
             }
         }
@@ -310,29 +320,106 @@ impl Subscription {
 
     /// The next delivery if one is ready without waiting for the network.
     pub fn try_next(&mut self) -> Option<Delivery> {
-        use futures_util::FutureExt;
-        self.next().now_or_never().flatten()
+        match self.step() {
+            Step::Deliver(d) => Some(d),
+            Step::End | Step::Wait => None,
+            // Rare (after a lag or a backplane gap): a history read that is ready at once, as
+            // on the memory backplane, still counts as ready.
+            Step::CatchUp(_) => {
+                use futures_util::FutureExt;
+                self.next().now_or_never().flatten()
+            }
+        }
     }
 
-    async fn recv(&mut self) -> (usize, Option<Result<Live, BroadcastStreamRecvError>>) {
-        let n = self.lanes.len();
-        let start = self.rotate % n;
-        self.rotate = self.rotate.wrapping_add(1);
-        let lanes = &mut self.lanes;
-        let unreported = &mut self.unreported;
-        std::future::poll_fn(|cx| {
+    /// Goes as far as possible without waiting: what is pending, then what the live queues
+    /// already hold.
+    fn step(&mut self) -> Step {
+        loop {
+            if let Some(q) = self.pending.pop_front() {
+                return Step::Deliver(self.hand_out(q));
+            }
+            if self.ended || self.lanes.is_empty() {
+                return Step::End;
+            }
+            if let Some(i) = self.lanes.iter().position(|l| l.catch_up != CatchUp::Done) {
+                return Step::CatchUp(i);
+            }
+            let n = self.lanes.len();
             // Rotating the starting lane keeps a busy channel from starving the others.
+            let start = self.rotate % n;
+            self.rotate = self.rotate.wrapping_add(1);
+            let mut taken = None;
             for k in 0..n {
                 let i = (start + k) % n;
-                if let Poll::Ready(item) = lanes[i].live.poll_next_unpin(cx) {
-                    return Poll::Ready((i, item));
+                taken = match self.lanes[i].live.try_recv() {
+                    Err(TryRecvError::Empty) => continue,
+                    Ok(live) => Some((i, Taken::Live(live))),
+                    Err(TryRecvError::Lagged(_)) => Some((i, Taken::Lagged)),
+                    Err(TryRecvError::Closed) => Some((i, Taken::Closed)),
+                };
+                break;
+            }
+            let Some((i, taken)) = taken else {
+                return Step::Wait;
+            };
+            if let Some(step) = self.on_taken(i, taken) {
+                return step;
+            }
+        }
+    }
+
+    /// Waits until a live queue holds something, and takes it.
+    async fn wait(&mut self) -> (usize, Taken) {
+        // About to wait: a burst taken with `try_next` is counted once.
+        report(&mut self.unreported);
+        if let [lane] = &mut self.lanes[..] {
+            return (0, lane.live.recv().await.into());
+        }
+        // A receive future borrows its receiver, so one per lane is built for each wait.
+        let mut waits: Vec<_> = self
+            .lanes
+            .iter_mut()
+            .map(|l| Box::pin(l.live.recv()))
+            .collect();
+        std::future::poll_fn(|cx| {
+            for (i, w) in waits.iter_mut().enumerate() {
+                if let Poll::Ready(r) = w.as_mut().poll(cx) {
+                    return Poll::Ready((i, r.into()));
                 }
             }
-            // Only when it is about to wait: a burst taken with `try_next` is counted once.
-            report(unreported);
             Poll::Pending
         })
         .await
+    }
+
+    /// Applies what lane `i`'s live queue gave; `Some` when it ends the step.
+    fn on_taken(&mut self, i: usize, taken: Taken) -> Option<Step> {
+        match taken {
+            Taken::Live(Live::Event(event)) => {
+                self.lanes[i].fresh = false;
+                self.on_live(i, event)
+                    .map(|e| Step::Deliver(Delivery::Event(e)))
+            }
+            Taken::Live(Live::CatchUp) => {
+                self.lanes[i].catch_up = CatchUp::Needed;
+                None
+            }
+            Taken::Lagged if self.lanes[i].fresh => {
+                // The replay itself let the live queue overflow; history has it all.
+                self.lanes[i].catch_up = CatchUp::Needed;
+                None
+            }
+            Taken::Lagged => {
+                self.ended = true;
+                metrics::counter!(names::LAGGED).increment(1);
+                Some(Step::Deliver(Delivery::Lagged))
+            }
+            Taken::Closed => {
+                self.ended = true;
+                Some(Step::End)
+            }
+        }
     }
 
     fn hand_out(&mut self, queued: Queued) -> Delivery {
@@ -406,7 +493,7 @@ impl Subscription {
         if self.lanes[i].catch_up == CatchUp::Needed {
             // Renew the receiver *before* reading: whatever it drops is in what we read next.
             let (rx, _) = self.hub.dispatch.join(&self.lanes[i].channel);
-            self.lanes[i].live = BroadcastStream::new(rx);
+            self.lanes[i].live = rx;
             self.lanes[i].catch_up = CatchUp::Paging;
         }
         if let Some(lost) = self.read_page(i).await? {
