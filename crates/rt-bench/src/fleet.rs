@@ -480,7 +480,16 @@ async fn sse_h2(
             hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
                 .await
                 .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
+        // The connection's own error names the cause (e.g. a GOAWAY) that its streams only
+        // see as a reset; counted once for the connection, beside its streams' errors.
+        let (shared, stop) = (shared.clone(), shared.stopped());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                if !*stop.borrow() {
+                    shared.error(format!("h2 connection of subscribers {first}..: {e}"));
+                }
+            }
+        });
         Ok::<_, String>(sender)
     }
     .await;
