@@ -55,7 +55,8 @@ fn number(buf: &[u8], mut i: usize, end: u8) -> Option<(u64, usize)> {
 /// at the very end (to be kept for the next chunk of a stream), or `buf.len()`.
 pub(crate) fn scan(buf: &[u8], mut f: impl FnMut(Marker)) -> usize {
     let mut i = 0;
-    while let Some(pos) = buf[i..].iter().position(|&b| b == b'#') {
+    // memchr: most of every frame is envelope and padding, so the search dominates.
+    while let Some(pos) = memchr::memchr(b'#', &buf[i..]) {
         let at = i + pos;
         let parsed = number(buf, at + 1, b'.').and_then(|(phase, j)| {
             let (seq, j) = number(buf, j, b'.')?;
