@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
@@ -142,18 +142,36 @@ impl Sse {
                     }
                 };
                 match step {
-                    Step::Deliver(Some(Delivery::Event(event))) => {
-                        cursor.advance(event.channel(), event.position());
-                        debug_assert_eq!(cursor, sub.cursor());
-                        yield data(frame::event_block(&cursor, &event));
-                    }
-                    Step::Deliver(Some(Delivery::Resync { channels })) => {
-                        cursor = sub.cursor();
-                        yield data(resync(&cursor, &channels));
-                    }
-                    Step::Deliver(Some(Delivery::Lagged)) => {
-                        yield data(frame::end(frame::LAGGED, &cursor, None));
-                        break;
+                    Step::Deliver(Some(first)) => {
+                        // Everything else already queued joins the same body frame.
+                        let mut buf = BytesMut::new();
+                        let mut next = Some(first);
+                        let mut lagged = false;
+                        while let Some(delivery) = next.take() {
+                            match delivery {
+                                Delivery::Event(event) => {
+                                    cursor.advance(event.channel(), event.position());
+                                    debug_assert_eq!(cursor, sub.cursor());
+                                    frame::push_event_block(&mut buf, &cursor, &event);
+                                }
+                                Delivery::Resync { channels } => {
+                                    cursor = sub.cursor();
+                                    buf.extend_from_slice(&resync(&cursor, &channels));
+                                }
+                                Delivery::Lagged => {
+                                    buf.extend_from_slice(&frame::end(frame::LAGGED, &cursor, None));
+                                    lagged = true;
+                                    break;
+                                }
+                            }
+                            if buf.len() < BATCH_BYTES {
+                                next = sub.try_next();
+                            }
+                        }
+                        yield data(buf.freeze());
+                        if lagged {
+                            break;
+                        }
                     }
                     Step::Deliver(None) => break,
                     Step::Expired => {
@@ -176,6 +194,11 @@ impl Sse {
         StreamBody::new(frames).boxed_unsync()
     }
 }
+
+/// A burst is written in body frames of about this size at most: large enough that a
+/// saturated stream costs one chunk or DATA frame per many events, small enough that one
+/// stream does not hold a large buffer.
+const BATCH_BYTES: usize = 32 * 1024;
 
 enum Step {
     Deliver(Option<Delivery>),

@@ -3,9 +3,9 @@
 //! An event block has two parts: the `event:`/`data:` lines, which are the same for every
 //! subscriber and cached on the event ([`Wire::Sse`]), and the `id:` line, which is the
 //! connection's own cursor. Field order inside a block does not matter to an EventSource.
-//! They are joined into one buffer per delivery so that an event is one body frame: one
-//! HTTP/1.1 chunk, one HTTP/2 DATA frame (a client's h2 stack may treat a stream of tiny
-//! DATA frames as a flood and close the connection).
+//! They are joined into one buffer, with every other delivery already queued, so that a
+//! burst is one body frame: one HTTP/1.1 chunk, one HTTP/2 DATA frame (a client's h2 stack
+//! may treat a stream of tiny DATA frames as a flood and close the connection).
 
 use std::time::Duration;
 
@@ -56,15 +56,15 @@ pub(crate) fn id_line(cursor: &Cursor) -> Bytes {
     Bytes::from(format!("id: {cursor}\n"))
 }
 
-/// `event`'s whole block for a stream now at `cursor`: the `id:` line, then the shared lines.
-pub(crate) fn event_block(cursor: &Cursor, event: &Event) -> Bytes {
+/// Appends `event`'s whole block for a stream now at `cursor`: the `id:` line, then the
+/// shared lines.
+pub(crate) fn push_event_block(buf: &mut BytesMut, cursor: &Cursor, event: &Event) {
     use std::fmt::Write;
     let lines = event_lines(event);
-    let mut buf = BytesMut::with_capacity(lines.len() + 64);
+    buf.reserve(lines.len() + 64);
     // Writing to a `BytesMut` cannot fail.
     let _ = writeln!(buf, "id: {cursor}");
     buf.extend_from_slice(&lines);
-    buf.freeze()
 }
 
 /// Appends `text` as `data:` lines. Every SSE line break (`\r\n`, `\r`, `\n`) starts a new
@@ -202,7 +202,8 @@ mod tests {
         let e = event("message", Payload::text("hi"));
         let mut cursor = Cursor::new(Epoch(1));
         cursor.advance(e.channel(), e.position());
-        let block = event_block(&cursor, &e);
+        let mut block = BytesMut::new();
+        push_event_block(&mut block, &cursor, &e);
         assert_eq!(block, [id_line(&cursor), event_lines(&e)].concat());
         assert_eq!(&block[..], format!("id: {cursor}\ndata: hi\n\n").as_bytes());
         // The shared lines are encoded once per event, whatever the subscriber count.
