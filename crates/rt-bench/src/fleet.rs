@@ -492,7 +492,10 @@ async fn sse_h2(
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 if !*stop.borrow() {
-                    shared.error(format!("h2 connection of subscribers {first}..: {e}"));
+                    shared.error(format!(
+                        "h2 connection of subscribers {first}..: {}",
+                        causes(&e)
+                    ));
                 }
             }
         });
@@ -541,6 +544,17 @@ async fn sse_h2(
             }
         });
     }
+}
+
+/// An error with its sources (hyper's own message alone says only "http2 error").
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
 }
 
 async fn poll(attempt: Attempt<'_>) -> Result<(), String> {
