@@ -40,6 +40,10 @@ pub(crate) struct Shared {
     pub(crate) out_of_order: AtomicU64,
     /// Final sequence number published on each channel (set before stopping).
     pub(crate) published: Vec<AtomicU64>,
+    /// Subscribers that ended before the run did (e.g. closed by the server), with their
+    /// channel and the next sequence number they expected: what was published after that is
+    /// lost too, counted once the final numbers are known.
+    ended_early: Mutex<Vec<(usize, u64)>>,
     stop: watch::Receiver<bool>,
 }
 
@@ -58,6 +62,7 @@ impl Shared {
             missing: AtomicU64::new(0),
             out_of_order: AtomicU64::new(0),
             published: (0..channels).map(|_| AtomicU64::new(0)).collect(),
+            ended_early: Mutex::new(vec![]),
             stop,
         })
     }
@@ -84,6 +89,28 @@ impl Shared {
             .ok()
             .and_then(|h| h.get(phase).cloned())
             .unwrap_or_else(Hist::new)
+    }
+
+    /// Counts as lost what was published after the subscribers that ended early stopped
+    /// receiving. Called once `published` holds the final numbers and the run is stopped.
+    pub(crate) fn count_early_losses(&self) {
+        let ended = self
+            .ended_early
+            .lock()
+            .map(|mut e| std::mem::take(&mut *e))
+            .unwrap_or_default();
+        for (channel, next) in ended {
+            self.add_losses_after(channel, next);
+        }
+    }
+
+    /// Counts the publishes of `channel` from sequence `next` on as lost.
+    fn add_losses_after(&self, channel: usize, next: u64) {
+        let published = self.published[channel].load(Ordering::Relaxed);
+        if published >= next {
+            self.missing
+                .fetch_add(published + 1 - next, Ordering::Relaxed);
+        }
     }
 
     fn stopped(&self) -> watch::Receiver<bool> {
@@ -190,11 +217,10 @@ impl Tracker {
     pub(crate) fn finish(mut self) {
         self.flush();
         self.merge_hist();
-        let published = self.shared.published[self.channel].load(Ordering::Relaxed);
-        if published >= self.next {
-            self.shared
-                .missing
-                .fetch_add(published + 1 - self.next, Ordering::Relaxed);
+        if *self.shared.stop.borrow() {
+            self.shared.add_losses_after(self.channel, self.next);
+        } else if let Ok(mut ended) = self.shared.ended_early.lock() {
+            ended.push((self.channel, self.next));
         }
         self.shared.finished.fetch_add(1, Ordering::Relaxed);
     }

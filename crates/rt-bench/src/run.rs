@@ -350,6 +350,7 @@ async fn measure(spec: &Spec, server: &Server) -> Result<Report, String> {
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    shared.count_early_losses();
     for (idx, p) in phases.iter_mut().enumerate() {
         p.latency = shared.hist(idx + 1).percentiles();
     }
