@@ -56,6 +56,7 @@ pub(crate) async fn run(
         hub,
         config: config.clone(),
         out: Vec::new(),
+        last_batch: 0,
         acks: None,
         strikes: 0,
         close_code: close_code.clone(),
@@ -98,6 +99,9 @@ struct Conn {
     sub: Subscription,
     /// Messages waiting for the next write: replies, pings, and a batch of deliveries.
     out: Vec<Message>,
+    /// Deliveries in the last batch: the next one reserves that much room at once instead of
+    /// growing `out` step by step (each step a reallocation and a copy of every message).
+    last_batch: usize,
     limit: RateLimit,
     /// Set once the client opted into acks.
     acks: Option<Unacked>,
@@ -159,6 +163,8 @@ impl Conn {
                     Some(Ok(_)) => continue,
                 },
                 d = self.sub.next(), if subscribed && !window_full => {
+                    self.out.reserve(self.last_batch);
+                    let before = self.out.len();
                     if let Err(close) = self.take(d) {
                         return Some(close);
                     }
@@ -170,6 +176,7 @@ impl Conn {
                             return Some(close);
                         }
                     }
+                    self.last_batch = self.out.len() - before;
                     continue;
                 }
                 () = expires(&mut stall), if stall.is_some() => {
