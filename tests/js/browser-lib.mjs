@@ -72,13 +72,16 @@ export async function publish(channel, data, event) {
   return body;
 }
 
-/** Resolves once `check()` is truthy (polled), or rejects with `what` after `ms`. */
-export async function until(what, check, ms = 15000) {
+/**
+ * Resolves once `check()` is truthy (polled), or rejects with `what` after `ms`, and with what
+ * `show()` (if given) returns then, to tell why.
+ */
+export async function until(what, check, ms = 15000, show = null) {
   const end = Date.now() + ms;
   for (;;) {
     const v = await check();
     if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${show ? `: ${JSON.stringify(await show())}` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

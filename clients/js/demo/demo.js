@@ -25,7 +25,7 @@ for (const spec of columns) {
   grid.append(col);
   const $ = (sel) => col.querySelector(sel);
   const list = $('ol');
-  const seen = { title: spec.title, events: [], state: 'connecting', transport: null, reconnects: 0 };
+  const seen = { title: spec.title, events: [], state: 'connecting', transport: null, reconnects: 0, resyncs: 0 };
   window.rtDemo.columns.push(seen);
   const add = (className, offset, text) => {
     const li = document.createElement('li');
@@ -57,7 +57,10 @@ for (const spec of columns) {
     $('.cursor').textContent = s.cursor || '-';
     if (s.state === 'open' && s.reconnects > 0) add('note', '', `reconnected over ${s.transport}`);
   });
-  client.onResync((r) => add('note', '', `resync: events missed on ${r.channels.join(', ')}`));
+  client.onResync((r) => {
+    seen.resyncs++;
+    add('note', '', `resync: events missed on ${r.channels.join(', ')}`);
+  });
 }
 
 // Publishing goes through the automatic column's client: over its WebSocket when it has one,
