@@ -50,7 +50,8 @@ pub struct LimitArgs {
     pub header_read_timeout: Duration,
 
     /// Largest request head (request line and headers) in bytes; larger is answered `431`
-    /// (HTTP/1.1) or refused (HTTP/2). At least 8192.
+    /// (HTTP/1.1) or refused (HTTP/2). At least 8192. It is also the read buffer each HTTP/1.1
+    /// connection keeps while it streams: 8192 saves about 7.5 KB per SSE connection.
     #[arg(long, env = "RT_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
     pub max_header_bytes: usize,
 
