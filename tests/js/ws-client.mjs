@@ -1,7 +1,7 @@
 // rt's WebSocket protocol driven by the Node `ws` package (run by tests/tests/ws.rs).
 //
 // usage: node ws-client.mjs ws://127.0.0.1:PORT/ws
-// The server must run with --ws-allowed-origins https://app.example.com.
+// The server must run with --cors-origins https://app.example.com.
 // Prints "ws-client: ok" when every check passed; exits non-zero with the reason otherwise.
 
 import WebSocket from 'ws';

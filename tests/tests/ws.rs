@@ -304,7 +304,7 @@ async fn a_retried_publish_is_published_once() {
 
 #[tokio::test]
 async fn close_1008_for_a_foreign_origin_and_for_repeated_abuse() {
-    let server = Server::start(&["--ws-allowed-origins", "https://app.example.com"]).await;
+    let server = Server::start(&["--cors-origins", "https://app.example.com"]).await;
     let mut evil = connect_with(&server, &[("origin", "https://evil.example.com")]).await;
     assert_eq!(closed(&mut evil).await, (1008, "origin not allowed".into()));
     let mut good = connect_with(&server, &[("origin", "https://app.example.com")]).await;
@@ -508,7 +508,7 @@ fn run_peer(cmd: &mut std::process::Command) -> String {
 #[tokio::test]
 async fn node_ws_client() {
     let dir = rt_tests::node_modules();
-    let server = Server::start(&["--ws-allowed-origins", "https://app.example.com"]).await;
+    let server = Server::start(&["--cors-origins", "https://app.example.com"]).await;
     let url = server.ws_url("/ws");
     let out = tokio::task::spawn_blocking(move || {
         run_peer(

@@ -1,12 +1,10 @@
 //! Who may subscribe to and publish on which channels.
 //!
-//! A server turns whatever a client presents (a token, or nothing) into [`Permissions`] once,
-//! at the edge, with an [`Authenticator`]; the transports then only ask the permissions, through
+//! The HTTP edge (`rt-http`) turns whatever a client presents (a token, or nothing) into
+//! [`Permissions`] once; the transports then only ask the permissions, through
 //! [`Subscription::add`](crate::Subscription::add) (after
 //! [`Subscription::set_permissions`](crate::Subscription::set_permissions)),
-//! [`Hub::publish_as`](crate::Hub::publish_as) and [`Permissions::expired`]. A server puts the
-//! permissions (and the authenticator, for tokens that arrive later, e.g. in a WebSocket
-//! message) into each request's extensions; [`Permissions::of`] reads them back.
+//! [`Hub::publish_as`](crate::Hub::publish_as) and [`Permissions::expired`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -114,10 +112,9 @@ impl fmt::Debug for ChannelPattern {
 
 /// The channels a connection may use, and until when.
 ///
-/// Built by an [`Authenticator`] from a verified token (or from the anonymous grants when no
-/// token was presented). [`Permissions::open`] allows everything: it is what a server without
-/// any authentication configured uses, and what [`Permissions::of`] returns for requests that
-/// carry no permissions.
+/// Built by an authenticator at the HTTP edge from a verified token (or from the anonymous
+/// grants when no token was presented). [`Permissions::open`] allows everything: it is what an
+/// endpoint explicitly opened to anonymous clients grants.
 ///
 /// # Examples
 ///
@@ -190,15 +187,6 @@ impl Permissions {
     pub fn allow_publish(mut self, patterns: impl IntoIterator<Item = ChannelPattern>) -> Self {
         self.publish = self.publish.iter().cloned().chain(patterns).collect();
         self
-    }
-
-    /// The permissions a request carries in its extensions, or [`Permissions::open`] when it
-    /// carries none (the embedding server configured no authentication).
-    pub fn of(extensions: &http::Extensions) -> Self {
-        extensions
-            .get::<Permissions>()
-            .cloned()
-            .unwrap_or_else(Self::open)
     }
 
     /// Who the token was issued to (its `sub` claim), if anyone.
@@ -294,22 +282,6 @@ impl Permissions {
     }
 }
 
-/// Turns the token a client presents (or `None`) into its [`Permissions`].
-///
-/// A server implements it once (see `TokenVerifier` with the `jwt` feature) and puts an
-/// `Arc<dyn Authenticator>` into each request's extensions, so a transport that receives a
-/// token later (a WebSocket `auth` message) verifies it the same way.
-pub trait Authenticator: Send + Sync + fmt::Debug {
-    /// The permissions of a client presenting `token`; [`Error::Unauthorized`] (or
-    /// [`Error::TokenExpired`]) when it is invalid.
-    fn authenticate(&self, token: Option<&str>) -> Result<Permissions, Error>;
-}
-
-/// The [`Authenticator`] of a request's extensions, if the server put one there.
-pub fn authenticator_of(extensions: &http::Extensions) -> Option<Arc<dyn Authenticator>> {
-    extensions.get::<Arc<dyn Authenticator>>().cloned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,10 +338,6 @@ mod tests {
         );
         assert!(user.check_publish(&ch("a")).is_ok());
         assert!(Permissions::open().check_publish(&ch("a")).is_ok());
-        assert_eq!(
-            Permissions::of(&http::Extensions::new()),
-            Permissions::open()
-        );
     }
 
     #[tokio::test]

@@ -1,12 +1,10 @@
-//! The one error type of rt-core, with the HTTP status and machine-readable code that every
-//! transport reports it with.
-
-use http::StatusCode;
+//! The one error type of rt-core, with the machine-readable code that every transport reports
+//! it with.
 
 /// Everything that can go wrong in rt-core.
 ///
-/// Each variant maps to an HTTP status ([`Error::status`]) and a stable snake_case code
-/// ([`Error::code`]) so that every transport reports the same failure the same way.
+/// Each variant has a stable snake_case code ([`Error::code`]) so that every transport reports
+/// the same failure the same way.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
@@ -82,18 +80,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// The HTTP status a transport answers this error with.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Unauthorized(_) | Error::TokenExpired => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::InvalidKey(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        }
-    }
-
     /// A stable, machine-readable code for clients (`invalid_channel`, `invalid_cursor`, ...).
     pub fn code(&self) -> &'static str {
         match self {

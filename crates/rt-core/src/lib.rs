@@ -40,30 +40,21 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The [`telemetry`] module names the metrics rt records (through the `metrics` facade) and
-//! tracks client connections for metrics and logs.
+//! The [`telemetry`] module names the metrics the hub records (through the `metrics` facade).
 //!
-//! Access control is transport-neutral too: a server turns each client's token into
-//! [`Permissions`] (with an [`Authenticator`] such as `TokenVerifier`), and
-//! [`Subscription::set_permissions`] / [`Hub::publish_as`] refuse channels outside them with
-//! [`Error::Unauthorized`] (401) or [`Error::Forbidden`] (403).
+//! Access control is part of the model: a client's [`Permissions`] say which channels it may
+//! subscribe to and publish on, and [`Subscription::set_permissions`] / [`Hub::publish_as`]
+//! refuse channels outside them with [`Error::Unauthorized`] or [`Error::Forbidden`]. Turning
+//! a token into permissions happens at the HTTP edge (`rt-http`).
 //!
-//! | feature | what |
-//! | --- | --- |
-//! | `jwt` | `TokenVerifier` and `Claims`: JSON Web Token (HS256, RS256, ES256) verification |
-//!
-//! The [`http`] module holds the small HTTP helpers (JSON errors, query parsing, CORS) that the
-//! transports share, so that every endpoint answers bad input the same way.
+//! rt-core does no I/O of its own and knows nothing of HTTP or of any transport.
 
 mod auth;
-#[cfg(feature = "jwt")]
-mod auth_jwt;
 mod backplane;
 mod cursor;
 mod error;
 mod event;
 mod history;
-pub mod http;
 mod hub;
 mod memory;
 mod name;
@@ -71,9 +62,7 @@ mod publish;
 mod subscription;
 pub mod telemetry;
 
-pub use auth::{authenticator_of, Authenticator, ChannelPattern, Permissions};
-#[cfg(feature = "jwt")]
-pub use auth_jwt::{Claims, TokenAlgorithm, TokenVerifier};
+pub use auth::{ChannelPattern, Permissions};
 pub use backplane::{Backplane, Health, MessageId, NewEvent, Published, Read, Sink};
 pub use cursor::{Cursor, Start};
 pub use error::Error;

@@ -1,34 +1,43 @@
-//! A polling server on an in-memory hub.
+//! A polling server on plain hyper and an in-memory hub.
+//!
+//! Without an address it is a demo: it serves on a free port, holds a long poll, publishes
+//! through `/poll/publish`, prints what the poll got and exits. With one (`ADDR`, or the first
+//! argument) it keeps serving there.
 //!
 //! ```text
-//! cargo run -p rt-poll --example poll_server                  # demo: hold a poll, publish, print, exit
-//! cargo run -p rt-poll --example poll_server -- 127.0.0.1:8080  # keep serving on that address
+//! cargo run -p rt-poll --example poll_server                                # the demo
+//! ADDR=127.0.0.1:8080 cargo run -p rt-poll --example poll_server            # keep serving
 //! curl 'http://127.0.0.1:8080/poll?channel=news&timeout=25'
 //! curl -X POST http://127.0.0.1:8080/poll/publish -d '{"channel":"news","data":"hello"}'
 //! ```
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
 use rt_core::{Hub, HubConfig, MemoryBackplane, Retention};
+use rt_http::{Edge, StallGuard, DEFAULT_WRITE_STALL};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let serve_forever = std::env::args().nth(1);
+    let serve_forever = std::env::var("ADDR")
+        .ok()
+        .or_else(|| std::env::args().nth(1));
     let addr: SocketAddr = serve_forever.as_deref().unwrap_or("127.0.0.1:0").parse()?;
     let hub = Hub::new(
         Arc::new(MemoryBackplane::new(Retention::default())),
         HubConfig::default(),
     );
-    let poll = rt_poll::Poll::new(hub, rt_poll::Config::default());
+    // Anyone may poll and publish on every channel: an example. A real app sets an
+    // authenticator (see rt-http's Edge); the default Edge refuses every request.
+    let config = rt_poll::Config::default().edge(Edge::default().allow_anonymous());
+    let poll = rt_poll::Poll::new(hub, config);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     println!("polling on http://{addr}/poll, publishing on http://{addr}/poll/publish");
@@ -37,14 +46,12 @@ async fn main() -> Result<(), Error> {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let poll = poll.clone();
+            // Connections whose writes stall (a half-open client) are cut, as in rt-server.
+            let io = TokioIo::new(StallGuard::new(stream, DEFAULT_WRITE_STALL));
+            let service = TowerToHyperService::new(poll.clone());
             tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let poll = poll.clone();
-                    async move { Ok::<_, Infallible>(poll.handle(req).await) }
-                });
                 let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
+                    .serve_connection(io, service)
                     .await;
             });
         }

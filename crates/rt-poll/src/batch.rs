@@ -31,6 +31,11 @@ impl Batch {
         }
     }
 
+    /// How many events the batch holds.
+    pub(crate) fn events(&self) -> u64 {
+        self.events.len() as u64
+    }
+
     /// Whether there is something to answer with at once.
     pub(crate) fn is_ready(&self) -> bool {
         !self.events.is_empty() || !self.resynced.is_empty() || self.ended

@@ -2,17 +2,20 @@
 
 use std::time::Duration;
 
-use rt_core::http::Cors;
+use rt_http::Edge;
 
-/// Options of the polling endpoint. Start from [`Config::default`] and set what differs.
+/// Options of the polling endpoint. Start from [`Config::default`] and set what differs with
+/// the setters.
 ///
 /// ```
 /// use std::time::Duration;
+/// use rt_http::{Edge, Origins};
 ///
-/// let mut config = rt_poll::Config::default();
-/// config.max_timeout = Duration::from_secs(25);
-/// config.batch = 50;
-/// config.cors = rt_core::http::Cors::parse("https://app.example.com");
+/// let config = rt_poll::Config::default()
+///     .max_timeout(Duration::from_secs(25))
+///     .batch(50)
+///     .edge(Edge::default().allow_anonymous().origins(Origins::parse("https://app.example.com")));
+/// assert_eq!(config.batch, 50);
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -25,10 +28,12 @@ pub struct Config {
     /// Most events in one answer (default 100; 0 counts as 1). A client further behind
     /// catches up over several polls.
     pub batch: usize,
-    /// Which browser origins may poll and publish from another site (default: none).
-    pub cors: Cors,
+    /// Who may poll and publish (authenticator), from which pages (origins), and who hears
+    /// about it. The default refuses every request until an authenticator (or
+    /// `allow_anonymous`) is set.
+    pub edge: Edge,
     /// Largest publish body in bytes; `None` (the default) derives it from the hub's payload
-    /// limit with [`rt_core::http::publish_body_limit`].
+    /// limit with [`rt_http::publish_body_limit`].
     pub max_body: Option<usize>,
 }
 
@@ -38,8 +43,16 @@ impl Default for Config {
             default_timeout: Duration::from_secs(30),
             max_timeout: Duration::from_secs(60),
             batch: 100,
-            cors: Cors::Off,
+            edge: Edge::default(),
             max_body: None,
         }
     }
 }
+
+rt_http::setters!(Config {
+    default_timeout: Duration,
+    max_timeout: Duration,
+    batch: usize,
+    edge: Edge,
+    max_body: Option<usize>,
+});

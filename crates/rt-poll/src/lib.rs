@@ -18,47 +18,44 @@
 //!   [`rt_core::PublishAck`], like every other rt publish (client message ids make retries
 //!   idempotent).
 //! - The server keeps no session: the cursor travels with each poll, so any node can answer
-//!   it. Answers are `Cache-Control: no-store`; CORS (with preflight) comes from
-//!   [`Config::cors`].
+//!   it. Answers are `Cache-Control: no-store`; CORS (with preflight) follows the origins of
+//!   [`Config::edge`].
 //!
-//! Any valid channel name can be polled and published to, unless the embedding server's
-//! authentication put [`rt_core::Permissions`] in the request's extensions: then channels
-//! outside them are answered `401`/`403`. An invalid name is a `400` (`invalid_channel`).
+//! Which channels a client may poll and publish to is decided by the permissions its token
+//! grants ([`Config::edge`]); channels outside them are answered `401`/`403`. An invalid name is a `400` (`invalid_channel`).
 //! The wire contract is in `docs/protocol.md`.
 //!
 //! # Example
 //!
+//! [`Poll`] is a `tower_service::Service` over any request body: mount it in an axum app,
+//! beside the app's own routes, with one [`Hub`](rt_core::Hub) shared by the whole app. The
+//! edge decides who may connect: without an authenticator (or `allow_anonymous()`, as here)
+//! every request is refused.
+//!
 //! ```no_run
 //! use std::sync::Arc;
-//! use hyper::service::service_fn;
-//! use hyper_util::rt::TokioIo;
 //! use rt_core::{Hub, HubConfig, MemoryBackplane, Retention};
 //!
 //! # async fn run() -> std::io::Result<()> {
 //! let hub = Hub::new(Arc::new(MemoryBackplane::new(Retention::default())), HubConfig::default());
-//! let poll = rt_poll::Poll::new(hub, rt_poll::Config::default());
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! loop {
-//!     let (stream, _) = listener.accept().await?;
-//!     let poll = poll.clone();
-//!     tokio::spawn(async move {
-//!         let service = service_fn(move |req| {
-//!             let poll = poll.clone();
-//!             async move { Ok::<_, std::convert::Infallible>(poll.handle(req).await) }
-//!         });
-//!         let _ = hyper::server::conn::http1::Builder::new()
-//!             .serve_connection(TokioIo::new(stream), service)
-//!             .await;
-//!     });
-//! }
+//! let edge = rt_http::Edge::default().allow_anonymous();
+//! let poll = rt_poll::Poll::new(hub.clone(), rt_poll::Config::default().edge(edge));
+//! let app = axum::Router::new()
+//!     .route_service("/poll", poll.clone())
+//!     .route_service("/poll/publish", poll);
+//! let tcp = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(rt_http::StallListener::new(tcp, rt_http::DEFAULT_WRITE_STALL), app).await
 //! # }
 //! ```
+//!
+//! Plain hyper serves it through `hyper_util::service::TowerToHyperService`; `docs/embedding.md`
+//! shows both and lists every knob.
 //!
 //! `examples/poll_server.rs` runs a server like this and polls it.
 //!
 //! # Features
 //!
-//! None: the crate needs only rt-core, hyper and tokio.
+//! None: the crate needs only rt-core, rt-http and tokio.
 
 mod batch;
 mod config;

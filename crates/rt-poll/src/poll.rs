@@ -1,32 +1,44 @@
 //! The endpoint: routing a request to a poll, a publish or a CORS preflight.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{HeaderMap, ORIGIN};
+use http::header::{HeaderMap, HOST, ORIGIN};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
-use rt_core::http::{self as h, Body, Cors};
 use rt_core::{Hub, Permissions};
+use rt_http::{self as h, Body, Close, Connection, Origins, Query};
 
 use crate::batch::Batch;
 use crate::config::Config;
 use crate::error::Error;
 use crate::request::PollRequest;
 
+/// The transport's name in telemetry; its publishes are told apart as `poll_publish`.
+const TRANSPORT: &str = "poll";
+const PUBLISH: &str = "poll_publish";
+
 /// The long and short polling endpoint, bound to a hub. Cheap to clone.
 ///
 /// A request whose path ends in `/publish` publishes (`POST`); any other path polls (`GET`).
-/// `OPTIONS` preflights are answered from [`Config::cors`].
+/// `OPTIONS` preflights are answered from the configuration's origins. It is a
+/// `tower_service::Service` over any request body: mount it in an axum app
+/// (`Router::route_service`), or serve it with plain hyper through
+/// `hyper_util::service::TowerToHyperService`.
 #[derive(Debug, Clone)]
 pub struct Poll {
     hub: Hub,
-    config: Config,
+    config: Arc<Config>,
 }
+
+rt_http::endpoint_service!(Poll);
 
 impl Poll {
     /// The endpoint over `hub`.
     pub fn new(hub: Hub, config: Config) -> Self {
-        Poll { hub, config }
+        Poll {
+            hub,
+            config: Arc::new(config),
+        }
     }
 
     /// The endpoint's configuration.
@@ -35,29 +47,67 @@ impl Poll {
     }
 
     /// Answers one request. Every answer, errors included, carries `Cache-Control: no-store`
-    /// and the CORS headers the request's origin is allowed. Polls and publishes are limited
-    /// to the [`Permissions`] the request carries in its extensions (everything when it
-    /// carries none).
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        if Cors::is_preflight(req.method(), req.headers()) {
-            return self.config.cors.preflight(req.headers());
+    /// and the CORS headers the request's origin is allowed. The request passes the
+    /// configuration's [`Edge`](rt_http::Edge) first (origin, then token); polls and
+    /// publishes are limited to the permissions its token grants.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let edge = &self.config.edge;
+        let (parts, body) = req.into_parts();
+        if Origins::is_preflight(&parts.method, &parts.headers) {
+            return edge.origins.preflight(&parts.headers);
         }
-        // Only the origin is needed once the request is consumed.
+        // Only the origin (and the host it is compared with) is needed once the request is
+        // answered.
         let mut origin = HeaderMap::new();
-        if let Some(o) = req.headers().get(ORIGIN) {
-            origin.insert(ORIGIN, o.clone());
+        for name in [ORIGIN, HOST] {
+            if let Some(v) = parts.headers.get(&name) {
+                origin.insert(name, v.clone());
+            }
         }
-        // Set by the embedding server's authentication, if any; open otherwise.
-        let permissions = Permissions::of(req.extensions());
-        let publish = req.uri().path().ends_with("/publish");
-        let result = match (publish, req.method()) {
-            (false, &Method::GET) => self.poll(&permissions, req.uri().query()).await,
-            (true, &Method::POST) => Ok(self.publish(&permissions, req.into_body()).await),
-            (false, _) => Err(Error::MethodNotAllowed("GET")),
-            (true, _) => Err(Error::MethodNotAllowed("POST")),
+        let query = Query::parse(parts.uri.query());
+        let publish = parts.uri.path().ends_with("/publish");
+        let name = if publish { PUBLISH } else { TRANSPORT };
+        // A poll is held before it is answered: it is a connection from the request on.
+        let mut tracked = (!publish && parts.method == Method::GET)
+            .then(|| Connection::open(edge.observer.clone(), TRANSPORT));
+        // A refusal at admission is reported by the edge itself; later ones (a channel outside
+        // the grant) are reported here.
+        let mut presented = None;
+        let result = match edge.admit(name, &parts.headers, &query) {
+            Err(e) => Err(e.into()),
+            Ok(admitted) => {
+                presented = Some(admitted.presented);
+                let permissions = &admitted.permissions;
+                match (publish, &parts.method) {
+                    (false, &Method::GET) => self.poll(permissions, &query, &mut tracked).await,
+                    (true, &Method::POST) => {
+                        let res = self.publish(permissions, body).await;
+                        if let Some(code) = res.extensions().get::<rt_http::ErrorCode>() {
+                            edge.count_refusal(PUBLISH, code.0, admitted.presented);
+                        }
+                        Ok(res)
+                    }
+                    (false, method) => Err(not_allowed(method, "GET, OPTIONS")),
+                    (true, method) => Err(not_allowed(method, "POST, OPTIONS")),
+                }
+            }
         };
-        let mut res = result.unwrap_or_else(|e| e.to_response());
-        self.config.cors.apply(&origin, res.headers_mut());
+        let mut res = match result {
+            Ok(res) => res,
+            Err(Error::Http(e)) => match presented {
+                Some(presented) => edge.refuse(name, &e, presented),
+                None => e.to_response(),
+            },
+            Err(e) => e.to_response(),
+        };
+        if let Some(conn) = &mut tracked {
+            conn.close(Close::Code(res.status().as_u16()));
+        }
+        edge.origins.apply_cors(&origin, res.headers_mut());
         res
     }
 
@@ -70,7 +120,8 @@ impl Poll {
     async fn poll(
         &self,
         permissions: &Permissions,
-        query: Option<&str>,
+        query: &Query,
+        tracked: &mut Option<Connection>,
     ) -> Result<Response<Body>, Error> {
         let request = PollRequest::parse(query, &self.config, self.hub.config().max_channels)?;
         let mut sub = self
@@ -93,15 +144,30 @@ impl Poll {
                 () = self.hub.closing() => {}
             }
         }
+        if let Some(conn) = tracked {
+            conn.delivered(batch.events());
+        }
         Ok(h::json_bytes(StatusCode::OK, batch.encode(&sub.cursor())))
     }
 
     /// A publish from a polling client: the same JSON and validation as every other publish.
-    async fn publish(&self, permissions: &Permissions, body: Incoming) -> Response<Body> {
+    async fn publish<B>(&self, permissions: &Permissions, body: B) -> Response<Body>
+    where
+        B: http_body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let limit = self
             .config
             .max_body
             .unwrap_or_else(|| h::publish_body_limit(self.hub.config().max_payload));
-        h::publish_as(&self.hub, permissions, body, limit).await
+        h::publish(&self.hub, permissions, body, limit).await
     }
+}
+
+fn not_allowed(method: &Method, allowed: &'static str) -> Error {
+    rt_http::Error::MethodNotAllowed {
+        method: method.clone(),
+        allowed,
+    }
+    .into()
 }

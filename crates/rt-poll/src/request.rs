@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use rt_core::http::Query;
 use rt_core::{Channel, Start};
+use rt_http::Query;
 
 use crate::config::Config;
 use crate::error::Error;
@@ -19,11 +19,10 @@ pub(crate) struct PollRequest {
 
 impl PollRequest {
     pub(crate) fn parse(
-        query: Option<&str>,
+        query: &Query,
         config: &Config,
         max_channels: usize,
     ) -> Result<Self, Error> {
-        let query = Query::parse(query);
         Ok(PollRequest {
             channels: query.channels(max_channels)?,
             start: Start::parse(query.get("cursor"))?,
@@ -90,13 +89,17 @@ mod tests {
     #[test]
     fn queries() {
         let config = Config::default();
-        let r =
-            PollRequest::parse(Some("channel=a,b&cursor=earliest&timeout=0"), &config, 10).unwrap();
+        let r = PollRequest::parse(
+            &Query::parse(Some("channel=a,b&cursor=earliest&timeout=0")),
+            &config,
+            10,
+        )
+        .unwrap();
         assert_eq!(r.channels.len(), 2);
         assert_eq!(r.start, Start::Earliest);
         assert!(r.timeout.is_zero());
-        let code = |q| match PollRequest::parse(Some(q), &config, 10) {
-            Err(Error::Core(e)) => e.code(),
+        let code = |q| match PollRequest::parse(&Query::parse(Some(q)), &config, 10) {
+            Err(Error::Http(e)) => e.code(),
             other => panic!("{other:?}"),
         };
         assert_eq!(code("timeout=1"), "no_channels");

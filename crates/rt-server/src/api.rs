@@ -3,8 +3,8 @@
 use http::header::{self, HeaderMap};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use rt_core::http::{self as h, Body};
-use rt_core::{Health, Hub};
+use rt_core::{Health, Hub, Permissions};
+use rt_http::{self as h, Body};
 use subtle::ConstantTimeEq;
 
 /// `GET /health`: `200` with the backplane's state (`ok` or `degraded`) and local load.
@@ -58,5 +58,5 @@ pub(crate) async fn publish(
         );
     }
     let limit = h::publish_body_limit(hub.config().max_payload);
-    h::publish(hub, req.into_body(), limit).await
+    h::publish(hub, &Permissions::open(), req.into_body(), limit).await
 }

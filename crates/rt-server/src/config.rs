@@ -93,9 +93,15 @@ pub struct Config {
     #[arg(long, env = "RT_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 
-    /// Origins allowed to call the HTTP transports from a browser on another site
-    /// (comma-separated, `*` for any; empty: same-origin only).
-    #[arg(long, env = "RT_CORS_ORIGINS", default_value = "")]
+    /// Browser origins, besides the server's own, allowed to use the transports: CORS for
+    /// SSE and polling, the `Origin` check for WebSocket (comma-separated, `*` for any;
+    /// empty: same-origin only).
+    #[arg(
+        long,
+        env = "RT_CORS_ORIGINS",
+        alias = "allowed-origins",
+        default_value = ""
+    )]
     pub cors_origins: String,
 
     /// How long a graceful shutdown may take before remaining connections are dropped.

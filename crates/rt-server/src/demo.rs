@@ -5,7 +5,7 @@
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
-use rt_core::http::{self as h, Body};
+use rt_http::{self as h, Body};
 
 const HTML: &str = "text/html; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";

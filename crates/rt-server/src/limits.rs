@@ -4,12 +4,8 @@
 //! rt-core and the transports.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::io;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -25,8 +21,9 @@ const REFUSED: &str = "rt_connections_refused_total";
 const HANDSHAKE_TIMEOUTS: &str = "rt_handshake_timeouts_total";
 
 /// Counter of connections cut off, by `reason`: by hyper for HTTP/1.1 request heads
-/// (`header_timeout`, `header_too_large`), or because their writes stalled (`write_stall`).
-const CUT_OFF: &str = "rt_connections_cut_off_total";
+/// (`header_timeout`, `header_too_large`), or because their writes stalled (`write_stall`,
+/// counted by rt-http's stall guard).
+use rt_http::CUT_OFF;
 
 /// Connection limits.
 #[derive(Debug, Clone, clap::Args)]
@@ -207,74 +204,6 @@ pub(crate) fn count_cut_off(error: &(dyn std::error::Error + 'static)) {
     metrics::counter!(CUT_OFF, "reason" => reason).increment(1);
 }
 
-/// Fails a connection's writes once they have made no progress for a while.
-///
-/// A stream whose client stopped reading (or vanished without FIN or RST) fills the socket
-/// buffers, and then hyper stops polling the response body: an SSE stream cannot notice
-/// anything itself. The connection's writes can: [`WriteStall::check`] sees each write's
-/// outcome, and one that has stayed pending for the timeout becomes a `TimedOut` error, which
-/// ends the connection (and with it its streams and subscriptions) wherever it is written
-/// from, HTTP/1.1, HTTP/2 or an upgraded WebSocket.
-#[derive(Debug)]
-pub(crate) struct WriteStall {
-    timeout: Duration,
-    /// Armed at the first pending write after progress; reused between stalls.
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-    armed: bool,
-    tripped: bool,
-}
-
-impl WriteStall {
-    /// A check with `timeout` (zero: writes may stall forever).
-    pub(crate) fn new(timeout: Duration) -> Self {
-        WriteStall {
-            timeout,
-            deadline: None,
-            armed: false,
-            tripped: false,
-        }
-    }
-
-    /// Passes the outcome of a write (or flush, or shutdown) through, unless writes have been
-    /// pending for the timeout: then the write fails, once counted.
-    pub(crate) fn check<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        outcome: Poll<io::Result<T>>,
-    ) -> Poll<io::Result<T>> {
-        if self.tripped {
-            return Poll::Ready(Err(stalled()));
-        }
-        if outcome.is_ready() || self.timeout.is_zero() {
-            self.armed = false;
-            return outcome;
-        }
-        let at = tokio::time::Instant::now() + self.timeout;
-        let deadline = self
-            .deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-        if !self.armed {
-            deadline.as_mut().reset(at);
-            self.armed = true;
-        }
-        // Polling the timer registers the waker, so the connection is woken to fail.
-        if deadline.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        self.tripped = true;
-        metrics::counter!(CUT_OFF, "reason" => "write_stall").increment(1);
-        tracing::debug!(timeout = ?self.timeout, "closing a connection whose writes stalled");
-        Poll::Ready(Err(stalled()))
-    }
-}
-
-fn stalled() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::TimedOut,
-        "no write progress within --write-stall-timeout",
-    )
-}
-
 /// Answers a refused connection with a JSON error (readable by HTTP/1.1 clients) and closes
 /// it. Bounded in time so that refusing never ties the server up.
 pub(crate) async fn refuse(mut stream: TcpStream, refusal: Refusal) {
@@ -348,36 +277,6 @@ mod tests {
         assert_eq!(gate.admit(b).unwrap_err(), Refusal::Total(3));
         drop(a1);
         let _a3 = gate.admit(a).unwrap();
-    }
-
-    #[tokio::test]
-    async fn writes_pending_past_the_stall_timeout_fail_once_counted() {
-        use tokio::io::AsyncWrite;
-        let timeout = Duration::from_millis(100);
-        let mut stall = WriteStall::new(timeout);
-        // A pipe nobody reads: the first write fills it, then writes stay pending.
-        let (mut pipe, _unread) = tokio::io::duplex(16);
-        let started = tokio::time::Instant::now();
-        let failed = std::future::poll_fn(|cx| loop {
-            let written = Pin::new(&mut pipe).poll_write(cx, &[0; 64]);
-            match stall.check(cx, written) {
-                Poll::Ready(Ok(_)) => continue,
-                other => return other,
-            }
-        })
-        .await;
-        assert_eq!(failed.unwrap_err().kind(), io::ErrorKind::TimedOut);
-        assert!(started.elapsed() >= timeout);
-        // Once tripped, every later write fails at once.
-        let again = std::future::poll_fn(|cx| stall.check(cx, Poll::Ready(Ok(1))));
-        assert!(again.await.is_err());
-
-        // Zero never trips.
-        let mut never = WriteStall::new(Duration::ZERO);
-        let pending = std::future::poll_fn(|cx| {
-            Poll::Ready(never.check::<()>(cx, Poll::Pending).is_pending())
-        });
-        assert!(pending.await);
     }
 
     #[test]

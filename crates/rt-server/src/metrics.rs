@@ -1,28 +1,19 @@
-//! Prometheus metrics at `/metrics`, and tracking of client connections by transport.
+//! Prometheus metrics at `/metrics`: the recorder, and the transports' [`Observer`].
 //!
-//! rt-core and the transports record through the `metrics` facade; this module installs the
-//! Prometheus recorder once per process and renders it on scrape. Connections are tracked
-//! here, at the edge, so the transports need not know about it: an SSE stream lives as long
-//! as its response body, a poll as long as its request, and a WebSocket as long as the TCP
-//! stream its upgrade took over.
+//! rt-core and the transports record through the `metrics` facade and report connections to
+//! their edge's observer; this module installs the Prometheus recorder once per process,
+//! implements the observer with metrics (and the default log lines), and renders on scrape.
 
 use std::future::Future;
-use std::io;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use http::{Request, Response, StatusCode};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use rt_core::http::{self as h, Body};
-use rt_core::telemetry::{AuthFailure, CloseCode, Connection};
 use rt_core::{Health, Hub};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use rt_http::{self as h, AuthFailure, Body, Close, Log, Observer};
 
 /// Gauge: 1 when the backplane is up, 0 when degraded.
 const BACKPLANE_UP: &str = "rt_backplane_up";
@@ -30,6 +21,18 @@ const BACKPLANE_UP: &str = "rt_backplane_up";
 const CHANNELS: &str = "rt_channels";
 /// Counter of HTTP answers by route and status.
 const RESPONSES: &str = "rt_http_responses_total";
+/// Counter of refused credentials and permissions, by `transport` and `reason`.
+const AUTH_FAILURES: &str = "rt_auth_failures_total";
+/// Gauge of open client connections, by `transport`.
+const CONNECTIONS: &str = "rt_connections";
+/// Counter of client connections opened, by `transport`.
+const CONNECTIONS_OPENED: &str = "rt_connections_opened_total";
+/// Counter of client connections closed, by `transport` and `close`.
+const CONNECTIONS_CLOSED: &str = "rt_connections_closed_total";
+/// Histogram of client connection lifetimes in seconds, by `transport`.
+const CONNECTION_SECONDS: &str = "rt_connection_duration_seconds";
+/// Counter of events written to clients, by `transport`.
+const SENT: &str = "rt_events_sent_total";
 
 /// Buckets for latencies and lifetimes in seconds: sub-millisecond publishes up to
 /// hour-long connections.
@@ -54,6 +57,25 @@ pub(crate) fn recorder() -> Option<PrometheusHandle> {
             metrics::describe_gauge!(BACKPLANE_UP, "1 when the backplane is up, 0 when degraded");
             metrics::describe_gauge!(CHANNELS, "Channels with local subscribers");
             metrics::describe_counter!(RESPONSES, "HTTP answers by route and status");
+            metrics::describe_counter!(
+                AUTH_FAILURES,
+                "Refused tokens, API keys and channel permissions by transport and reason"
+            );
+            metrics::describe_gauge!(CONNECTIONS, "Open client connections by transport");
+            metrics::describe_counter!(
+                CONNECTIONS_OPENED,
+                "Client connections opened by transport"
+            );
+            metrics::describe_counter!(
+                CONNECTIONS_CLOSED,
+                "Client connections closed by transport and close code"
+            );
+            metrics::describe_histogram!(
+                CONNECTION_SECONDS,
+                metrics::Unit::Seconds,
+                "Client connection lifetimes by transport"
+            );
+            metrics::describe_counter!(SENT, "Events written to clients by transport");
             Some(handle)
         })
         .clone()
@@ -90,137 +112,45 @@ fn answered(route: &'static str, status: StatusCode) {
         .increment(1);
 }
 
-/// Keeps `conn` open for as long as the response body is being sent.
-fn track_body(res: Response<Body>, mut conn: Connection) -> Response<Body> {
-    // Until the body ends by itself, an end means the client went away.
-    conn.set_fallback("client_gone");
-    res.map(|inner| {
-        Tracked {
-            inner,
-            conn: Some(conn),
-        }
-        .boxed_unsync()
-    })
+/// The transports' observer: Prometheus series and the default log lines, and a count of
+/// open connections that a graceful shutdown waits on.
+#[derive(Debug, Default)]
+pub(crate) struct Prometheus {
+    open: AtomicUsize,
 }
 
-/// A response body that ends its connection's tracking when it ends or is dropped.
-struct Tracked {
-    inner: Body,
-    conn: Option<Connection>,
-}
-
-impl HttpBody for Tracked {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            if let Some(mut conn) = self.conn.take() {
-                conn.set_fallback("end");
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+impl Prometheus {
+    /// Client connections open now.
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
     }
 }
 
-/// Where the router parks the tracking of a WebSocket: the TCP stream it came on outlives
-/// the HTTP connection (hyper hands it to the upgrade), so the tracking ends when the
-/// WebSocket drops the stream.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct UpgradeSlot(Arc<Mutex<Option<Connection>>>);
-
-impl UpgradeSlot {
-    /// Ties `conn` to the lifetime of the TCP stream.
-    pub(crate) fn hold(&self, conn: Connection) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
-    }
-}
-
-/// A TCP stream carrying an [`UpgradeSlot`], whose writes fail once they make no progress for
-/// `--write-stall-timeout` (see [`WriteStall`](crate::limits::WriteStall)).
-#[derive(Debug)]
-pub(crate) struct TrackedStream {
-    stream: TcpStream,
-    stall: crate::limits::WriteStall,
-    _slot: UpgradeSlot,
-}
-
-impl TrackedStream {
-    pub(crate) fn new(
-        stream: TcpStream,
-        slot: UpgradeSlot,
-        stall: crate::limits::WriteStall,
-    ) -> Self {
-        TrackedStream {
-            stream,
-            stall,
-            _slot: slot,
-        }
+impl Observer for Prometheus {
+    fn opened(&self, transport: &'static str) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!(CONNECTIONS, "transport" => transport).increment(1.0);
+        metrics::counter!(CONNECTIONS_OPENED, "transport" => transport).increment(1);
+        Log.opened(transport);
     }
 
-    /// The TCP stream, to wait for the client's first byte before serving it.
-    pub(crate) fn tcp(&self) -> &TcpStream {
-        &self.stream
-    }
-}
-
-impl AsyncRead for TrackedStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for TrackedStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let outcome = Pin::new(&mut this.stream).poll_write(cx, buf);
-        this.stall.check(cx, outcome)
+    fn closed(&self, transport: &'static str, close: Close, duration: Duration) {
+        metrics::gauge!(CONNECTIONS, "transport" => transport).decrement(1.0);
+        metrics::histogram!(CONNECTION_SECONDS, "transport" => transport)
+            .record(duration.as_secs_f64());
+        metrics::counter!(CONNECTIONS_CLOSED, "transport" => transport, "close" => close.label())
+            .increment(1);
+        Log.closed(transport, close, duration);
+        self.open.fetch_sub(1, Ordering::Relaxed);
     }
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let outcome = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        this.stall.check(cx, outcome)
+    fn delivered(&self, transport: &'static str, events: u64) {
+        metrics::counter!(SENT, "transport" => transport).increment(events);
     }
 
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let outcome = Pin::new(&mut this.stream).poll_flush(cx);
-        this.stall.check(cx, outcome)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let outcome = Pin::new(&mut this.stream).poll_shutdown(cx);
-        this.stall.check(cx, outcome)
+    fn auth_failed(&self, transport: &'static str, failure: AuthFailure) {
+        metrics::counter!(AUTH_FAILURES, "transport" => transport, "reason" => failure.as_str())
+            .increment(1);
     }
 }
 
@@ -238,76 +168,28 @@ fn route(path: &str) -> &'static str {
     }
 }
 
-/// Runs `handler` on `req`, tracking the connection it opens (if any) and counting the answer.
-pub(crate) async fn observe<F, Fut>(mut req: Request<Incoming>, handler: F) -> Response<Body>
+/// Runs `handler` on `req` and counts the answer by route; a refused API key of the publish
+/// API is counted as an auth failure (the transports report their own to [`Prometheus`]).
+pub(crate) async fn observe<B, F, Fut>(
+    req: Request<B>,
+    observer: &Prometheus,
+    handler: F,
+) -> Response<Body>
 where
-    F: FnOnce(Request<Incoming>) -> Fut,
+    F: FnOnce(Request<B>) -> Fut,
     Fut: Future<Output = Response<Body>>,
 {
     let route = route(req.uri().path());
-    let presented = presents_credentials(&req);
-    let res = match route {
-        "ws" => {
-            let code = CloseCode::default();
-            req.extensions_mut().insert(code.clone());
-            let slot = req.extensions().get::<UpgradeSlot>().cloned();
-            let res = handler(req).await;
-            if res.status() == StatusCode::SWITCHING_PROTOCOLS {
-                if let Some(slot) = slot {
-                    slot.hold(Connection::open("ws", code, true));
-                }
-            }
-            res
-        }
-        "sse" => {
-            let res = handler(req).await;
-            if res.status() == StatusCode::OK {
-                track_body(res, Connection::open("sse", CloseCode::default(), true))
-            } else {
-                res
-            }
-        }
-        "poll" if req.method() == Method::GET => {
-            // A poll is held before it is answered: track it from the request on.
-            let code = CloseCode::default();
-            let conn = Connection::open("poll", code.clone(), false);
-            let res = handler(req).await;
-            code.set(res.status().as_u16());
-            track_body(res, conn)
-        }
-        _ => handler(req).await,
-    };
+    let presented = req.headers().contains_key("x-api-key")
+        || req.headers().contains_key(http::header::AUTHORIZATION);
+    let res = handler(req).await;
     answered(route, res.status());
-    count_auth_failure(route, presented, &res);
+    if route == "api_publish" {
+        if let Some(code) = res.extensions().get::<h::ErrorCode>() {
+            if let Some(failure) = AuthFailure::of(code.0, presented) {
+                observer.auth_failed(route, failure);
+            }
+        }
+    }
     res
-}
-
-/// Whether a request carries a credential: a token (`Authorization`, `?token=`) or an API key.
-fn presents_credentials<B>(req: &Request<B>) -> bool {
-    let h = req.headers();
-    h.contains_key(http::header::AUTHORIZATION)
-        || h.contains_key("x-api-key")
-        || h::Query::parse(req.uri().query()).get("token").is_some()
-}
-
-/// Counts a `401`/`403` refusal of a transport route (or the publish API) in
-/// `rt_auth_failures_total`: every refused token, key or channel of an HTTP request, the
-/// WebSocket handshake included, is answered through here.
-fn count_auth_failure(route: &'static str, presented: bool, res: &Response<Body>) {
-    if !matches!(
-        res.status(),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-    ) || !matches!(
-        route,
-        "ws" | "sse" | "poll" | "poll_publish" | "api_publish"
-    ) {
-        return;
-    }
-    let failure = res
-        .extensions()
-        .get::<h::ErrorCode>()
-        .and_then(|code| AuthFailure::of(code.0, presented));
-    if let Some(failure) = failure {
-        failure.count(route);
-    }
 }

@@ -1,19 +1,22 @@
 //! Routing requests to the server's endpoints and the enabled transports.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use rt_core::http::{self as h, Body};
 use rt_core::Hub;
+use rt_http::{self as h, Body, Edge, Origins};
 
 use crate::config::Config;
+use crate::metrics::Prometheus;
 
 /// Everything a request may need, shared by all connections.
 pub(crate) struct App {
     pub(crate) hub: Hub,
     api_key: Option<String>,
-    auth: crate::auth::Auth,
+    /// Every transport reports its connections here.
+    pub(crate) observer: Arc<Prometheus>,
     disabled: Vec<crate::config::Transport>,
     demo: bool,
     metrics: bool,
@@ -26,17 +29,22 @@ pub(crate) struct App {
 }
 
 impl App {
-    pub(crate) fn new(hub: Hub, config: &Config, auth: crate::auth::Auth) -> Self {
+    pub(crate) fn new(hub: Hub, config: &Config, edge: Edge) -> Self {
+        let observer = Arc::new(Prometheus::default());
+        // One edge for every transport: the same tokens, origins and telemetry.
+        let edge = edge
+            .origins(Origins::parse(&config.cors_origins))
+            .observer(observer.clone());
         App {
             #[cfg(feature = "ws")]
-            ws: crate::transport::ws::build(&hub, config),
+            ws: crate::transport::ws::build(&hub, config, edge.clone()),
             #[cfg(feature = "sse")]
-            sse: crate::transport::sse::build(&hub, config),
+            sse: crate::transport::sse::build(&hub, config, edge.clone()),
             #[cfg(feature = "poll")]
-            poll: crate::transport::poll::build(&hub, config),
+            poll: crate::transport::poll::build(&hub, config, edge),
             // An empty key would let an empty header in: treat it as no key.
             api_key: config.api_key.clone().filter(|k| !k.is_empty()),
-            auth,
+            observer,
             disabled: config.disable.clone(),
             demo: config.demo,
             metrics: config.metrics,
@@ -48,13 +56,10 @@ impl App {
         &self,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, Infallible> {
-        Ok(crate::metrics::observe(req, |req| self.route(req)).await)
+        Ok(crate::metrics::observe(req, &self.observer, |req| self.route(req)).await)
     }
 
-    async fn route(&self, mut req: Request<Incoming>) -> Response<Body> {
-        if let Err(e) = self.auth.admit(&mut req) {
-            return e.to_response();
-        }
+    async fn route(&self, req: Request<Incoming>) -> Response<Body> {
         let disabled = crate::config::Transport::of_path(req.uri().path())
             .filter(|t| self.disabled.contains(t));
         let res = match (req.method(), req.uri().path()) {

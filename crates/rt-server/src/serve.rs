@@ -9,11 +9,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rt_core::{Backplane, Hub, MemoryBackplane};
+use rt_http::StallGuard;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::metrics::{TrackedStream, UpgradeSlot};
 use crate::router::App;
 
 /// A bound, not yet running server.
@@ -66,7 +66,7 @@ impl Server {
             crate::metrics::recorder();
         }
         let tls = crate::tls::server_config(&config.tls)?;
-        let auth = crate::auth::Auth::new(&config.auth)?;
+        let edge = config.auth.edge()?;
         config.limits.check()?;
         let hub = Hub::new(backplane(&config).await?, config.hub_config());
         let listener = TcpListener::bind(config.listen)
@@ -77,7 +77,7 @@ impl Server {
             })?;
         Ok(Server {
             listener,
-            app: Arc::new(App::new(hub, &config, auth)),
+            app: Arc::new(App::new(hub, &config, edge)),
             config,
             tls,
         })
@@ -133,18 +133,15 @@ impl Server {
                     };
                     let handshake_timeout = config.limits.handshake_timeout;
                     let app = app.clone();
-                    let slot = UpgradeSlot::default();
-                    let stall = crate::limits::WriteStall::new(config.limits.write_stall_timeout);
-                    let stream = TrackedStream::new(stream, slot.clone(), stall);
-                    let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                        req.extensions_mut().insert(slot.clone());
+                    let stream = StallGuard::new(stream, config.limits.write_stall_timeout);
+                    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let app = app.clone();
                         async move { app.handle(req).await }
                     });
                     let (builder, tls, watcher) = (builder.clone(), tls.clone(), graceful.watcher());
                     tokio::spawn(async move {
                         let _permit = permit;
-                        if !crate::limits::first_byte(stream.tcp(), handshake_timeout).await {
+                        if !crate::limits::first_byte(stream.get_ref(), handshake_timeout).await {
                             return;
                         }
                         let stream = match crate::tls::Io::accept(tls.as_ref(), stream).await {
@@ -168,11 +165,12 @@ impl Server {
         drop(listener);
         app.hub.begin_shutdown();
         // hyper stops tracking a connection once it is upgraded, so also wait for the
-        // transports to let go of their subscriptions: a WebSocket holds its own until its
-        // 1001 close handshake is done, and exiting earlier would reset it instead.
+        // transports' own connections to end: a WebSocket is open until its 1001 close
+        // handshake is done, and exiting earlier would reset it instead. In-process
+        // subscriptions of an embedding program are not waited for.
         let drained = async {
             graceful.shutdown().await;
-            while app.hub.stats().subscriptions > 0 {
+            while app.observer.open() > 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         };

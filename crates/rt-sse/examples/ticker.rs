@@ -6,14 +6,14 @@
 //! curl -N 'http://127.0.0.1:3000/sse?channel=ticks&lastEventId=earliest'
 //! ```
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
 use rt_core::{Channel, EventName, Hub, HubConfig, MemoryBackplane, NewEvent, Payload, Retention};
+use rt_http::{Edge, StallGuard, DEFAULT_WRITE_STALL};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,7 +21,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(MemoryBackplane::new(Retention::default())),
         HubConfig::default(),
     );
-    let sse = rt_sse::Sse::new(hub.clone(), rt_sse::Config::default());
+    // Anyone may read: an example. A real app sets an authenticator (see rt-http's Edge).
+    let config = rt_sse::Config::default().edge(Edge::default().allow_anonymous());
+    let sse = rt_sse::Sse::new(hub.clone(), config);
 
     let ticks = Channel::new("ticks")?;
     tokio::spawn(async move {
@@ -40,15 +42,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("curl -N 'http://{addr}/sse?channel=ticks'");
     loop {
         let (stream, _) = listener.accept().await?;
-        let sse = sse.clone();
-        let service = service_fn(move |req| {
-            let sse = sse.clone();
-            async move { Ok::<_, Infallible>(sse.handle(req).await) }
-        });
+        // Connections whose writes stall (a half-open client) are cut, as in rt-server.
+        let io = TokioIo::new(StallGuard::new(stream, DEFAULT_WRITE_STALL));
+        let service = TowerToHyperService::new(sse.clone());
         tokio::spawn(async move {
             // Serves HTTP/1.1 and HTTP/2 prior knowledge alike.
             let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(io, service)
                 .await;
         });
     }

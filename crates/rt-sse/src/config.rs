@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use rt_core::http::Cors;
+use rt_http::Edge;
 
 /// Options of the SSE endpoint. Start from [`Config::default`] and adjust with the setters.
 ///
@@ -10,10 +10,11 @@ use rt_core::http::Cors;
 /// use std::time::Duration;
 /// let config = rt_sse::Config::default()
 ///     .heartbeat(Duration::from_secs(30))
-///     .retry(Duration::from_secs(2));
+///     .retry(Duration::from_secs(2))
+///     .edge(rt_http::Edge::default().allow_anonymous());
 /// assert_eq!(config.heartbeat, Duration::from_secs(30));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
     /// Idle time after which a `: ping` comment is sent, so that proxies and load balancers
@@ -24,8 +25,9 @@ pub struct Config {
     /// random delay between this and twice this is sent, so that clients do not all come
     /// back at once. Default 3 s.
     pub retry: Duration,
-    /// Which browser origins may open a stream from another site.
-    pub cors: Cors,
+    /// Who may open a stream, from which pages, and who hears about it. The default refuses
+    /// every request until an authenticator (or `allow_anonymous`) is set.
+    pub edge: Edge,
 }
 
 impl Default for Config {
@@ -33,27 +35,13 @@ impl Default for Config {
         Config {
             heartbeat: Duration::from_secs(15),
             retry: Duration::from_secs(3),
-            cors: Cors::Off,
+            edge: Edge::default(),
         }
     }
 }
 
-impl Config {
-    /// Sets [`Config::heartbeat`].
-    pub fn heartbeat(mut self, interval: Duration) -> Self {
-        self.heartbeat = interval;
-        self
-    }
-
-    /// Sets [`Config::retry`].
-    pub fn retry(mut self, delay: Duration) -> Self {
-        self.retry = delay;
-        self
-    }
-
-    /// Sets [`Config::cors`].
-    pub fn cors(mut self, cors: Cors) -> Self {
-        self.cors = cors;
-        self
-    }
-}
+rt_http::setters!(Config {
+    heartbeat: Duration,
+    retry: Duration,
+    edge: Edge,
+});

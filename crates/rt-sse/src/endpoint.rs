@@ -1,14 +1,15 @@
 //! The endpoint: request checks, then the event stream of one connection.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
+use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
-use rt_core::http::{Body, Cors, Query};
 use rt_core::{Channel, Cursor, Delivery, Hub, Permissions, Start, Subscription};
+use rt_http::{Body, Close, Connection, Origins, Query};
 use tokio::time::Instant;
 
 use crate::config::Config;
@@ -17,13 +18,20 @@ use crate::frame;
 
 /// The Server-Sent Events endpoint, bound to a hub. Cheap to clone.
 ///
-/// Mount it on a route of any hyper 1.x server; [`Sse::handle`] answers every request of that
-/// route (streams for `GET`, CORS preflights, JSON errors otherwise).
+/// It is a `tower_service::Service` over any request body: mount it on a route of an axum
+/// app (`Router::route_service`), or serve it with plain hyper through
+/// `hyper_util::service::TowerToHyperService`. [`Sse::handle`] answers one request: streams
+/// for `GET`, CORS preflights, JSON errors otherwise.
 #[derive(Debug, Clone)]
 pub struct Sse {
     hub: Hub,
-    config: Config,
+    config: Arc<Config>,
 }
+
+rt_http::endpoint_service!(Sse);
+
+/// The transport's name in telemetry.
+const TRANSPORT: &str = "sse";
 
 /// The query parameters that carry a resume value, in order of preference (the
 /// `Last-Event-ID` header wins over both). `lastEventID` is Mercure's spelling.
@@ -32,7 +40,10 @@ const RESUME_PARAMS: [&str; 2] = ["lastEventId", "lastEventID"];
 impl Sse {
     /// The endpoint over `hub`.
     pub fn new(hub: Hub, config: Config) -> Self {
-        Sse { hub, config }
+        Sse {
+            hub,
+            config: Arc::new(config),
+        }
     }
 
     /// The options in use.
@@ -43,40 +54,53 @@ impl Sse {
     /// Answers one request: a `text/event-stream` for a valid `GET`, `204` for an allowed
     /// CORS preflight, a JSON error otherwise. Never reads the request body.
     ///
-    /// The channels must be allowed by the request's [`Permissions`] (from its extensions;
-    /// none means everything is allowed), and a stream ends with [`EXPIRED`](crate::EXPIRED)
-    /// when they expire.
+    /// The request passes the [`Edge`](rt_http::Edge) of the configuration first (origin,
+    /// then token); its channels must be allowed by the permissions the token grants, and a
+    /// stream ends with [`EXPIRED`](crate::EXPIRED) when they expire.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Body> {
-        let headers = req.headers();
-        if Cors::is_preflight(req.method(), headers) {
-            return self.config.cors.preflight(headers);
+        let (parts, body) = req.into_parts();
+        // Never read: dropped now so the stream holds nothing of the request.
+        drop(body);
+        let edge = &self.config.edge;
+        if Origins::is_preflight(&parts.method, &parts.headers) {
+            return edge.origins.preflight(&parts.headers);
         }
-        let permissions = Permissions::of(req.extensions());
-        let opened = self
-            .open(req.method(), req.uri().query(), headers, permissions)
-            .await;
+        let query = Query::parse(parts.uri.query());
+        // A refusal at admission is reported by the edge itself; later ones (a channel outside
+        // the grant) are reported here.
+        let opened = match edge.admit(TRANSPORT, &parts.headers, &query) {
+            Ok(admitted) => self
+                .open(&parts.method, &query, &parts.headers, admitted.permissions)
+                .await
+                .map_err(|e| (e, Some(admitted.presented))),
+            Err(e) => Err((e.into(), None)),
+        };
         let mut res = match opened {
             Ok(res) => res,
-            Err(e) => e.to_response(),
+            Err((Error::Http(e), Some(presented))) => edge.refuse(TRANSPORT, &e, presented),
+            Err((e, _)) => e.to_response(),
         };
-        self.config.cors.apply(headers, res.headers_mut());
+        edge.origins.apply_cors(&parts.headers, res.headers_mut());
         res
     }
 
     async fn open(
         &self,
         method: &Method,
-        query: Option<&str>,
+        query: &Query,
         headers: &HeaderMap,
         permissions: Permissions,
     ) -> Result<Response<Body>, Error> {
         if method != Method::GET {
-            return Err(Error::MethodNotAllowed(method.clone()));
+            return Err(rt_http::Error::MethodNotAllowed {
+                method: method.clone(),
+                allowed: "GET, OPTIONS",
+            }
+            .into());
         }
-        let query = Query::parse(query);
         let channels = query.channels(self.hub.config().max_channels)?;
         check_cursor_fits(&channels)?;
-        let start = Start::parse(resume_value(headers, &query)?)?;
+        let start = Start::parse(resume_value(headers, query)?)?;
         let from_earliest = start == Start::Earliest;
         let sub = self.hub.subscribe_as(&permissions, channels, start).await?;
 
@@ -104,6 +128,9 @@ impl Sse {
         let expired = permissions.expired();
         let heartbeat = self.config.heartbeat;
         let retry = self.config.retry;
+        // Reported closed when the body is dropped: by itself at its last event, or because
+        // the client went away.
+        let mut conn = Connection::open(self.config.edge.observer.clone(), TRANSPORT);
         let frames = async_stream::stream! {
             // Advanced here per event rather than rebuilt from the subscription each time.
             let mut cursor = sub.cursor();
@@ -147,12 +174,14 @@ impl Sse {
                         let mut buf = BytesMut::new();
                         let mut next = Some(first);
                         let mut lagged = false;
+                        let mut events = 0;
                         while let Some(delivery) = next.take() {
                             match delivery {
                                 Delivery::Event(event) => {
                                     cursor.advance(event.channel(), event.position());
                                     debug_assert_eq!(cursor, sub.cursor());
                                     frame::push_event_block(&mut buf, &cursor, &event);
+                                    events += 1;
                                 }
                                 Delivery::Resync { channels } => {
                                     cursor = sub.cursor();
@@ -168,13 +197,19 @@ impl Sse {
                                 next = sub.try_next();
                             }
                         }
+                        conn.delivered(events);
                         yield data(buf.freeze());
                         if lagged {
+                            conn.close(Close::End);
                             break;
                         }
                     }
-                    Step::Deliver(None) => break,
+                    Step::Deliver(None) => {
+                        conn.close(Close::End);
+                        break;
+                    }
                     Step::Expired => {
+                        conn.close(Close::End);
                         yield data(frame::end(frame::EXPIRED, &cursor, None));
                         break;
                     }
@@ -184,6 +219,7 @@ impl Sse {
                     }
                     Step::Shutdown => {
                         let jitter = Duration::from_millis(fastrand::u64(0..=retry.as_millis() as u64));
+                        conn.close(Close::End);
                         yield data(frame::end(frame::SHUTDOWN, &cursor, Some(retry + jitter)));
                         break;
                     }

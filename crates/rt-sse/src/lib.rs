@@ -24,27 +24,38 @@
 //! The `event:`/`data:` lines of an event are encoded once per publish and shared by every
 //! connection; only the `id:` line is per connection.
 //!
+//! Every request passes the configuration's [`Edge`](rt_http::Edge) first: its origin, then
+//! its token. An endpoint built without an authenticator refuses everyone (`401`) unless it
+//! is built with `Edge::allow_anonymous()`.
+//!
 //! A client that stops reading (or vanishes while its socket still acknowledges: a half-open
-//! connection) cannot be noticed from the stream: once the socket buffers are full, hyper
-//! stops polling the body. Bound the connection's writes where it is served instead, as
-//! rt-server's `--write-stall-timeout` does; ending the connection drops the stream and its
-//! subscription.
+//! connection) cannot be noticed from the stream: once the socket buffers are full, the server
+//! stops polling the body. Bound the connection's writes where it is served instead, with
+//! [`rt_http::StallGuard`] (plain hyper) or [`rt_http::StallListener`] (`axum::serve`), as
+//! rt-server does; ending the connection drops the stream and its subscription.
 //!
 //! # Example
+//!
+//! [`Sse`] is a `tower_service::Service`: mount it in an axum app, beside the app's own
+//! routes, with one [`Hub`](rt_core::Hub) shared by the whole app.
 //!
 //! ```no_run
 //! use std::sync::Arc;
 //! use rt_core::{Hub, HubConfig, MemoryBackplane, Retention};
 //!
-//! # async fn serve(req: http::Request<hyper::body::Incoming>) {
+//! # async fn run() -> std::io::Result<()> {
 //! let hub = Hub::new(Arc::new(MemoryBackplane::new(Retention::default())), HubConfig::default());
-//! let sse = rt_sse::Sse::new(hub, rt_sse::Config::default());
-//! // In a hyper service, for the SSE route:
-//! let response = sse.handle(req).await;
-//! # drop(response); }
+//! let edge = rt_http::Edge::default().allow_anonymous();
+//! let sse = rt_sse::Sse::new(hub.clone(), rt_sse::Config::default().edge(edge));
+//! let app = axum::Router::new().route_service("/sse", sse);
+//! let tcp = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(tcp, app).await
+//! # }
 //! ```
 //!
-//! `cargo run -p rt-sse --example ticker` serves a ticking channel to try with `curl -N`.
+//! `examples/axum.rs` is a whole app (with the write-stall guard and a JSON route publishing
+//! on the same hub); `cargo run -p rt-sse --example ticker` serves a ticking channel with
+//! plain hyper, to try with `curl -N`. `docs/embedding.md` lists every knob.
 
 mod config;
 mod endpoint;

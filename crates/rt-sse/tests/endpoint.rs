@@ -1,15 +1,19 @@
 //! The endpoint against a real hub: exact bytes on the wire, resume, resync, lag, heartbeats,
-//! shutdown, bad requests, and that a vanished client releases its subscription.
+//! shutdown, bad requests, the edge (token, origin, no authenticator), and that a vanished
+//! client releases its subscription.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use rt_core::http::{Body, Cors};
-use rt_core::{Channel, EventName, Hub, HubConfig, MemoryBackplane, NewEvent, Payload, Retention};
+use hyper_util::service::TowerToHyperService;
+use rt_core::{
+    Channel, ChannelPattern, EventName, Hub, HubConfig, MemoryBackplane, NewEvent, Payload,
+    Permissions, Retention,
+};
+use rt_http::{Body, Edge, Origins};
 use rt_sse::{Config, Sse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -30,11 +34,13 @@ fn hub(history: usize, queue: usize) -> Hub {
     )
 }
 
+/// The options of an endpoint open to everyone.
+fn open() -> Config {
+    Config::default().edge(Edge::default().allow_anonymous())
+}
+
 fn sse(hub: &Hub) -> Sse {
-    Sse::new(
-        hub.clone(),
-        Config::default().retry(Duration::from_millis(1500)),
-    )
+    Sse::new(hub.clone(), open().retry(Duration::from_millis(1500)))
 }
 
 async fn publish(hub: &Hub, channel: &str, name: &str, payload: Payload) -> u64 {
@@ -298,10 +304,7 @@ async fn lagging_client_gets_a_final_event_then_resumes_without_loss() {
 #[tokio::test]
 async fn heartbeats_keep_an_idle_stream_busy() {
     let hub = hub(100, 64);
-    let sse = Sse::new(
-        hub.clone(),
-        Config::default().heartbeat(Duration::from_millis(50)),
-    );
+    let sse = Sse::new(hub.clone(), open().heartbeat(Duration::from_millis(50)));
     let mut body = get(&sse, "channel=a", &[]).await.into_body();
     read_blocks(&mut body, 1).await;
     assert_eq!(read_blocks(&mut body, 2).await, ": ping\n\n: ping\n\n");
@@ -332,11 +335,16 @@ async fn shutdown_ends_the_stream_with_a_retry_hint() {
 }
 
 async fn error_of(res: Response<Body>) -> (StatusCode, String) {
+    let (status, v) = error_body(res).await;
+    (status, v["error"]["code"].as_str().unwrap().to_owned())
+}
+
+/// The status and the whole JSON error body of an error answer.
+async fn error_body(res: Response<Body>) -> (StatusCode, serde_json::Value) {
     let status = res.status();
     assert_eq!(res.headers()["content-type"], "application/json");
     let body = res.into_body().collect().await.unwrap().to_bytes();
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    (status, v["error"]["code"].as_str().unwrap().to_owned())
+    (status, serde_json::from_slice(&body).unwrap())
 }
 
 #[tokio::test]
@@ -387,8 +395,7 @@ async fn bad_requests_get_json_errors() {
         },
     );
     let q: Vec<String> = (0..60).map(|i| format!("channel={long}{i}")).collect();
-    let (status, code) =
-        error_of(get(&Sse::new(hub8k, Config::default()), &q.join("&"), &[]).await).await;
+    let (status, code) = error_of(get(&Sse::new(hub8k, open()), &q.join("&"), &[]).await).await;
     assert_eq!(
         (status, code.as_str()),
         (StatusCode::BAD_REQUEST, "too_many_channels")
@@ -408,10 +415,10 @@ async fn bad_requests_get_json_errors() {
 #[tokio::test]
 async fn cors_preflight_and_headers() {
     let hub = hub(100, 64);
-    let sse = Sse::new(
-        hub.clone(),
-        Config::default().cors(Cors::parse("https://app.example")),
-    );
+    let edge = Edge::default()
+        .allow_anonymous()
+        .origins(Origins::parse("https://app.example"));
+    let sse = Sse::new(hub.clone(), Config::default().edge(edge));
     let preflight = Request::options("/sse?channel=a")
         .header("origin", "https://app.example")
         .header("access-control-request-method", "GET")
@@ -438,21 +445,14 @@ async fn cors_preflight_and_headers() {
 #[tokio::test]
 async fn a_vanished_client_releases_its_subscription() {
     let hub = hub(100, 64);
-    let sse = Sse::new(
-        hub.clone(),
-        Config::default().heartbeat(Duration::from_millis(50)),
-    );
+    let sse = Sse::new(hub.clone(), open().heartbeat(Duration::from_millis(50)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
-            let sse = sse.clone();
+            let service = TowerToHyperService::new(sse.clone());
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let sse = sse.clone();
-                    async move { Ok::<_, Infallible>(sse.handle(req).await) }
-                });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                     .await;
@@ -488,37 +488,51 @@ async fn a_vanished_client_releases_its_subscription() {
     server.abort();
 }
 
+/// Tokens: none may subscribe to `ok:*`; `user` too, as subject `u`; `expiring` too, for
+/// 300 ms from when it is verified; anything else is invalid.
+#[derive(Debug)]
+struct Grants;
+
+impl rt_http::Authenticator for Grants {
+    fn authenticate(&self, token: Option<&str>) -> Result<Permissions, rt_core::Error> {
+        let grant = vec![ChannelPattern::new("ok:*").unwrap()];
+        let expires = match token {
+            None => return Ok(Permissions::anonymous().allow_subscribe(grant)),
+            Some("user") => None,
+            Some("expiring") => Some(SystemTime::now() + Duration::from_millis(300)),
+            Some(_) => return Err(rt_core::Error::Unauthorized("unknown token".into())),
+        };
+        Ok(Permissions::new(Some("u".into()), expires).allow_subscribe(grant))
+    }
+}
+
 #[tokio::test]
 async fn permissions_limit_channels_and_expiry_ends_the_stream() {
-    use rt_core::{ChannelPattern, Permissions};
-    use std::time::SystemTime;
     let hub = hub(100, 64);
-    let sse = sse(&hub);
-    let request = |query: &str, permissions: Permissions| {
-        let mut req = Request::get(format!("/sse?{query}")).body(()).unwrap();
-        req.extensions_mut().insert(permissions);
-        req
+    let edge = Edge::default().authenticator(Arc::new(Grants));
+    let sse = Sse::new(hub.clone(), Config::default().edge(edge));
+    let request = |query: &str, token: Option<&str>| {
+        let mut req = Request::get(format!("/sse?{query}"));
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        req.body(()).unwrap()
     };
-    let grant = || vec![ChannelPattern::new("ok:*").unwrap()];
-    let anonymous = Permissions::anonymous().allow_subscribe(grant());
     let res = sse
-        .handle(request("channel=ok:1&channel=secret", anonymous))
+        .handle(request("channel=ok:1&channel=secret", None))
         .await;
     assert_eq!(
         error_of(res).await,
         (StatusCode::UNAUTHORIZED, "unauthorized".into())
     );
-    let user = || Permissions::new(Some("u".into()), None).allow_subscribe(grant());
-    let res = sse.handle(request("channel=secret", user())).await;
+    let res = sse.handle(request("channel=secret", Some("user"))).await;
     assert_eq!(
         error_of(res).await,
         (StatusCode::FORBIDDEN, "forbidden".into())
     );
     assert_eq!(hub.stats().subscriptions, 0);
 
-    let soon = SystemTime::now() + Duration::from_millis(300);
-    let expiring = Permissions::new(Some("u".into()), Some(soon)).allow_subscribe(grant());
-    let res = sse.handle(request("channel=ok:1", expiring)).await;
+    let res = sse.handle(request("channel=ok:1", Some("expiring"))).await;
     assert_eq!(res.status(), StatusCode::OK);
     let mut body = res.into_body();
     let open = read_blocks(&mut body, 1).await;
@@ -531,4 +545,80 @@ async fn permissions_limit_channels_and_expiry_ends_the_stream() {
         "{rest}"
     );
     assert_eq!(hub.stats().subscriptions, 0);
+
+    // A token that does not verify is refused like a missing one, with its own message.
+    let res = sse.handle(request("channel=ok:1", Some("forged"))).await;
+    assert_eq!(
+        error_of(res).await,
+        (StatusCode::UNAUTHORIZED, "unauthorized".into())
+    );
+    assert_eq!(hub.stats().subscriptions, 0);
+}
+
+#[tokio::test]
+async fn without_an_authenticator_every_request_is_refused() {
+    let hub = hub(100, 64);
+    let sse = Sse::new(hub.clone(), Config::default());
+    for headers in [vec![], vec![("authorization", "Bearer any")]] {
+        let (status, v) = error_body(get(&sse, "channel=a", &headers).await).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+        assert_eq!(v["error"]["code"], "unauthorized", "{v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains("allow_anonymous"), "{message}");
+    }
+    assert_eq!(hub.stats().subscriptions, 0);
+}
+
+#[tokio::test]
+async fn a_foreign_origin_is_refused() {
+    let hub = hub(100, 64);
+    let edge = Edge::default()
+        .allow_anonymous()
+        .origins(Origins::parse("https://app.example"));
+    let sse = sse_with(&hub, edge);
+    let from = |origin: &'static str| [("host", "rt.test:8080"), ("origin", origin)];
+    for origin in ["https://evil.example", "http://rt.test", "null"] {
+        let (status, v) = error_body(get(&sse, "channel=a", &from(origin)).await).await;
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("origin_not_allowed")),
+            "{origin}: {v}"
+        );
+    }
+    assert_eq!(hub.stats().subscriptions, 0);
+    let preflight = Request::options("/sse?channel=a")
+        .header("host", "rt.test:8080")
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "GET")
+        .body(())
+        .unwrap();
+    assert_eq!(
+        error_of(sse.handle(preflight).await).await,
+        (StatusCode::FORBIDDEN, "origin_not_allowed".into())
+    );
+
+    // The endpoint's own pages need no listing and get no CORS headers; listed ones get them.
+    let res = get(&sse, "channel=a", &from("http://rt.test:8080")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+    let res = get(&sse, "channel=a", &from("https://app.example")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    // Without `Origin` (not a browser page), nothing is checked.
+    let res = get(&sse, "channel=a", &[("host", "rt.test:8080")]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // The default is same-origin only.
+    let sse = sse_with(&hub, Edge::default().allow_anonymous());
+    let res = get(&sse, "channel=a", &from("https://app.example")).await;
+    assert_eq!(error_of(res).await.1, "origin_not_allowed");
+    let res = get(&sse, "channel=a", &from("http://rt.test:8080")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+fn sse_with(hub: &Hub, edge: Edge) -> Sse {
+    Sse::new(hub.clone(), Config::default().edge(edge))
 }

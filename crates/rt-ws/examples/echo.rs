@@ -19,11 +19,9 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9001".into());
-    let config = rt_ws::Config {
-        max_message: 16 << 20,
-        max_frame: 16 << 20,
-        ..rt_ws::Config::default()
-    };
+    let config = rt_ws::Config::default()
+        .max_message(16 << 20)
+        .max_frame(16 << 20);
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("echo listening on ws://{}", listener.local_addr()?);
     loop {

@@ -2,10 +2,21 @@
 
 use std::time::Duration;
 
+use rt_http::Edge;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-/// Options of the WebSocket transport. Start from [`Config::default`] and change what you need.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Options of the WebSocket transport. Start from [`Config::default`] and change what you
+/// need with the setters.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = rt_ws::Config::default()
+///     .ping_interval(Duration::from_secs(20))
+///     .edge(rt_http::Edge::default().allow_anonymous());
+/// assert_eq!(config.pong_timeout, Duration::from_secs(20));
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// How often the server sends a WebSocket Ping (and, with `app_heartbeat`, a
     /// `{"type":"heartbeat"}` message).
@@ -28,8 +39,9 @@ pub struct Config {
     /// Most messages written to a connection's socket in one batch (one flush): the events
     /// already queued in its subscription are taken up to this many at a time.
     pub outbound_queue: usize,
-    /// How long a write may wait for the client to drain its socket, or the acks window may
-    /// stay full, before the connection is closed with 1013.
+    /// The write-stall bound: how long a write may wait for the client to drain its socket,
+    /// or the acks window may stay full, before the connection is closed with 1013. A
+    /// half-open client is cut by it.
     pub stall_timeout: Duration,
     /// For clients that opted into acks: most events sent and not yet acknowledged.
     pub ack_window: usize,
@@ -39,14 +51,14 @@ pub struct Config {
     pub rate_burst: u32,
     /// Invalid or rate-limited messages in a row before the connection is closed with 1008.
     pub max_strikes: u32,
-    /// Browser origins allowed to connect (`Origin` header, e.g. `https://app.example.com`).
-    /// `None` allows any origin. Requests without an `Origin` header (non-browser clients)
-    /// are always allowed.
-    pub allowed_origins: Option<Vec<String>>,
     /// Subprotocols the server accepts, in order of preference (`rt.v1`).
     pub subprotocols: Vec<String>,
     /// How long a close handshake may take before the socket is dropped.
     pub close_timeout: Duration,
+    /// Who may connect (authenticator), from which pages (origins), and who hears about it.
+    /// The default refuses every connection (close 1008) until an authenticator (or
+    /// `allow_anonymous`) is set.
+    pub edge: Edge,
 }
 
 impl Default for Config {
@@ -65,12 +77,31 @@ impl Default for Config {
             rate_limit: 100,
             rate_burst: 200,
             max_strikes: 10,
-            allowed_origins: None,
             subprotocols: vec![crate::SUBPROTOCOL.to_owned()],
             close_timeout: Duration::from_secs(5),
+            edge: Edge::default(),
         }
     }
 }
+
+rt_http::setters!(Config {
+    ping_interval: Duration,
+    pong_timeout: Duration,
+    app_heartbeat: bool,
+    max_message: usize,
+    max_frame: usize,
+    read_buffer: usize,
+    write_buffer: usize,
+    outbound_queue: usize,
+    stall_timeout: Duration,
+    ack_window: usize,
+    rate_limit: u32,
+    rate_burst: u32,
+    max_strikes: u32,
+    subprotocols: Vec<String>,
+    close_timeout: Duration,
+    edge: Edge,
+});
 
 impl Config {
     /// The tungstenite configuration these options imply: small buffers and the size limits.

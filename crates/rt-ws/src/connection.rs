@@ -9,15 +9,15 @@ use std::pin::{pin, Pin};
 use std::sync::Arc;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use rt_core::telemetry::{AuthFailure, CloseCode as CloseCodeSlot};
-use rt_core::{Channel, Delivery, Hub, PublishAck, Start, Subscription};
+use rt_core::{Channel, Delivery, Hub, Permissions, PublishAck, Start, Subscription};
+use rt_http::{Close as Closed, Connection};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::config::Config;
-use crate::handshake::{Auth, Socket};
+use crate::handshake::{refusal as refusal_reason, Socket};
 use crate::limits::{RateLimit, Unacked};
 use crate::protocol::{self, Inbound, Rejected};
 
@@ -40,18 +40,18 @@ pub(crate) async fn run(
     hub: Hub,
     config: Arc<Config>,
     refusal: Option<&'static str>,
-    auth: Auth,
-    close_code: CloseCodeSlot,
+    permissions: Permissions,
 ) {
     // One socket, not split into halves: reads and writes never overlap in this task, and
     // halves would share it behind a lock.
     let mut socket = socket;
-    let expiry = auth.permissions.expiry().map(Box::pin);
+    let expiry = permissions.expiry().map(Box::pin);
+    let tracked = Connection::open(config.edge.observer.clone(), crate::TRANSPORT);
     let mut conn = Conn {
         sub: hub
             .empty_subscription()
-            .with_permissions(auth.permissions.clone()),
-        auth,
+            .with_permissions(permissions.clone()),
+        permissions,
         limit: RateLimit::new(config.rate_limit, config.rate_burst),
         hub,
         config: config.clone(),
@@ -59,7 +59,7 @@ pub(crate) async fn run(
         last_batch: 0,
         acks: None,
         strikes: 0,
-        close_code: close_code.clone(),
+        tracked,
         expiry,
     };
     let close = match refusal {
@@ -74,7 +74,7 @@ pub(crate) async fn run(
             .unwrap_or(Some(Close(CloseCode::Error, "internal server error"))),
     };
     if let Some(close) = close {
-        close_code.set(u16::from(close.0));
+        conn.tracked.close(Closed::Code(u16::from(close.0)));
         let _ = tokio::time::timeout(
             config.close_timeout,
             socket.send(Message::Close(Some(close.frame()))),
@@ -94,7 +94,7 @@ pub(crate) async fn run(
 
 struct Conn {
     hub: Hub,
-    auth: Auth,
+    permissions: Permissions,
     config: Arc<Config>,
     sub: Subscription,
     /// Messages waiting for the next write: replies, pings, and a batch of deliveries.
@@ -107,7 +107,8 @@ struct Conn {
     acks: Option<Unacked>,
     /// Invalid or rate-limited messages in a row.
     strikes: u32,
-    close_code: CloseCodeSlot,
+    /// Reports the connection to the observer; closed with the code either side sent.
+    tracked: Connection,
     /// Fires when the client's token expires.
     expiry: Deadline,
 }
@@ -154,7 +155,7 @@ impl Conn {
                     Some(Ok(Message::Binary(b))) => protocol::parse_binary(&b),
                     Some(Ok(Message::Close(frame))) => {
                         if let Some(f) = frame {
-                            self.close_code.set(u16::from(f.code));
+                            self.tracked.close(Closed::Code(u16::from(f.code)));
                         }
                         continue;
                     }
@@ -312,7 +313,10 @@ impl Conn {
                 };
                 match self.sub.add(channels.clone(), start).await {
                     Ok(joined) => protocol::subscribed(&channels, &joined, &self.sub.cursor()),
-                    Err(e) => return policy(&e).or_else(|| self.error(&e, None)),
+                    Err(e) => {
+                        self.count_auth_failure(&e);
+                        return policy(&e).or_else(|| self.error(&e, None));
+                    }
                 }
             }
             Inbound::Unsubscribe { channels } => {
@@ -325,7 +329,7 @@ impl Conn {
                 protocol::channels_message("unsubscribed", &channels, &self.sub.cursor())
             }
             Inbound::Publish(event, id) => {
-                match self.hub.publish_as(&self.auth.permissions, event).await {
+                match self.hub.publish_as(&self.permissions, event).await {
                     Ok(published) => protocol::published(&PublishAck::new(&published, id)),
                     Err(e) => return self.error(&e, id.as_deref()),
                 }
@@ -346,19 +350,16 @@ impl Conn {
     /// Replaces the connection's permissions with those of a new token (e.g. a refreshed one
     /// before the old expires). Channels the new token does not cover are dropped.
     fn reauthenticate(&mut self, token: &str) -> Option<Close> {
-        let Some(verifier) = &self.auth.authenticator else {
+        let edge = &self.config.edge;
+        if !edge.verifies_tokens() {
             let e = rt_core::Error::BadRequest("this server does not use tokens".into());
             return self.error(&e, None);
-        };
-        let permissions = match verifier.authenticate(Some(token)) {
+        }
+        let permissions = match edge.authenticate(Some(token)) {
             Ok(p) => p,
-            Err(rt_core::Error::TokenExpired) => {
-                AuthFailure::Expired.count("ws");
-                return Some(Close(CloseCode::Policy, "bad auth: token expired"));
-            }
-            Err(_) => {
-                AuthFailure::Invalid.count("ws");
-                return Some(Close(CloseCode::Policy, "bad auth: invalid token"));
+            Err(e) => {
+                edge.count_refusal(crate::TRANSPORT, e.code(), true);
+                return Some(Close(CloseCode::Policy, refusal_reason(&e)));
             }
         };
         let dropped: Vec<Channel> = self
@@ -376,15 +377,24 @@ impl Conn {
         self.expiry = permissions.expiry().map(Box::pin);
         self.sub.set_permissions(permissions.clone());
         let reply = protocol::authenticated(permissions.subject(), &dropped, &self.sub.cursor());
-        self.auth.permissions = permissions;
+        self.permissions = permissions;
         self.out.push(reply);
         None
     }
 
     fn error(&mut self, e: &rt_core::Error, id: Option<&str>) -> Option<Close> {
-        count_auth_failure(e);
+        self.count_auth_failure(e);
         self.out.push(protocol::error(e.code(), &e.to_string(), id));
         None
+    }
+
+    /// Reports a refused permission (a publish answered with an error, a subscription closed
+    /// with 1008) to the observer. A token sent over the connection is verified (and reported)
+    /// in `reauthenticate`, so an `unauthorized` refusal here is for a client without one.
+    fn count_auth_failure(&self, e: &rt_core::Error) {
+        self.config
+            .edge
+            .count_refusal(crate::TRANSPORT, e.code(), false);
     }
 
     /// Answers an invalid message with an error, and closes once abuse goes on.
@@ -404,16 +414,6 @@ impl Conn {
     }
 }
 
-/// Counts a refused permission (a publish answered with an error, a subscription closed with
-/// 1008) in `rt_auth_failures_total`.
-fn count_auth_failure(e: &rt_core::Error) {
-    // A token sent over the connection is verified (and counted) in `reauthenticate`, so an
-    // `unauthorized` refusal here is always for a client without one.
-    if let Some(failure) = AuthFailure::of(e.code(), false) {
-        failure.count("ws");
-    }
-}
-
 /// A timer that exists only while armed.
 type Deadline = Option<Pin<Box<tokio::time::Sleep>>>;
 
@@ -427,7 +427,6 @@ async fn expires(deadline: &mut Deadline) {
 
 /// Subscribing outside the client's permissions ends the connection with 1008.
 fn policy(e: &rt_core::Error) -> Option<Close> {
-    count_auth_failure(e);
     match e {
         rt_core::Error::Forbidden(_) => Some(Close(CloseCode::Policy, "forbidden channel")),
         rt_core::Error::Unauthorized(_) => Some(Close(

@@ -2,7 +2,7 @@
 
 use http::header::{HeaderValue, SEC_WEBSOCKET_VERSION};
 use http::{Response, StatusCode};
-use rt_core::http::Body;
+use rt_http::Body;
 
 /// A refused handshake. Each variant is answered with its HTTP status and the JSON error body
 /// every rt endpoint uses ([`Error::to_response`]).
@@ -28,7 +28,7 @@ impl Error {
             Error::Handshake(_) => (StatusCode::BAD_REQUEST, "bad_handshake"),
             Error::Version(_) => (StatusCode::UPGRADE_REQUIRED, "unsupported_version"),
         };
-        let mut res = rt_core::http::error(status, code, &self.to_string());
+        let mut res = rt_http::error(status, code, &self.to_string());
         if matches!(self, Error::Version(_)) {
             res.headers_mut()
                 .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));

@@ -3,14 +3,11 @@
 use base64::Engine as _;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use std::sync::Arc;
 
-use rt_core::http::{Body, Query};
-use rt_core::telemetry::{AuthFailure, CloseCode};
-use rt_core::{authenticator_of, Authenticator, Permissions};
+use rt_core::Permissions;
+use rt_http::{Body, Edge, Query};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
@@ -33,16 +30,7 @@ pub struct Upgrade {
     accept: HeaderValue,
     refusal: Option<&'static str>,
     query: Query,
-    auth: Auth,
-    close_code: CloseCode,
-}
-
-/// Who the client is, as the server's authentication layer decided.
-#[derive(Debug, Clone)]
-pub(crate) struct Auth {
-    pub(crate) permissions: Permissions,
-    /// Verifies tokens sent later in `auth` messages.
-    pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
+    permissions: Permissions,
 }
 
 /// True when the comma-separated header `name` holds `token` (case-insensitive).
@@ -60,8 +48,9 @@ impl Upgrade {
     ///
     /// A refused origin or a token that does not verify does not fail the handshake: browsers cannot
     /// read the status of a failed upgrade, so the connection is opened and then closed with
-    /// 1008 and a reason ([`Upgrade::refusal`]).
-    pub fn new(mut req: Request<Incoming>, config: &Config) -> Result<Self, Error> {
+    /// 1008 and a reason ([`Upgrade::refusal`]). Works with any request body: the upgrade is
+    /// taken from the request's extensions, where hyper (and so axum) puts it.
+    pub fn new<B>(mut req: Request<B>, config: &Config) -> Result<Self, Error> {
         if req.method() != Method::GET {
             return Err(Error::Method(req.method().to_string()));
         }
@@ -115,13 +104,7 @@ impl Upgrade {
             .find(|offered| config.subprotocols.iter().any(|p| p == offered))
             .and_then(|p| HeaderValue::from_str(p).ok());
         let query = Query::parse(req.uri().query());
-        let (auth, bad_auth) = authenticate(&req, &query);
-        let refusal = bad_origin(headers, config).or(bad_auth);
-        let close_code = req
-            .extensions()
-            .get::<CloseCode>()
-            .cloned()
-            .unwrap_or_default();
+        let (permissions, refusal) = admit(&config.edge, headers, &query);
         Ok(Upgrade {
             on_upgrade: hyper::upgrade::on(&mut req),
             ws_config: config.websocket_config(),
@@ -129,14 +112,13 @@ impl Upgrade {
             accept,
             refusal,
             query,
-            auth,
-            close_code,
+            permissions,
         })
     }
 
     /// The `101 Switching Protocols` answer to send.
     pub fn response(&self) -> Response<Body> {
-        let mut res = Response::new(rt_core::http::empty());
+        let mut res = Response::new(rt_http::empty());
         *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let h = res.headers_mut();
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -163,13 +145,9 @@ impl Upgrade {
         &self.query
     }
 
-    pub(crate) fn auth(&self) -> Auth {
-        self.auth.clone()
-    }
-
-    /// Where the close code of the connection is reported (the server's telemetry slot).
-    pub(crate) fn close_code(&self) -> CloseCode {
-        self.close_code.clone()
+    /// What the client may do (nothing, when it is refused).
+    pub(crate) fn permissions(&self) -> Permissions {
+        self.permissions.clone()
     }
 
     /// Waits until hyper hands over the connection, then wraps it as a WebSocket with the
@@ -185,57 +163,24 @@ impl Upgrade {
     }
 }
 
-/// Checks the origin allow-list.
-fn bad_origin(headers: &HeaderMap, config: &Config) -> Option<&'static str> {
-    let (allowed, origin) = (
-        config.allowed_origins.as_ref()?,
-        headers.get(header::ORIGIN)?,
-    );
-    let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
-    (!allowed.iter().any(|a| a == origin)).then_some("origin not allowed")
+/// The client's permissions from the edge (origin, then token), or why the connection must be
+/// closed with 1008 right after opening.
+fn admit(edge: &Edge, headers: &HeaderMap, query: &Query) -> (Permissions, Option<&'static str>) {
+    match edge.admit(crate::TRANSPORT, headers, query) {
+        Ok(admitted) => (admitted.permissions, None),
+        Err(e) => (Permissions::anonymous(), Some(refusal(&e))),
+    }
 }
 
-/// The client's permissions: those the server put in the request, or those the server's
-/// authenticator grants the token of the request (`Authorization: Bearer` or `?token=`), or
-/// everything when the server has no authentication. A token that does not verify is
-/// reported as the refusal.
-fn authenticate(req: &Request<Incoming>, query: &Query) -> (Auth, Option<&'static str>) {
-    let authenticator = authenticator_of(req.extensions());
-    if let Some(permissions) = req.extensions().get::<Permissions>() {
-        let auth = Auth {
-            permissions: permissions.clone(),
-            authenticator,
-        };
-        return (auth, None);
+/// The close reason of a refused connection.
+pub(crate) fn refusal(e: &rt_http::Error) -> &'static str {
+    use rt_core::Error as Core;
+    match e {
+        rt_http::Error::OriginNotAllowed(_) => "origin not allowed",
+        rt_http::Error::NoAuthenticator => {
+            "bad auth: no authenticator configured (set one, or allow_anonymous)"
+        }
+        rt_http::Error::Core(Core::TokenExpired) => "bad auth: token expired",
+        _ => "bad auth: invalid token",
     }
-    let Some(verifier) = &authenticator else {
-        let auth = Auth {
-            permissions: Permissions::open(),
-            authenticator,
-        };
-        return (auth, None);
-    };
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .or_else(|| query.get("token"));
-    let (permissions, refusal) = match verifier.authenticate(token) {
-        Ok(p) => (p, None),
-        // Counted here: the refusal (a 1008 close) always follows the upgrade.
-        Err(rt_core::Error::TokenExpired) => {
-            AuthFailure::Expired.count("ws");
-            (Permissions::anonymous(), Some("bad auth: token expired"))
-        }
-        Err(_) => {
-            AuthFailure::Invalid.count("ws");
-            (Permissions::anonymous(), Some("bad auth: invalid token"))
-        }
-    };
-    let auth = Auth {
-        permissions,
-        authenticator,
-    };
-    (auth, refusal)
 }

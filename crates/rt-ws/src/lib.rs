@@ -12,32 +12,27 @@
 //!
 //! # Example
 //!
+//! [`WebSocket`] is a `tower_service::Service` over any request body: mount it in an axum app,
+//! beside the app's own routes, with one [`Hub`] shared by the whole app. The
+//! edge decides who may connect: without an authenticator (or `allow_anonymous()`, as here)
+//! every request is refused.
+//!
 //! ```no_run
 //! use std::sync::Arc;
-//! use hyper::service::service_fn;
-//! use hyper_util::rt::TokioIo;
 //! use rt_core::{Hub, HubConfig, MemoryBackplane, Retention};
 //!
 //! # async fn run() -> std::io::Result<()> {
 //! let hub = Hub::new(Arc::new(MemoryBackplane::new(Retention::default())), HubConfig::default());
-//! let ws = Arc::new(rt_ws::WebSocket::new(hub, rt_ws::Config::default()));
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! loop {
-//!     let (stream, _) = listener.accept().await?;
-//!     let ws = ws.clone();
-//!     tokio::spawn(async move {
-//!         let service = service_fn(move |req| {
-//!             let ws = ws.clone();
-//!             async move { Ok::<_, std::convert::Infallible>(ws.handle(req).await) }
-//!         });
-//!         let _ = hyper::server::conn::http1::Builder::new()
-//!             .serve_connection(TokioIo::new(stream), service)
-//!             .with_upgrades()
-//!             .await;
-//!     });
-//! }
+//! let edge = rt_http::Edge::default().allow_anonymous();
+//! let ws = rt_ws::WebSocket::new(hub.clone(), rt_ws::Config::default().edge(edge));
+//! let app = axum::Router::new().route_service("/ws", ws);
+//! let tcp = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(rt_http::StallListener::new(tcp, rt_http::DEFAULT_WRITE_STALL), app).await
 //! # }
 //! ```
+//!
+//! Plain hyper serves it through `hyper_util::service::TowerToHyperService`; `docs/embedding.md`
+//! shows both and lists every knob.
 //!
 //! `examples/ws_server.rs` is this example with a publisher; `examples/echo.rs` is the plain
 //! echo endpoint (same handshake and limits) that `cargo xtask autobahn` runs the Autobahn
@@ -62,9 +57,8 @@ mod protocol;
 use std::sync::Arc;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
-use rt_core::http::Body;
 use rt_core::Hub;
+use rt_http::Body;
 
 pub use config::Config;
 pub use error::Error;
@@ -74,12 +68,21 @@ pub use protocol::check_client_frame;
 /// The subprotocol of rt's JSON protocol, version 1.
 pub const SUBPROTOCOL: &str = "rt.v1";
 
+/// The transport's name in telemetry.
+const TRANSPORT: &str = "ws";
+
 /// The WebSocket endpoint, bound to a hub. Cheap to clone.
+///
+/// It is a `tower_service::Service` over any request body: mount it on a route of an axum
+/// app (`Router::route_service`), or serve it with plain hyper (with upgrades) through
+/// `hyper_util::service::TowerToHyperService`.
 #[derive(Debug, Clone)]
 pub struct WebSocket {
     hub: Hub,
     config: Arc<Config>,
 }
+
+rt_http::endpoint_service!(WebSocket);
 
 impl WebSocket {
     /// The endpoint over `hub`.
@@ -96,8 +99,10 @@ impl WebSocket {
     }
 
     /// Answers one request: a refused handshake gets its HTTP error; an accepted one gets
-    /// `101 Switching Protocols` and the connection is served on a task of its own.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    /// `101 Switching Protocols` and the connection is served on a task of its own. A refused
+    /// origin or token is told after the upgrade, with close 1008 and a reason, because
+    /// browsers cannot read the status of a failed upgrade.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body> {
         let upgrade = match Upgrade::new(req, &self.config) {
             Ok(u) => u,
             Err(e) => return e.to_response(),
@@ -105,12 +110,12 @@ impl WebSocket {
         let response = upgrade.response();
         let (hub, config) = (self.hub.clone(), self.config.clone());
         tokio::spawn(async move {
-            let (refusal, auth, code) = (upgrade.refusal(), upgrade.auth(), upgrade.close_code());
+            let (refusal, permissions) = (upgrade.refusal(), upgrade.permissions());
             match upgrade.socket().await {
                 // A task of its own, so that the upgrade's state is freed rather than kept
                 // beside the connection's for as long as it lives.
                 Ok(socket) => {
-                    tokio::spawn(connection::run(socket, hub, config, refusal, auth, code));
+                    tokio::spawn(connection::run(socket, hub, config, refusal, permissions));
                 }
                 Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
             }

@@ -334,7 +334,7 @@ pub(crate) fn channels_message(
 
 /// `{"type":"error","code":"..","message":"..","id":".."}`
 pub(crate) fn error(code: &'static str, message: &str, id: Option<&str>) -> Message {
-    rt_core::telemetry::error(code);
+    rt_http::count_error(code);
     #[derive(Serialize)]
     struct M<'a> {
         r#type: &'static str,

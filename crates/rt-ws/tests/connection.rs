@@ -1,21 +1,24 @@
 //! rt-ws embedded in a plain hyper server over real loopback sockets, for what the reference
-//! server cannot stage: a failing backplane (1011) and token permissions (1008).
+//! server cannot stage: a failing backplane (1011), token permissions (1008), and the edge's
+//! refusals (no authenticator, a foreign origin: 1008).
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use futures_util::{SinkExt, StreamExt};
-use hyper::service::service_fn;
+use http::HeaderValue;
 use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
 use rt_core::{
-    Authenticator, Backplane, Channel, ChannelPattern, Epoch, Error, Health, Hub, HubConfig,
-    MemoryBackplane, NewEvent, Permissions, Published, Read, Retention, Sink,
+    Backplane, Channel, ChannelPattern, Epoch, Error, Health, Hub, HubConfig, MemoryBackplane,
+    NewEvent, Permissions, Published, Read, Retention, Sink,
 };
+use rt_http::{Authenticator, Edge, Origins};
 use serde_json::{json, Value};
 use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 type Ws =
@@ -70,33 +73,34 @@ impl Authenticator for Tokens {
     }
 }
 
-/// Serves rt-ws on a free port; with `auth`, every request carries the token authenticator
-/// in its extensions, as rt-server does.
-async fn serve(auth: bool) -> String {
-    serve_hub(auth, HubConfig::default()).await.0
+/// The edge of an endpoint that verifies tokens with [`Tokens`], as rt-server's does.
+fn tokens() -> Edge {
+    Edge::default().authenticator(Arc::new(Tokens))
 }
 
-async fn serve_hub(auth: bool, config: HubConfig) -> (String, Hub) {
+/// The edge of an endpoint open to everyone.
+fn anonymous() -> Edge {
+    Edge::default().allow_anonymous()
+}
+
+/// Serves rt-ws with `edge` on a free port.
+async fn serve(edge: Edge) -> String {
+    serve_hub(edge, HubConfig::default()).await.0
+}
+
+async fn serve_hub(edge: Edge, config: HubConfig) -> (String, Hub) {
     let hub = Hub::new(
         Arc::new(Buggy(MemoryBackplane::new(Retention::default()))),
         config,
     );
-    let ws = rt_ws::WebSocket::new(hub.clone(), rt_ws::Config::default());
+    let ws = rt_ws::WebSocket::new(hub.clone(), rt_ws::Config::default().edge(edge));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
-            let ws = ws.clone();
+            let service = TowerToHyperService::new(ws.clone());
             tokio::spawn(async move {
-                let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                    if auth {
-                        let verifier: Arc<dyn Authenticator> = Arc::new(Tokens);
-                        req.extensions_mut().insert(verifier);
-                    }
-                    let ws = ws.clone();
-                    async move { Ok::<_, Infallible>(ws.handle(req).await) }
-                });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .with_upgrades()
@@ -108,9 +112,19 @@ async fn serve_hub(auth: bool, config: HubConfig) -> (String, Hub) {
 }
 
 async fn connect(url: &str) -> Ws {
+    connect_from(url, None).await
+}
+
+/// Connects as a page of `origin` would (`None`: a client that sends no `Origin`).
+async fn connect_from(url: &str, origin: Option<&str>) -> Ws {
+    let mut req = url.into_client_request().unwrap();
+    if let Some(origin) = origin {
+        req.headers_mut()
+            .insert("origin", HeaderValue::from_str(origin).unwrap());
+    }
     timeout(
         Duration::from_secs(10),
-        tokio_tungstenite::connect_async(url),
+        tokio_tungstenite::connect_async(req),
     )
     .await
     .unwrap()
@@ -154,7 +168,7 @@ async fn send(ws: &mut Ws, v: Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_bug_closes_with_1011_and_others_go_on() {
-    let url = serve(false).await;
+    let url = serve(anonymous()).await;
     let mut other = connect(&url).await;
     send(&mut other, json!({"type":"subscribe","channels":["fine"]})).await;
     assert_eq!(json(&mut other).await["type"], "subscribed");
@@ -185,7 +199,7 @@ async fn a_server_bug_closes_with_1011_and_others_go_on() {
 
 #[tokio::test]
 async fn tokens_decide_channels_and_end_connections() {
-    let url = serve(true).await;
+    let url = serve(tokens()).await;
 
     let mut bad = connect(&format!("{url}?token=forged")).await;
     assert_eq!(
@@ -256,7 +270,7 @@ async fn tokens_decide_channels_and_end_connections() {
 #[tokio::test]
 async fn a_connection_that_lags_behind_the_live_stream_closes_with_1013() {
     let (url, hub) = serve_hub(
-        false,
+        anonymous(),
         HubConfig {
             queue_capacity: 4,
             ..HubConfig::default()
@@ -287,4 +301,44 @@ async fn a_connection_that_lags_behind_the_live_stream_closes_with_1013() {
     for offset in 1..=20 {
         assert_eq!(json(&mut again).await["offset"], offset);
     }
+}
+
+#[tokio::test]
+async fn without_an_authenticator_every_connection_is_refused_with_1008() {
+    let url = serve(Edge::default()).await;
+    let reason = "bad auth: no authenticator configured (set one, or allow_anonymous)";
+    // The upgrade is accepted (a browser could not read a refused one's status), then closed.
+    for url in [url.clone(), format!("{url}?token=reader")] {
+        let mut ws = connect(&url).await;
+        assert_eq!(close(&mut ws).await, (1008, reason.into()), "{url}");
+    }
+}
+
+#[tokio::test]
+async fn a_foreign_origin_is_refused_with_1008() {
+    let url = serve(anonymous().origins(Origins::parse("https://app.example"))).await;
+    // tungstenite sends the URL's authority as `Host`, so this page is the endpoint's own.
+    let host = url
+        .strip_prefix("ws://")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap();
+    let same = format!("http://{host}");
+    for origin in ["https://evil.example", "https://app.example.evil", "null"] {
+        let mut ws = connect_from(&url, Some(origin)).await;
+        assert_eq!(
+            close(&mut ws).await,
+            (1008, "origin not allowed".into()),
+            "{origin}"
+        );
+    }
+    for origin in [Some(same.as_str()), Some("https://app.example"), None] {
+        let mut ws = connect_from(&url, origin).await;
+        send(&mut ws, json!({"type":"subscribe","channels":["news"]})).await;
+        assert_eq!(json(&mut ws).await["type"], "subscribed", "{origin:?}");
+    }
+
+    // The default is same-origin only: the listed page of the endpoint above is foreign here.
+    let url = serve(anonymous()).await;
+    let mut ws = connect_from(&url, Some("https://app.example")).await;
+    assert_eq!(close(&mut ws).await, (1008, "origin not allowed".into()));
 }

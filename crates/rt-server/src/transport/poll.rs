@@ -3,8 +3,8 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use rt_core::http::Cors;
 use rt_core::Hub;
+use rt_http::Edge;
 
 use crate::config::Config;
 
@@ -29,13 +29,13 @@ pub struct PollArgs {
     pub poll_max_body: Option<usize>,
 }
 
-pub(crate) fn build(hub: &Hub, config: &Config) -> rt_poll::Poll {
+pub(crate) fn build(hub: &Hub, config: &Config, edge: Edge) -> rt_poll::Poll {
     let args = &config.poll;
-    let mut poll = rt_poll::Config::default();
-    poll.default_timeout = args.poll_default_timeout;
-    poll.max_timeout = args.poll_max_timeout;
-    poll.batch = args.poll_batch.get();
-    poll.cors = Cors::parse(&config.cors_origins);
-    poll.max_body = args.poll_max_body;
+    let poll = rt_poll::Config::default()
+        .default_timeout(args.poll_default_timeout)
+        .max_timeout(args.poll_max_timeout)
+        .batch(args.poll_batch.get())
+        .max_body(args.poll_max_body)
+        .edge(edge);
     rt_poll::Poll::new(hub.clone(), poll)
 }

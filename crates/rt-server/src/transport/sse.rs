@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use rt_core::Hub;
+use rt_http::Edge;
 
 use crate::config::Config;
 
@@ -19,10 +20,10 @@ pub struct SseArgs {
     pub sse_retry: Duration,
 }
 
-pub(crate) fn build(hub: &Hub, config: &Config) -> rt_sse::Sse {
+pub(crate) fn build(hub: &Hub, config: &Config, edge: Edge) -> rt_sse::Sse {
     let sse = rt_sse::Config::default()
         .heartbeat(config.sse.sse_heartbeat)
         .retry(config.sse.sse_retry)
-        .cors(rt_core::http::Cors::parse(&config.cors_origins));
+        .edge(edge);
     rt_sse::Sse::new(hub.clone(), sse)
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use rt_core::Hub;
+use rt_http::Edge;
 
 use crate::config::Config;
 
@@ -20,11 +21,6 @@ pub struct WsArgs {
     /// Largest incoming WebSocket message (and frame) in bytes; larger ones close with 1009.
     #[arg(long, env = "RT_WS_MAX_MESSAGE", default_value_t = 64 * 1024)]
     pub ws_max_message: usize,
-
-    /// Browser origins allowed to open a WebSocket (comma-separated; empty or `*`: any).
-    /// Set it in production to prevent cross-site WebSocket hijacking.
-    #[arg(long, env = "RT_WS_ALLOWED_ORIGINS", default_value = "")]
-    pub ws_allowed_origins: String,
 
     /// Most messages written to a connection per flush (events, replies and heartbeats are
     /// batched, then flushed once).
@@ -54,30 +50,19 @@ pub struct WsArgs {
     pub ws_rate_burst: u32,
 }
 
-pub(crate) fn build(hub: &Hub, config: &Config) -> rt_ws::WebSocket {
+pub(crate) fn build(hub: &Hub, config: &Config, edge: Edge) -> rt_ws::WebSocket {
     let a = &config.ws;
-    let origins: Vec<String> = a
-        .ws_allowed_origins
-        .split(',')
-        .map(|o| o.trim().trim_end_matches('/').to_owned())
-        .filter(|o| !o.is_empty())
-        .collect();
-    let any_origin = origins.is_empty() || origins.iter().any(|o| o == "*");
-    rt_ws::WebSocket::new(
-        hub.clone(),
-        rt_ws::Config {
-            ping_interval: a.ws_ping_interval,
-            pong_timeout: a.ws_pong_timeout,
-            max_message: a.ws_max_message,
-            max_frame: a.ws_max_message,
-            allowed_origins: (!any_origin).then_some(origins),
-            outbound_queue: a.ws_outbound_queue,
-            stall_timeout: a.ws_stall_timeout,
-            close_timeout: a.ws_close_timeout,
-            ack_window: a.ws_ack_window,
-            rate_limit: a.ws_rate_limit,
-            rate_burst: a.ws_rate_burst,
-            ..rt_ws::Config::default()
-        },
-    )
+    let ws = rt_ws::Config::default()
+        .ping_interval(a.ws_ping_interval)
+        .pong_timeout(a.ws_pong_timeout)
+        .max_message(a.ws_max_message)
+        .max_frame(a.ws_max_message)
+        .outbound_queue(a.ws_outbound_queue)
+        .stall_timeout(a.ws_stall_timeout)
+        .close_timeout(a.ws_close_timeout)
+        .ack_window(a.ws_ack_window)
+        .rate_limit(a.ws_rate_limit)
+        .rate_burst(a.ws_rate_burst)
+        .edge(edge);
+    rt_ws::WebSocket::new(hub.clone(), ws)
 }

@@ -10,8 +10,14 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{Authenticator, ChannelPattern, Permissions};
-use crate::error::{excerpt, Error};
+use rt_core::{ChannelPattern, Error, Permissions};
+
+use crate::auth::Authenticator;
+
+/// Cuts untrusted input down before it is echoed back in an error message.
+fn excerpt(s: &str) -> String {
+    s.chars().take(64).collect()
+}
 
 /// The claims rt reads from a connection token.
 ///
@@ -69,7 +75,8 @@ impl std::str::FromStr for TokenAlgorithm {
 /// # Examples
 ///
 /// ```
-/// use rt_core::{Authenticator, Channel, ChannelPattern, TokenVerifier};
+/// use rt_core::{Channel, ChannelPattern};
+/// use rt_http::{Authenticator, TokenVerifier};
 ///
 /// let verifier = TokenVerifier::hs256(b"a long random secret")
 ///     .unwrap()
@@ -245,8 +252,8 @@ impl std::fmt::Debug for TokenVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::name::Channel;
     use jsonwebtoken::{encode, EncodingKey, Header};
+    use rt_core::Channel;
 
     const SECRET: &[u8] = b"test secret";
 

@@ -1,0 +1,114 @@
+//! Refusals at the HTTP edge, and the one JSON error body every rt endpoint answers with.
+
+use http::header::{HeaderValue, ALLOW};
+use http::{Method, Response, StatusCode};
+use serde::Serialize;
+
+use crate::body::{json, Body};
+
+/// Why the edge refused a request. Each variant has an HTTP status ([`Error::status`]), a
+/// stable code ([`Error::code`]) and a JSON answer ([`Error::to_response`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Bad channels, cursor, payload or token, or the backplane is down.
+    #[error(transparent)]
+    Core(#[from] rt_core::Error),
+    /// The request's `Origin` is not allowed by the endpoint's [`Origins`](crate::Origins).
+    #[error("origin {0:?} may not use this endpoint; add it to the allowed origins")]
+    OriginNotAllowed(String),
+    /// A method the route does not serve.
+    #[error("method {method} is not allowed here; use {allowed}")]
+    MethodNotAllowed {
+        /// The method used.
+        method: Method,
+        /// The methods the route serves, as sent in `Allow`.
+        allowed: &'static str,
+    },
+    /// The endpoint was built without an authenticator and without
+    /// [`allow_anonymous`](crate::Edge::allow_anonymous), so it refuses everyone.
+    #[error("this endpoint has no authenticator: build it with Edge::authenticator(...) (e.g. a TokenVerifier), or with Edge::allow_anonymous() to let anyone use every channel")]
+    NoAuthenticator,
+}
+
+impl Error {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Core(e) => status(e),
+            Error::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
+            Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Error::NoAuthenticator => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    /// A stable, machine-readable code (`origin_not_allowed`, `invalid_cursor`, ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Core(e) => e.code(),
+            Error::OriginNotAllowed(_) => "origin_not_allowed",
+            Error::MethodNotAllowed { .. } => "method_not_allowed",
+            Error::NoAuthenticator => "unauthorized",
+        }
+    }
+
+    /// This error as an HTTP answer with its status and JSON error body.
+    pub fn to_response(&self) -> Response<Body> {
+        let mut res = error(self.status(), self.code(), &self.to_string());
+        if let Error::MethodNotAllowed { allowed, .. } = self {
+            res.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allowed));
+        }
+        res
+    }
+}
+
+/// The HTTP status of an rt-core error.
+pub fn status(e: &rt_core::Error) -> StatusCode {
+    use rt_core::Error as E;
+    match e {
+        E::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        E::Unauthorized(_) | E::TokenExpired => StatusCode::UNAUTHORIZED,
+        E::Forbidden(_) => StatusCode::FORBIDDEN,
+        E::InvalidKey(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// The stable code of a JSON error answer, put in the response's extensions by [`error`] so
+/// that a server can tell refusals apart (e.g. count them by route) without parsing bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
+
+/// The metric counting every error answer by `kind` (its stable code).
+pub const ERRORS: &str = "rt_errors_total";
+
+/// Counts an error answer of `kind` (a stable code such as `payload_too_large`) in [`ERRORS`].
+/// Every HTTP error passes [`error`], which counts it; a transport that answers errors in its
+/// own messages (WebSocket) counts them here.
+pub fn count_error(kind: &'static str) {
+    metrics::counter!(ERRORS, "kind" => kind).increment(1);
+}
+
+/// The JSON error body every rt endpoint uses: `{"error":{"code":"...","message":"..."}}`.
+pub fn error(status: StatusCode, code: &'static str, message: &str) -> Response<Body> {
+    count_error(code);
+    #[derive(Serialize)]
+    struct Inner<'a> {
+        code: &'a str,
+        message: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Outer<'a> {
+        error: Inner<'a>,
+    }
+    let mut res = json(
+        status,
+        &Outer {
+            error: Inner { code, message },
+        },
+    );
+    res.extensions_mut().insert(ErrorCode(code));
+    res
+}

@@ -1,0 +1,54 @@
+//! rt-http: the HTTP edge that rt's transports share.
+//!
+//! rt-ws, rt-sse and rt-poll each answer HTTP requests. What they decide at the edge is
+//! written once, here, so that every transport means the same thing by it:
+//!
+//! | piece | what |
+//! | --- | --- |
+//! | [`Body`], [`json`], [`error`] | the response body type and the one JSON error body (`{"error":{"code","message"}}`) |
+//! | [`Query`] | the query string, decoded once per request, and its `channel` lists |
+//! | [`Origins`] | one origin policy for CORS and the WebSocket `Origin` check; the default is same-origin only |
+//! | [`token`], [`Authenticator`] | the token a request presents (`Authorization: Bearer`, `?token=`) and what it grants |
+//! | [`Edge`] | an endpoint's policy: authenticator (none refuses everything unless [`Edge::allow_anonymous`]), origins, observer |
+//! | [`Observer`], [`Connection`] | connection telemetry: opened, closed with a code, deliveries, refused credentials |
+//! | [`publish`] | the HTTP publish answer every publish route shares |
+//! | [`StallGuard`], `StallListener` | cut connections whose writes stall (half-open clients) |
+//! | [`endpoint_service!`] | makes an endpoint a `tower_service::Service` over any request body |
+//!
+//! rt-core stays the pure event model; this crate knows HTTP and nothing of any one
+//! transport.
+//!
+//! | feature | what | default |
+//! | --- | --- | --- |
+//! | `jwt` | `TokenVerifier`: JSON Web Token (HS256, RS256, ES256) [`Authenticator`] | no |
+//! | `axum` | [`StallListener`] implements `axum::serve::Listener` | no |
+
+mod auth;
+mod body;
+mod edge;
+mod error;
+#[cfg(feature = "jwt")]
+mod jwt;
+mod observer;
+mod origin;
+mod publish;
+mod query;
+mod service;
+mod stall;
+
+pub use auth::{token, Authenticator};
+pub use body::{empty, full, json, json_bytes, Body};
+pub use edge::{Admitted, Edge};
+pub use error::{count_error, error, status, Error, ErrorCode, ERRORS};
+#[cfg(feature = "jwt")]
+pub use jwt::{Claims, TokenAlgorithm, TokenVerifier};
+pub use observer::{AuthFailure, Close, Connection, Log, Observer};
+pub use origin::Origins;
+pub use publish::{publish, publish_body_limit, read_body};
+pub use query::Query;
+#[doc(hidden)]
+pub use service::__private;
+pub use service::ResponseFuture;
+#[cfg(feature = "axum")]
+pub use stall::StallListener;
+pub use stall::{StallGuard, CUT_OFF, DEFAULT_WRITE_STALL};
