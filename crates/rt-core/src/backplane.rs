@@ -107,6 +107,18 @@ pub trait Sink: Send + Sync + 'static {
 }
 
 /// Orders, stores and distributes events. See the module docs.
+///
+/// # Calls from the hub
+///
+/// The hub never calls a backplane method while it holds one of its own locks, so a backplane
+/// may call the [`Sink`] from any context: from any thread or task, from inside any of its own
+/// methods, and while holding its own locks (delivering under the lock that orders publishes
+/// is how a backplane keeps each channel's live order equal to its offset order).
+///
+/// Per channel, the hub calls `unwatch` only once the channel's last local subscriber left,
+/// and a `watch` that follows an `unwatch` of the same channel starts only after that
+/// `unwatch` returned: a backplane that applies them in the order it is called ends up
+/// delivering every channel that has subscribers.
 #[async_trait]
 pub trait Backplane: Send + Sync + fmt::Debug + 'static {
     /// Connects the hub. Called once, before any other method.

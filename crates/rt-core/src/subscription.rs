@@ -226,10 +226,7 @@ impl Subscription {
                 from_earliest: false,
                 fresh: false,
             });
-            let backplane = &self.hub.backplane;
-            watched
-                .get_or_try_init(|| backplane.watch(&channel))
-                .await?;
+            watched.ensure(&*self.hub.backplane, &channel).await?;
         }
         let mut joined = Joined::default();
         for i in first..self.lanes.len() {
