@@ -74,7 +74,9 @@ pub mod telemetry;
 pub use auth::{authenticator_of, Authenticator, ChannelPattern, Permissions};
 #[cfg(feature = "jwt")]
 pub use auth_jwt::{Claims, TokenAlgorithm, TokenVerifier};
-pub use backplane::{Backplane, Health, MessageId, NewEvent, Published, Read, Sink};
+pub use backplane::{
+    Backplane, ChannelHead, Health, MessageId, NewEvent, Published, Read, ReadFrom, Sink,
+};
 pub use cursor::{Cursor, Start};
 pub use error::Error;
 pub use event::{now_ms, Epoch, Event, Payload, Position, Text, Wire};

@@ -1,10 +1,10 @@
 //! How the hub calls its backplane: never under the hub's own locks (a backplane may call the
-//! sink from anywhere, even from inside `unwatch`), and never with a re-join's `watch` ahead of
-//! the `unwatch` that preceded it.
+//! sink from anywhere, even from inside `unwatch`), never with a re-join's `watch` ahead of the
+//! `unwatch` that preceded it, and one `join` per subscribe for heads and first pages.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -21,6 +21,10 @@ struct Recorder {
     watched: Mutex<HashSet<Channel>>,
     catch_up_in_unwatch: AtomicBool,
     hold_unwatch: Mutex<Option<mpsc::Receiver<()>>>,
+    /// Calls of head, read and join.
+    heads: AtomicUsize,
+    reads: AtomicUsize,
+    joins: AtomicUsize,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -38,6 +42,9 @@ impl Recorder {
             watched: Mutex::new(HashSet::new()),
             catch_up_in_unwatch: AtomicBool::new(false),
             hold_unwatch: Mutex::new(None),
+            heads: AtomicUsize::new(0),
+            reads: AtomicUsize::new(0),
+            joins: AtomicUsize::new(0),
         })
     }
 
@@ -60,10 +67,20 @@ impl Backplane for Recorder {
         self.inner.publish(event).await
     }
     async fn read(&self, channel: &Channel, after: u64, limit: usize) -> Result<Read, Error> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         self.inner.read(channel, after, limit).await
     }
     async fn head(&self, channel: &Channel) -> Result<(Epoch, u64), Error> {
+        self.heads.fetch_add(1, Ordering::Relaxed);
         self.inner.head(channel).await
+    }
+    async fn join(
+        &self,
+        channels: &[(Channel, ReadFrom)],
+        limit: usize,
+    ) -> Result<Vec<ChannelHead>, Error> {
+        self.joins.fetch_add(1, Ordering::Relaxed);
+        self.inner.join(channels, limit).await
     }
     async fn watch(&self, channel: &Channel) -> Result<(), Error> {
         self.log.lock().unwrap().push(format!("watch {channel}"));
@@ -199,4 +216,131 @@ async fn concurrent_joins_and_leaves_end_watched_exactly_when_subscribed() {
         drop(sub);
     }
     assert_eq!(hub.stats().channels, 0);
+}
+
+/// A memory backplane with the trait's default `join`.
+#[derive(Debug)]
+struct Plain(Arc<MemoryBackplane>);
+
+#[async_trait]
+impl Backplane for Plain {
+    fn attach(&self, sink: Arc<dyn Sink>) {
+        self.0.attach(sink);
+    }
+    async fn publish(&self, event: NewEvent) -> Result<Published, Error> {
+        self.0.publish(event).await
+    }
+    async fn read(&self, channel: &Channel, after: u64, limit: usize) -> Result<Read, Error> {
+        self.0.read(channel, after, limit).await
+    }
+    async fn head(&self, channel: &Channel) -> Result<(Epoch, u64), Error> {
+        self.0.head(channel).await
+    }
+    async fn watch(&self, channel: &Channel) -> Result<(), Error> {
+        self.0.watch(channel).await
+    }
+    fn unwatch(&self, channel: &Channel) {
+        self.0.unwatch(channel);
+    }
+    fn health(&self) -> Health {
+        Health::Up
+    }
+}
+
+fn page_offsets(answer: &ChannelHead) -> (Vec<u64>, bool) {
+    match &answer.page {
+        Some(Since::Events { events, more }) => {
+            (events.iter().map(|e| e.offset()).collect(), *more)
+        }
+        other => panic!("expected events, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_memory_join_answers_as_head_and_read_do() {
+    let memory = Arc::new(MemoryBackplane::new(Retention {
+        max_len: 3,
+        max_age: Duration::from_secs(60),
+    }));
+    let plain = Plain(memory.clone());
+    let (a, b) = (ch("a"), ch("b"));
+    for i in 1..=5 {
+        memory
+            .publish(NewEvent::new(a.clone(), Payload::text(format!("{i}"))))
+            .await
+            .unwrap();
+    }
+    let asked = [
+        (a.clone(), ReadFrom::Nothing),
+        (a.clone(), ReadFrom::Earliest),
+        (a.clone(), ReadFrom::After(1)),
+        (a.clone(), ReadFrom::After(3)),
+        (a.clone(), ReadFrom::After(5)),
+        (a.clone(), ReadFrom::After(9)),
+        (b.clone(), ReadFrom::Nothing),
+        (b.clone(), ReadFrom::Earliest),
+        (b.clone(), ReadFrom::After(0)),
+    ];
+    let batched = memory.join(&asked, 2).await.unwrap();
+    assert_eq!(batched, plain.join(&asked, 2).await.unwrap());
+
+    assert!(batched.iter().all(|h| h.epoch == memory.epoch()));
+    let heads: Vec<u64> = batched.iter().map(|h| h.head).collect();
+    assert_eq!(heads, [5, 5, 5, 5, 5, 5, 0, 0, 0]);
+    assert_eq!((batched[0].after, &batched[0].page), (5, &None));
+    // Offsets 3 to 5 are retained: earliest reads from 3.
+    assert_eq!(batched[1].after, 2);
+    assert_eq!(page_offsets(&batched[1]), (vec![3, 4], true));
+    assert_eq!(
+        batched[2].page,
+        Some(Since::Gap { head: 5, oldest: 3 }),
+        "1 is no longer covered"
+    );
+    assert_eq!(page_offsets(&batched[3]), (vec![4, 5], false));
+    assert_eq!(page_offsets(&batched[4]), (vec![], false));
+    assert_eq!(batched[5].page, Some(Since::Gap { head: 5, oldest: 3 }));
+    assert_eq!((batched[6].after, &batched[6].page), (0, &None));
+    assert_eq!(page_offsets(&batched[7]), (vec![], false));
+    assert_eq!(page_offsets(&batched[8]), (vec![], false));
+}
+
+#[tokio::test]
+async fn subscribing_to_many_channels_asks_the_backplane_once() {
+    let bp = Recorder::new();
+    let hub = Hub::new(bp.clone(), HubConfig::default());
+    let channels: Vec<Channel> = (0..50).map(|i| ch(&format!("c{i}"))).collect();
+    for c in &channels {
+        for i in 1..=3 {
+            hub.publish(NewEvent::new(c.clone(), Payload::text(format!("{i}"))))
+                .await
+                .unwrap();
+        }
+    }
+    let mut cursor = Cursor::new(bp.inner.epoch());
+    for c in &channels {
+        cursor.set(c.clone(), 1);
+    }
+    let mut sub = hub
+        .subscribe(channels.clone(), Start::Cursor(cursor))
+        .await
+        .unwrap();
+    assert_eq!(bp.joins.load(Ordering::Relaxed), 1);
+    assert_eq!(bp.heads.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        bp.reads.load(Ordering::Relaxed),
+        0,
+        "every page came with the join"
+    );
+    let mut seen = HashSet::new();
+    for _ in 0..channels.len() * 2 {
+        match sub.try_next() {
+            Some(Delivery::Event(e)) => assert!(seen.insert((e.channel().clone(), e.offset()))),
+            other => panic!("expected a replayed event ready at once, got {other:?}"),
+        }
+    }
+    for c in &channels {
+        assert!(seen.contains(&(c.clone(), 2)) && seen.contains(&(c.clone(), 3)));
+        assert_eq!(sub.cursor().offset(c), Some(3));
+    }
+    assert_eq!(sub.try_next(), None);
 }
