@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rt_core::{
-    Backplane, Channel, Epoch, Error, Event, Health, NewEvent, Published, Read, Retention, Since,
-    Sink,
+    Backplane, Channel, ChannelHead, Epoch, Error, Event, Health, NewEvent, Published, Read,
+    ReadFrom, Retention, Since, Sink,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -78,13 +78,13 @@ impl RedisBackplane {
             .is_ok_and(|r| r.is_ok())
     }
 
-    fn invocation(&self, mode: &str, channel: &Channel) -> redis::ScriptInvocation<'static> {
+    fn invocation(&self, mode: &str, channel: &str) -> redis::ScriptInvocation<'static> {
         let max_age_ms = u64::try_from(self.retention.max_age.as_millis())
             .map_or(MAX_AGE_MS, |ms| ms.min(MAX_AGE_MS));
         let mut call = SCRIPT.prepare_invoke();
         call.arg(&self.shared.prefix)
             .arg(mode)
-            .arg(channel.as_str())
+            .arg(channel)
             // Becomes the epoch only if Redis has none (first use, or its data was lost).
             .arg(Epoch::random().to_string())
             .arg(self.retention.max_len)
@@ -115,7 +115,7 @@ impl RedisBackplane {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Vec<u8>>, Error> {
-        let mut call = self.invocation("read", channel);
+        let mut call = self.invocation("read", channel.as_str());
         call.arg(after).arg(limit);
         let reply = self.run(call).await?;
         if let (Ok(head), Ok(oldest)) =
@@ -150,16 +150,82 @@ fn number(field: Option<&Vec<u8>>, what: &str) -> Result<u64, Error> {
         .ok_or_else(|| malformed(what))
 }
 
+fn epoch(field: Option<&Vec<u8>>) -> Result<Epoch, Error> {
+    field
+        .and_then(|e| std::str::from_utf8(e).ok())
+        .and_then(|e| e.parse().ok())
+        .ok_or_else(|| malformed("epoch"))
+}
+
 /// Builds rt-core's answer from the script's `{epoch, head, oldest, messages...}`, with the
 /// same meaning as [`rt_core::History::since`].
 fn since(reply: &[Vec<u8>], after: u64, limit: usize) -> Result<Read, Error> {
-    let epoch: Epoch = reply
-        .first()
-        .and_then(|e| std::str::from_utf8(e).ok())
-        .and_then(|e| e.parse().ok())
-        .ok_or_else(|| malformed("epoch"))?;
+    let epoch = epoch(reply.first())?;
     let head = number(reply.get(1), "head")?;
     let oldest = number(reply.get(2), "oldest")?;
+    let messages = reply.get(3..).unwrap_or_default();
+    let since = page(epoch, head, oldest, messages, after, limit)?;
+    Ok(Read { epoch, since })
+}
+
+/// Splits the script's join reply, `{epoch, then per channel: head, oldest, count, count
+/// messages}`, into one answer per channel asked.
+fn joined(
+    reply: &[Vec<u8>],
+    channels: &[(Channel, ReadFrom)],
+    limit: usize,
+) -> Result<Vec<(u64, ChannelHead)>, Error> {
+    let epoch = epoch(reply.first())?;
+    let mut rest = reply.get(1..).unwrap_or_default();
+    let mut answers = Vec::with_capacity(channels.len());
+    for (_, from) in channels {
+        let [head, oldest, count, tail @ ..] = rest else {
+            return Err(malformed("join: too few channels"));
+        };
+        let head = number(Some(head), "head")?;
+        let oldest = number(Some(oldest), "oldest")?;
+        let count =
+            usize::try_from(number(Some(count), "count")?).map_err(|_| malformed("join: count"))?;
+        let Some(messages) = tail.get(..count) else {
+            return Err(malformed("join: too few messages"));
+        };
+        rest = &tail[count..];
+        let after = match *from {
+            ReadFrom::Nothing => None,
+            ReadFrom::Earliest => Some(oldest.saturating_sub(1)),
+            ReadFrom::After(after) => Some(after),
+        };
+        let page = after
+            .map(|after| page(epoch, head, oldest, messages, after, limit))
+            .transpose()?;
+        // Offsets oldest..=head are retained; oldest is head + 1 when none are.
+        let retained = (head + 1).saturating_sub(oldest);
+        answers.push((
+            retained,
+            ChannelHead {
+                epoch,
+                head,
+                after: after.unwrap_or(head),
+                page,
+            },
+        ));
+    }
+    if !rest.is_empty() {
+        return Err(malformed("join: too many channels"));
+    }
+    Ok(answers)
+}
+
+/// The page after `after` of a channel whose history holds `oldest..=head`, from the messages
+/// the script read.
+fn page(
+    epoch: Epoch,
+    head: u64,
+    oldest: u64,
+    messages: &[Vec<u8>],
+    after: u64,
+    limit: usize,
+) -> Result<Since, Error> {
     let gap = Since::Gap { head, oldest };
     let since = if after > head || (after < head && after + 1 < oldest) {
         gap
@@ -169,9 +235,7 @@ fn since(reply: &[Vec<u8>], after: u64, limit: usize) -> Result<Read, Error> {
             more: false,
         }
     } else {
-        let events = reply
-            .get(3..)
-            .unwrap_or_default()
+        let events = messages
             .iter()
             .map(|m| codec::decode(m).ok_or_else(|| malformed("history entry")))
             .collect::<Result<Vec<Arc<Event>>, Error>>()?;
@@ -191,7 +255,7 @@ fn since(reply: &[Vec<u8>], after: u64, limit: usize) -> Result<Read, Error> {
             None => gap,
         }
     };
-    Ok(Read { epoch, since })
+    Ok(since)
 }
 
 #[async_trait]
@@ -202,7 +266,7 @@ impl Backplane for RedisBackplane {
 
     async fn publish(&self, event: NewEvent) -> Result<Published, Error> {
         let window_ms = u64::try_from(self.idempotency_window.as_millis()).unwrap_or(u64::MAX);
-        let mut call = self.invocation("publish", &event.channel);
+        let mut call = self.invocation("publish", event.channel.as_str());
         call.arg(event.name.as_str())
             .arg(codec::kind(&event.payload))
             .arg(event.payload.bytes().as_ref())
@@ -231,6 +295,36 @@ impl Backplane for RedisBackplane {
         let reply = self.read_raw(channel, 0, 0).await?;
         let Read { epoch, .. } = since(&reply, 0, 0)?;
         Ok((epoch, number(reply.get(1), "head")?))
+    }
+
+    async fn join(
+        &self,
+        channels: &[(Channel, ReadFrom)],
+        limit: usize,
+    ) -> Result<Vec<ChannelHead>, Error> {
+        if channels.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut call = self.invocation("join", "");
+        call.arg(limit);
+        for (channel, from) in channels {
+            call.arg(channel.as_str());
+            match from {
+                ReadFrom::Nothing => call.arg(""),
+                ReadFrom::Earliest => call.arg("e"),
+                ReadFrom::After(after) => call.arg(after),
+            };
+        }
+        let reply = self.run(call).await?;
+        let answers = joined(&reply, channels, limit)?;
+        Ok(channels
+            .iter()
+            .zip(answers)
+            .map(|((channel, _), (retained, answer))| {
+                self.shared.retained.record(channel, retained);
+                answer
+            })
+            .collect())
     }
 
     async fn watch(&self, channel: &Channel) -> Result<(), Error> {
@@ -325,6 +419,70 @@ mod tests {
             since(&reply(5, 6, &[]), 4, 9).unwrap().since,
             Since::Gap { head: 5, oldest: 6 }
         );
+    }
+
+    fn ch(name: &str) -> Channel {
+        Channel::new(name).unwrap()
+    }
+
+    #[test]
+    fn splits_a_join_reply_per_channel() {
+        let asked = [
+            (ch("a"), ReadFrom::After(2)),
+            (ch("b"), ReadFrom::Nothing),
+            (ch("c"), ReadFrom::Earliest),
+        ];
+        let mut r = vec![b"ab".to_vec()];
+        r.extend([
+            b"5".to_vec(),
+            b"3".to_vec(),
+            b"2".to_vec(),
+            msg("ab", 3),
+            msg("ab", 4),
+        ]);
+        r.extend([b"7".to_vec(), b"1".to_vec(), b"0".to_vec()]);
+        r.extend([b"9".to_vec(), b"9".to_vec(), b"1".to_vec(), msg("ab", 9)]);
+        let answers = joined(&r, &asked, 2).unwrap();
+        let retained: Vec<u64> = answers.iter().map(|(n, _)| *n).collect();
+        assert_eq!(retained, [3, 7, 1]);
+        let [(_, a), (_, b), (_, c)] = &answers[..] else {
+            panic!("{answers:?}")
+        };
+        assert_eq!((a.epoch, a.head, a.after), (Epoch(0xab), 5, 2));
+        let read = |h: &ChannelHead| Read {
+            epoch: h.epoch,
+            since: h.page.clone().unwrap(),
+        };
+        assert_eq!(offsets(&read(a)), (vec![3, 4], true));
+        assert_eq!((b.head, b.after, &b.page), (7, 7, &None));
+        assert_eq!((c.head, c.after), (9, 8));
+        assert_eq!(offsets(&read(c)), (vec![9], false));
+    }
+
+    #[test]
+    fn refuses_inconsistent_join_replies() {
+        let asked = [(ch("a"), ReadFrom::After(0)), (ch("b"), ReadFrom::Nothing)];
+        let one = [b"1".to_vec(), b"1".to_vec(), b"1".to_vec(), msg("ab", 1)];
+        let none = [b"0".to_vec(), b"1".to_vec(), b"0".to_vec()];
+        let reply = |parts: &[&[Vec<u8>]]| {
+            let mut r = vec![b"ab".to_vec()];
+            for p in parts {
+                r.extend_from_slice(p);
+            }
+            r
+        };
+        assert!(joined(&reply(&[&one, &none]), &asked, 9).is_ok());
+        assert!(
+            joined(&reply(&[&one]), &asked, 9).is_err(),
+            "a channel short"
+        );
+        assert!(
+            joined(&reply(&[&one, &none, &none]), &asked, 9).is_err(),
+            "a channel too many"
+        );
+        let counted_too_many = [b"1".to_vec(), b"1".to_vec(), b"5".to_vec(), msg("ab", 1)];
+        assert!(joined(&reply(&[&counted_too_many, &none]), &asked, 9).is_err());
+        assert!(joined(&[b"zz".to_vec()], &asked, 9).is_err());
     }
 
     #[test]

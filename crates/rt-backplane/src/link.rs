@@ -212,6 +212,39 @@ async fn within<T>(
     }
 }
 
+/// Subscribes to the channels of `batch` not watched yet, with one SUBSCRIBE, and answers each
+/// request.
+async fn watch_all(
+    shared: &Shared,
+    sink: &mut PubSubSink,
+    watched: &mut HashSet<Channel>,
+    batch: Vec<(Channel, oneshot::Sender<Result<(), String>>)>,
+) -> Result<(), String> {
+    let mut fresh: Vec<Channel> = batch
+        .iter()
+        .map(|(channel, _)| channel)
+        .filter(|channel| !watched.contains(*channel))
+        .cloned()
+        .collect();
+    fresh.sort();
+    fresh.dedup();
+    let result = if fresh.is_empty() {
+        Ok(())
+    } else {
+        let topics: Vec<String> = fresh.iter().map(|c| shared.topic(c)).collect();
+        within(shared.timeout, sink.subscribe(topics)).await
+    };
+    if result.is_ok() {
+        watched.extend(fresh);
+    }
+    // Replying only after Redis confirmed the SUBSCRIBE is what makes `watch()` mean "every
+    // later publish will be delivered".
+    for (_, reply) in batch {
+        let _ = reply.send(result.clone());
+    }
+    result
+}
+
 async fn serve(
     shared: &Shared,
     watched: &mut HashSet<Channel>,
@@ -223,30 +256,42 @@ async fn serve(
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     loop {
         tokio::select! {
-            command = commands.recv() => match command {
-                None => return Exit::Closed,
-                Some(Command::Watch(channel, reply)) => {
-                    if watched.contains(&channel) {
-                        let _ = reply.send(Ok(()));
-                        continue;
-                    }
-                    // Replying only after Redis confirmed the SUBSCRIBE is what makes
-                    // `watch()` mean "every later publish will be delivered".
-                    match within(t, sink.subscribe(shared.topic(&channel))).await {
-                        Ok(()) => {
-                            watched.insert(channel);
-                            let _ = reply.send(Ok(()));
+            command = commands.recv() => {
+                let Some(mut command) = command else {
+                    return Exit::Closed;
+                };
+                loop {
+                    match command {
+                        Command::Watch(channel, reply) => {
+                            // The watches of one subscribe arrive together: one SUBSCRIBE takes
+                            // them all. Queue order is kept: an unwatch ends the batch.
+                            let mut batch = vec![(channel, reply)];
+                            let mut then = None;
+                            while batch.len() < SUBSCRIBE_BATCH {
+                                match commands.try_recv() {
+                                    Ok(Command::Watch(channel, reply)) => batch.push((channel, reply)),
+                                    Ok(unwatch) => {
+                                        then = Some(unwatch);
+                                        break;
+                                    }
+                                    Err(_) => break,
+                                }
+                            }
+                            if let Err(e) = watch_all(shared, &mut sink, watched, batch).await {
+                                return Exit::Lost(e);
+                            }
+                            match then {
+                                Some(next) => command = next,
+                                None => break,
+                            }
                         }
-                        Err(e) => {
-                            let _ = reply.send(Err(e.clone()));
-                            return Exit::Lost(e);
-                        }
-                    }
-                }
-                Some(Command::Unwatch(channel)) => {
-                    if watched.remove(&channel) {
-                        if let Err(e) = within(t, sink.unsubscribe(shared.topic(&channel))).await {
-                            return Exit::Lost(e);
+                        Command::Unwatch(channel) => {
+                            if watched.remove(&channel) {
+                                if let Err(e) = within(t, sink.unsubscribe(shared.topic(&channel))).await {
+                                    return Exit::Lost(e);
+                                }
+                            }
+                            break;
                         }
                     }
                 }

@@ -15,12 +15,16 @@
 -- A message is "EPOCH OFFSET TIME KIND NAME CHANNEL\nPAYLOAD" (KIND: t text, b binary); names
 -- and channels never contain spaces or newlines.
 --
--- ARGV: 1 prefix, 2 mode (publish|read), 3 channel, 4 fresh epoch, 5 max_len, 6 max_age_ms,
+-- ARGV: 1 prefix, 2 mode (publish|read|join), 3 channel ('' for join), 4 fresh epoch,
+--   5 max_len, 6 max_age_ms,
 --   publish: 7 name, 8 kind, 9 payload, 10 message id ('' for none), 11 idempotency window ms
 --   read:    7 after, 8 limit
+--   join:    7 limit, then per channel: channel, from ('' head only, 'e' the oldest retained
+--            event, else the offset to read after)
 -- Replies are arrays of strings:
 --   publish: {'0' new, message, events the channel retains} | {'1' duplicate, message}
 --   read:    {epoch, head, oldest retained offset, messages after `after`...}
+--   join:    {epoch, then per channel: head, oldest retained offset, count, count messages}
 
 -- Redis before 5 replicates scripts verbatim and then refuses writes after TIME; replicating
 -- the effects instead is the default since Redis 5 (and the call a no-op there).
@@ -28,7 +32,7 @@ if redis.replicate_commands then
   redis.replicate_commands()
 end
 
-local prefix, mode, channel = ARGV[1], ARGV[2], ARGV[3]
+local prefix, mode = ARGV[1], ARGV[2]
 local max_len, max_age = tonumber(ARGV[5]), tonumber(ARGV[6])
 
 local epoch = redis.call('GET', prefix .. ':epoch')
@@ -37,13 +41,19 @@ if not epoch then
   redis.call('SET', prefix .. ':epoch', epoch)
 end
 local base = prefix .. ':' .. epoch
-local skey = base .. ':s:' .. channel
-local tkey = base .. ':t:' .. channel
 local hkey = base .. ':heads'
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local head = tonumber(redis.call('HGET', hkey, channel) or '0')
+
+-- The channel the helpers below work on; join moves it from channel to channel.
+local channel, skey, tkey, head
+local function use(name)
+  channel = name
+  skey = base .. ':s:' .. channel
+  tkey = base .. ':t:' .. channel
+  head = tonumber(redis.call('HGET', hkey, channel) or '0')
+end
 
 local function int(n)
   return string.format('%d', n)
@@ -81,6 +91,43 @@ local function prune()
   return n
 end
 
+-- Appends to `reply` the retained messages after `after`, at most `limit` of them; returns how
+-- many it appended.
+local function page(reply, after, limit, oldest)
+  if limit <= 0 or after + 1 < oldest or after >= head then
+    return 0
+  end
+  local entries = redis.call('XRANGE', skey, int(after + 1) .. '-0', '+', 'COUNT', limit)
+  for _, entry in ipairs(entries) do
+    reply[#reply + 1] = entry[2][2]
+  end
+  return #entries
+end
+
+if mode == 'join' then
+  -- One call answers every channel of a subscribe: a round trip per channel would make
+  -- resuming many channels slow.
+  local limit = tonumber(ARGV[7])
+  local reply = {epoch}
+  for i = 8, #ARGV - 1, 2 do
+    use(ARGV[i])
+    local from = ARGV[i + 1]
+    local oldest = head - prune() + 1
+    local at = #reply
+    reply[at + 1], reply[at + 2], reply[at + 3] = int(head), int(oldest), '0'
+    local count = 0
+    if from == 'e' then
+      count = page(reply, oldest - 1, limit, oldest)
+    elseif from ~= '' then
+      count = page(reply, tonumber(from), limit, oldest)
+    end
+    reply[at + 3] = int(count)
+  end
+  return reply
+end
+
+use(ARGV[3])
+
 if mode == 'publish' then
   local ikey = nil
   if ARGV[10] ~= '' then
@@ -113,13 +160,7 @@ end
 
 -- read
 local after, limit = tonumber(ARGV[7]), tonumber(ARGV[8])
-local n = prune()
-local oldest = head - n + 1
+local oldest = head - prune() + 1
 local reply = {epoch, int(head), int(oldest)}
-if limit > 0 and after + 1 >= oldest and after < head then
-  local entries = redis.call('XRANGE', skey, int(after + 1) .. '-0', '+', 'COUNT', limit)
-  for _, entry in ipairs(entries) do
-    reply[#reply + 1] = entry[2][2]
-  end
-end
+page(reply, after, limit, oldest)
 return reply

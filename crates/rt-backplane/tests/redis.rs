@@ -5,13 +5,14 @@
 
 mod support;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rt_backplane::{RedisBackplane, RedisConfig};
 use rt_core::{
-    Backplane, Channel, Delivery, Health, Hub, HubConfig, MessageId, NewEvent, Payload, Since,
-    Start, Subscription,
+    Backplane, Channel, ChannelHead, Cursor, Delivery, Health, Hub, HubConfig, MessageId, NewEvent,
+    Payload, ReadFrom, Since, Start, Subscription,
 };
 use support::{prefix, Redis};
 
@@ -639,4 +640,143 @@ async fn password_in_the_url() {
         Health::Up => panic!("a wrong password must not connect"),
     }
     assert!(!format!("{wrong:?}").contains("nope"));
+}
+
+#[tokio::test]
+async fn join_answers_as_head_and_read_do() {
+    let redis = Redis::any();
+    let n = node(
+        RedisConfig::new(redis.url())
+            .prefix(prefix("join"))
+            .history(3, Duration::from_secs(60)),
+    )
+    .await;
+    let bp = &n.backplane;
+    let (a, b) = (ch("a"), ch("b"));
+    for i in 1..=5 {
+        n.hub
+            .publish(NewEvent::new(a.clone(), text(format!("{i}"))))
+            .await
+            .unwrap();
+    }
+    let asked = [
+        (a.clone(), ReadFrom::Nothing),
+        (a.clone(), ReadFrom::Earliest),
+        (a.clone(), ReadFrom::After(1)),
+        (a.clone(), ReadFrom::After(3)),
+        (a.clone(), ReadFrom::After(5)),
+        (a.clone(), ReadFrom::After(9)),
+        (b.clone(), ReadFrom::Nothing),
+        (b.clone(), ReadFrom::Earliest),
+        (b.clone(), ReadFrom::After(0)),
+    ];
+    let joined = bp.join(&asked, 2).await.unwrap();
+    assert_eq!(joined.len(), asked.len());
+    for ((channel, from), answer) in asked.iter().zip(&joined) {
+        let (epoch, head) = bp.head(channel).await.unwrap();
+        assert_eq!((answer.epoch, answer.head), (epoch, head), "{from:?}");
+        if let Some(page) = &answer.page {
+            let read = bp.read(channel, answer.after, 2).await.unwrap();
+            assert_eq!((read.epoch, &read.since), (epoch, page), "{from:?}");
+        }
+    }
+    let page = |h: &ChannelHead| offsets(h.page.as_ref().unwrap());
+    assert_eq!((joined[0].after, &joined[0].page), (5, &None));
+    // Offsets 3 to 5 are retained: earliest reads from 3.
+    assert_eq!(joined[1].after, 2);
+    assert_eq!(page(&joined[1]), (vec![3, 4], true));
+    assert_eq!(joined[2].page, Some(Since::Gap { head: 5, oldest: 3 }));
+    assert_eq!(page(&joined[3]), (vec![4, 5], false));
+    assert_eq!(page(&joined[4]), (vec![], false));
+    assert_eq!(joined[5].page, Some(Since::Gap { head: 5, oldest: 3 }));
+    assert_eq!((joined[6].head, &joined[6].page), (0, &None));
+    assert_eq!(page(&joined[7]), (vec![], false));
+    assert_eq!(page(&joined[8]), (vec![], false));
+    assert!(bp.join(&[], 2).await.unwrap().is_empty());
+}
+
+/// Calls per command since the server started (`INFO commandstats`).
+fn command_calls(redis: &Redis) -> HashMap<String, u64> {
+    redis
+        .cmd(&["INFO", "commandstats"])
+        .lines()
+        .filter_map(|line| {
+            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats.strip_prefix("calls=")?.split(',').next()?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Commands that only the script runs: Redis counts them in `commandstats` too, but they cost
+/// no round trip.
+const RUN_BY_THE_SCRIPT: &[&str] = &[
+    "get", "set", "time", "hget", "hincrby", "llen", "lrange", "ltrim", "rpush", "xadd", "xrange",
+    "xtrim", "pexpire", "publish",
+];
+
+/// The commands clients sent between two snapshots, by name.
+fn sent(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> HashMap<String, u64> {
+    after
+        .iter()
+        .filter(|(name, _)| *name != "info" && !RUN_BY_THE_SCRIPT.contains(&name.as_str()))
+        .map(|(name, calls)| (name.clone(), calls - before.get(name).unwrap_or(&0)))
+        .filter(|(_, calls)| *calls > 0)
+        .collect()
+}
+
+#[tokio::test]
+async fn resuming_a_hundred_channels_costs_a_constant_number_of_round_trips() {
+    // A Redis of its own: commandstats counts every client's commands.
+    let redis = Redis::own(false);
+    let config = RedisConfig::new(redis.url()).prefix(prefix("roundtrips"));
+    let (a, b) = (node(config.clone()).await, node(config).await);
+    let channels: Vec<Channel> = (0..100).map(|i| ch(&format!("c{i}"))).collect();
+    let mut epoch = None;
+    for c in &channels {
+        for i in 1..=3 {
+            let p = a
+                .hub
+                .publish(NewEvent::new(c.clone(), text(format!("{i}"))))
+                .await
+                .unwrap();
+            epoch = Some(p.event.epoch());
+        }
+    }
+    let mut cursor = Cursor::new(epoch.unwrap());
+    for c in &channels {
+        cursor.set(c.clone(), 1);
+    }
+
+    let before = command_calls(&redis);
+    let mut sub = b
+        .hub
+        .subscribe(channels.clone(), Start::Cursor(cursor))
+        .await
+        .unwrap();
+    let sent = sent(&before, &command_calls(&redis));
+    // One SUBSCRIBE for the 100 watches and one script call for heads and first pages; a
+    // ping of the link's timer may fall in between. Per channel, it was watch, head and read.
+    assert_eq!(sent.get("evalsha"), Some(&1), "{sent:?}");
+    assert_eq!(sent.get("subscribe"), Some(&1), "{sent:?}");
+    assert!(sent.values().sum::<u64>() <= 3, "{sent:?}");
+
+    // It resumed exactly: offsets 2 and 3 of every channel, ready at once, then live.
+    let mut seen = HashSet::new();
+    for _ in 0..channels.len() * 2 {
+        match sub.try_next() {
+            Some(Delivery::Event(e)) => assert!(seen.insert((e.channel().clone(), e.offset()))),
+            other => panic!("expected a replayed event ready at once, got {other:?}"),
+        }
+    }
+    for c in &channels {
+        assert!(seen.contains(&(c.clone(), 2)) && seen.contains(&(c.clone(), 3)));
+    }
+    let p = a
+        .hub
+        .publish(NewEvent::new(channels[42].clone(), text("live")))
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut sub).await.offset(), p.event.offset());
+    assert_eq!(p.event.offset(), 4);
 }

@@ -87,6 +87,34 @@ pub struct Read {
     pub since: Since,
 }
 
+/// Where [`Backplane::join`] starts a channel's first page of history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// No history: only the head is wanted (the channel starts live).
+    Nothing,
+    /// The oldest retained event, wherever history now begins.
+    Earliest,
+    /// The event after this offset (of the backplane's current epoch).
+    After(u64),
+}
+
+/// One channel's answer to [`Backplane::join`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelHead {
+    /// The backplane's current epoch.
+    pub epoch: Epoch,
+    /// The channel's latest offset.
+    pub head: u64,
+    /// The offset `page` follows: the one asked for with [`ReadFrom::After`]; with
+    /// [`ReadFrom::Earliest`] the one before the oldest retained event (the head when none is
+    /// retained); with [`ReadFrom::Nothing`] the head.
+    pub after: u64,
+    /// What [`Backplane::read`] after `after` would answer, in `epoch`. `None` for
+    /// [`ReadFrom::Nothing`], or when the backplane could not read it consistently with `epoch`;
+    /// the caller then reads it itself.
+    pub page: Option<Since>,
+}
+
 /// Whether the backplane can serve requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Health {
@@ -107,6 +135,18 @@ pub trait Sink: Send + Sync + 'static {
 }
 
 /// Orders, stores and distributes events. See the module docs.
+///
+/// # Calls from the hub
+///
+/// The hub never calls a backplane method while it holds one of its own locks, so a backplane
+/// may call the [`Sink`] from any context: from any thread or task, from inside any of its own
+/// methods, and while holding its own locks (delivering under the lock that orders publishes
+/// is how a backplane keeps each channel's live order equal to its offset order).
+///
+/// Per channel, the hub calls `unwatch` only once the channel's last local subscriber left,
+/// and a `watch` that follows an `unwatch` of the same channel starts only after that
+/// `unwatch` returned: a backplane that applies them in the order it is called ends up
+/// delivering every channel that has subscribers.
 #[async_trait]
 pub trait Backplane: Send + Sync + fmt::Debug + 'static {
     /// Connects the hub. Called once, before any other method.
@@ -122,6 +162,46 @@ pub trait Backplane: Send + Sync + fmt::Debug + 'static {
 
     /// The current epoch and the channel's latest offset.
     async fn head(&self, channel: &Channel) -> Result<(Epoch, u64), Error>;
+
+    /// For each channel, its head and the first page of its history from where asked (at most
+    /// `limit` events per channel): what a subscription needs to join the channels it just
+    /// watched. One answer per channel, in the order asked.
+    ///
+    /// The default asks [`head`](Self::head) and [`read`](Self::read) channel by channel. A
+    /// backplane behind a network should answer all channels in one round trip: a client
+    /// resuming a hundred channels would otherwise wait for hundreds of them.
+    async fn join(
+        &self,
+        channels: &[(Channel, ReadFrom)],
+        limit: usize,
+    ) -> Result<Vec<ChannelHead>, Error> {
+        let mut answers = Vec::with_capacity(channels.len());
+        for (channel, from) in channels {
+            let (epoch, head) = self.head(channel).await?;
+            let (after, read) = match *from {
+                ReadFrom::Nothing => (head, None),
+                ReadFrom::After(after) => (after, Some(self.read(channel, after, limit).await?)),
+                ReadFrom::Earliest => match self.read(channel, 0, limit).await? {
+                    // History starts later than offset 1: read from where it starts.
+                    Read {
+                        since: Since::Gap { oldest, .. },
+                        ..
+                    } if oldest > 1 => {
+                        let after = oldest - 1;
+                        (after, Some(self.read(channel, after, limit).await?))
+                    }
+                    read => (0, Some(read)),
+                },
+            };
+            answers.push(ChannelHead {
+                epoch,
+                head,
+                after,
+                page: read.filter(|r| r.epoch == epoch).map(|r| r.since),
+            });
+        }
+        Ok(answers)
+    }
 
     /// Starts live delivery of `channel` to the sink. When this returns, every event published
     /// afterwards will be delivered. Called once per channel that gains local subscribers.

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{broadcast, OnceCell};
+use tokio::sync::{broadcast, watch, OnceCell};
 
 use crate::auth::Permissions;
 use crate::backplane::{Backplane, Health, NewEvent, Published, Sink};
@@ -50,7 +50,66 @@ pub(crate) enum Live {
 struct Local {
     tx: broadcast::Sender<Live>,
     /// Set once the backplane delivers this channel live; joiners wait for it.
-    watched: Arc<OnceCell<()>>,
+    watched: Arc<Watched>,
+    /// An unwatch of this channel is on its way to the backplane (see [`Dispatch::release`]).
+    unwatching: bool,
+}
+
+/// Whether a channel is watched on the backplane, once per channel that gains subscribers.
+pub(crate) struct Watched {
+    done: OnceCell<()>,
+    /// Closes once the unwatch that preceded this watch has reached the backplane. Watching
+    /// before that could let the late unwatch undo it while the channel has subscribers.
+    after: Option<watch::Receiver<()>>,
+}
+
+impl Watched {
+    fn new(after: Option<watch::Receiver<()>>) -> Arc<Self> {
+        Arc::new(Watched {
+            done: OnceCell::new(),
+            after,
+        })
+    }
+
+    /// Watches `channel` unless that is done already; every joiner waits for it.
+    pub(crate) async fn ensure(
+        &self,
+        backplane: &dyn Backplane,
+        channel: &Channel,
+    ) -> Result<(), Error> {
+        self.done
+            .get_or_try_init(|| async {
+                if let Some(after) = &self.after {
+                    // Nothing is ever sent: this returns once the unwatch's sender is dropped.
+                    let _ = after.clone().changed().await;
+                }
+                backplane.watch(channel).await
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+/// A channel being unwatched: finishes the job when dropped, even if `unwatch` panicked.
+struct Unwatching<'a> {
+    dispatch: &'a Dispatch,
+    channel: &'a Channel,
+    /// Dropped last, to let re-joiners watch again.
+    _done: watch::Sender<()>,
+}
+
+impl Drop for Unwatching<'_> {
+    fn drop(&mut self) {
+        let mut map = self.dispatch.channels();
+        if let Some(local) = map.get_mut(self.channel) {
+            local.unwatching = false;
+            // Re-joiners during the unwatch keep the entry and watch it again; otherwise it
+            // goes, together with every release that deferred to this one.
+            if local.tx.receiver_count() == 0 {
+                map.remove(self.channel);
+            }
+        }
+    }
 }
 
 /// The local fan-out table, shared with the backplane as its [`Sink`].
@@ -65,23 +124,44 @@ impl Dispatch {
     }
 
     /// Joins `channel`'s broadcast, creating it if needed.
-    pub(crate) fn join(&self, channel: &Channel) -> (broadcast::Receiver<Live>, Arc<OnceCell<()>>) {
+    pub(crate) fn join(&self, channel: &Channel) -> (broadcast::Receiver<Live>, Arc<Watched>) {
         let mut map = self.channels();
         let local = map.entry(channel.clone()).or_insert_with(|| Local {
             tx: broadcast::channel(self.capacity).0,
-            watched: Arc::new(OnceCell::new()),
+            watched: Watched::new(None),
+            unwatching: false,
         });
         (local.tx.subscribe(), local.watched.clone())
     }
 
     /// Called after a subscription dropped its receiver of `channel`: forgets the channel when
     /// nobody is left, so idle channels cost nothing.
+    ///
+    /// The backplane is called without the lock held (see [`Backplane`]'s docs), so the entry
+    /// stays, marked, until `unwatch` has returned: whoever joins meanwhile gets a fresh
+    /// [`Watched`] that waits for the unwatch before watching again, so the backplane sees
+    /// unwatch then watch, never the reverse. One unwatch at a time per channel: a release
+    /// during it leaves the decision to the unwatch in progress.
     pub(crate) fn release(&self, channel: &Channel, backplane: &dyn Backplane) {
-        let mut map = self.channels();
-        if map.get(channel).is_some_and(|l| l.tx.receiver_count() == 0) {
-            map.remove(channel);
-            backplane.unwatch(channel);
-        }
+        let unwatching = {
+            let mut map = self.channels();
+            let Some(local) = map.get_mut(channel) else {
+                return;
+            };
+            if local.unwatching || local.tx.receiver_count() > 0 {
+                return;
+            }
+            let (done, pending) = watch::channel(());
+            local.unwatching = true;
+            local.watched = Watched::new(Some(pending));
+            Unwatching {
+                dispatch: self,
+                channel,
+                _done: done,
+            }
+        };
+        backplane.unwatch(channel);
+        drop(unwatching);
     }
 
     fn send(&self, channel: &Channel, live: Live) {

@@ -63,7 +63,9 @@ mod subscription;
 pub mod telemetry;
 
 pub use auth::{ChannelPattern, Permissions};
-pub use backplane::{Backplane, Health, MessageId, NewEvent, Published, Read, Sink};
+pub use backplane::{
+    Backplane, ChannelHead, Health, MessageId, NewEvent, Published, Read, ReadFrom, Sink,
+};
 pub use cursor::{Cursor, Start};
 pub use error::Error;
 pub use event::{now_ms, Epoch, Event, Payload, Position, Text, Wire};

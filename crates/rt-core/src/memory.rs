@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::backplane::{Backplane, Health, MessageId, NewEvent, Published, Read, Sink};
+use crate::backplane::{
+    Backplane, ChannelHead, Health, MessageId, NewEvent, Published, Read, ReadFrom, Sink,
+};
 use crate::error::Error;
 use crate::event::{now_ms, Epoch, Event, Position};
-use crate::history::{History, Retention};
+use crate::history::{History, Retention, Since};
 use crate::name::Channel;
 
 /// Keeps history in this process. Its epoch is drawn at construction, so a restarted server
@@ -175,6 +177,48 @@ impl Backplane for MemoryBackplane {
     async fn head(&self, channel: &Channel) -> Result<(Epoch, u64), Error> {
         let head = self.state().channels.get(channel).map_or(0, History::head);
         Ok((self.epoch, head))
+    }
+
+    async fn join(
+        &self,
+        channels: &[(Channel, ReadFrom)],
+        limit: usize,
+    ) -> Result<Vec<ChannelHead>, Error> {
+        let now = now_ms();
+        let empty = History::new();
+        // One lock for every channel: each head and its page belong together.
+        let mut state = self.state();
+        let mut answers = Vec::with_capacity(channels.len());
+        for (channel, from) in channels {
+            let history = match state.channels.get_mut(channel) {
+                Some(h) => {
+                    let before = h.len();
+                    h.prune(self.retention, now);
+                    retained_changed(before, h.len());
+                    &*h
+                }
+                None => &empty,
+            };
+            let head = history.head();
+            let (after, page) = match *from {
+                ReadFrom::Nothing => (head, None),
+                ReadFrom::After(after) => (after, Some(history.since(after, limit))),
+                ReadFrom::Earliest => match history.since(0, limit) {
+                    Since::Gap { oldest, .. } => {
+                        let after = oldest.saturating_sub(1);
+                        (after, Some(history.since(after, limit)))
+                    }
+                    page => (0, Some(page)),
+                },
+            };
+            answers.push(ChannelHead {
+                epoch: self.epoch,
+                head,
+                after,
+                page,
+            });
+        }
+        Ok(answers)
     }
 
     async fn watch(&self, _channel: &Channel) -> Result<(), Error> {

@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use futures_util::future::try_join_all;
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
 use crate::auth::Permissions;
-use crate::backplane::Read;
+use crate::backplane::{Read, ReadFrom};
 use crate::cursor::{Cursor, Start};
 use crate::error::Error;
 use crate::event::{Epoch, Event};
@@ -214,6 +215,7 @@ impl Subscription {
         let first = self.lanes.len();
         // Exactly as many as needed: most subscriptions hold one channel for hours.
         self.lanes.reserve_exact(new.len());
+        let mut watches = Vec::with_capacity(new.len());
         for channel in new {
             let (rx, watched) = self.hub.dispatch.join(&channel);
             // Registered before waiting so that a failure below releases it on drop.
@@ -226,47 +228,88 @@ impl Subscription {
                 from_earliest: false,
                 fresh: false,
             });
-            let backplane = &self.hub.backplane;
-            watched
-                .get_or_try_init(|| backplane.watch(&channel))
-                .await?;
+            watches.push((channel, watched));
         }
+        let backplane = &*self.hub.backplane;
+        // Every lane is watched before any head or history is read (see the module docs). The
+        // watches are awaited together so that a backplane can send them as one batch.
+        try_join_all(
+            watches
+                .iter()
+                .map(|(channel, watched)| watched.ensure(backplane, channel)),
+        )
+        .await?;
+        let asked: Vec<(Channel, ReadFrom)> = watches
+            .into_iter()
+            .map(|(channel, _)| {
+                let from = match &start {
+                    Start::Live => ReadFrom::Nothing,
+                    Start::Earliest => ReadFrom::Earliest,
+                    // A channel new to this cursor starts live.
+                    Start::Cursor(c) => c
+                        .offset(&channel)
+                        .map_or(ReadFrom::Nothing, ReadFrom::After),
+                };
+                (channel, from)
+            })
+            .collect();
+        let answers = backplane.join(&asked, self.hub.config.page_size).await?;
+        if answers.len() != asked.len() {
+            return Err(Error::Unavailable(format!(
+                "the backplane answered {} of {} channels joined",
+                answers.len(),
+                asked.len()
+            )));
+        }
+        let cursor_epoch = match &start {
+            Start::Cursor(c) => Some(c.epoch()),
+            Start::Live | Start::Earliest => None,
+        };
         let mut joined = Joined::default();
-        for i in first..self.lanes.len() {
-            let channel = self.lanes[i].channel.clone();
-            let (epoch, head) = self.hub.backplane.head(&channel).await?;
-            self.observe_epoch(epoch);
-            let lane = &mut self.lanes[i];
-            match &start {
-                Start::Live => lane.last = head,
-                Start::Earliest => {
+        let mut pages = Vec::with_capacity(answers.len());
+        for (k, ((channel, from), answer)) in asked.into_iter().zip(answers).enumerate() {
+            self.observe_epoch(answer.epoch);
+            let lane = &mut self.lanes[first + k];
+            match from {
+                ReadFrom::Nothing => lane.last = answer.head,
+                ReadFrom::Earliest => {
+                    lane.last = answer.after;
                     lane.catch_up = CatchUp::Paging;
                     lane.from_earliest = true;
                 }
-                Start::Cursor(c) => match c.offset(&channel) {
-                    Some(offset) if c.epoch() == epoch && offset <= head => {
-                        lane.last = offset;
-                        lane.catch_up = CatchUp::Paging;
-                    }
-                    Some(_) => {
-                        lane.last = head;
-                        joined.resynced.push(channel);
-                    }
-                    // A channel new to this cursor starts live.
-                    None => lane.last = head,
-                },
+                ReadFrom::After(offset)
+                    if cursor_epoch == Some(answer.epoch) && offset <= answer.head =>
+                {
+                    lane.last = offset;
+                    lane.catch_up = CatchUp::Paging;
+                }
+                ReadFrom::After(_) => {
+                    lane.last = answer.head;
+                    joined.resynced.push(channel);
+                }
             }
+            pages.push((answer.epoch, answer.page));
         }
         for lane in &mut self.lanes[first..] {
             lane.delivered = lane.last;
         }
         // The first page decides whether history still covers each cursor.
-        for i in first..self.lanes.len() {
-            if self.lanes[i].catch_up == CatchUp::Paging {
-                if let Some(lost) = self.read_page(i).await? {
-                    joined.resynced.push(lost);
-                }
+        for (k, (epoch, page)) in pages.into_iter().enumerate() {
+            let i = first + k;
+            if self.lanes[i].catch_up != CatchUp::Paging {
+                continue;
             }
+            let lost = match page {
+                Some(since) if Some(epoch) == self.epoch => match self.apply_page(i, since) {
+                    Paged::Done => None,
+                    Paged::Lost(channel) => Some(channel),
+                    // History was trimmed under an `earliest` join: rare, read on here.
+                    Paged::Again => self.read_page(i).await?,
+                },
+                // Not read with the head, or the epoch changed since: read it now.
+                _ => self.read_page(i).await?,
+            };
+            joined.resynced.extend(lost);
         }
         if !joined.resynced.is_empty() {
             let moved = self.lanes[first..]
@@ -523,42 +566,62 @@ impl Subscription {
                 self.observe_epoch(epoch);
                 return Ok(None);
             }
-            let lane = &mut self.lanes[i];
-            match since {
-                Since::Events { events, more } => {
-                    for event in events {
-                        if event.offset() == lane.last + 1 {
-                            lane.last = event.offset();
-                            self.pending.push_back(Queued::Event(event));
-                        }
-                    }
-                    if !more {
-                        lane.catch_up = CatchUp::Done;
-                        lane.from_earliest = false;
-                        lane.fresh = true;
-                    }
-                    return Ok(None);
-                }
-                Since::Gap { oldest, .. } if lane.from_earliest && oldest > lane.last + 1 => {
-                    // Earliest means "whatever is retained": start at the oldest retained
-                    // event. With nothing of this lane waiting to be handed out, the cursor
-                    // moves too, so that it does not point at what was never retained.
-                    if lane.delivered == lane.last {
-                        lane.delivered = oldest - 1;
-                    }
-                    lane.last = oldest - 1;
-                }
-                Since::Gap { head, .. } => {
-                    lane.last = head;
-                    lane.catch_up = CatchUp::Done;
-                    lane.from_earliest = false;
-                    lane.fresh = true;
-                    return Ok(Some(channel));
-                }
+            match self.apply_page(i, since) {
+                Paged::Done => return Ok(None),
+                Paged::Lost(channel) => return Ok(Some(channel)),
+                Paged::Again => {}
             }
         }
         Ok(None)
     }
+
+    /// Queues a page of lane `i`'s history, read after the lane's `last`.
+    fn apply_page(&mut self, i: usize, since: Since) -> Paged {
+        let lane = &mut self.lanes[i];
+        match since {
+            Since::Events { events, more } => {
+                for event in events {
+                    if event.offset() == lane.last + 1 {
+                        lane.last = event.offset();
+                        self.pending.push_back(Queued::Event(event));
+                    }
+                }
+                if !more {
+                    lane.catch_up = CatchUp::Done;
+                    lane.from_earliest = false;
+                    lane.fresh = true;
+                }
+                Paged::Done
+            }
+            Since::Gap { oldest, .. } if lane.from_earliest && oldest > lane.last + 1 => {
+                // Earliest means "whatever is retained": start at the oldest retained
+                // event. With nothing of this lane waiting to be handed out, the cursor
+                // moves too, so that it does not point at what was never retained.
+                if lane.delivered == lane.last {
+                    lane.delivered = oldest - 1;
+                }
+                lane.last = oldest - 1;
+                Paged::Again
+            }
+            Since::Gap { head, .. } => {
+                lane.last = head;
+                lane.catch_up = CatchUp::Done;
+                lane.from_earliest = false;
+                lane.fresh = true;
+                Paged::Lost(lane.channel.clone())
+            }
+        }
+    }
+}
+
+/// What a page of history did to its lane.
+enum Paged {
+    /// Queued; the lane pages on or is live.
+    Done,
+    /// History no longer covers the lane's position: it continues from the head.
+    Lost(Channel),
+    /// The lane moved to the oldest retained event and must read again.
+    Again,
 }
 
 /// Adds deliveries counted locally to the shared metric.
