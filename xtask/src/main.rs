@@ -109,6 +109,24 @@ fn ci() -> Result<(), String> {
     doc.args(["doc", "--workspace", "--no-deps", "--all-features"])
         .env("RUSTDOCFLAGS", "-D warnings");
     run(doc)?;
+    // rt-server must stay publishable (issue #15): package and verify it from its .crate.
+    // Its rt-* dependencies are not on crates.io, so they are packaged in the same run: cargo
+    // then resolves and verifies rt-server against their .crate files (a local overlay of
+    // crates.io) instead of failing to find them. A new workspace dependency of rt-server
+    // has to be added here.
+    let mut package = cargo();
+    package.args(["package", "--allow-dirty"]);
+    for krate in [
+        "rt-core",
+        "rt-ws",
+        "rt-sse",
+        "rt-poll",
+        "rt-backplane",
+        "rt-server",
+    ] {
+        package.args(["-p", krate]);
+    }
+    run(package)?;
     test(&[])?;
     // The whole Autobahn run (sections 1-7 and 9) takes about 30 s, so CI runs all of it.
     autobahn::run(&[])?;
