@@ -3,7 +3,7 @@
 //! | task | what it does |
 //! | --- | --- |
 //! | `test` | every test: Rust unit, integration and end-to-end tests (they build and start what they need: rt-server, Redis, Node packages, Chromium) |
-//! | `ci` | what CI runs: `cargo fmt --check`, clippy with `-D warnings`, docs without warnings, `test`, the full Autobahn run, 15 s of fuzzing per target and a seconds-long bench smoke run |
+//! | `ci` | what CI runs: `cargo fmt --check`, clippy with `-D warnings`, docs without warnings, `cargo package` of rt-server (with its rt-* dependencies), `test`, the full Autobahn run, 15 s of fuzzing per target and a seconds-long bench smoke run |
 //! | `bench` | the load generator against rt and its peers; results in `target/bench/` |
 //! | `autobahn` | the Autobahn WebSocket conformance suite against rt-ws |
 //! | `fuzz` | replays the committed fuzz corpora, then runs each cargo-fuzz target for a bounded time |
@@ -19,7 +19,7 @@ usage: cargo xtask <task> [args]
 
 tasks:
   test              run every test (builds and starts what the tests need)
-  ci                fmt check, clippy -D warnings, docs, test, autobahn, fuzz (15 s/target), bench smoke
+  ci                fmt check, clippy -D warnings, docs, package rt-server, test, autobahn, fuzz (15 s/target), bench smoke
   bench [args]      run the benchmarks (see `cargo xtask bench --help`)
   autobahn [args]   run the Autobahn WebSocket test suite against rt-ws
   fuzz [args]       replay the fuzz corpora, then fuzz each target (--seconds N)
@@ -109,6 +109,25 @@ fn ci() -> Result<(), String> {
     doc.args(["doc", "--workspace", "--no-deps", "--all-features"])
         .env("RUSTDOCFLAGS", "-D warnings");
     run(doc)?;
+    // rt-server must stay publishable (issue #15): package and verify it from its .crate.
+    // Its rt-* dependencies are not on crates.io, so they are packaged in the same run: cargo
+    // then resolves and verifies rt-server against their .crate files (a local overlay of
+    // crates.io) instead of failing to find them. A new workspace dependency of rt-server
+    // has to be added here.
+    let mut package = cargo();
+    package.args(["package", "--allow-dirty"]);
+    for krate in [
+        "rt-core",
+        "rt-http",
+        "rt-ws",
+        "rt-sse",
+        "rt-poll",
+        "rt-backplane",
+        "rt-server",
+    ] {
+        package.args(["-p", krate]);
+    }
+    run(package)?;
     test(&[])?;
     // The whole Autobahn run (sections 1-7 and 9) takes about 30 s, so CI runs all of it.
     autobahn::run(&[])?;

@@ -1,7 +1,8 @@
 //! The demo page at `/`: one channel's events arriving over every transport side by side,
-//! using the browser client, which is served under `/client/`. Both are embedded from
-//! `clients/js` at compile time, so the page always runs the client this server was built
-//! with and there is a single copy of it.
+//! using the browser client, which is served under `/client/`. Both are embedded at compile
+//! time from `client/`, a symlink to the npm package in `clients/js` (cargo package copies
+//! the files it points to into the crate), so the page always runs the client this server
+//! was built with and there is a single copy of it.
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
@@ -12,70 +13,58 @@ const JS: &str = "text/javascript; charset=utf-8";
 
 /// Path, content type and content of every file served.
 const FILES: &[(&str, &str, &str)] = &[
-    (
-        "/",
-        HTML,
-        include_str!("../../../clients/js/demo/index.html"),
-    ),
-    (
-        "/demo.js",
-        JS,
-        include_str!("../../../clients/js/demo/demo.js"),
-    ),
+    ("/", HTML, include_str!("../client/demo/index.html")),
+    ("/demo.js", JS, include_str!("../client/demo/demo.js")),
     (
         "/client/index.js",
         JS,
-        include_str!("../../../clients/js/src/index.js"),
+        include_str!("../client/src/index.js"),
     ),
     (
         "/client/client.js",
         JS,
-        include_str!("../../../clients/js/src/client.js"),
+        include_str!("../client/src/client.js"),
     ),
     (
         "/client/backoff.js",
         JS,
-        include_str!("../../../clients/js/src/backoff.js"),
+        include_str!("../client/src/backoff.js"),
     ),
     (
         "/client/cursor.js",
         JS,
-        include_str!("../../../clients/js/src/cursor.js"),
+        include_str!("../client/src/cursor.js"),
     ),
     (
         "/client/dedupe.js",
         JS,
-        include_str!("../../../clients/js/src/dedupe.js"),
+        include_str!("../client/src/dedupe.js"),
     ),
     (
         "/client/sse-parser.js",
         JS,
-        include_str!("../../../clients/js/src/sse-parser.js"),
+        include_str!("../client/src/sse-parser.js"),
     ),
-    (
-        "/client/url.js",
-        JS,
-        include_str!("../../../clients/js/src/url.js"),
-    ),
+    ("/client/url.js", JS, include_str!("../client/src/url.js")),
     (
         "/client/transports/http.js",
         JS,
-        include_str!("../../../clients/js/src/transports/http.js"),
+        include_str!("../client/src/transports/http.js"),
     ),
     (
         "/client/transports/poll.js",
         JS,
-        include_str!("../../../clients/js/src/transports/poll.js"),
+        include_str!("../client/src/transports/poll.js"),
     ),
     (
         "/client/transports/sse.js",
         JS,
-        include_str!("../../../clients/js/src/transports/sse.js"),
+        include_str!("../client/src/transports/sse.js"),
     ),
     (
         "/client/transports/ws.js",
         JS,
-        include_str!("../../../clients/js/src/transports/ws.js"),
+        include_str!("../client/src/transports/ws.js"),
     ),
 ];
 
@@ -115,8 +104,8 @@ mod tests {
     #[test]
     fn every_client_module_is_served() {
         // The page imports the client by relative paths: a module missing here would break
-        // it. Every file in clients/js/src must be in FILES.
-        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clients/js/src");
+        // it. Every file in client/src (clients/js/src) must be in FILES.
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("client/src");
         let mut on_disk = Vec::new();
         for dir in [src.clone(), src.join("transports")] {
             for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
