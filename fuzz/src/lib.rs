@@ -12,7 +12,8 @@
 
 use std::str::FromStr;
 
-use rt_core::{ChannelPattern, Cursor, PublishRequest, Start, TokenVerifier};
+use rt_core::{ChannelPattern, Cursor, PublishRequest, Start};
+use rt_http::TokenVerifier;
 
 /// The `Last-Event-ID` / `cursor` parser: never panics, and every cursor it accepts prints
 /// back to a string that parses to the same cursor.

@@ -55,3 +55,11 @@ pub use error::Error;
 pub use limits::LimitArgs;
 pub use serve::Server;
 pub use tls::TlsArgs;
+#[cfg(feature = "poll")]
+pub use transport::poll::PollArgs;
+#[cfg(feature = "redis")]
+pub use transport::redis::RedisArgs;
+#[cfg(feature = "sse")]
+pub use transport::sse::SseArgs;
+#[cfg(feature = "ws")]
+pub use transport::ws::WsArgs;
