@@ -29,7 +29,13 @@ async fn main() -> Result<(), Error> {
     let serve_forever = std::env::var("ADDR")
         .ok()
         .or_else(|| std::env::args().nth(1));
-    let addr: SocketAddr = serve_forever.as_deref().unwrap_or("127.0.0.1:0").parse()?;
+    run(serve_forever.as_deref()).await
+}
+
+/// Serves on `serve_forever` until killed, or (without an address) runs the demo and returns
+/// (tests/example.rs runs it in-process).
+pub(crate) async fn run(serve_forever: Option<&str>) -> Result<(), Error> {
+    let addr: SocketAddr = serve_forever.unwrap_or("127.0.0.1:0").parse()?;
     let hub = Hub::new(
         Arc::new(MemoryBackplane::new(Retention::default())),
         HubConfig::default(),
