@@ -1,5 +1,5 @@
-//! Headless Chromium for the browser end-to-end tests: Debian's `chromium`, installed with
-//! apt when missing (browsers cannot be downloaded here, and playwright-core downloads
+//! Headless Chromium for the browser end-to-end tests: Debian's `chromium`, which `cargo xtask
+//! test` installs (browsers cannot be downloaded here, and playwright-core downloads
 //! nothing), driven by playwright-core from the Node scripts `tests/js/browser-*.mjs`.
 
 use std::path::PathBuf;
@@ -8,21 +8,12 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use crate::apt::Package;
 use crate::{node_modules, target_dir, workspace_root, Server};
 
-/// Where Debian's package puts the browser.
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// The Chromium binary, installed with apt on first use when missing (with the recommended
-/// packages: they bring the fonts that screenshots need).
+/// The Chromium binary (Debian's package, with its recommended packages: they bring the fonts
+/// that screenshots need; see `tests/system-packages.txt`).
 pub fn chromium() -> PathBuf {
-    Package {
-        name: "chromium",
-        paths: &[CHROMIUM],
-        recommends: true,
-    }
-    .binary()
+    crate::system::binary("chromium")
 }
 
 /// Where tests put files worth keeping (e.g. screenshots): `target/artifacts`.

@@ -1,11 +1,13 @@
 //! Support for rt's end-to-end tests: the real `rt-server` binary as a child process, a real
 //! Redis, the Node packages of `tests/js`, a small HTTP client, and SSE and WebSocket readers.
 //!
-//! Everything a test needs is built, installed or started here on demand, so `cargo test`
-//! works on a fresh machine (CI runs it through `cargo xtask test`).
+//! Tests never build or install anything: `cargo xtask test` first builds the `rt-server`
+//! binary and installs the system packages of `tests/system-packages.txt` (nginx,
+//! redis-server, Chromium), then runs the tests. A test that finds one of them missing fails
+//! with the command that prepares it. What is started per test (rt-server, Redis, nginx) is
+//! started here, and the Node packages and Python venvs are installed on first use.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: failing loudly is the point
 
-mod apt;
 pub mod browser;
 pub mod http;
 pub mod nginx;
@@ -15,12 +17,13 @@ mod redis;
 pub mod relay;
 mod server;
 pub mod sse;
+mod system;
 mod tls;
 pub mod ws;
 
 pub use node::node_modules;
-pub use redis::{redis_url, RedisServer};
-pub use server::Server;
+pub use redis::{redis_cmd, redis_url, RedisServer};
+pub use server::{server_binary, Server};
 pub use tls::TlsCert;
 
 use std::path::PathBuf;

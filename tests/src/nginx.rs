@@ -1,4 +1,4 @@
-//! A real nginx (the Debian package, installed with apt when missing) in front of a test
+//! A real nginx (the Debian package, which `cargo xtask test` installs) in front of a test
 //! server, configured with the snippet of `docs/deployment.md`, so the documented settings
 //! are the tested ones.
 
@@ -6,20 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::apt::Package;
 use crate::{free_port, target_dir, unique, workspace_root};
 
 /// The certificate [`Nginx::start_tls`] serves (the crate's one TLS helper).
 pub use crate::TlsCert;
 
-/// The path of the nginx binary, installed with apt when missing.
+/// The path of the nginx binary (see `tests/system-packages.txt`).
 fn binary() -> PathBuf {
-    Package {
-        name: "nginx",
-        paths: &["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"],
-        recommends: false,
-    }
-    .binary()
+    crate::system::binary("nginx")
 }
 
 /// The fenced ```nginx block of `docs/deployment.md` between `<!-- {marker}:begin -->` and

@@ -1,36 +1,76 @@
 //! The real `rt-server` binary as a child process.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::{free_port, target_dir, workspace_root};
 
-/// Builds `rt-server` with every feature once per test process, so tests never run a stale
-/// binary. Nested cargo is fine: cargo holds its build lock only while compiling.
-fn binary() -> PathBuf {
+/// How to build what [`server_binary`] finds.
+const BUILD_IT: &str =
+    "run `cargo xtask test` (or `cargo build -p rt-server --features full`) first";
+
+/// The crates the rt-server binary is built from: a newer file under one of them means the
+/// binary is stale.
+const SERVER_SOURCES: &[&str] = &[
+    "rt-core",
+    "rt-http",
+    "rt-ws",
+    "rt-sse",
+    "rt-poll",
+    "rt-backplane",
+    "rt-server",
+];
+
+/// The `rt-server` binary with every feature, `target/debug/rt-server`, which `cargo xtask
+/// test` builds before the tests run (tests never run cargo). Panics, saying how to build it,
+/// when it is missing or older than a source file of rt-server or its rt-* crates, so no test
+/// runs a stale binary.
+pub fn server_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "-p",
-                "rt-server",
-                "--features",
-                "full",
-                "--bin",
-                "rt-server",
-            ])
-            .current_dir(workspace_root())
-            .status()
-            .expect("run cargo to build rt-server");
-        assert!(status.success(), "building rt-server failed");
-        target_dir().join("debug").join("rt-server")
+        let bin = target_dir().join("debug").join("rt-server");
+        let built = std::fs::metadata(&bin)
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|e| {
+                panic!("no rt-server binary at {}: {e}; {BUILD_IT}", bin.display())
+            });
+        let crates = workspace_root().join("crates");
+        for krate in SERVER_SOURCES {
+            let dir = crates.join(krate);
+            for file in files_under(&dir.join("src")) {
+                let modified = std::fs::metadata(&file).and_then(|m| m.modified());
+                if modified.is_ok_and(|m| m > built) {
+                    panic!(
+                        "{} is older than {}; {BUILD_IT}",
+                        bin.display(),
+                        file.display()
+                    );
+                }
+            }
+        }
+        bin
     })
     .clone()
+}
+
+/// Every source file (`.rs`, or `.lua` as rt-backplane includes) under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs" || e == "lua") {
+                files.push(path);
+            }
+        }
+    }
+    files
 }
 
 /// A running `rt-server` on 127.0.0.1. Killed when dropped.
@@ -70,7 +110,7 @@ impl Server {
             .append(true)
             .open(&self.log)
             .expect("open server log");
-        let mut cmd = Command::new(binary());
+        let mut cmd = Command::new(server_binary());
         cmd.arg("--listen").arg(self.addr.to_string());
         if !self.args.iter().any(|a| a == "--api-key") {
             cmd.args(["--api-key", "test-key"]);

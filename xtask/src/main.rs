@@ -2,8 +2,9 @@
 //!
 //! | task | what it does |
 //! | --- | --- |
-//! | `test` | every test: Rust unit, integration and end-to-end tests (they build and start what they need: rt-server, Redis, Node packages, Chromium) |
-//! | `ci` | what CI runs: `cargo fmt --check`, clippy with `-D warnings`, docs without warnings, `cargo package` of rt-server (with its rt-* dependencies), `test`, the full Autobahn run, 15 s of fuzzing per target and a seconds-long bench smoke run |
+//! | `test` | prepares what the tests use (builds the rt-server binary, installs the system packages of `tests/system-packages.txt` with apt), then runs every test: Rust unit, integration and end-to-end tests. Tests never run cargo or apt themselves |
+//! | `features` | rt-server with each transport feature alone, default and `full`: `cargo check --all-targets` and its unit tests for each |
+//! | `ci` | what CI runs: `cargo fmt --check`, clippy with `-D warnings`, docs without warnings, `cargo package` of rt-server (with its rt-* dependencies), `features`, `test`, the full Autobahn run, 15 s of fuzzing per target and a seconds-long bench smoke run |
 //! | `bench` | the load generator against rt and its peers; results in `target/bench/` |
 //! | `autobahn` | the Autobahn WebSocket conformance suite against rt-ws |
 //! | `fuzz` | replays the committed fuzz corpora, then runs each cargo-fuzz target for a bounded time |
@@ -11,6 +12,7 @@
 mod autobahn;
 mod bench;
 mod fuzz;
+mod prepare;
 
 use std::process::{Command, ExitCode};
 
@@ -18,8 +20,14 @@ const HELP: &str = "\
 usage: cargo xtask <task> [args]
 
 tasks:
-  test              run every test (builds and starts what the tests need)
-  ci                fmt check, clippy -D warnings, docs, package rt-server, test, autobahn, fuzz (15 s/target), bench smoke
+  test [args]       build the rt-server binary and install the system packages the tests use
+                    (tests/system-packages.txt, with apt), then run every test:
+                    `cargo test --workspace --all-features --no-fail-fast [args]`
+                    (e.g. `cargo xtask test --test poll`, `cargo xtask test -p rt-core`)
+  features          rt-server with each transport feature alone (ws, sse, poll), default and
+                    full: `cargo check -p rt-server --all-targets` and `cargo test -p rt-server --lib`
+  ci                fmt check, clippy -D warnings, docs, package rt-server, features, test,
+                    autobahn, fuzz (15 s/target), bench smoke
   bench [args]      run the benchmarks (see `cargo xtask bench --help`)
   autobahn [args]   run the Autobahn WebSocket test suite against rt-ws
   fuzz [args]       replay the fuzz corpora, then fuzz each target (--seconds N)
@@ -33,6 +41,7 @@ fn main() -> ExitCode {
     };
     let result = match task.as_str() {
         "test" => test(rest),
+        "features" => features(),
         "ci" => ci(),
         "bench" => bench::run(rest),
         "autobahn" => autobahn::run(rest),
@@ -83,11 +92,47 @@ pub(crate) fn run(mut cmd: Command) -> Result<(), String> {
     }
 }
 
+/// Prepares what the tests use, then runs them: `cargo test --workspace --all-features
+/// --no-fail-fast` with `extra` appended (`--workspace` left out when `extra` picks packages).
 fn test(extra: &[String]) -> Result<(), String> {
+    prepare::system_packages()?;
+    prepare::binaries()?;
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--all-features", "--no-fail-fast"])
-        .args(extra);
+    cmd.arg("test");
+    let picks_packages = extra
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "-p" || a == "--package" || a.starts_with("--package="));
+    if !picks_packages {
+        cmd.arg("--workspace");
+    }
+    cmd.args(["--all-features", "--no-fail-fast"]).args(extra);
     run(cmd)
+}
+
+/// The feature sets of rt-server that must each build and pass its unit tests: every
+/// transport alone, the default (all transports) and `full` (with Redis).
+const FEATURE_SETS: &[&[&str]] = &[
+    &["--no-default-features", "--features", "ws"],
+    &["--no-default-features", "--features", "sse"],
+    &["--no-default-features", "--features", "poll"],
+    &[],
+    &["--features", "full"],
+];
+
+/// rt-server with each of [`FEATURE_SETS`], so a feature flag cannot silently break.
+fn features() -> Result<(), String> {
+    for set in FEATURE_SETS {
+        let mut check = cargo();
+        check
+            .args(["check", "-p", "rt-server", "--all-targets"])
+            .args(*set);
+        run(check)?;
+        let mut test = cargo();
+        test.args(["test", "-p", "rt-server", "--lib"]).args(*set);
+        run(test)?;
+    }
+    Ok(())
 }
 
 fn ci() -> Result<(), String> {
@@ -128,6 +173,7 @@ fn ci() -> Result<(), String> {
         package.args(["-p", krate]);
     }
     run(package)?;
+    features()?;
     test(&[])?;
     // The whole Autobahn run (sections 1-7 and 9) takes about 30 s, so CI runs all of it.
     autobahn::run(&[])?;
