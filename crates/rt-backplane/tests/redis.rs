@@ -3,8 +3,6 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +12,12 @@ use rt_core::{
     Backplane, Channel, ChannelHead, Cursor, Delivery, Health, Hub, HubConfig, MessageId, NewEvent,
     Payload, ReadFrom, Since, Start, Subscription,
 };
-use support::{prefix, Redis};
+use rt_tests::{redis_cmd, redis_url, RedisServer};
+
+/// A key prefix no other test uses, so tests can share one Redis.
+fn prefix(test: &str) -> String {
+    rt_tests::unique(&format!("rt-test-{test}"))
+}
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -75,8 +78,8 @@ async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn positions_history_and_idempotency() {
-    let redis = Redis::any();
-    let n = node(RedisConfig::new(redis.url()).prefix(prefix("basics"))).await;
+    let redis = redis_url();
+    let n = node(RedisConfig::new(redis.as_str()).prefix(prefix("basics"))).await;
     let bp = &n.backplane;
     let c = ch("prices");
     let (epoch, head) = bp.head(&c).await.unwrap();
@@ -150,8 +153,8 @@ async fn positions_history_and_idempotency() {
 
 #[tokio::test]
 async fn history_is_bounded_by_count_and_age() {
-    let redis = Redis::any();
-    let config = RedisConfig::new(redis.url())
+    let redis = redis_url();
+    let config = RedisConfig::new(redis.as_str())
         .prefix(prefix("bounded"))
         .history(3, Duration::from_millis(400));
     let bp = node(config).await.backplane;
@@ -200,8 +203,8 @@ async fn history_is_bounded_by_count_and_age() {
 /// cursor moves to the head, so that giving it back reports no loss.
 #[tokio::test]
 async fn earliest_on_trimmed_history_has_the_retained_events_ready_at_once() {
-    let redis = Redis::any();
-    let config = RedisConfig::new(redis.url())
+    let redis = redis_url();
+    let config = RedisConfig::new(redis.as_str())
         .prefix(prefix("earliest"))
         .history(3, Duration::from_millis(500));
     let n = node(config).await;
@@ -235,8 +238,8 @@ async fn earliest_on_trimmed_history_has_the_retained_events_ready_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_agree_on_one_order_and_resume_anywhere() {
-    let redis = Redis::any();
-    let config = RedisConfig::new(redis.url()).prefix(prefix("nodes"));
+    let redis = redis_url();
+    let config = RedisConfig::new(redis.as_str()).prefix(prefix("nodes"));
     let (a, b, c) = (
         node(config.clone()).await,
         node(config.clone()).await,
@@ -310,9 +313,9 @@ async fn nodes_agree_on_one_order_and_resume_anywhere() {
 
 #[tokio::test]
 async fn lost_history_starts_a_new_epoch() {
-    let redis = Redis::any();
+    let redis = redis_url();
     let pre = prefix("lost");
-    let config = RedisConfig::new(redis.url()).prefix(pre.clone());
+    let config = RedisConfig::new(redis.as_str()).prefix(pre.clone());
     let (a, b) = (node(config.clone()).await, node(config).await);
     let c = ch("c");
     let mut live = a.hub.subscribe([c.clone()], Start::Live).await.unwrap();
@@ -330,9 +333,7 @@ async fn lost_history_starts_a_new_epoch() {
     let cursor = live.cursor();
 
     // As if Redis had been flushed: the epoch key is gone.
-    assert!(redis
-        .cmd(&["DEL", &format!("{pre}:epoch")])
-        .starts_with(":1"));
+    assert!(redis_cmd(&redis, &["DEL", &format!("{pre}:epoch")]).starts_with(":1"));
     let p = b
         .hub
         .publish(NewEvent::new(c.clone(), text("new")))
@@ -360,7 +361,7 @@ async fn lost_history_starts_a_new_epoch() {
 #[tokio::test]
 async fn reconnect_replays_what_was_missed() {
     // Our own Redis: killing pub/sub connections would disturb other tests on a shared one.
-    let redis = Redis::own(false);
+    let redis = RedisServer::start();
     let pre = prefix("replay");
     let a = node(
         RedisConfig::new(redis.url())
@@ -405,7 +406,7 @@ async fn reconnect_replays_what_was_missed() {
 
 #[tokio::test]
 async fn redis_outage_fails_fast_and_recovers() {
-    let mut redis = Redis::own(false);
+    let mut redis = RedisServer::start();
     let config = RedisConfig::new(redis.url())
         .prefix(prefix("outage"))
         .reconnect(Duration::from_millis(50), Duration::from_millis(500));
@@ -441,7 +442,7 @@ async fn redis_outage_fails_fast_and_recovers() {
 
     // Redis comes back empty (no persistence): the node reconnects by itself, a new epoch
     // starts, and the subscriber is told it lost continuity rather than seeing a silent gap.
-    redis.restart();
+    redis.resume();
     assert!(a.backplane.wait_until_up(WAIT).await);
     let after = a
         .hub
@@ -462,7 +463,7 @@ async fn redis_outage_fails_fast_and_recovers() {
 
 #[tokio::test]
 async fn outage_with_persistence_resumes_exactly() {
-    let mut redis = Redis::own(true);
+    let mut redis = RedisServer::start_persistent();
     let pre = prefix("persist");
     let config = RedisConfig::new(redis.url())
         .prefix(pre)
@@ -484,7 +485,7 @@ async fn outage_with_persistence_resumes_exactly() {
     };
     redis.stop();
     wait_for("degraded health", || a.hub.health() != Health::Up).await;
-    redis.restart();
+    redis.resume();
     assert!(a.backplane.wait_until_up(WAIT).await);
     assert!(b.backplane.wait_until_up(WAIT).await);
     b.hub
@@ -506,8 +507,8 @@ async fn outage_with_persistence_resumes_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_and_unwatch_races_end_subscribed() {
-    let redis = Redis::any();
-    let config = RedisConfig::new(redis.url()).prefix(prefix("races"));
+    let redis = redis_url();
+    let config = RedisConfig::new(redis.as_str()).prefix(prefix("races"));
     let (a, b) = (node(config.clone()).await, node(config).await);
     let c = ch("c");
     for round in 0..20 {
@@ -572,17 +573,17 @@ async fn bad_settings_are_refused_and_an_absent_redis_is_not_fatal() {
 }
 
 /// How many connections Redis has subscribed to `topic`.
-fn subscribers(redis: &Redis, topic: &str) -> u64 {
-    let reply = redis.cmd(&["PUBSUB", "NUMSUB", topic]);
+fn subscribers(redis: &str, topic: &str) -> u64 {
+    let reply = redis_cmd(redis, &["PUBSUB", "NUMSUB", topic]);
     let count = reply.lines().last().unwrap();
     count.trim_start_matches(':').parse().unwrap()
 }
 
 #[tokio::test]
 async fn one_redis_subscription_per_node_and_channel() {
-    let redis = Redis::any();
+    let redis = redis_url();
     let pre = prefix("fanout");
-    let config = RedisConfig::new(redis.url()).prefix(pre.clone());
+    let config = RedisConfig::new(redis.as_str()).prefix(pre.clone());
     let (a, b) = (node(config.clone()).await, node(config).await);
     let topic = format!("{pre}:c:room");
     assert_eq!(subscribers(&redis, &topic), 0, "no subscriber, no cost");
@@ -615,7 +616,7 @@ async fn one_redis_subscription_per_node_and_channel() {
 
 #[tokio::test]
 async fn password_in_the_url() {
-    let redis = Redis::own(false);
+    let redis = RedisServer::start();
     assert!(redis
         .cmd(&["CONFIG", "SET", "requirepass", "s3cret"])
         .starts_with("+OK"));
@@ -644,9 +645,9 @@ async fn password_in_the_url() {
 
 #[tokio::test]
 async fn join_answers_as_head_and_read_do() {
-    let redis = Redis::any();
+    let redis = redis_url();
     let n = node(
-        RedisConfig::new(redis.url())
+        RedisConfig::new(redis.as_str())
             .prefix(prefix("join"))
             .history(3, Duration::from_secs(60)),
     )
@@ -696,7 +697,7 @@ async fn join_answers_as_head_and_read_do() {
 }
 
 /// Calls per command since the server started (`INFO commandstats`).
-fn command_calls(redis: &Redis) -> HashMap<String, u64> {
+fn command_calls(redis: &RedisServer) -> HashMap<String, u64> {
     redis
         .cmd(&["INFO", "commandstats"])
         .lines()
@@ -728,7 +729,7 @@ fn sent(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> HashMap<
 #[tokio::test]
 async fn resuming_a_hundred_channels_costs_a_constant_number_of_round_trips() {
     // A Redis of its own: commandstats counts every client's commands.
-    let redis = Redis::own(false);
+    let redis = RedisServer::start();
     let config = RedisConfig::new(redis.url()).prefix(prefix("roundtrips"));
     let (a, b) = (node(config.clone()).await, node(config).await);
     let channels: Vec<Channel> = (0..100).map(|i| ch(&format!("c{i}"))).collect();
