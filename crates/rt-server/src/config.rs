@@ -177,22 +177,3 @@ impl Config {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn flags_are_consistent() {
-        Config::command().debug_assert();
-    }
-
-    #[test]
-    fn durations_parse_and_bad_values_name_the_option() {
-        let c = Config::try_parse_from(["rt-server", "--history-age", "90s"]).unwrap();
-        assert_eq!(c.history_age, Duration::from_secs(90));
-        let err = Config::try_parse_from(["rt-server", "--history-age", "soon"]).unwrap_err();
-        assert!(err.to_string().contains("--history-age"), "{err}");
-    }
-}

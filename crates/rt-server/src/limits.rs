@@ -278,12 +278,4 @@ mod tests {
         drop(a1);
         let _a3 = gate.admit(a).unwrap();
     }
-
-    #[test]
-    fn bad_values_are_refused() {
-        assert!(args(&[]).check().is_ok());
-        let err = args(&["--max-header-bytes", "100"]).check().unwrap_err();
-        assert!(err.to_string().contains("--max-header-bytes"), "{err}");
-        assert!(args(&["--handshake-timeout", "0s"]).check().is_err());
-    }
 }
