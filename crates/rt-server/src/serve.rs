@@ -144,7 +144,7 @@ impl Server {
                         if !crate::limits::first_byte(stream.get_ref(), handshake_timeout).await {
                             return;
                         }
-                        let stream = match crate::tls::Io::accept(tls.as_ref(), stream).await {
+                        let stream = match crate::tls::accept(tls.as_ref(), stream).await {
                             Ok(s) => s,
                             Err(e) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed");

@@ -4,17 +4,16 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
 
 use crate::error::Error;
 
@@ -66,84 +65,24 @@ fn pem_error(option: &str, path: &Path, e: rustls::pki_types::pem::Error) -> Err
     Error::Config(format!("{option}: cannot read {}: {e}", path.display()))
 }
 
-/// A connection's byte stream: as accepted, or inside TLS.
-#[derive(Debug)]
-pub(crate) enum Io<S> {
-    Plain(S),
-    Tls(Box<TlsStream<S>>),
-}
+/// A connection's byte stream: as accepted, or inside TLS (boxed: cleartext connections do
+/// not pay for the size of a TLS session).
+pub(crate) type Io<S> = Either<S, Box<TlsStream<S>>>;
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
-    /// Runs the TLS handshake when `tls` is set.
-    pub(crate) async fn accept(tls: Option<&Arc<ServerConfig>>, stream: S) -> io::Result<Self> {
-        let Some(tls) = tls else {
-            return Ok(Io::Plain(stream));
-        };
-        let handshake = TlsAcceptor::from(tls.clone()).accept(stream);
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-            Ok(stream) => Ok(Io::Tls(Box::new(stream?))),
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "TLS handshake not completed in time",
-            )),
-        }
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Io<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Io::Tls(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Io<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Io::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Io::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Io::Plain(s) => s.is_write_vectored(),
-            Io::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_flush(cx),
-            Io::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Io::Tls(s) => Pin::new(s).poll_shutdown(cx),
-        }
+/// Runs the TLS handshake when `tls` is set.
+pub(crate) async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    tls: Option<&Arc<ServerConfig>>,
+    stream: S,
+) -> io::Result<Io<S>> {
+    let Some(tls) = tls else {
+        return Ok(Either::Left(stream));
+    };
+    let handshake = TlsAcceptor::from(tls.clone()).accept(stream);
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(stream) => Ok(Either::Right(Box::new(stream?))),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "TLS handshake not completed in time",
+        )),
     }
 }
