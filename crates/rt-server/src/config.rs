@@ -25,18 +25,6 @@ pub enum Transport {
     Poll,
 }
 
-impl Transport {
-    /// The transport a request path belongs to.
-    pub(crate) fn of_path(path: &str) -> Option<Self> {
-        match path {
-            "/ws" => Some(Transport::Ws),
-            "/sse" => Some(Transport::Sse),
-            "/poll" | "/poll/publish" => Some(Transport::Poll),
-            _ => None,
-        }
-    }
-}
-
 /// rt-server configuration. Every flag can also be given as the environment variable shown
 /// in `--help` or in the `--config` file; flags win over the environment, which wins over the
 /// file (see [`Config::load`]).

@@ -25,14 +25,6 @@ pub struct Server {
     tls: Option<Arc<rustls::ServerConfig>>,
 }
 
-impl std::fmt::Debug for App {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("hub", &self.hub)
-            .finish_non_exhaustive()
-    }
-}
-
 async fn backplane(config: &Config) -> Result<Arc<dyn Backplane>, Error> {
     if config.backplane == "memory" {
         let memory = MemoryBackplane::new(config.retention())
