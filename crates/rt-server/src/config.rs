@@ -126,17 +126,17 @@ pub struct Config {
     /// WebSocket options.
     #[cfg(feature = "ws")]
     #[command(flatten)]
-    pub ws: crate::transport::ws::WsArgs,
+    pub ws: crate::transport::WsArgs,
 
     /// SSE options.
     #[cfg(feature = "sse")]
     #[command(flatten)]
-    pub sse: crate::transport::sse::SseArgs,
+    pub sse: crate::transport::SseArgs,
 
     /// Polling options.
     #[cfg(feature = "poll")]
     #[command(flatten)]
-    pub poll: crate::transport::poll::PollArgs,
+    pub poll: crate::transport::PollArgs,
 
     /// TLS options.
     #[command(flatten)]
@@ -145,7 +145,7 @@ pub struct Config {
     /// Redis backplane options.
     #[cfg(feature = "redis")]
     #[command(flatten)]
-    pub redis: crate::transport::redis::RedisArgs,
+    pub redis: crate::transport::RedisArgs,
 }
 
 impl Config {

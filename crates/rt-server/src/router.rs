@@ -51,11 +51,11 @@ impl App {
             .observer(observer.clone());
         App {
             #[cfg(feature = "ws")]
-            ws: crate::transport::ws::build(&hub, config, edge.clone()),
+            ws: config.ws.build(&hub, edge.clone()),
             #[cfg(feature = "sse")]
-            sse: crate::transport::sse::build(&hub, config, edge.clone()),
+            sse: config.sse.build(&hub, edge.clone()),
             #[cfg(feature = "poll")]
-            poll: crate::transport::poll::build(&hub, config, edge),
+            poll: config.poll.build(&hub, edge),
             // An empty key would let an empty header in: treat it as no key.
             api_key: config.api_key.clone().filter(|k| !k.is_empty()),
             observer,

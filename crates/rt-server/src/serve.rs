@@ -33,7 +33,7 @@ async fn backplane(config: &Config) -> Result<Arc<dyn Backplane>, Error> {
     }
     if config.backplane.starts_with("redis://") || config.backplane.starts_with("rediss://") {
         #[cfg(feature = "redis")]
-        return crate::transport::redis::build(config).await;
+        return crate::transport::redis(config).await;
         #[cfg(not(feature = "redis"))]
         return Err(Error::Config(
             "--backplane: this rt-server was built without the `redis` feature; rebuild with --features redis".into(),
