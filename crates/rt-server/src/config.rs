@@ -147,21 +147,3 @@ pub struct Config {
     #[command(flatten)]
     pub redis: crate::transport::RedisArgs,
 }
-
-impl Config {
-    pub(crate) fn retention(&self) -> rt_core::Retention {
-        rt_core::Retention {
-            max_len: self.history_size,
-            max_age: self.history_age,
-        }
-    }
-
-    pub(crate) fn hub_config(&self) -> rt_core::HubConfig {
-        rt_core::HubConfig {
-            queue_capacity: self.queue_capacity,
-            max_channels: self.max_channels,
-            max_payload: self.max_payload,
-            ..rt_core::HubConfig::default()
-        }
-    }
-}

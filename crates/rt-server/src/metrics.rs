@@ -53,28 +53,35 @@ pub(crate) fn recorder() -> Option<PrometheusHandle> {
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
             rt_core::telemetry::describe();
-            metrics::describe_gauge!(BACKPLANE_UP, "1 when the backplane is up, 0 when degraded");
-            metrics::describe_gauge!(CHANNELS, "Channels with local subscribers");
-            metrics::describe_counter!(RESPONSES, "HTTP answers by route and status");
-            metrics::describe_counter!(
-                AUTH_FAILURES,
-                "Refused tokens, API keys and channel permissions by transport and reason"
-            );
-            metrics::describe_gauge!(CONNECTIONS, "Open client connections by transport");
-            metrics::describe_counter!(
-                CONNECTIONS_OPENED,
-                "Client connections opened by transport"
-            );
-            metrics::describe_counter!(
-                CONNECTIONS_CLOSED,
-                "Client connections closed by transport and close code"
-            );
+            let gauges = [
+                (BACKPLANE_UP, "1 when the backplane is up, 0 when degraded"),
+                (CHANNELS, "Channels with local subscribers"),
+                (CONNECTIONS, "Open client connections by transport"),
+            ];
+            for (name, help) in gauges {
+                metrics::describe_gauge!(name, help);
+            }
+            let counters = [
+                (RESPONSES, "HTTP answers by route and status"),
+                (
+                    AUTH_FAILURES,
+                    "Refused tokens, API keys and channel permissions by transport and reason",
+                ),
+                (CONNECTIONS_OPENED, "Client connections opened by transport"),
+                (
+                    CONNECTIONS_CLOSED,
+                    "Client connections closed by transport and close code",
+                ),
+                (SENT, "Events written to clients by transport"),
+            ];
+            for (name, help) in counters {
+                metrics::describe_counter!(name, help);
+            }
             metrics::describe_histogram!(
                 CONNECTION_SECONDS,
                 metrics::Unit::Seconds,
                 "Client connection lifetimes by transport"
             );
-            metrics::describe_counter!(SENT, "Events written to clients by transport");
             Some(handle)
         })
         .clone()

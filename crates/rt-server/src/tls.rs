@@ -3,7 +3,7 @@
 //! connection) and older clients HTTP/1.1 with WebSocket upgrades.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,14 +40,15 @@ pub(crate) fn server_config(args: &TlsArgs) -> Result<Option<Arc<ServerConfig>>,
     };
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| pem_error("--tls-cert", cert, e))?;
+        .map_err(|e| Error::unreadable("--tls-cert", cert, e))?;
     if chain.is_empty() {
         return Err(Error::Config(format!(
             "--tls-cert: {} holds no PEM certificate",
             cert.display()
         )));
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error("--tls-key", key, e))?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| Error::unreadable("--tls-key", key, e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -59,10 +60,6 @@ pub(crate) fn server_config(args: &TlsArgs) -> Result<Option<Arc<ServerConfig>>,
         })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Some(Arc::new(config)))
-}
-
-fn pem_error(option: &str, path: &Path, e: rustls::pki_types::pem::Error) -> Error {
-    Error::Config(format!("{option}: cannot read {}: {e}", path.display()))
 }
 
 /// A connection's byte stream: as accepted, or inside TLS (boxed: cleartext connections do

@@ -154,12 +154,8 @@ pub(crate) async fn redis(
         .history(config.history_size, config.history_age)
         .idempotency_window(config.idempotency_window);
     if let Some(path) = &config.redis.redis_tls_ca {
-        let pem = std::fs::read(path).map_err(|e| {
-            crate::Error::Config(format!(
-                "--redis-tls-ca: cannot read {}: {e}",
-                path.display()
-            ))
-        })?;
+        let pem =
+            std::fs::read(path).map_err(|e| crate::Error::unreadable("--redis-tls-ca", path, e))?;
         redis = redis.tls_ca(pem);
     }
     let backplane = RedisBackplane::connect(redis)
