@@ -4,7 +4,7 @@ use http::header::{self, HeaderMap};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use rt_core::{Health, Hub, Permissions};
-use rt_http::{self as h, Body};
+use rt_http::{self as h, AuthFailure, Body, Observer};
 use subtle::ConstantTimeEq;
 
 /// `GET /health`: `200` with the backplane's state (`ok` or `degraded`) and local load.
@@ -34,16 +34,27 @@ fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
     auth.strip_prefix(b"Bearer ")
 }
 
-/// `POST /api/publish`: publish as the application backend.
+/// `POST /api/publish`: publish as the application backend. A refused key is reported to
+/// `observer` as an auth failure.
 pub(crate) async fn publish(
     hub: &Hub,
     api_key: Option<&str>,
+    observer: &dyn Observer,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    let refused = |message| {
+        let presented = req.headers().contains_key("x-api-key")
+            || req.headers().contains_key(header::AUTHORIZATION);
+        let failure = if presented {
+            AuthFailure::Invalid
+        } else {
+            AuthFailure::Missing
+        };
+        observer.auth_failed("api_publish", failure);
+        h::error(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    };
     let Some(expected) = api_key else {
-        return h::error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+        return refused(
             "the publish API is disabled: start the server with --api-key (or RT_API_KEY)",
         );
     };
@@ -51,11 +62,7 @@ pub(crate) async fn publish(
     let authorised =
         presented_key(req.headers()).is_some_and(|k| bool::from(k.ct_eq(expected.as_bytes())));
     if !authorised {
-        return h::error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong API key: send it in the X-Api-Key header",
-        );
+        return refused("missing or wrong API key: send it in the X-Api-Key header");
     }
     let limit = h::publish_body_limit(hub.config().max_payload);
     h::publish(hub, &Permissions::open(), req.into_body(), limit).await

@@ -69,12 +69,8 @@ impl AuthArgs {
                     .jwt_algorithm
                     .parse()
                     .map_err(|e| config("--jwt-algorithm", e))?;
-                let pem = std::fs::read(path).map_err(|e| {
-                    Error::Config(format!(
-                        "--jwt-public-key: cannot read {}: {e}",
-                        path.display()
-                    ))
-                })?;
+                let pem = std::fs::read(path)
+                    .map_err(|e| Error::unreadable("--jwt-public-key", path, e))?;
                 TokenVerifier::from_pem(algorithm, &pem)
                     .map_err(|e| config("--jwt-public-key", e))?
             }
@@ -105,36 +101,5 @@ impl AuthArgs {
             verifier = verifier.issuer(iss);
         }
         Ok(Edge::default().authenticator(Arc::new(verifier)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    fn auth(args: &[&str]) -> Result<Edge, Error> {
-        let mut argv = vec!["rt-server"];
-        argv.extend_from_slice(args);
-        crate::config::Config::try_parse_from(argv)
-            .unwrap()
-            .auth
-            .edge()
-    }
-
-    #[test]
-    fn options_are_checked() {
-        assert!(!auth(&[]).unwrap().verifies_tokens());
-        assert!(auth(&["--jwt-hs256-secret", "s"])
-            .unwrap()
-            .verifies_tokens());
-        let err = auth(&["--anonymous", "public:*"]).unwrap_err();
-        assert!(err.to_string().contains("--anonymous"), "{err}");
-        let err = auth(&["--jwt-hs256-secret", "s", "--anonymous", "a*b"]).unwrap_err();
-        assert!(err.to_string().contains("--anonymous"), "{err}");
-        let err = auth(&["--jwt-public-key", "/nonexistent.pem"]).unwrap_err();
-        assert!(err.to_string().contains("--jwt-public-key"), "{err}");
-        let err = auth(&["--jwt-public-key", "/dev/null", "--jwt-algorithm", "HS512"]).unwrap_err();
-        assert!(err.to_string().contains("--jwt-algorithm"), "{err}");
     }
 }

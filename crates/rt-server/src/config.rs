@@ -25,18 +25,6 @@ pub enum Transport {
     Poll,
 }
 
-impl Transport {
-    /// The transport a request path belongs to.
-    pub(crate) fn of_path(path: &str) -> Option<Self> {
-        match path {
-            "/ws" => Some(Transport::Ws),
-            "/sse" => Some(Transport::Sse),
-            "/poll" | "/poll/publish" => Some(Transport::Poll),
-            _ => None,
-        }
-    }
-}
-
 /// rt-server configuration. Every flag can also be given as the environment variable shown
 /// in `--help` or in the `--config` file; flags win over the environment, which wins over the
 /// file (see [`Config::load`]).
@@ -138,17 +126,17 @@ pub struct Config {
     /// WebSocket options.
     #[cfg(feature = "ws")]
     #[command(flatten)]
-    pub ws: crate::transport::ws::WsArgs,
+    pub ws: crate::transport::WsArgs,
 
     /// SSE options.
     #[cfg(feature = "sse")]
     #[command(flatten)]
-    pub sse: crate::transport::sse::SseArgs,
+    pub sse: crate::transport::SseArgs,
 
     /// Polling options.
     #[cfg(feature = "poll")]
     #[command(flatten)]
-    pub poll: crate::transport::poll::PollArgs,
+    pub poll: crate::transport::PollArgs,
 
     /// TLS options.
     #[command(flatten)]
@@ -157,42 +145,5 @@ pub struct Config {
     /// Redis backplane options.
     #[cfg(feature = "redis")]
     #[command(flatten)]
-    pub redis: crate::transport::redis::RedisArgs,
-}
-
-impl Config {
-    pub(crate) fn retention(&self) -> rt_core::Retention {
-        rt_core::Retention {
-            max_len: self.history_size,
-            max_age: self.history_age,
-        }
-    }
-
-    pub(crate) fn hub_config(&self) -> rt_core::HubConfig {
-        rt_core::HubConfig {
-            queue_capacity: self.queue_capacity,
-            max_channels: self.max_channels,
-            max_payload: self.max_payload,
-            ..rt_core::HubConfig::default()
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn flags_are_consistent() {
-        Config::command().debug_assert();
-    }
-
-    #[test]
-    fn durations_parse_and_bad_values_name_the_option() {
-        let c = Config::try_parse_from(["rt-server", "--history-age", "90s"]).unwrap();
-        assert_eq!(c.history_age, Duration::from_secs(90));
-        let err = Config::try_parse_from(["rt-server", "--history-age", "soon"]).unwrap_err();
-        assert!(err.to_string().contains("--history-age"), "{err}");
-    }
+    pub redis: crate::transport::RedisArgs,
 }

@@ -56,10 +56,10 @@ pub use limits::LimitArgs;
 pub use serve::Server;
 pub use tls::TlsArgs;
 #[cfg(feature = "poll")]
-pub use transport::poll::PollArgs;
+pub use transport::PollArgs;
 #[cfg(feature = "redis")]
-pub use transport::redis::RedisArgs;
+pub use transport::RedisArgs;
 #[cfg(feature = "sse")]
-pub use transport::sse::SseArgs;
+pub use transport::SseArgs;
 #[cfg(feature = "ws")]
-pub use transport::ws::WsArgs;
+pub use transport::WsArgs;

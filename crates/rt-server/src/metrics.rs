@@ -4,13 +4,12 @@
 //! their edge's observer; this module installs the Prometheus recorder once per process,
 //! implements the observer with metrics (and the default log lines), and renders on scrape.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use http::header::{HeaderValue, CONTENT_TYPE};
-use http::{Request, Response, StatusCode};
+use http::{Response, StatusCode};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use rt_core::{Health, Hub};
 use rt_http::{self as h, AuthFailure, Body, Close, Log, Observer};
@@ -54,28 +53,35 @@ pub(crate) fn recorder() -> Option<PrometheusHandle> {
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
             rt_core::telemetry::describe();
-            metrics::describe_gauge!(BACKPLANE_UP, "1 when the backplane is up, 0 when degraded");
-            metrics::describe_gauge!(CHANNELS, "Channels with local subscribers");
-            metrics::describe_counter!(RESPONSES, "HTTP answers by route and status");
-            metrics::describe_counter!(
-                AUTH_FAILURES,
-                "Refused tokens, API keys and channel permissions by transport and reason"
-            );
-            metrics::describe_gauge!(CONNECTIONS, "Open client connections by transport");
-            metrics::describe_counter!(
-                CONNECTIONS_OPENED,
-                "Client connections opened by transport"
-            );
-            metrics::describe_counter!(
-                CONNECTIONS_CLOSED,
-                "Client connections closed by transport and close code"
-            );
+            let gauges = [
+                (BACKPLANE_UP, "1 when the backplane is up, 0 when degraded"),
+                (CHANNELS, "Channels with local subscribers"),
+                (CONNECTIONS, "Open client connections by transport"),
+            ];
+            for (name, help) in gauges {
+                metrics::describe_gauge!(name, help);
+            }
+            let counters = [
+                (RESPONSES, "HTTP answers by route and status"),
+                (
+                    AUTH_FAILURES,
+                    "Refused tokens, API keys and channel permissions by transport and reason",
+                ),
+                (CONNECTIONS_OPENED, "Client connections opened by transport"),
+                (
+                    CONNECTIONS_CLOSED,
+                    "Client connections closed by transport and close code",
+                ),
+                (SENT, "Events written to clients by transport"),
+            ];
+            for (name, help) in counters {
+                metrics::describe_counter!(name, help);
+            }
             metrics::describe_histogram!(
                 CONNECTION_SECONDS,
                 metrics::Unit::Seconds,
                 "Client connection lifetimes by transport"
             );
-            metrics::describe_counter!(SENT, "Events written to clients by transport");
             Some(handle)
         })
         .clone()
@@ -107,7 +113,7 @@ pub(crate) fn render(hub: &Hub, handle: Option<&PrometheusHandle>) -> Response<B
 }
 
 /// Counts an answer of `route`.
-fn answered(route: &'static str, status: StatusCode) {
+pub(crate) fn answered(route: &'static str, status: StatusCode) {
     metrics::counter!(RESPONSES, "route" => route, "status" => status.as_str().to_owned())
         .increment(1);
 }
@@ -152,44 +158,4 @@ impl Observer for Prometheus {
         metrics::counter!(AUTH_FAILURES, "transport" => transport, "reason" => failure.as_str())
             .increment(1);
     }
-}
-
-/// The route label of a path (bounded, so that scanners cannot blow up the series count).
-fn route(path: &str) -> &'static str {
-    match path {
-        "/ws" => "ws",
-        "/sse" => "sse",
-        "/poll" => "poll",
-        "/poll/publish" => "poll_publish",
-        "/api/publish" => "api_publish",
-        "/health" => "health",
-        "/metrics" => "metrics",
-        _ => "other",
-    }
-}
-
-/// Runs `handler` on `req` and counts the answer by route; a refused API key of the publish
-/// API is counted as an auth failure (the transports report their own to [`Prometheus`]).
-pub(crate) async fn observe<B, F, Fut>(
-    req: Request<B>,
-    observer: &Prometheus,
-    handler: F,
-) -> Response<Body>
-where
-    F: FnOnce(Request<B>) -> Fut,
-    Fut: Future<Output = Response<Body>>,
-{
-    let route = route(req.uri().path());
-    let presented = req.headers().contains_key("x-api-key")
-        || req.headers().contains_key(http::header::AUTHORIZATION);
-    let res = handler(req).await;
-    answered(route, res.status());
-    if route == "api_publish" {
-        if let Some(code) = res.extensions().get::<h::ErrorCode>() {
-            if let Some(failure) = AuthFailure::of(code.0, presented) {
-                observer.auth_failed(route, failure);
-            }
-        }
-    }
-    res
 }

@@ -8,16 +8,30 @@ use hyper::body::Incoming;
 use rt_core::Hub;
 use rt_http::{self as h, Body, Edge, Origins};
 
-use crate::config::Config;
+use crate::config::{Config, Transport};
 use crate::metrics::Prometheus;
 
+/// The server's routes: path, the `route` label of their metrics (every other path is
+/// `other`, so that scanners cannot blow up the series count), and the transport that
+/// `--disable` turns off.
+const ROUTES: [(&str, &str, Option<Transport>); 7] = [
+    ("/ws", "ws", Some(Transport::Ws)),
+    ("/sse", "sse", Some(Transport::Sse)),
+    ("/poll", "poll", Some(Transport::Poll)),
+    ("/poll/publish", "poll_publish", Some(Transport::Poll)),
+    ("/api/publish", "api_publish", None),
+    ("/health", "health", None),
+    ("/metrics", "metrics", None),
+];
+
 /// Everything a request may need, shared by all connections.
+#[derive(Debug)]
 pub(crate) struct App {
     pub(crate) hub: Hub,
     api_key: Option<String>,
     /// Every transport reports its connections here.
     pub(crate) observer: Arc<Prometheus>,
-    disabled: Vec<crate::config::Transport>,
+    disabled: Vec<Transport>,
     demo: bool,
     metrics: bool,
     #[cfg(feature = "ws")]
@@ -37,11 +51,11 @@ impl App {
             .observer(observer.clone());
         App {
             #[cfg(feature = "ws")]
-            ws: crate::transport::ws::build(&hub, config, edge.clone()),
+            ws: config.ws.build(&hub, edge.clone()),
             #[cfg(feature = "sse")]
-            sse: crate::transport::sse::build(&hub, config, edge.clone()),
+            sse: config.sse.build(&hub, edge.clone()),
             #[cfg(feature = "poll")]
-            poll: crate::transport::poll::build(&hub, config, edge),
+            poll: config.poll.build(&hub, edge),
             // An empty key would let an empty header in: treat it as no key.
             api_key: config.api_key.clone().filter(|k| !k.is_empty()),
             observer,
@@ -52,44 +66,45 @@ impl App {
         }
     }
 
+    /// Answers `req` and counts the answer by route.
     pub(crate) async fn handle(
         &self,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, Infallible> {
-        Ok(crate::metrics::observe(req, &self.observer, |req| self.route(req)).await)
-    }
-
-    async fn route(&self, req: Request<Incoming>) -> Response<Body> {
-        let disabled = crate::config::Transport::of_path(req.uri().path())
-            .filter(|t| self.disabled.contains(t));
-        let res = match (req.method(), req.uri().path()) {
-            (&Method::GET | &Method::HEAD, "/health") => crate::api::health(&self.hub),
-            (&Method::GET | &Method::HEAD, "/metrics") if self.metrics => {
+        let (route, transport) = ROUTES
+            .iter()
+            .find(|(path, _, _)| *path == req.uri().path())
+            .map_or(("other", None), |&(_, route, transport)| (route, transport));
+        let disabled = transport.is_some_and(|t| self.disabled.contains(&t));
+        let res = match (req.method(), route, req.uri().path()) {
+            (&Method::GET | &Method::HEAD, "health", _) => crate::api::health(&self.hub),
+            (&Method::GET | &Method::HEAD, "metrics", _) if self.metrics => {
                 crate::metrics::render(&self.hub, crate::metrics::recorder().as_ref())
             }
-            (_, path) if disabled.is_some() => h::error(
+            (_, _, path) if disabled => h::error(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 &format!("{path} is disabled on this server (--disable); use another transport"),
             ),
-            (&Method::GET | &Method::HEAD, path) if self.demo && crate::demo::serves(path) => {
+            (&Method::GET | &Method::HEAD, _, path) if self.demo && crate::demo::serves(path) => {
                 crate::demo::get(path)
             }
-            (&Method::POST, "/api/publish") => {
-                crate::api::publish(&self.hub, self.api_key.as_deref(), req).await
+            (&Method::POST, "api_publish", _) => {
+                let key = self.api_key.as_deref();
+                crate::api::publish(&self.hub, key, &*self.observer, req).await
             }
             #[cfg(feature = "ws")]
-            (_, "/ws") => self.ws.handle(req).await,
+            (_, "ws", _) => self.ws.handle(req).await,
             #[cfg(feature = "sse")]
-            (_, "/sse") => self.sse.handle(req).await,
+            (_, "sse", _) => self.sse.handle(req).await,
             #[cfg(feature = "poll")]
-            (_, "/poll" | "/poll/publish") => self.poll.handle(req).await,
-            (_, "/health" | "/api/publish") => h::error(
+            (_, "poll" | "poll_publish", _) => self.poll.handle(req).await,
+            (_, "health" | "api_publish", _) => h::error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "this route does not accept that method",
             ),
-            (_, path) => h::error(
+            (_, _, path) => h::error(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 &format!(
@@ -98,6 +113,7 @@ impl App {
                 ),
             ),
         };
-        res
+        crate::metrics::answered(route, res.status());
+        Ok(res)
     }
 }

@@ -8,7 +8,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use rt_core::{Backplane, Hub, MemoryBackplane};
+use rt_core::{Backplane, Hub, HubConfig, MemoryBackplane, Retention};
 use rt_http::StallGuard;
 use tokio::net::TcpListener;
 
@@ -25,23 +25,19 @@ pub struct Server {
     tls: Option<Arc<rustls::ServerConfig>>,
 }
 
-impl std::fmt::Debug for App {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("hub", &self.hub)
-            .finish_non_exhaustive()
-    }
-}
-
 async fn backplane(config: &Config) -> Result<Arc<dyn Backplane>, Error> {
     if config.backplane == "memory" {
-        let memory = MemoryBackplane::new(config.retention())
-            .with_idempotency_window(config.idempotency_window);
+        let retention = Retention {
+            max_len: config.history_size,
+            max_age: config.history_age,
+        };
+        let memory =
+            MemoryBackplane::new(retention).with_idempotency_window(config.idempotency_window);
         return Ok(Arc::new(memory));
     }
     if config.backplane.starts_with("redis://") || config.backplane.starts_with("rediss://") {
         #[cfg(feature = "redis")]
-        return crate::transport::redis::build(config).await;
+        return crate::transport::redis(config).await;
         #[cfg(not(feature = "redis"))]
         return Err(Error::Config(
             "--backplane: this rt-server was built without the `redis` feature; rebuild with --features redis".into(),
@@ -68,7 +64,13 @@ impl Server {
         let tls = crate::tls::server_config(&config.tls)?;
         let edge = config.auth.edge()?;
         config.limits.check()?;
-        let hub = Hub::new(backplane(&config).await?, config.hub_config());
+        let hub = HubConfig {
+            queue_capacity: config.queue_capacity,
+            max_channels: config.max_channels,
+            max_payload: config.max_payload,
+            ..HubConfig::default()
+        };
+        let hub = Hub::new(backplane(&config).await?, hub);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -144,7 +146,7 @@ impl Server {
                         if !crate::limits::first_byte(stream.get_ref(), handshake_timeout).await {
                             return;
                         }
-                        let stream = match crate::tls::Io::accept(tls.as_ref(), stream).await {
+                        let stream = match crate::tls::accept(tls.as_ref(), stream).await {
                             Ok(s) => s,
                             Err(e) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed");

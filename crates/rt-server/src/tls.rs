@@ -3,18 +3,17 @@
 //! connection) and older clients HTTP/1.1 with WebSocket upgrades.
 
 use std::io;
-use std::path::{Path, PathBuf};
-use std::pin::Pin;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
 
 use crate::error::Error;
 
@@ -41,14 +40,15 @@ pub(crate) fn server_config(args: &TlsArgs) -> Result<Option<Arc<ServerConfig>>,
     };
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| pem_error("--tls-cert", cert, e))?;
+        .map_err(|e| Error::unreadable("--tls-cert", cert, e))?;
     if chain.is_empty() {
         return Err(Error::Config(format!(
             "--tls-cert: {} holds no PEM certificate",
             cert.display()
         )));
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error("--tls-key", key, e))?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| Error::unreadable("--tls-key", key, e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -62,137 +62,24 @@ pub(crate) fn server_config(args: &TlsArgs) -> Result<Option<Arc<ServerConfig>>,
     Ok(Some(Arc::new(config)))
 }
 
-fn pem_error(option: &str, path: &Path, e: rustls::pki_types::pem::Error) -> Error {
-    Error::Config(format!("{option}: cannot read {}: {e}", path.display()))
-}
+/// A connection's byte stream: as accepted, or inside TLS (boxed: cleartext connections do
+/// not pay for the size of a TLS session).
+pub(crate) type Io<S> = Either<S, Box<TlsStream<S>>>;
 
-/// A connection's byte stream: as accepted, or inside TLS.
-#[derive(Debug)]
-pub(crate) enum Io<S> {
-    Plain(S),
-    Tls(Box<TlsStream<S>>),
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
-    /// Runs the TLS handshake when `tls` is set.
-    pub(crate) async fn accept(tls: Option<&Arc<ServerConfig>>, stream: S) -> io::Result<Self> {
-        let Some(tls) = tls else {
-            return Ok(Io::Plain(stream));
-        };
-        let handshake = TlsAcceptor::from(tls.clone()).accept(stream);
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-            Ok(stream) => Ok(Io::Tls(Box::new(stream?))),
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "TLS handshake not completed in time",
-            )),
-        }
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Io<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Io::Tls(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Io<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Io::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Io::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Io::Plain(s) => s.is_write_vectored(),
-            Io::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_flush(cx),
-            Io::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Io::Tls(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(cert: &Path, key: &Path) -> TlsArgs {
-        TlsArgs {
-            tls_cert: Some(cert.to_owned()),
-            tls_key: Some(key.to_owned()),
-        }
-    }
-
-    fn message(args: &TlsArgs) -> String {
-        server_config(args).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn bad_files_name_the_option() {
-        let none = TlsArgs {
-            tls_cert: None,
-            tls_key: None,
-        };
-        assert!(server_config(&none).unwrap().is_none());
-        let missing = Path::new("/nonexistent/rt-cert.pem");
-        let m = message(&args(missing, missing));
-        assert!(
-            m.contains("--tls-cert") && m.contains("/nonexistent/rt-cert.pem"),
-            "{m}"
-        );
-
-        let dir = std::env::temp_dir().join(format!("rt-tls-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let empty = dir.join("empty.pem");
-        std::fs::write(&empty, "not pem\n").unwrap();
-        let m = message(&args(&empty, &empty));
-        assert!(
-            m.contains("--tls-cert") && m.contains("no PEM certificate"),
-            "{m}"
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn cert_and_key_go_together() {
-        use clap::Parser;
-        let e = crate::Config::try_parse_from(["rt-server", "--tls-cert", "c.pem"]).unwrap_err();
-        assert!(e.to_string().contains("--tls-key"), "{e}");
+/// Runs the TLS handshake when `tls` is set.
+pub(crate) async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    tls: Option<&Arc<ServerConfig>>,
+    stream: S,
+) -> io::Result<Io<S>> {
+    let Some(tls) = tls else {
+        return Ok(Either::Left(stream));
+    };
+    let handshake = TlsAcceptor::from(tls.clone()).accept(stream);
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(stream) => Ok(Either::Right(Box::new(stream?))),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "TLS handshake not completed in time",
+        )),
     }
 }
