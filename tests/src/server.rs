@@ -82,10 +82,31 @@ pub struct Server {
     log: PathBuf,
 }
 
+/// The options that configure who may use which channel (see [`Server::start`]).
+const AUTH_FLAGS: [&str; 6] = [
+    "--jwt-hs256-secret",
+    "--jwt-public-key",
+    "--anonymous",
+    "--anonymous-subscribe",
+    "--anonymous-publish",
+    "--dev",
+];
+
 impl Server {
-    /// Starts the server with `args` (plus `--listen` on a free port and a test API key
-    /// `test-key` unless `--api-key` is given) and waits until `/health` answers.
+    /// Starts the server with `args` (plus `--listen` on a free port, a test API key
+    /// `test-key` unless `--api-key` is given, and `--dev` unless `args` configure
+    /// authentication, so that tests may use any channel) and waits until `/health` answers.
     pub async fn start(args: &[&str]) -> Server {
+        let configures_auth = args.iter().any(|a| AUTH_FLAGS.contains(a));
+        let mut all: Vec<&str> = args.to_vec();
+        if !configures_auth {
+            all.push("--dev");
+        }
+        Server::start_exactly(&all).await
+    }
+
+    /// [`Server::start`] without `--dev`: the server's own authentication defaults.
+    pub async fn start_exactly(args: &[&str]) -> Server {
         for _ in 0..5 {
             let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
             let mut server = Server {

@@ -629,16 +629,21 @@ struct TlsServer {
 impl TlsServer {
     async fn start(cert: &std::path::Path, key: &std::path::Path) -> TlsServer {
         let addr: std::net::SocketAddr = ([127, 0, 0, 1], rt_tests::free_port()).into();
-        let child =
-            std::process::Command::new(rt_tests::target_dir().join("debug").join("rt-server"))
-                .args(["--listen", &addr.to_string(), "--api-key", "test-key"])
-                .arg("--tls-cert")
-                .arg(cert)
-                .arg("--tls-key")
-                .arg(key)
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
+        let child = std::process::Command::new(rt_tests::server_binary())
+            .args([
+                "--listen",
+                &addr.to_string(),
+                "--api-key",
+                "test-key",
+                "--dev",
+            ])
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         let mut server = TlsServer { child, addr };
         for _ in 0..300 {
             if tokio::net::TcpStream::connect(addr).await.is_ok() {

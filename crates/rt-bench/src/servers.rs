@@ -92,6 +92,8 @@ impl Server {
                 // The idle scenario holds 19,000 connections (default limit: 16,384).
                 "--max-connections".into(),
                 "20000".into(),
+                // The bench's publisher and subscribers use channels of their own, tokenless.
+                "--dev".into(),
             ],
             Target::Baseline => vec![
                 programs.baseline.display().to_string(),

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use http::header::{self, HeaderMap};
-use rt_core::{Error, Permissions};
+use rt_core::{ChannelPattern, Error, Permissions};
 
 use crate::query::Query;
 
@@ -41,6 +41,41 @@ pub trait Authenticator: Send + Sync + fmt::Debug + 'static {
     /// The permissions of a client presenting `token`; [`Error::Unauthorized`] (or
     /// [`Error::TokenExpired`]) when it is invalid.
     fn authenticate(&self, token: Option<&str>) -> Result<Permissions, Error>;
+}
+
+/// An [`Authenticator`] for servers without tokens: every client gets the same anonymous
+/// grants, whatever it presents. Channels outside them are refused with `401`
+/// (`unauthorized`), since a token would be needed for them.
+///
+/// ```
+/// use rt_core::{Channel, ChannelPattern};
+/// use rt_http::{AnonymousGrants, Authenticator};
+///
+/// let public = ChannelPattern::parse_list("public:*").unwrap();
+/// let grants = AnonymousGrants::new(public, Vec::new());
+/// let p = grants.authenticate(None).unwrap();
+/// assert!(p.check_subscribe(&Channel::new("public:news").unwrap()).is_ok());
+/// assert!(p.check_publish(&Channel::new("public:news").unwrap()).is_err());
+/// ```
+#[derive(Debug, Clone)]
+pub struct AnonymousGrants(Permissions);
+
+impl AnonymousGrants {
+    /// Anyone may subscribe to channels matching `subscribe` and publish on those matching
+    /// `publish`.
+    pub fn new(subscribe: Vec<ChannelPattern>, publish: Vec<ChannelPattern>) -> Self {
+        AnonymousGrants(
+            Permissions::anonymous()
+                .allow_subscribe(subscribe)
+                .allow_publish(publish),
+        )
+    }
+}
+
+impl Authenticator for AnonymousGrants {
+    fn authenticate(&self, _token: Option<&str>) -> Result<Permissions, Error> {
+        Ok(self.0.clone())
+    }
 }
 
 /// The token a request presents: `Authorization: Bearer <token>` (the scheme in any case,

@@ -36,7 +36,7 @@ mod query;
 mod service;
 mod stall;
 
-pub use auth::{token, Authenticator};
+pub use auth::{token, AnonymousGrants, Authenticator};
 pub use body::{empty, full, json, json_bytes, Body};
 pub use edge::{Admitted, Edge};
 pub use error::{count_error, error, status, Error, ErrorCode, ERRORS};

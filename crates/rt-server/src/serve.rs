@@ -62,7 +62,7 @@ impl Server {
             crate::metrics::recorder();
         }
         let tls = crate::tls::server_config(&config.tls)?;
-        let edge = config.auth.edge()?;
+        let edge = config.auth.edge(config.demo)?;
         config.limits.check()?;
         let hub = HubConfig {
             queue_capacity: config.queue_capacity,

@@ -249,12 +249,25 @@ async fn refused(args: &[&str], named: &[&str]) {
 async fn token_options_are_checked() {
     bind(&[]).await.unwrap();
     bind(&["--jwt-hs256-secret", "s"]).await.unwrap();
-    refused(&["--anonymous", "public:*"], &["--anonymous"]).await;
+    bind(&["--dev"]).await.unwrap();
+    // Anonymous grants are valid with and without tokens (`--anonymous` is the old name).
+    bind(&["--anonymous", "public:*"]).await.unwrap();
+    bind(&[
+        "--anonymous-subscribe",
+        "public:*",
+        "--anonymous-publish",
+        "chat:*",
+    ])
+    .await
+    .unwrap();
     refused(
         &["--jwt-hs256-secret", "s", "--anonymous", "a*b"],
-        &["--anonymous"],
+        &["--anonymous-subscribe"],
     )
     .await;
+    refused(&["--anonymous-publish", "a*b"], &["--anonymous-publish"]).await;
+    let dev_with_tokens = Config::try_parse_from(["rt-server", "--dev", "--jwt-hs256-secret", "s"]);
+    assert!(dev_with_tokens.unwrap_err().to_string().contains("--dev"));
     refused(
         &["--jwt-public-key", "/nonexistent.pem"],
         &["--jwt-public-key"],
