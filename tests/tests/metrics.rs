@@ -187,6 +187,29 @@ async fn metrics_follow_connections_publishes_and_deliveries() {
 }
 
 #[tokio::test]
+async fn series_exist_at_zero_before_first_use_for_each_enabled_transport() {
+    let server = Server::start(&["--disable", "ws"]).await;
+    let text = scrape(&server).await;
+    for series in [
+        "rt_connections{transport=\"sse\"}",
+        "rt_connections{transport=\"poll\"}",
+        "rt_connections_opened_total{transport=\"sse\"}",
+        "rt_events_sent_total{transport=\"poll\"}",
+        "rt_auth_failures_total{transport=\"poll_publish\",reason=\"missing\"}",
+        "rt_auth_failures_total{transport=\"api_publish\",reason=\"invalid\"}",
+        "rt_deliveries_total",
+        "rt_publishes_total{result=\"stored\"}",
+        "rt_lagged_total",
+        "rt_resyncs_total",
+        "rt_subscriptions",
+    ] {
+        assert_eq!(sample(&text, series), Some(0.0), "{series}:\n{text}");
+    }
+    // A disabled transport has no series.
+    assert!(!text.contains("transport=\"ws\""), "{text}");
+}
+
+#[tokio::test]
 async fn no_metrics_turns_the_endpoint_off() {
     let server = Server::start(&["--no-metrics"]).await;
     let (status, _, body) = get(&server.url("/metrics")).await.unwrap();

@@ -126,6 +126,39 @@ pub(crate) struct Prometheus {
 }
 
 impl Prometheus {
+    /// Registers, at zero, the series of the enabled `transports` (`ws`, `sse`, `poll`) and
+    /// the hub's, so that dashboards and alerts see them before the first use.
+    pub(crate) fn register(&self, transports: &[&'static str]) {
+        use rt_core::telemetry::names;
+        for &transport in transports {
+            metrics::gauge!(CONNECTIONS, "transport" => transport).increment(0.0);
+            metrics::counter!(CONNECTIONS_OPENED, "transport" => transport).increment(0);
+            metrics::counter!(SENT, "transport" => transport).increment(0);
+        }
+        let publish_routes = transports
+            .contains(&"poll")
+            .then_some("poll_publish")
+            .into_iter()
+            .chain(["api_publish"]);
+        for route in transports.iter().copied().chain(publish_routes) {
+            for failure in [
+                AuthFailure::Missing,
+                AuthFailure::Invalid,
+                AuthFailure::Expired,
+                AuthFailure::Forbidden,
+            ] {
+                let reason = failure.as_str();
+                metrics::counter!(AUTH_FAILURES, "transport" => route, "reason" => reason)
+                    .increment(0);
+            }
+        }
+        metrics::counter!(names::DELIVERIES).increment(0);
+        metrics::counter!(names::PUBLISHES, "result" => "stored").increment(0);
+        metrics::counter!(names::LAGGED).increment(0);
+        metrics::counter!(names::RESYNCS).increment(0);
+        metrics::gauge!(names::SUBSCRIPTIONS).increment(0.0);
+    }
+
     /// Client connections open now.
     pub(crate) fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)

@@ -45,6 +45,22 @@ pub(crate) struct App {
 impl App {
     pub(crate) fn new(hub: Hub, config: &Config, edge: Edge) -> Self {
         let observer = Arc::new(Prometheus::default());
+        let compiled = [
+            (Transport::Ws, cfg!(feature = "ws")),
+            (Transport::Sse, cfg!(feature = "sse")),
+            (Transport::Poll, cfg!(feature = "poll")),
+        ];
+        let enabled: Vec<&'static str> = ROUTES
+            .iter()
+            .filter_map(|&(_, route, transport)| Some((route, transport?)))
+            .filter(|&(route, transport)| {
+                route != "poll_publish"
+                    && compiled.contains(&(transport, true))
+                    && !config.disable.contains(&transport)
+            })
+            .map(|(route, _)| route)
+            .collect();
+        observer.register(&enabled);
         // One edge for every transport: the same tokens, origins and telemetry.
         let edge = edge
             .origins(Origins::parse(&config.cors_origins))
