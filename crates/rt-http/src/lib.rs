@@ -13,6 +13,7 @@
 //! | [`Observer`], [`Connection`] | connection telemetry: opened, closed with a code, deliveries, refused credentials |
 //! | [`publish`] | the HTTP publish answer every publish route shares |
 //! | [`StallGuard`], `StallListener` | cut connections whose writes stall (half-open clients) |
+//! | [`JsonParseErrors`] | the JSON error body on the `400`/`414`/`431` answers hyper writes by itself |
 //! | [`endpoint_service!`] | makes an endpoint a `tower_service::Service` over any request body |
 //!
 //! rt-core stays the pure event model; this crate knows HTTP and nothing of any one
@@ -31,6 +32,7 @@ mod error;
 mod jwt;
 mod observer;
 mod origin;
+mod parse_error;
 mod publish;
 mod query;
 mod service;
@@ -44,6 +46,7 @@ pub use error::{count_error, error, status, Error, ErrorCode, ERRORS};
 pub use jwt::{Claims, TokenAlgorithm, TokenVerifier};
 pub use observer::{AuthFailure, Close, Connection, Log, Observer};
 pub use origin::Origins;
+pub use parse_error::JsonParseErrors;
 pub use publish::{publish, publish_body_limit, read_body};
 pub use query::Query;
 #[doc(hidden)]

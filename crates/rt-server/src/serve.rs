@@ -9,7 +9,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rt_core::{Backplane, Hub, HubConfig, MemoryBackplane, Retention};
-use rt_http::StallGuard;
+use rt_http::{JsonParseErrors, StallGuard};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -153,7 +153,9 @@ impl Server {
                                 return;
                             }
                         };
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        // Above TLS: it reads hyper's own answers in the clear.
+                        let stream = TokioIo::new(JsonParseErrors::new(stream));
+                        let conn = builder.serve_connection_with_upgrades(stream, service);
                         if let Err(e) = watcher.watch(conn.into_owned()).await {
                             crate::limits::count_cut_off(&*e);
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
