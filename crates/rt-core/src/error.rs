@@ -40,6 +40,15 @@ pub enum Error {
         /// The configured maximum.
         max: usize,
     },
+    /// The channels' names are too long together: a cursor naming them all could outgrow
+    /// [`Cursor::MAX_ISSUED`](crate::Cursor::MAX_ISSUED), and the client could not resume.
+    #[error("too many channels: together their names need a cursor of up to {needed} bytes, over the limit of {max} bytes; subscribe to fewer channels or use shorter names")]
+    ChannelSetTooLarge {
+        /// The longest cursor the channels could need.
+        needed: usize,
+        /// [`Cursor::MAX_ISSUED`](crate::Cursor::MAX_ISSUED).
+        max: usize,
+    },
     /// A payload is larger than the configured limit.
     #[error("payload of {size} bytes exceeds the limit of {max} bytes")]
     PayloadTooLarge {
@@ -87,7 +96,7 @@ impl Error {
             Error::InvalidEventName { .. } => "invalid_event_name",
             Error::InvalidCursor(_) => "invalid_cursor",
             Error::NoChannels => "no_channels",
-            Error::TooManyChannels { .. } => "too_many_channels",
+            Error::TooManyChannels { .. } | Error::ChannelSetTooLarge { .. } => "too_many_channels",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::BadRequest(_) => "bad_request",
             Error::InvalidMessageId(_) => "invalid_message_id",
