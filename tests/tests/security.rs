@@ -870,3 +870,88 @@ async fn wss_with_tokens_and_a_silent_tls_client() {
     }
     let _ = std::fs::remove_dir_all(cert.dir());
 }
+
+/// `POST url` with `content_type` (none when `None`) and extra headers: status and JSON body.
+async fn post_as(
+    url: &str,
+    content_type: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, Value) {
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    if let Some(t) = content_type {
+        all.push(("content-type", t));
+    }
+    let (status, _, body) = send(Method::POST, url, &all, body.to_owned())
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// Issue #16, item 2: a web page cannot publish through its visitors' browsers. Only
+/// `Content-Type: application/json` publishes (which a browser sends cross-site only after a
+/// preflight), and a foreign `Origin` is refused, on both HTTP publish routes.
+#[tokio::test]
+async fn cross_site_simple_posts_do_not_publish() {
+    let body = r#"{"channel":"c","data":"csrf"}"#;
+    let evil = ("origin", "https://evil.example");
+    let key = ("x-api-key", "test-key");
+    for cors in [None, Some("https://evil.example")] {
+        let args: Vec<&str> = cors.iter().flat_map(|o| ["--cors-origins", *o]).collect();
+        let server = Server::start(&args).await;
+        let poll = server.url("/poll/publish");
+        let api = server.url("/api/publish");
+        for (url, auth) in [(&poll, None), (&api, Some(key))] {
+            let mut headers: Vec<(&str, &str)> = auth.into_iter().collect();
+            for simple in [
+                Some("text/plain"),
+                Some("application/x-www-form-urlencoded"),
+                Some("multipart/form-data; boundary=x"),
+                None,
+            ] {
+                let (status, json) = post_as(url, simple, &headers, body).await;
+                assert_eq!(
+                    status,
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "{url} {simple:?}: {json}"
+                );
+                assert_eq!(json["error"]["code"], "unsupported_media_type");
+                headers.push(evil);
+                let (status, json) = post_as(url, simple, &headers, body).await;
+                headers.pop();
+                let expected = if cors.is_some() {
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE
+                } else {
+                    StatusCode::FORBIDDEN
+                };
+                assert_eq!(status, expected, "{url} {simple:?} {cors:?}: {json}");
+            }
+            // JSON from a foreign origin: refused unless that origin is allowed.
+            headers.push(evil);
+            let (status, json) = post_as(url, Some("application/json"), &headers, body).await;
+            headers.pop();
+            if cors.is_none() {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{url}: {json}");
+                assert_eq!(json["error"]["code"], "origin_not_allowed");
+            } else {
+                assert_eq!(status, StatusCode::OK, "{url}: {json}");
+            }
+            // A backend (no Origin) with JSON and a charset publishes.
+            let (status, json) =
+                post_as(url, Some("application/json; charset=utf-8"), &headers, body).await;
+            assert_eq!(status, StatusCode::OK, "{url}: {json}");
+        }
+        // Nothing but the accepted JSON publishes was stored.
+        let (_, _, answer) = send(
+            Method::GET,
+            &server.url("/poll?channel=c&cursor=earliest&timeout=0"),
+            &[],
+            Bytes::new(),
+        )
+        .await
+        .unwrap();
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        let stored = answer["events"].as_array().unwrap().len();
+        assert_eq!(stored, if cors.is_some() { 4 } else { 2 }, "{answer}");
+    }
+}

@@ -44,7 +44,7 @@ pub use error::{count_error, error, status, Error, ErrorCode, ERRORS};
 pub use jwt::{Claims, TokenAlgorithm, TokenVerifier};
 pub use observer::{AuthFailure, Close, Connection, Log, Observer};
 pub use origin::Origins;
-pub use publish::{publish, publish_body_limit, read_body};
+pub use publish::{check_json_content_type, publish, publish_body_limit, read_body};
 pub use query::Query;
 #[doc(hidden)]
 pub use service::__private;

@@ -4,7 +4,7 @@ use http::header::{self, HeaderMap};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use rt_core::{Health, Hub, Permissions};
-use rt_http::{self as h, Body};
+use rt_http::{self as h, Body, Origins};
 use subtle::ConstantTimeEq;
 
 /// `GET /health`: `200` with the backplane's state (`ok` or `degraded`) and local load.
@@ -34,12 +34,17 @@ fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
     auth.strip_prefix(b"Bearer ")
 }
 
-/// `POST /api/publish`: publish as the application backend.
+/// `POST /api/publish`: publish as the application backend. Backends send no `Origin`; a
+/// browser request from an origin not in `origins` is refused (`403`), like on every route.
 pub(crate) async fn publish(
     hub: &Hub,
     api_key: Option<&str>,
+    origins: &Origins,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    if let Err(e) = origins.check(req.headers()) {
+        return e.to_response();
+    }
     let Some(expected) = api_key else {
         return h::error(
             StatusCode::UNAUTHORIZED,
@@ -58,5 +63,6 @@ pub(crate) async fn publish(
         );
     }
     let limit = h::publish_body_limit(hub.config().max_payload);
-    h::publish(hub, &Permissions::open(), req.into_body(), limit).await
+    let (parts, body) = req.into_parts();
+    h::publish(hub, &Permissions::open(), &parts.headers, body, limit).await
 }

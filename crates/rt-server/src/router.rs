@@ -15,6 +15,8 @@ use crate::metrics::Prometheus;
 pub(crate) struct App {
     pub(crate) hub: Hub,
     api_key: Option<String>,
+    /// Browser origins that may use the server; `/api/publish` refuses others too.
+    origins: Origins,
     /// Every transport reports its connections here.
     pub(crate) observer: Arc<Prometheus>,
     disabled: Vec<crate::config::Transport>,
@@ -32,9 +34,8 @@ impl App {
     pub(crate) fn new(hub: Hub, config: &Config, edge: Edge) -> Self {
         let observer = Arc::new(Prometheus::default());
         // One edge for every transport: the same tokens, origins and telemetry.
-        let edge = edge
-            .origins(Origins::parse(&config.cors_origins))
-            .observer(observer.clone());
+        let origins = Origins::parse(&config.cors_origins);
+        let edge = edge.origins(origins.clone()).observer(observer.clone());
         App {
             #[cfg(feature = "ws")]
             ws: crate::transport::ws::build(&hub, config, edge.clone()),
@@ -44,6 +45,7 @@ impl App {
             poll: crate::transport::poll::build(&hub, config, edge),
             // An empty key would let an empty header in: treat it as no key.
             api_key: config.api_key.clone().filter(|k| !k.is_empty()),
+            origins,
             observer,
             disabled: config.disable.clone(),
             demo: config.demo,
@@ -76,7 +78,7 @@ impl App {
                 crate::demo::get(path)
             }
             (&Method::POST, "/api/publish") => {
-                crate::api::publish(&self.hub, self.api_key.as_deref(), req).await
+                crate::api::publish(&self.hub, self.api_key.as_deref(), &self.origins, req).await
             }
             #[cfg(feature = "ws")]
             (_, "/ws") => self.ws.handle(req).await,
