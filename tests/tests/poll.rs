@@ -803,3 +803,25 @@ async fn every_cursor_handed_out_is_accepted_back() {
     let answer = ws::subscribe(&mut socket, &names, Some(&cursor)).await;
     assert_eq!(answer["recovered"], true, "{answer}");
 }
+
+/// Issue #16, item 7: a 413 states the real limits and the real size, not "91478 bytes
+/// exceeds the limit of 91477".
+#[tokio::test]
+async fn too_large_publishes_are_told_the_real_size_and_limits() {
+    let server = Server::start(&["--max-payload", "65536"]).await;
+    let body = json!({"channel": "c", "data": "x".repeat(200_000)});
+    let size = body.to_string().len();
+    for (path, headers) in [
+        ("/poll/publish", vec![]),
+        ("/api/publish", vec![("x-api-key", "test-key")]),
+    ] {
+        let (status, json) = post_json(&server.url(path), &headers, &body).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {json}");
+        assert_eq!(json["error"]["code"], "payload_too_large");
+        let message = json["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("of {size} bytes")), "{message}");
+        assert!(message.contains("limit of 91477 bytes"), "{message}");
+        assert!(message.contains("up to 65536 bytes"), "{message}");
+        assert!(!message.contains("91478"), "{message}");
+    }
+}

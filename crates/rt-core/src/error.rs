@@ -57,6 +57,17 @@ pub enum Error {
         /// The configured maximum.
         max: usize,
     },
+    /// A request body (a publish) is larger than allowed.
+    #[error("{}", body_too_large(*.size, *.limit, *.max_payload))]
+    BodyTooLarge {
+        /// The body's size when known (declared by `Content-Length`); `None`: more than
+        /// `limit` bytes arrived before reading stopped.
+        size: Option<usize>,
+        /// The largest body accepted, in bytes.
+        limit: usize,
+        /// The largest event payload, when the body limit is derived from it.
+        max_payload: Option<usize>,
+    },
     /// A request body could not be read or decoded.
     #[error("invalid request: {0}")]
     BadRequest(String),
@@ -97,7 +108,7 @@ impl Error {
             Error::InvalidCursor(_) => "invalid_cursor",
             Error::NoChannels => "no_channels",
             Error::TooManyChannels { .. } | Error::ChannelSetTooLarge { .. } => "too_many_channels",
-            Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::PayloadTooLarge { .. } | Error::BodyTooLarge { .. } => "payload_too_large",
             Error::BadRequest(_) => "bad_request",
             Error::InvalidMessageId(_) => "invalid_message_id",
             Error::Unavailable(_) => "unavailable",
@@ -108,6 +119,22 @@ impl Error {
             Error::InvalidKey(_) => "invalid_key",
         }
     }
+}
+
+/// The message of [`Error::BodyTooLarge`]: the real size (or "more than"), the real limit, and
+/// the payload limit it leaves room for.
+fn body_too_large(size: Option<usize>, limit: usize, max_payload: Option<usize>) -> String {
+    let size = match size {
+        Some(n) => format!("of {n} bytes"),
+        None => format!("of more than {limit} bytes"),
+    };
+    let payload = match max_payload {
+        Some(p) => format!(
+            "; event payloads may be up to {p} bytes, and a publish body up to {limit} bytes to hold one as JSON (base64 included)"
+        ),
+        None => String::new(),
+    };
+    format!("request body {size} exceeds the limit of {limit} bytes{payload}")
 }
 
 /// Cuts untrusted input down before it is echoed back in an error message.

@@ -75,7 +75,7 @@ impl Error {
 pub fn status(e: &rt_core::Error) -> StatusCode {
     use rt_core::Error as E;
     match e {
-        E::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        E::PayloadTooLarge { .. } | E::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         E::Unauthorized(_) | E::TokenExpired => StatusCode::UNAUTHORIZED,
         E::Forbidden(_) => StatusCode::FORBIDDEN,

@@ -8,18 +8,26 @@ use rt_core::{Error, Hub, Permissions, PublishAck, PublishRequest};
 
 use crate::body::{json, Body};
 
-/// Reads a whole request body, refusing more than `limit` bytes.
+/// Reads a whole request body, refusing more than `limit` bytes with
+/// [`Error::BodyTooLarge`]: with the declared size when `Content-Length` gives it (refused
+/// before reading), else "more than `limit`".
 pub async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, Error>
 where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let too_large = |size| Error::BodyTooLarge {
+        size,
+        limit,
+        max_payload: None,
+    };
+    let declared = http_body::Body::size_hint(&body).exact();
+    if let Some(size) = declared.filter(|&n| n > limit as u64) {
+        return Err(too_large(Some(usize::try_from(size).unwrap_or(usize::MAX))));
+    }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::PayloadTooLarge {
-            size: limit + 1,
-            max: limit,
-        }),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(None)),
         Err(e) => Err(Error::BadRequest(format!(
             "could not read the request body: {e}"
         ))),
@@ -80,7 +88,15 @@ where
         return e.to_response();
     }
     let result = async {
-        let body = read_body(body, limit).await?;
+        let body = read_body(body, limit).await.map_err(|e| match e {
+            // Say which payload limit the body limit leaves room for.
+            Error::BodyTooLarge { size, limit, .. } => Error::BodyTooLarge {
+                size,
+                limit,
+                max_payload: Some(hub.config().max_payload),
+            },
+            e => e,
+        })?;
         let request = PublishRequest::from_json(&body)?;
         let id = request.id.clone();
         let published = hub
@@ -108,6 +124,44 @@ mod tests {
         assert_eq!(
             read_body(body, 9).await.unwrap_err().code(),
             "payload_too_large"
+        );
+    }
+
+    #[tokio::test]
+    async fn too_large_bodies_are_told_their_real_size_and_limit() {
+        // Declared size (Content-Length): the real size, refused before reading.
+        let limit = publish_body_limit(65536);
+        let body = Full::new(Bytes::from(vec![b'x'; 200_000]));
+        let e = read_body(body, limit).await.unwrap_err();
+        assert_eq!(e.code(), "payload_too_large");
+        let message = e.to_string();
+        assert!(message.contains("of 200000 bytes"), "{message}");
+        assert!(
+            message.contains(&format!("limit of {limit} bytes")),
+            "{message}"
+        );
+        assert!(!message.contains(&(limit + 1).to_string()), "{message}");
+        // A streamed body of unknown size: "more than" the limit.
+        struct Chunked(usize);
+        impl http_body::Body for Chunked {
+            type Data = Bytes;
+            type Error = std::convert::Infallible;
+            fn poll_frame(
+                mut self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+                let more = self.0 > 0;
+                self.0 = self.0.saturating_sub(1);
+                std::task::Poll::Ready(
+                    more.then(|| Ok(http_body::Frame::data(Bytes::from(vec![0u8; 40_000])))),
+                )
+            }
+        }
+        let e = read_body(Chunked(4), limit).await.unwrap_err();
+        let message = e.to_string();
+        assert!(
+            message.contains(&format!("of more than {limit} bytes")),
+            "{message}"
         );
     }
 
