@@ -145,6 +145,17 @@ async fn a_poll_that_times_out_answers_an_empty_list() {
     let answer = poll_ok(&server, "channel=quiet&timeout=3600").await;
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(events(&answer).len(), 0);
+    // Issue #16, item 8: every out-of-range number is capped, however long.
+    for huge in [
+        "9999999999",
+        "18446744073709551615",
+        "18446744073709551616.25",
+    ] {
+        let started = Instant::now();
+        let answer = poll_ok(&server, &format!("channel=quiet&timeout={huge}")).await;
+        assert!(started.elapsed() < Duration::from_secs(20), "{huge}");
+        assert_eq!(events(&answer).len(), 0);
+    }
 }
 
 #[tokio::test]
