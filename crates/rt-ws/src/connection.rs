@@ -376,7 +376,8 @@ impl Conn {
         }
         self.expiry = permissions.expiry().map(Box::pin);
         self.sub.set_permissions(permissions.clone());
-        let reply = protocol::authenticated(permissions.subject(), &dropped, &self.sub.cursor());
+        let cursor = self.sub.channels().next().map(|_| self.sub.cursor());
+        let reply = protocol::authenticated(permissions.subject(), &dropped, cursor.as_ref());
         self.permissions = permissions;
         self.out.push(reply);
         None

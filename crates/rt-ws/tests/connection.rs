@@ -245,6 +245,24 @@ async fn tokens_decide_channels_and_end_connections() {
         (a["type"].as_str(), a["subject"].as_str()),
         (Some("authenticated"), Some("tester"))
     );
+    // Issue #16, item 9: before any subscribe there is no position to resume from, so no
+    // cursor (it used to be "0"); once subscribed, the reply's cursor names the channels.
+    assert!(a.get("cursor").is_none(), "{a}");
+    let mut subscribed = connect(&format!("{url}?token=reader")).await;
+    send(
+        &mut subscribed,
+        json!({"type":"subscribe","channels":["public:news"]}),
+    )
+    .await;
+    let s = json(&mut subscribed).await;
+    send(&mut subscribed, json!({"type":"auth","token":"reader"})).await;
+    let a = json(&mut subscribed).await;
+    assert_eq!(a["type"], "authenticated", "{a}");
+    assert_eq!(a["cursor"], s["cursor"], "{a}");
+    assert!(
+        a["cursor"].as_str().unwrap().ends_with(",public:news=0"),
+        "{a}"
+    );
     let mut expiring = connect(&format!("{url}?token=short")).await;
     send(
         &mut expiring,
