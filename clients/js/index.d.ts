@@ -68,9 +68,12 @@ export interface ConnectOptions {
   /**
    * Connection token (JWT), sent as `Authorization: Bearer` over HTTP and `?token=` for
    * WebSocket. A function is called before every connection and HTTP publish, so an expired
-   * token is replaced on reconnect.
+   * token is replaced on reconnect. When the server refused the token (WebSocket close 1008
+   * `token_expired`, `invalid_token` or `token_required`; HTTP 401) it is called with
+   * `{ refresh: true, reason }`, so it must not return a cached token, and the same transport
+   * is retried at once (backing off only if the new token is refused too).
    */
-  token?: string | (() => string | Promise<string>);
+  token?: string | ((hint?: { refresh: boolean; reason?: string }) => string | Promise<string>);
   /** Transports to try, best first. Default `['ws', 'sse', 'poll']`. */
   transports?: TransportName[];
   /** Where to start: a cursor string saved from `status().cursor`, or `'earliest'`. Default: live. */

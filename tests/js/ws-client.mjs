@@ -52,7 +52,7 @@ async function main() {
   const evil = open({ origin: 'https://evil.example.com' });
   await evil.opened;
   const refused = await evil.closed;
-  check(refused.code === 1008 && refused.reason === 'origin not allowed', refused);
+  check(refused.code === 1008 && refused.reason === 'origin_not_allowed', refused);
 
   const reader = open({ origin: 'https://app.example.com' });
   const writer = open();

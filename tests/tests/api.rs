@@ -125,8 +125,18 @@ async fn publish_errors_are_json_with_codes() {
             StatusCode::BAD_REQUEST,
             "invalid_message_id",
         ),
+        // Only JSON bodies publish (no cross-site "simple" POSTs): see security.rs.
+        (
+            vec![key, ("content-type", "text/plain")],
+            json!({"channel":"a","data":"x"}).to_string(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
     ];
-    for (headers, body, want_status, want_code) in cases {
+    for (mut headers, body, want_status, want_code) in cases {
+        if !headers.iter().any(|(k, _)| *k == "content-type") {
+            headers.push(("content-type", "application/json"));
+        }
         let (status, h, body) = send(Method::POST, &url, &headers, body.clone())
             .await
             .unwrap();

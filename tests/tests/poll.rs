@@ -145,6 +145,17 @@ async fn a_poll_that_times_out_answers_an_empty_list() {
     let answer = poll_ok(&server, "channel=quiet&timeout=3600").await;
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(events(&answer).len(), 0);
+    // Issue #16, item 8: every out-of-range number is capped, however long.
+    for huge in [
+        "9999999999",
+        "18446744073709551615",
+        "18446744073709551616.25",
+    ] {
+        let started = Instant::now();
+        let answer = poll_ok(&server, &format!("channel=quiet&timeout={huge}")).await;
+        assert!(started.elapsed() < Duration::from_secs(20), "{huge}");
+        assert_eq!(events(&answer).len(), 0);
+    }
 }
 
 #[tokio::test]
@@ -717,4 +728,111 @@ async fn any_node_answers_a_poll_without_sticky_sessions() {
     )
     .await;
     assert_eq!(events(&done).len(), 0);
+}
+
+/// Issue #16, item 1: whatever cursor the server hands out, it accepts back. A channel set
+/// whose cursor could outgrow the limit is refused up front, alike on every transport, and
+/// the largest cursor a subscription can hold resumes a poll (in the URL) and an SSE stream
+/// (as `Last-Event-ID`) within the default 16 KiB request head, with room for other headers.
+#[tokio::test]
+async fn every_cursor_handed_out_is_accepted_back() {
+    let server = Server::start(&[]).await;
+    // The issue's repro: 100 channels of 79 bytes, a cursor of over 8,192 bytes.
+    let too_many: Vec<String> = (0..100)
+        .map(|i| format!("c{i:03}{}", "x".repeat(75)))
+        .collect();
+    let (status, body) = poll(
+        &server,
+        &format!("channel={}&timeout=0", too_many.join(",")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_channels", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("6144"), "{message}");
+    let sse = SseStream::open(
+        &server.url(&format!("/sse?channel={}", too_many.join(","))),
+        &[],
+    )
+    .await;
+    assert_eq!(sse.status, StatusCode::BAD_REQUEST);
+    let mut socket = ws::connect(&server.ws_url("/ws"), &[]).await;
+    ws::send(
+        &mut socket,
+        json!({"type": "subscribe", "channels": too_many}),
+    )
+    .await;
+    let answer = ws::recv(&mut socket).await;
+    assert_eq!(answer["code"], "too_many_channels", "{answer}");
+
+    // The largest channel set that is accepted, with the longest names.
+    let names: Vec<String> = (0..40)
+        .map(|i| format!("{i:03}{}", "y".repeat(125)))
+        .collect();
+    let list = names.join(",");
+    publish(&server.url(""), &names[7], "x").await;
+    let first = poll_ok(
+        &server,
+        &format!("channel={list}&cursor=earliest&timeout=0"),
+    )
+    .await;
+    assert_eq!(events(&first).len(), 1);
+    // Sent back exactly as given, unencoded (`,` `=` `:` `@` `/` are valid in a query).
+    let cursor = first["cursor"].as_str().unwrap().to_owned();
+    let again = poll_ok(
+        &server,
+        &format!("channel={list}&cursor={cursor}&timeout=0"),
+    )
+    .await;
+    assert_eq!(again["recovered"], true, "{again}");
+    // The longest cursor these channels can produce: every offset at its 20-digit maximum.
+    let epoch = cursor.split(',').next().unwrap();
+    let mut longest = format!("{epoch:0>16}");
+    for n in &names {
+        longest.push_str(&format!(",{n}={}", u64::MAX));
+    }
+    assert!(
+        longest.len() <= 6144 && longest.len() > 6000,
+        "{}",
+        longest.len()
+    );
+    // A 3 KB header stands for a token, cookies and the rest of a browser's request.
+    let filler = "f".repeat(3000);
+    let url = server.url(&format!("/poll?channel={list}&cursor={longest}&timeout=0"));
+    let (status, _, body) = send(Method::GET, &url, &[("x-filler", &filler)], Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let sse = SseStream::open(
+        &server.url(&format!("/sse?channel={list}")),
+        &[("last-event-id", &longest), ("x-filler", &filler)],
+    )
+    .await;
+    assert_eq!(sse.status, StatusCode::OK);
+    let mut socket = ws::connect(&server.ws_url("/ws"), &[]).await;
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let answer = ws::subscribe(&mut socket, &names, Some(&cursor)).await;
+    assert_eq!(answer["recovered"], true, "{answer}");
+}
+
+/// Issue #16, item 7: a 413 states the real limits and the real size, not "91478 bytes
+/// exceeds the limit of 91477".
+#[tokio::test]
+async fn too_large_publishes_are_told_the_real_size_and_limits() {
+    let server = Server::start(&["--max-payload", "65536"]).await;
+    let body = json!({"channel": "c", "data": "x".repeat(200_000)});
+    let size = body.to_string().len();
+    for (path, headers) in [
+        ("/poll/publish", vec![]),
+        ("/api/publish", vec![("x-api-key", "test-key")]),
+    ] {
+        let (status, json) = post_json(&server.url(path), &headers, &body).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {json}");
+        assert_eq!(json["error"]["code"], "payload_too_large");
+        let message = json["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("of {size} bytes")), "{message}");
+        assert!(message.contains("limit of 91477 bytes"), "{message}");
+        assert!(message.contains("up to 65536 bytes"), "{message}");
+        assert!(!message.contains("91478"), "{message}");
+    }
 }

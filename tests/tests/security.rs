@@ -118,6 +118,14 @@ async fn poll_publish(server: &Server, token: Option<&str>, channel: &str) -> (S
     .await
 }
 
+/// The WebSocket close reason (1008) that goes with an HTTP error code for a bad token.
+fn ws_reason(code: &str) -> &'static str {
+    match code {
+        "token_expired" => "token_expired",
+        _ => "invalid_token",
+    }
+}
+
 /// Opens a WebSocket to `/ws` + `query`; the handshake's HTTP status when it is refused.
 async fn ws_open(server: &Server, query: &str) -> Result<Ws, u16> {
     ws::try_connect(&server.ws_url(&format!("/ws{query}")), &[]).await
@@ -210,20 +218,20 @@ async fn missing_and_bad_tokens_get_401_on_every_transport() {
         let mut in_url = ws_open(&server, &format!("?{q}")).await.unwrap();
         let (close, reason) = ws::closed(&mut in_url).await;
         assert_eq!(close, 1008, "{what}");
-        assert!(reason.starts_with("bad auth"), "{what}: {reason}");
+        assert_eq!(reason, ws_reason(code), "{what}");
         let url = server.ws_url("/ws");
         let mut in_header = ws::try_connect(&url, &[("authorization", &bearer)])
             .await
             .unwrap();
         let (close, reason) = ws::closed(&mut in_header).await;
         assert_eq!(close, 1008, "{what}");
-        assert!(reason.starts_with("bad auth"), "{what}: {reason}");
+        assert_eq!(reason, ws_reason(code), "{what}");
         // WebSocket with the token as the first message: closed with 1008 and a reason.
         let mut socket = ws_open(&server, "").await.unwrap();
         ws::send(&mut socket, json!({"type":"auth","token":token})).await;
         let (close, reason) = ws::next(&mut socket).await.unwrap_err();
         assert_eq!(close, 1008, "{what}");
-        assert!(reason.starts_with("bad auth"), "{what}: {reason}");
+        assert_eq!(reason, ws_reason(code), "{what}");
     }
 }
 
@@ -271,7 +279,7 @@ async fn channels_outside_the_grant_get_403_and_ws_1008() {
     ws::send(&mut socket, json!({"type":"subscribe","channels":["news"]})).await;
     assert_eq!(
         ws::next(&mut socket).await.unwrap_err(),
-        (1008, "forbidden channel".into())
+        (1008, "forbidden".into())
     );
     let mut socket = ws::connect(&url, &[]).await;
     ws::send(&mut socket, json!({"type":"auth","token":token})).await;
@@ -282,7 +290,7 @@ async fn channels_outside_the_grant_get_403_and_ws_1008() {
     ws::send(&mut socket, json!({"type":"subscribe","channels":["news"]})).await;
     assert_eq!(
         ws::next(&mut socket).await.unwrap_err(),
-        (1008, "forbidden channel".into())
+        (1008, "forbidden".into())
     );
     let (status, body) = poll_publish(&server, Some(&token), "chat:bob").await;
     assert_eq!(
@@ -308,7 +316,7 @@ async fn channels_outside_the_grant_get_403_and_ws_1008() {
     ws::send(&mut socket, json!({"type":"subscribe","channels":["news"]})).await;
     assert_eq!(
         ws::next(&mut socket).await.unwrap_err(),
-        (1008, "forbidden channel".into())
+        (1008, "forbidden".into())
     );
 }
 
@@ -534,7 +542,7 @@ async fn expiring_tokens_end_sse_streams_and_websockets() {
     assert!(sse.seen.contains("rt.expired"), "{}", sse.seen);
     assert_eq!(
         ws::next(&mut socket).await.unwrap_err(),
-        (1008, "bad auth: token expired".into())
+        (1008, "token_expired".into())
     );
 
     // A WebSocket that refreshes its token in time lives on.
@@ -869,4 +877,89 @@ async fn wss_with_tokens_and_a_silent_tls_client() {
         assert!(closed_within(&mut silent, Duration::from_secs(5)).await.0);
     }
     let _ = std::fs::remove_dir_all(cert.dir());
+}
+
+/// `POST url` with `content_type` (none when `None`) and extra headers: status and JSON body.
+async fn post_as(
+    url: &str,
+    content_type: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, Value) {
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    if let Some(t) = content_type {
+        all.push(("content-type", t));
+    }
+    let (status, _, body) = send(Method::POST, url, &all, body.to_owned())
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// Issue #16, item 2: a web page cannot publish through its visitors' browsers. Only
+/// `Content-Type: application/json` publishes (which a browser sends cross-site only after a
+/// preflight), and a foreign `Origin` is refused, on both HTTP publish routes.
+#[tokio::test]
+async fn cross_site_simple_posts_do_not_publish() {
+    let body = r#"{"channel":"c","data":"csrf"}"#;
+    let evil = ("origin", "https://evil.example");
+    let key = ("x-api-key", "test-key");
+    for cors in [None, Some("https://evil.example")] {
+        let args: Vec<&str> = cors.iter().flat_map(|o| ["--cors-origins", *o]).collect();
+        let server = Server::start(&args).await;
+        let poll = server.url("/poll/publish");
+        let api = server.url("/api/publish");
+        for (url, auth) in [(&poll, None), (&api, Some(key))] {
+            let mut headers: Vec<(&str, &str)> = auth.into_iter().collect();
+            for simple in [
+                Some("text/plain"),
+                Some("application/x-www-form-urlencoded"),
+                Some("multipart/form-data; boundary=x"),
+                None,
+            ] {
+                let (status, json) = post_as(url, simple, &headers, body).await;
+                assert_eq!(
+                    status,
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "{url} {simple:?}: {json}"
+                );
+                assert_eq!(json["error"]["code"], "unsupported_media_type");
+                headers.push(evil);
+                let (status, json) = post_as(url, simple, &headers, body).await;
+                headers.pop();
+                let expected = if cors.is_some() {
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE
+                } else {
+                    StatusCode::FORBIDDEN
+                };
+                assert_eq!(status, expected, "{url} {simple:?} {cors:?}: {json}");
+            }
+            // JSON from a foreign origin: refused unless that origin is allowed.
+            headers.push(evil);
+            let (status, json) = post_as(url, Some("application/json"), &headers, body).await;
+            headers.pop();
+            if cors.is_none() {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{url}: {json}");
+                assert_eq!(json["error"]["code"], "origin_not_allowed");
+            } else {
+                assert_eq!(status, StatusCode::OK, "{url}: {json}");
+            }
+            // A backend (no Origin) with JSON and a charset publishes.
+            let (status, json) =
+                post_as(url, Some("application/json; charset=utf-8"), &headers, body).await;
+            assert_eq!(status, StatusCode::OK, "{url}: {json}");
+        }
+        // Nothing but the accepted JSON publishes was stored.
+        let (_, _, answer) = send(
+            Method::GET,
+            &server.url("/poll?channel=c&cursor=earliest&timeout=0"),
+            &[],
+            Bytes::new(),
+        )
+        .await
+        .unwrap();
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        let stored = answer["events"].as_array().unwrap().len();
+        assert_eq!(stored, if cors.is_some() { 4 } else { 2 }, "{answer}");
+    }
 }

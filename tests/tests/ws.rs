@@ -306,7 +306,7 @@ async fn a_retried_publish_is_published_once() {
 async fn close_1008_for_a_foreign_origin_and_for_repeated_abuse() {
     let server = Server::start(&["--cors-origins", "https://app.example.com"]).await;
     let mut evil = connect_with(&server, &[("origin", "https://evil.example.com")]).await;
-    assert_eq!(closed(&mut evil).await, (1008, "origin not allowed".into()));
+    assert_eq!(closed(&mut evil).await, (1008, "origin_not_allowed".into()));
     let mut good = connect_with(&server, &[("origin", "https://app.example.com")]).await;
     subscribe(&mut good, &["a"], None).await;
 
@@ -318,7 +318,7 @@ async fn close_1008_for_a_foreign_origin_and_for_repeated_abuse() {
     good.send(Message::text("nope")).await.unwrap();
     assert_eq!(
         closed(&mut good).await,
-        (1008, "too many invalid messages".into())
+        (1008, "too_many_invalid_messages".into())
     );
 }
 

@@ -27,6 +27,12 @@ const remembered = new Map();
 // disabled while the WebSocket is only reconnecting; see #sendPublish.)
 const PERMANENT = new Set([400, 401, 403, 405, 413, 422]);
 
+// Refusals a new token can cure: the WebSocket's 1008 close reasons (docs/protocol.md,
+// "Close codes") and the HTTP transports' 401 error codes. After one of them a token
+// function is asked for a fresh token (`{ refresh: true, reason }`) and the same transport
+// is retried at once, instead of backing off and falling back as for a network failure.
+export const TOKEN_REFUSALS = new Set(['token_expired', 'invalid_token', 'token_required', 'unauthorized']);
+
 /** A client message id: 128 random bits (getRandomValues also works on plain-http pages). */
 function messageId() {
   const bytes = new Uint8Array(16);
@@ -55,6 +61,10 @@ export class Client {
   #pending = new Map();
   #start;
   #tokenSource;
+  /** Why the next token must be a fresh one (a token refusal's code), or null. */
+  #refresh = null;
+  /** Immediate retries after token refusals since the last open connection. */
+  #refreshes = 0;
 
   constructor(url, options = {}) {
     const channels = [...new Set(options.channels ?? [])];
@@ -199,10 +209,13 @@ export class Client {
       this.#open(name, generation, this.#tokenSource);
       return;
     }
-    // A fresh token per connection, so an expired one is replaced on reconnect.
+    // A fresh token per connection, so an expired one is replaced on reconnect; after a
+    // token refusal the function is told so it does not hand back a cached one.
     const current = () => generation === this.#generation && !this.#closed;
+    const hint = this.#refresh ? { refresh: true, reason: this.#refresh } : { refresh: false };
+    this.#refresh = null;
     Promise.resolve()
-      .then(() => this.#tokenSource())
+      .then(() => this.#tokenSource(hint))
       .then(
         (token) => current() && this.#open(name, generation, token),
         (e) => current() && this.#dropped(name, null, new Error(`could not get a token: ${e?.message ?? e}`)),
@@ -229,6 +242,7 @@ export class Client {
       open: ({ recovered }) => {
         if (!live() || opened) return;
         opened = true;
+        this.#refreshes = 0;
         this.#connection.openedAt = Date.now();
         clearTimeout(this.#connectTimer);
         remembered.set(this.#key(), name);
@@ -296,6 +310,18 @@ export class Client {
   #dropped(name, conn, reason) {
     if (reason) this.#emit(this.#errorHandlers, Object.assign(reason instanceof Error ? reason : new Error(String(reason)), { transport: name }));
     if (this.#closed) return;
+    if (TOKEN_REFUSALS.has(reason?.code) && typeof this.#tokenSource === 'function') {
+      // The token was refused (expired, invalid, missing): get a new one. The first time,
+      // retry the same transport at once; a new token that is refused again backs off.
+      this.#refresh = reason.code;
+      if (this.#refreshes++ === 0) {
+        if (conn?.openedAt != null) this.reconnects++;
+        this.#setState('reconnecting');
+        clearTimeout(this.#retryTimer);
+        this.#retryTimer = setTimeout(() => this.#connect(), 0);
+        return;
+      }
+    }
     let delay = 0;
     if (conn?.openedAt != null) {
       this.reconnects++;

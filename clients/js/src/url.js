@@ -1,9 +1,20 @@
 // URL helpers shared by the transports.
 
+// Valid in a query as they are (RFC 3986), and all over channel names and cursors: left
+// unencoded, so that a long cursor and channel list do not triple in size (docs/protocol.md,
+// "Cursor size").
+const RAW = /%(3A|40|2F|2C|3D)/gi;
+
+/** `s` percent-encoded for a query, leaving `: @ / , =` as they are. */
+export function encodeQueryPart(s) {
+  return encodeURIComponent(s).replace(RAW, (m) => decodeURIComponent(m));
+}
+
 /** `url` with `params` ([name, value] pairs, repeats allowed) appended to its query. */
 export function withQuery(url, params) {
   const u = new URL(url);
-  for (const [k, v] of params) u.searchParams.append(k, v);
+  const extra = params.map(([k, v]) => `${encodeQueryPart(k)}=${encodeQueryPart(String(v))}`).join('&');
+  if (extra) u.search = u.search.length > 1 ? `${u.search.slice(1)}&${extra}` : extra;
   return u.toString();
 }
 

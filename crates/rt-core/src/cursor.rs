@@ -38,6 +38,36 @@ impl Cursor {
     /// The longest cursor string accepted from a client.
     pub const MAX_LEN: usize = 8192;
 
+    /// The longest cursor a subscription may come to hold, in bytes: channel sets whose
+    /// cursor could grow longer ([`Cursor::worst_case_len`]) are refused when subscribing, on
+    /// every transport ([`Cursor::check_fits`]). It is below [`Cursor::MAX_LEN`], so every
+    /// cursor the server hands out parses back; and small enough that a cursor together with
+    /// the channel list (a poll URL, or an SSE URL and its `Last-Event-ID`) stays under 12.5
+    /// KiB, leaving room in a 16 KiB request head for the other headers.
+    pub const MAX_ISSUED: usize = 6144;
+
+    /// The longest cursor a subscription to `channels` can come to hold: the epoch (16 hex
+    /// digits), then `,name=offset` for each channel with offsets of up to 20 digits.
+    pub fn worst_case_len<'a>(channels: impl IntoIterator<Item = &'a Channel>) -> usize {
+        16 + channels
+            .into_iter()
+            .map(|c| c.as_str().len() + 22)
+            .sum::<usize>()
+    }
+
+    /// `Ok` when a subscription to `channels` can never hold a cursor longer than
+    /// [`Cursor::MAX_ISSUED`]; [`Error::ChannelSetTooLarge`] otherwise.
+    pub fn check_fits<'a>(channels: impl IntoIterator<Item = &'a Channel>) -> Result<(), Error> {
+        let needed = Self::worst_case_len(channels);
+        if needed > Self::MAX_ISSUED {
+            return Err(Error::ChannelSetTooLarge {
+                needed,
+                max: Self::MAX_ISSUED,
+            });
+        }
+        Ok(())
+    }
+
     /// An empty cursor in `epoch`.
     pub fn new(epoch: Epoch) -> Self {
         Cursor {
@@ -207,6 +237,32 @@ mod tests {
             assert_eq!(e.code(), "invalid_cursor", "{bad:?}");
         }
         assert!("1".repeat(Cursor::MAX_LEN + 1).parse::<Cursor>().is_err());
+    }
+
+    #[test]
+    fn every_cursor_a_subscription_can_hold_parses_back() {
+        // As many channels of the longest name as fit, with the largest epoch and offsets.
+        let per = Channel::MAX_LEN + 22;
+        let n = (Cursor::MAX_ISSUED - 16) / per;
+        let channels: Vec<Channel> = (0..n)
+            .map(|i| Channel::new(&format!("{i:03}{}", "x".repeat(Channel::MAX_LEN - 3))).unwrap())
+            .collect();
+        Cursor::check_fits(&channels).unwrap();
+        let mut c = Cursor::new(Epoch(u64::MAX));
+        for ch in &channels {
+            c.set(ch.clone(), u64::MAX);
+        }
+        let s = c.to_string();
+        assert_eq!(s.len(), Cursor::worst_case_len(&channels));
+        assert!(s.len() <= Cursor::MAX_ISSUED && Cursor::MAX_ISSUED <= Cursor::MAX_LEN);
+        assert_eq!(s.parse::<Cursor>().unwrap(), c);
+        // The issue's channel set: 100 names of 79 bytes.
+        let many: Vec<Channel> = (0..100)
+            .map(|i| Channel::new(&format!("c{i:03}{}", "x".repeat(75))).unwrap())
+            .collect();
+        let e = Cursor::check_fits(&many).unwrap_err();
+        assert_eq!(e.code(), "too_many_channels");
+        assert!(e.to_string().contains("6144"), "{e}");
     }
 
     #[test]

@@ -40,6 +40,15 @@ pub enum Error {
         /// The configured maximum.
         max: usize,
     },
+    /// The channels' names are too long together: a cursor naming them all could outgrow
+    /// [`Cursor::MAX_ISSUED`](crate::Cursor::MAX_ISSUED), and the client could not resume.
+    #[error("too many channels: together their names need a cursor of up to {needed} bytes, over the limit of {max} bytes; subscribe to fewer channels or use shorter names")]
+    ChannelSetTooLarge {
+        /// The longest cursor the channels could need.
+        needed: usize,
+        /// [`Cursor::MAX_ISSUED`](crate::Cursor::MAX_ISSUED).
+        max: usize,
+    },
     /// A payload is larger than the configured limit.
     #[error("payload of {size} bytes exceeds the limit of {max} bytes")]
     PayloadTooLarge {
@@ -47,6 +56,17 @@ pub enum Error {
         size: usize,
         /// The configured maximum.
         max: usize,
+    },
+    /// A request body (a publish) is larger than allowed.
+    #[error("{}", body_too_large(*.size, *.limit, *.max_payload))]
+    BodyTooLarge {
+        /// The body's size when known (declared by `Content-Length`); `None`: more than
+        /// `limit` bytes arrived before reading stopped.
+        size: Option<usize>,
+        /// The largest body accepted, in bytes.
+        limit: usize,
+        /// The largest event payload, when the body limit is derived from it.
+        max_payload: Option<usize>,
     },
     /// A request body could not be read or decoded.
     #[error("invalid request: {0}")]
@@ -87,8 +107,8 @@ impl Error {
             Error::InvalidEventName { .. } => "invalid_event_name",
             Error::InvalidCursor(_) => "invalid_cursor",
             Error::NoChannels => "no_channels",
-            Error::TooManyChannels { .. } => "too_many_channels",
-            Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::TooManyChannels { .. } | Error::ChannelSetTooLarge { .. } => "too_many_channels",
+            Error::PayloadTooLarge { .. } | Error::BodyTooLarge { .. } => "payload_too_large",
             Error::BadRequest(_) => "bad_request",
             Error::InvalidMessageId(_) => "invalid_message_id",
             Error::Unavailable(_) => "unavailable",
@@ -99,6 +119,22 @@ impl Error {
             Error::InvalidKey(_) => "invalid_key",
         }
     }
+}
+
+/// The message of [`Error::BodyTooLarge`]: the real size (or "more than"), the real limit, and
+/// the payload limit it leaves room for.
+fn body_too_large(size: Option<usize>, limit: usize, max_payload: Option<usize>) -> String {
+    let size = match size {
+        Some(n) => format!("of {n} bytes"),
+        None => format!("of more than {limit} bytes"),
+    };
+    let payload = match max_payload {
+        Some(p) => format!(
+            "; event payloads may be up to {p} bytes, and a publish body up to {limit} bytes to hold one as JSON (base64 included)"
+        ),
+        None => String::new(),
+    };
+    format!("request body {size} exceeds the limit of {limit} bytes{payload}")
 }
 
 /// Cuts untrusted input down before it is echoed back in an error message.

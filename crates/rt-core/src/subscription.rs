@@ -212,6 +212,8 @@ impl Subscription {
                 max,
             });
         }
+        // Every cursor this subscription hands out must parse back when it is sent again.
+        Cursor::check_fits(self.lanes.iter().map(|l| &l.channel).chain(&new))?;
         let first = self.lanes.len();
         // Exactly as many as needed: most subscriptions hold one channel for hours.
         self.lanes.reserve_exact(new.len());

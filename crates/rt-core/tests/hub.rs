@@ -394,3 +394,26 @@ async fn shutdown_is_signalled_to_every_waiter() {
         .await
         .unwrap();
 }
+
+/// Issue #16, item 1: a subscription never grows a cursor that could not be sent back, however
+/// its channels are added (at once, or a few at a time as WebSocket clients do).
+#[tokio::test]
+async fn channel_sets_whose_cursor_could_not_come_back_are_refused() {
+    let hub = hub();
+    let names: Vec<Channel> = (0..41)
+        .map(|i| ch(&format!("{i:03}{}", "n".repeat(125))))
+        .collect();
+    let Err(err) = hub.subscribe(names.clone(), Start::Live).await else {
+        panic!("41 channels of 128 bytes were accepted");
+    };
+    assert_eq!(err.code(), "too_many_channels");
+    let mut sub = hub
+        .subscribe(names[..40].to_vec(), Start::Live)
+        .await
+        .unwrap();
+    let err = sub.add([names[40].clone()], Start::Live).await.unwrap_err();
+    assert_eq!(err.code(), "too_many_channels");
+    assert_eq!(sub.channels().count(), 40);
+    let cursor = sub.cursor().to_string();
+    assert_eq!(cursor.parse::<Cursor>().unwrap(), sub.cursor());
+}

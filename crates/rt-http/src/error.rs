@@ -25,6 +25,12 @@ pub enum Error {
         /// The methods the route serves, as sent in `Allow`.
         allowed: &'static str,
     },
+    /// A state-changing request (a publish) whose body is not declared
+    /// `Content-Type: application/json`. Browsers send other types (`text/plain`, forms)
+    /// cross-site without a CORS preflight, so accepting them would let any page publish
+    /// through its visitors' browsers.
+    #[error("a publish must be sent with Content-Type: application/json, not {0}; other types are refused so that no web page can publish cross-site without a CORS preflight")]
+    UnsupportedMediaType(String),
     /// The endpoint was built without an authenticator and without
     /// [`allow_anonymous`](crate::Edge::allow_anonymous), so it refuses everyone.
     #[error("this endpoint has no authenticator: build it with Edge::authenticator(...) (e.g. a TokenVerifier), or with Edge::allow_anonymous() to let anyone use every channel")]
@@ -38,6 +44,7 @@ impl Error {
             Error::Core(e) => status(e),
             Error::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::NoAuthenticator => StatusCode::UNAUTHORIZED,
         }
     }
@@ -48,6 +55,7 @@ impl Error {
             Error::Core(e) => e.code(),
             Error::OriginNotAllowed(_) => "origin_not_allowed",
             Error::MethodNotAllowed { .. } => "method_not_allowed",
+            Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::NoAuthenticator => "unauthorized",
         }
     }
@@ -67,7 +75,7 @@ impl Error {
 pub fn status(e: &rt_core::Error) -> StatusCode {
     use rt_core::Error as E;
     match e {
-        E::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        E::PayloadTooLarge { .. } | E::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         E::Unauthorized(_) | E::TokenExpired => StatusCode::UNAUTHORIZED,
         E::Forbidden(_) => StatusCode::FORBIDDEN,

@@ -203,7 +203,22 @@ impl TokenVerifier {
                 ErrorKind::InvalidIssuer => {
                     Error::Unauthorized("the token is from another issuer (`iss`)".into())
                 }
-                _ => Error::Unauthorized(format!("malformed token: {e}")),
+                // Our own words: the library's (`InvalidToken`, serde's lists of expected
+                // variants) mean nothing to a client and say which library verifies tokens.
+                ErrorKind::InvalidToken => Error::Unauthorized(
+                    "the token is not a JWT: expected three base64url parts separated by dots"
+                        .into(),
+                ),
+                ErrorKind::Base64(_) => {
+                    Error::Unauthorized("the token is not valid base64url".into())
+                }
+                ErrorKind::Json(_) | ErrorKind::Utf8(_) => Error::Unauthorized(
+                    "the token's header or claims are not the JSON expected: a supported `alg`, \
+                     `exp` as seconds since the Unix epoch, `subscribe` and `publish` as lists \
+                     of channel patterns"
+                        .into(),
+                ),
+                _ => Error::Unauthorized("the token could not be verified".into()),
             })
     }
 
@@ -324,6 +339,29 @@ mod tests {
                 v.authenticate(Some(garbage)).unwrap_err().code(),
                 "unauthorized"
             );
+        }
+        // Messages are in our words, never the library's.
+        let b64 =
+            |s: &str| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, s);
+        let unknown_alg = format!("{}.{}.x", b64(r#"{"alg":"XX1"}"#), b64("{}"));
+        let bad_claims = format!(
+            "{}.{}.x",
+            b64(r#"{"alg":"HS256"}"#),
+            b64(r#"{"exp":"soon"}"#)
+        );
+        for garbage in ["nope", "a.b", "!!.!!.!!", &unknown_alg, &bad_claims] {
+            let message = v.authenticate(Some(garbage)).unwrap_err().to_string();
+            for library in [
+                "InvalidToken",
+                "Base64",
+                "Json",
+                "Error(",
+                "variant",
+                "line ",
+            ] {
+                assert!(!message.contains(library), "{garbage}: {message}");
+            }
+            assert!(message.contains("token"), "{message}");
         }
         // The `none` algorithm is never accepted.
         let none = format!(

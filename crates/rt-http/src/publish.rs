@@ -1,24 +1,33 @@
 //! HTTP publishes: bounded body reads and the one publish answer every HTTP route shares.
 
 use bytes::Bytes;
+use http::header::{HeaderMap, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use rt_core::{Error, Hub, Permissions, PublishAck, PublishRequest};
 
 use crate::body::{json, Body};
 
-/// Reads a whole request body, refusing more than `limit` bytes.
+/// Reads a whole request body, refusing more than `limit` bytes with
+/// [`Error::BodyTooLarge`]: with the declared size when `Content-Length` gives it (refused
+/// before reading), else "more than `limit`".
 pub async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, Error>
 where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let too_large = |size| Error::BodyTooLarge {
+        size,
+        limit,
+        max_payload: None,
+    };
+    let declared = http_body::Body::size_hint(&body).exact();
+    if let Some(size) = declared.filter(|&n| n > limit as u64) {
+        return Err(too_large(Some(usize::try_from(size).unwrap_or(usize::MAX))));
+    }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::PayloadTooLarge {
-            size: limit + 1,
-            max: limit,
-        }),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(None)),
         Err(e) => Err(Error::BadRequest(format!(
             "could not read the request body: {e}"
         ))),
@@ -31,13 +40,43 @@ pub fn publish_body_limit(max_payload: usize) -> usize {
     max_payload.saturating_mul(4) / 3 + 4096
 }
 
-/// Answers an HTTP publish on behalf of a client holding `permissions`: reads a
-/// [`PublishRequest`] JSON body of at most `limit` bytes, publishes it on `hub` and answers
-/// `200` with the [`PublishAck`], or the JSON error (`401`/`403` for a channel outside the
-/// permissions). Every HTTP publish route goes through here so they validate alike.
+/// `Ok` when the request declares a JSON body: `Content-Type: application/json`, with any
+/// parameters (`; charset=utf-8`). Anything else, or none, is
+/// [`Error::UnsupportedMediaType`](crate::Error::UnsupportedMediaType) (`415`): browsers send
+/// `text/plain` and form bodies cross-site without a CORS preflight, so a state-changing
+/// endpoint that took them could be driven by any web page its users visit.
+pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), crate::Error> {
+    let declared = headers.get(CONTENT_TYPE);
+    let json = declared
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if json {
+        return Ok(());
+    }
+    let got = match declared {
+        None => "none".to_owned(),
+        Some(v) => format!(
+            "{:?}",
+            String::from_utf8_lossy(v.as_bytes())
+                .chars()
+                .take(64)
+                .collect::<String>()
+        ),
+    };
+    Err(crate::Error::UnsupportedMediaType(got))
+}
+
+/// Answers an HTTP publish on behalf of a client holding `permissions`: checks that the
+/// request declares `Content-Type: application/json` ([`check_json_content_type`], else
+/// `415`), reads a [`PublishRequest`] JSON body of at most `limit` bytes, publishes it on
+/// `hub` and answers `200` with the [`PublishAck`], or the JSON error (`401`/`403` for a
+/// channel outside the permissions). Every HTTP publish route goes through here so they
+/// validate alike; the caller checks the origin and the credentials first.
 pub async fn publish<B>(
     hub: &Hub,
     permissions: &Permissions,
+    headers: &HeaderMap,
     body: B,
     limit: usize,
 ) -> Response<Body>
@@ -45,8 +84,19 @@ where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    if let Err(e) = check_json_content_type(headers) {
+        return e.to_response();
+    }
     let result = async {
-        let body = read_body(body, limit).await?;
+        let body = read_body(body, limit).await.map_err(|e| match e {
+            // Say which payload limit the body limit leaves room for.
+            Error::BodyTooLarge { size, limit, .. } => Error::BodyTooLarge {
+                size,
+                limit,
+                max_payload: Some(hub.config().max_payload),
+            },
+            e => e,
+        })?;
         let request = PublishRequest::from_json(&body)?;
         let id = request.id.clone();
         let published = hub
@@ -75,5 +125,72 @@ mod tests {
             read_body(body, 9).await.unwrap_err().code(),
             "payload_too_large"
         );
+    }
+
+    #[tokio::test]
+    async fn too_large_bodies_are_told_their_real_size_and_limit() {
+        // Declared size (Content-Length): the real size, refused before reading.
+        let limit = publish_body_limit(65536);
+        let body = Full::new(Bytes::from(vec![b'x'; 200_000]));
+        let e = read_body(body, limit).await.unwrap_err();
+        assert_eq!(e.code(), "payload_too_large");
+        let message = e.to_string();
+        assert!(message.contains("of 200000 bytes"), "{message}");
+        assert!(
+            message.contains(&format!("limit of {limit} bytes")),
+            "{message}"
+        );
+        assert!(!message.contains(&(limit + 1).to_string()), "{message}");
+        // A streamed body of unknown size: "more than" the limit.
+        struct Chunked(usize);
+        impl http_body::Body for Chunked {
+            type Data = Bytes;
+            type Error = std::convert::Infallible;
+            fn poll_frame(
+                mut self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+                let more = self.0 > 0;
+                self.0 = self.0.saturating_sub(1);
+                std::task::Poll::Ready(
+                    more.then(|| Ok(http_body::Frame::data(Bytes::from(vec![0u8; 40_000])))),
+                )
+            }
+        }
+        let e = read_body(Chunked(4), limit).await.unwrap_err();
+        let message = e.to_string();
+        assert!(
+            message.contains(&format!("of more than {limit} bytes")),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn only_json_bodies_are_taken() {
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_TYPE, http::HeaderValue::from_static(v));
+            h
+        };
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " application/json ;charset=UTF-8",
+        ] {
+            assert!(check_json_content_type(&with(ok)).is_ok(), "{ok}");
+        }
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonx",
+            "",
+        ] {
+            let e = check_json_content_type(&with(bad)).unwrap_err();
+            assert_eq!(e.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{bad}");
+            assert_eq!(e.code(), "unsupported_media_type");
+        }
+        let e = check_json_content_type(&HeaderMap::new()).unwrap_err();
+        assert!(e.to_string().contains("application/json"), "{e}");
     }
 }

@@ -4,7 +4,7 @@
 //! cargo run -p rt-poll --example poll-axum
 //! curl 'http://127.0.0.1:3000/poll?channel=news&timeout=25'          # held until an event
 //! curl -H 'content-type: application/json' -d '{"text":"hello"}' http://127.0.0.1:3000/news
-//! curl -d '{"channel":"news","data":"hi"}' http://127.0.0.1:3000/poll/publish
+//! curl -H 'content-type: application/json' -d '{"channel":"news","data":"hi"}' http://127.0.0.1:3000/poll/publish
 //! ```
 
 use std::sync::Arc;

@@ -8,7 +8,7 @@
 //! cargo run -p rt-poll --example poll_server                                # the demo
 //! ADDR=127.0.0.1:8080 cargo run -p rt-poll --example poll_server            # keep serving
 //! curl 'http://127.0.0.1:8080/poll?channel=news&timeout=25'
-//! curl -X POST http://127.0.0.1:8080/poll/publish -d '{"channel":"news","data":"hello"}'
+//! curl -H 'content-type: application/json' http://127.0.0.1:8080/poll/publish -d '{"channel":"news","data":"hello"}'
 //! ```
 
 use std::net::SocketAddr;

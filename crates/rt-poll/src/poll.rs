@@ -85,7 +85,7 @@ impl Poll {
                 match (publish, &parts.method) {
                     (false, &Method::GET) => self.poll(permissions, &query, &mut tracked).await,
                     (true, &Method::POST) => {
-                        let res = self.publish(permissions, body).await;
+                        let res = self.publish(permissions, &parts.headers, body).await;
                         if let Some(code) = res.extensions().get::<rt_http::ErrorCode>() {
                             edge.count_refusal(PUBLISH, code.0, admitted.presented);
                         }
@@ -151,7 +151,12 @@ impl Poll {
     }
 
     /// A publish from a polling client: the same JSON and validation as every other publish.
-    async fn publish<B>(&self, permissions: &Permissions, body: B) -> Response<Body>
+    async fn publish<B>(
+        &self,
+        permissions: &Permissions,
+        headers: &HeaderMap,
+        body: B,
+    ) -> Response<Body>
     where
         B: http_body::Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -160,7 +165,7 @@ impl Poll {
             .config
             .max_body
             .unwrap_or_else(|| h::publish_body_limit(self.hub.config().max_payload));
-        h::publish(&self.hub, permissions, body, limit).await
+        h::publish(&self.hub, permissions, headers, body, limit).await
     }
 }
 

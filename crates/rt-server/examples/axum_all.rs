@@ -48,7 +48,7 @@ async fn publish(State(app): State<App>, req: Request<Body>) -> Response {
         Err(e) => return e.to_response().into_response(),
     };
     let limit = rt_http::publish_body_limit(app.hub.config().max_payload);
-    rt_http::publish(&app.hub, &admitted.permissions, body, limit)
+    rt_http::publish(&app.hub, &admitted.permissions, &parts.headers, body, limit)
         .await
         .into_response()
 }

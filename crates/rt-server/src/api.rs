@@ -4,7 +4,7 @@ use http::header::{self, HeaderMap};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use rt_core::{Health, Hub, Permissions};
-use rt_http::{self as h, AuthFailure, Body, Observer};
+use rt_http::{self as h, AuthFailure, Body, Observer, Origins};
 use subtle::ConstantTimeEq;
 
 /// `GET /health`: `200` with the backplane's state (`ok` or `degraded`) and local load.
@@ -35,13 +35,18 @@ fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
 }
 
 /// `POST /api/publish`: publish as the application backend. A refused key is reported to
-/// `observer` as an auth failure.
+/// `observer` as an auth failure. Backends send no `Origin`; a browser request from an origin
+/// not in `origins` is refused (`403`), like on every route.
 pub(crate) async fn publish(
     hub: &Hub,
     api_key: Option<&str>,
     observer: &dyn Observer,
+    origins: &Origins,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    if let Err(e) = origins.check(req.headers()) {
+        return e.to_response();
+    }
     let refused = |message| {
         let presented = req.headers().contains_key("x-api-key")
             || req.headers().contains_key(header::AUTHORIZATION);
@@ -65,5 +70,6 @@ pub(crate) async fn publish(
         return refused("missing or wrong API key: send it in the X-Api-Key header");
     }
     let limit = h::publish_body_limit(hub.config().max_payload);
-    h::publish(hub, &Permissions::open(), req.into_body(), limit).await
+    let (parts, body) = req.into_parts();
+    h::publish(hub, &Permissions::open(), &parts.headers, body, limit).await
 }

@@ -29,6 +29,8 @@ const ROUTES: [(&str, &str, Option<Transport>); 7] = [
 pub(crate) struct App {
     pub(crate) hub: Hub,
     api_key: Option<String>,
+    /// Browser origins that may use the server; `/api/publish` refuses others too.
+    origins: Origins,
     /// Every transport reports its connections here.
     pub(crate) observer: Arc<Prometheus>,
     disabled: Vec<Transport>,
@@ -62,9 +64,8 @@ impl App {
             .collect();
         observer.register(&enabled);
         // One edge for every transport: the same tokens, origins and telemetry.
-        let edge = edge
-            .origins(Origins::parse(&config.cors_origins))
-            .observer(observer.clone());
+        let origins = Origins::parse(&config.cors_origins);
+        let edge = edge.origins(origins.clone()).observer(observer.clone());
         App {
             #[cfg(feature = "ws")]
             ws: config.ws.build(&hub, edge.clone()),
@@ -74,6 +75,7 @@ impl App {
             poll: config.poll.build(&hub, edge),
             // An empty key would let an empty header in: treat it as no key.
             api_key: config.api_key.clone().filter(|k| !k.is_empty()),
+            origins,
             observer,
             disabled: config.disable.clone(),
             demo: config.demo,
@@ -107,7 +109,7 @@ impl App {
             }
             (&Method::POST, "api_publish", _) => {
                 let key = self.api_key.as_deref();
-                crate::api::publish(&self.hub, key, &*self.observer, req).await
+                crate::api::publish(&self.hub, key, &*self.observer, &self.origins, req).await
             }
             #[cfg(feature = "ws")]
             (_, "ws", _) => self.ws.handle(req).await,

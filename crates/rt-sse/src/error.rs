@@ -8,16 +8,8 @@ use rt_http::Body;
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
-    /// The channels' names are too long together for one cursor to name them all.
-    #[error("these channels need a cursor of up to {needed} bytes, over the {max}-byte limit of Last-Event-ID; subscribe to fewer or shorter-named channels")]
-    CursorTooLong {
-        /// Worst-case cursor length for the requested channels.
-        needed: usize,
-        /// [`rt_core::Cursor::MAX_LEN`].
-        max: usize,
-    },
-    /// Refused at the edge (method, origin, token), bad channels or resume value, or the
-    /// backplane failed.
+    /// Refused at the edge (method, origin, token), bad channels (too many, or names too long
+    /// together for a cursor: `too_many_channels`) or resume value, or the backplane failed.
     #[error(transparent)]
     Http(#[from] rt_http::Error),
 }
@@ -33,11 +25,6 @@ impl Error {
     pub fn to_response(&self) -> Response<Body> {
         match self {
             Error::Http(e) => e.to_response(),
-            Error::CursorTooLong { .. } => rt_http::error(
-                http::StatusCode::BAD_REQUEST,
-                "too_many_channels",
-                &self.to_string(),
-            ),
         }
     }
 }

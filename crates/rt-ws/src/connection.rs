@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::config::Config;
-use crate::handshake::{refusal as refusal_reason, Socket};
+use crate::handshake::{reason, refusal as refusal_reason, Socket};
 use crate::limits::{RateLimit, Unacked};
 use crate::protocol::{self, Inbound, Rejected};
 
@@ -145,7 +145,7 @@ impl Conn {
                 biased;
                 () = &mut closing => return Some(Close(CloseCode::Away, "server shutting down")),
                 () = expires(&mut self.expiry), if self.expiry.is_some() => {
-                    return Some(Close(CloseCode::Policy, "bad auth: token expired"));
+                    return Some(Close(CloseCode::Policy, reason::TOKEN_EXPIRED));
                 }
                 msg = socket.next() => match msg {
                     None => return None,
@@ -283,7 +283,7 @@ impl Conn {
                 "rate_limited",
                 "too many messages; slow down",
                 None,
-                "rate limit exceeded repeatedly",
+                reason::RATE_LIMITED,
             );
         }
         let msg = match parsed {
@@ -293,7 +293,7 @@ impl Conn {
                     error.code(),
                     &error.to_string(),
                     id.as_deref(),
-                    "too many invalid messages",
+                    reason::TOO_MANY_INVALID_MESSAGES,
                 );
             }
         };
@@ -359,7 +359,7 @@ impl Conn {
             Ok(p) => p,
             Err(e) => {
                 edge.count_refusal(crate::TRANSPORT, e.code(), true);
-                return Some(Close(CloseCode::Policy, refusal_reason(&e)));
+                return Some(Close(CloseCode::Policy, refusal_reason(&e, true)));
             }
         };
         let dropped: Vec<Channel> = self
@@ -376,7 +376,8 @@ impl Conn {
         }
         self.expiry = permissions.expiry().map(Box::pin);
         self.sub.set_permissions(permissions.clone());
-        let reply = protocol::authenticated(permissions.subject(), &dropped, &self.sub.cursor());
+        let cursor = self.sub.channels().next().map(|_| self.sub.cursor());
+        let reply = protocol::authenticated(permissions.subject(), &dropped, cursor.as_ref());
         self.permissions = permissions;
         self.out.push(reply);
         None
@@ -427,15 +428,13 @@ async fn expires(deadline: &mut Deadline) {
 
 /// Subscribing outside the client's permissions ends the connection with 1008.
 fn policy(e: &rt_core::Error) -> Option<Close> {
-    match e {
-        rt_core::Error::Forbidden(_) => Some(Close(CloseCode::Policy, "forbidden channel")),
-        rt_core::Error::Unauthorized(_) => Some(Close(
-            CloseCode::Policy,
-            "bad auth: a token is needed for this channel",
-        )),
-        rt_core::Error::TokenExpired => Some(Close(CloseCode::Policy, "bad auth: token expired")),
-        _ => None,
-    }
+    let why = match e {
+        rt_core::Error::Forbidden(_) => reason::FORBIDDEN,
+        rt_core::Error::Unauthorized(_) => reason::TOKEN_REQUIRED,
+        rt_core::Error::TokenExpired => reason::TOKEN_EXPIRED,
+        _ => return None,
+    };
+    Some(Close(CloseCode::Policy, why))
 }
 
 /// The close that answers a read error, when the socket can still carry one.

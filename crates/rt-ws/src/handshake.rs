@@ -168,19 +168,43 @@ impl Upgrade {
 fn admit(edge: &Edge, headers: &HeaderMap, query: &Query) -> (Permissions, Option<&'static str>) {
     match edge.admit(crate::TRANSPORT, headers, query) {
         Ok(admitted) => (admitted.permissions, None),
-        Err(e) => (Permissions::anonymous(), Some(refusal(&e))),
+        Err(e) => {
+            let presented = rt_http::token(headers, query).is_some();
+            (Permissions::anonymous(), Some(refusal(&e, presented)))
+        }
     }
 }
 
-/// The close reason of a refused connection.
-pub(crate) fn refusal(e: &rt_http::Error) -> &'static str {
+/// The machine-readable reasons of a 1008 close (`docs/protocol.md`, "Close codes"), so that
+/// a client can tell "refresh the token" from "give up" without parsing prose.
+pub mod reason {
+    /// The `Origin` is neither the server's own nor an allowed one.
+    pub const ORIGIN_NOT_ALLOWED: &str = "origin_not_allowed";
+    /// The endpoint has no authenticator (and does not allow anonymous clients).
+    pub const NO_AUTHENTICATOR: &str = "no_authenticator";
+    /// The token does not verify (malformed, wrongly signed, wrong claims): get a new one.
+    pub const INVALID_TOKEN: &str = "invalid_token";
+    /// The token has expired: get a new one and reconnect (or send it in an `auth` message).
+    pub const TOKEN_EXPIRED: &str = "token_expired";
+    /// A channel needs a token and the client has none.
+    pub const TOKEN_REQUIRED: &str = "token_required";
+    /// The token does not allow the channel: a new token will not help unless it grants it.
+    pub const FORBIDDEN: &str = "forbidden";
+    /// Too many invalid messages in a row.
+    pub const TOO_MANY_INVALID_MESSAGES: &str = "too_many_invalid_messages";
+    /// The inbound rate limit was exceeded repeatedly.
+    pub const RATE_LIMITED: &str = "rate_limited";
+}
+
+/// The close reason of a refused connection or token; `presented`: the client sent a token.
+pub(crate) fn refusal(e: &rt_http::Error, presented: bool) -> &'static str {
     use rt_core::Error as Core;
     match e {
-        rt_http::Error::OriginNotAllowed(_) => "origin not allowed",
-        rt_http::Error::NoAuthenticator => {
-            "bad auth: no authenticator configured (set one, or allow_anonymous)"
-        }
-        rt_http::Error::Core(Core::TokenExpired) => "bad auth: token expired",
-        _ => "bad auth: invalid token",
+        rt_http::Error::OriginNotAllowed(_) => reason::ORIGIN_NOT_ALLOWED,
+        rt_http::Error::NoAuthenticator => reason::NO_AUTHENTICATOR,
+        rt_http::Error::Core(Core::TokenExpired) => reason::TOKEN_EXPIRED,
+        rt_http::Error::Core(Core::Forbidden(_)) => reason::FORBIDDEN,
+        _ if !presented => reason::TOKEN_REQUIRED,
+        _ => reason::INVALID_TOKEN,
     }
 }

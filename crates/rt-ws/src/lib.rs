@@ -42,7 +42,7 @@
 //! | --- | --- |
 //! | 1000 | the client closed normally |
 //! | 1001 | server shutdown, or no pong within `pong_timeout` |
-//! | 1008 | origin not allowed, bad or expired token, forbidden channel, repeated invalid or rate-limited messages |
+//! | 1008 | a machine-readable [`reason`]: `origin_not_allowed`, `no_authenticator`, `invalid_token`, `token_expired`, `token_required`, `forbidden`, `too_many_invalid_messages`, `rate_limited` |
 //! | 1009 | a message or frame over `max_message` / `max_frame` |
 //! | 1011 | internal server error |
 //! | 1013 | lagged, too slow to read, or too many unacknowledged events |
@@ -62,7 +62,7 @@ use rt_http::Body;
 
 pub use config::Config;
 pub use error::Error;
-pub use handshake::{Socket, Upgrade};
+pub use handshake::{reason, Socket, Upgrade};
 pub use protocol::check_client_frame;
 
 /// The subprotocol of rt's JSON protocol, version 1.

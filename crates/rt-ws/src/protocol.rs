@@ -292,24 +292,26 @@ pub(crate) fn subscribed(
     })
 }
 
-/// `{"type":"authenticated","subject":"..","dropped":[..],"cursor":".."}`
+/// `{"type":"authenticated","subject":"..","dropped":[..],"cursor":".."}`; without `cursor`
+/// when the connection holds no channel (there is no position to resume from).
 pub(crate) fn authenticated(
     subject: Option<&str>,
     dropped: &[Channel],
-    cursor: &Cursor,
+    cursor: Option<&Cursor>,
 ) -> Message {
     #[derive(Serialize)]
     struct M<'a> {
         r#type: &'static str,
         subject: Option<&'a str>,
         dropped: &'a [Channel],
-        cursor: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cursor: Option<String>,
     }
     json_frame(&M {
         r#type: "authenticated",
         subject,
         dropped,
-        cursor: cursor.to_string(),
+        cursor: cursor.map(Cursor::to_string),
     })
 }
 

@@ -202,10 +202,7 @@ async fn tokens_decide_channels_and_end_connections() {
     let url = serve(tokens()).await;
 
     let mut bad = connect(&format!("{url}?token=forged")).await;
-    assert_eq!(
-        close(&mut bad).await,
-        (1008, "bad auth: invalid token".into())
-    );
+    assert_eq!(close(&mut bad).await, (1008, "invalid_token".into()));
 
     let mut anonymous = connect(&url).await;
     send(
@@ -213,10 +210,7 @@ async fn tokens_decide_channels_and_end_connections() {
         json!({"type":"subscribe","channels":["public:news"]}),
     )
     .await;
-    assert_eq!(
-        close(&mut anonymous).await,
-        (1008, "bad auth: a token is needed for this channel".into())
-    );
+    assert_eq!(close(&mut anonymous).await, (1008, "token_required".into()));
 
     let mut reader = connect(&format!("{url}?token=reader")).await;
     send(
@@ -241,7 +235,7 @@ async fn tokens_decide_channels_and_end_connections() {
         json!({"type":"subscribe","channels":["private"]}),
     )
     .await;
-    assert_eq!(close(&mut reader).await, (1008, "forbidden channel".into()));
+    assert_eq!(close(&mut reader).await, (1008, "forbidden".into()));
 
     // A connection does not outlive its token; an `auth` message can replace it.
     let mut short = connect(&format!("{url}?token=short")).await;
@@ -251,6 +245,24 @@ async fn tokens_decide_channels_and_end_connections() {
         (a["type"].as_str(), a["subject"].as_str()),
         (Some("authenticated"), Some("tester"))
     );
+    // Issue #16, item 9: before any subscribe there is no position to resume from, so no
+    // cursor (it used to be "0"); once subscribed, the reply's cursor names the channels.
+    assert!(a.get("cursor").is_none(), "{a}");
+    let mut subscribed = connect(&format!("{url}?token=reader")).await;
+    send(
+        &mut subscribed,
+        json!({"type":"subscribe","channels":["public:news"]}),
+    )
+    .await;
+    let s = json(&mut subscribed).await;
+    send(&mut subscribed, json!({"type":"auth","token":"reader"})).await;
+    let a = json(&mut subscribed).await;
+    assert_eq!(a["type"], "authenticated", "{a}");
+    assert_eq!(a["cursor"], s["cursor"], "{a}");
+    assert!(
+        a["cursor"].as_str().unwrap().ends_with(",public:news=0"),
+        "{a}"
+    );
     let mut expiring = connect(&format!("{url}?token=short")).await;
     send(
         &mut expiring,
@@ -258,10 +270,7 @@ async fn tokens_decide_channels_and_end_connections() {
     )
     .await;
     assert_eq!(json(&mut expiring).await["type"], "subscribed");
-    assert_eq!(
-        close(&mut expiring).await,
-        (1008, "bad auth: token expired".into())
-    );
+    assert_eq!(close(&mut expiring).await, (1008, "token_expired".into()));
     // The refreshed connection is still open after the old token's expiry.
     send(&mut short, json!({"type":"ping"})).await;
     assert_eq!(json(&mut short).await["type"], "pong");
@@ -306,7 +315,7 @@ async fn a_connection_that_lags_behind_the_live_stream_closes_with_1013() {
 #[tokio::test]
 async fn without_an_authenticator_every_connection_is_refused_with_1008() {
     let url = serve(Edge::default()).await;
-    let reason = "bad auth: no authenticator configured (set one, or allow_anonymous)";
+    let reason = "no_authenticator";
     // The upgrade is accepted (a browser could not read a refused one's status), then closed.
     for url in [url.clone(), format!("{url}?token=reader")] {
         let mut ws = connect(&url).await;
@@ -327,7 +336,7 @@ async fn a_foreign_origin_is_refused_with_1008() {
         let mut ws = connect_from(&url, Some(origin)).await;
         assert_eq!(
             close(&mut ws).await,
-            (1008, "origin not allowed".into()),
+            (1008, "origin_not_allowed".into()),
             "{origin}"
         );
     }
@@ -340,5 +349,5 @@ async fn a_foreign_origin_is_refused_with_1008() {
     // The default is same-origin only: the listed page of the endpoint above is foreign here.
     let url = serve(anonymous()).await;
     let mut ws = connect_from(&url, Some("https://app.example")).await;
-    assert_eq!(close(&mut ws).await, (1008, "origin not allowed".into()));
+    assert_eq!(close(&mut ws).await, (1008, "origin_not_allowed".into()));
 }

@@ -91,6 +91,11 @@ export function openSse(ctx) {
         if (cursor) ctx.position(cursor.toString(), { replace: true });
         ctx.resync(body.channels ?? ctx.channels);
         break;
+      case 'rt.expired':
+        // The token expired: reconnect with a fresh one (see TOKEN_REFUSALS in client.js).
+        if (cursor) ctx.position(cursor.toString(), { replace: false });
+        end(Object.assign(new Error('SSE stream ended: the token has expired'), { code: 'token_expired' }));
+        break;
       default:
         // rt.lagged and rt.shutdown end the stream; the reconnect resumes from the cursor.
         if (cursor) ctx.position(cursor.toString(), { replace: false });

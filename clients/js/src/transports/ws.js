@@ -97,13 +97,25 @@ export function openWebSocket(ctx) {
     }
   };
   socket.onerror = () => {};
-  socket.onclose = (e) => end(new Error(`WebSocket closed (${e.code}${e.reason ? ` ${e.reason}` : ''})`));
+  socket.onclose = (e) => end(closeError(e));
 
   return {
     close: () => end(null),
     /** Sends a publish; false when the socket cannot take it now. */
     publish: (body) => send({ type: 'publish', ...body }),
   };
+}
+
+/**
+ * The Error for a close event. A policy close (1008) carries a machine-readable reason
+ * (`token_expired`, `invalid_token`, `forbidden`, ...: docs/protocol.md), kept as `code` so
+ * that the client can refresh its token rather than back off blindly.
+ */
+export function closeError(e) {
+  const err = new Error(`WebSocket closed (${e.code}${e.reason ? ` ${e.reason}` : ''})`);
+  err.closeCode = e.code;
+  if (e.code === 1008 && /^[a-z_]+$/.test(e.reason ?? '')) err.code = e.reason;
+  return err;
 }
 
 /**
