@@ -31,6 +31,10 @@ pub enum Error {
     /// through its visitors' browsers.
     #[error("a publish must be sent with Content-Type: application/json, not {0}; other types are refused so that no web page can publish cross-site without a CORS preflight")]
     UnsupportedMediaType(String),
+    /// The request body did not arrive within the body read timeout (a client sending it
+    /// slowly, or not at all, holds a connection and a task).
+    #[error("the request body did not arrive within {0:?}; send the whole body at once")]
+    BodyTimeout(std::time::Duration),
     /// The endpoint was built without an authenticator and without
     /// [`allow_anonymous`](crate::Edge::allow_anonymous), so it refuses everyone.
     #[error("this endpoint has no authenticator: build it with Edge::authenticator(...) (e.g. a TokenVerifier), or with Edge::allow_anonymous() to let anyone use every channel")]
@@ -45,6 +49,7 @@ impl Error {
             Error::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::NoAuthenticator => StatusCode::UNAUTHORIZED,
         }
     }
@@ -56,6 +61,7 @@ impl Error {
             Error::OriginNotAllowed(_) => "origin_not_allowed",
             Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
+            Error::BodyTimeout(_) => "request_timeout",
             Error::NoAuthenticator => "unauthorized",
         }
     }

@@ -47,7 +47,9 @@ pub use jwt::{Claims, TokenAlgorithm, TokenVerifier};
 pub use observer::{AuthFailure, Close, Connection, Log, Observer};
 pub use origin::Origins;
 pub use parse_error::JsonParseErrors;
-pub use publish::{check_json_content_type, publish, publish_body_limit, read_body};
+pub use publish::{
+    check_json_content_type, publish, publish_body_limit, read_body, DEFAULT_BODY_TIMEOUT,
+};
 pub use query::Query;
 #[doc(hidden)]
 pub use service::__private;

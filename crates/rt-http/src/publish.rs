@@ -1,5 +1,7 @@
 //! HTTP publishes: bounded body reads and the one publish answer every HTTP route shares.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::header::{HeaderMap, CONTENT_TYPE};
 use http::{Response, StatusCode};
@@ -67,9 +69,14 @@ pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), crate::Error> 
     Err(crate::Error::UnsupportedMediaType(got))
 }
 
+/// How long a publish body may take to arrive by default: 10 s, rt-server's
+/// `--body-read-timeout` default.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Answers an HTTP publish on behalf of a client holding `permissions`: checks that the
 /// request declares `Content-Type: application/json` ([`check_json_content_type`], else
-/// `415`), reads a [`PublishRequest`] JSON body of at most `limit` bytes, publishes it on
+/// `415`), reads a [`PublishRequest`] JSON body of at most `limit` bytes within `timeout`
+/// (else `408`, counted as a connection cut off for `body_timeout`), publishes it on
 /// `hub` and answers `200` with the [`PublishAck`], or the JSON error (`401`/`403` for a
 /// channel outside the permissions). Every HTTP publish route goes through here so they
 /// validate alike; the caller checks the origin and the credentials first.
@@ -79,6 +86,7 @@ pub async fn publish<B>(
     headers: &HeaderMap,
     body: B,
     limit: usize,
+    timeout: Duration,
 ) -> Response<Body>
 where
     B: http_body::Body,
@@ -87,8 +95,12 @@ where
     if let Err(e) = check_json_content_type(headers) {
         return e.to_response();
     }
+    let Ok(body) = tokio::time::timeout(timeout, read_body(body, limit)).await else {
+        metrics::counter!(crate::CUT_OFF, "reason" => "body_timeout").increment(1);
+        return crate::Error::BodyTimeout(timeout).to_response();
+    };
     let result = async {
-        let body = read_body(body, limit).await.map_err(|e| match e {
+        let body = body.map_err(|e| match e {
             // Say which payload limit the body limit leaves room for.
             Error::BodyTooLarge { size, limit, .. } => Error::BodyTooLarge {
                 size,

@@ -35,6 +35,9 @@ pub struct Config {
     /// Largest publish body in bytes; `None` (the default) derives it from the hub's payload
     /// limit with [`rt_http::publish_body_limit`].
     pub max_body: Option<usize>,
+    /// How long a publish body may take to arrive before it is answered `408` (default
+    /// 10 s): a client sending it slowly holds a connection and a task meanwhile.
+    pub body_timeout: Duration,
 }
 
 impl Default for Config {
@@ -45,6 +48,7 @@ impl Default for Config {
             batch: 100,
             edge: Edge::default(),
             max_body: None,
+            body_timeout: rt_http::DEFAULT_BODY_TIMEOUT,
         }
     }
 }
@@ -55,4 +59,5 @@ rt_http::setters!(Config {
     batch: usize,
     edge: Edge,
     max_body: Option<usize>,
+    body_timeout: Duration,
 });

@@ -165,7 +165,8 @@ impl Poll {
             .config
             .max_body
             .unwrap_or_else(|| h::publish_body_limit(self.hub.config().max_payload));
-        h::publish(&self.hub, permissions, headers, body, limit).await
+        let timeout = self.config.body_timeout;
+        h::publish(&self.hub, permissions, headers, body, limit, timeout).await
     }
 }
 

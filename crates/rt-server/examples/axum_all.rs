@@ -48,9 +48,16 @@ async fn publish(State(app): State<App>, req: Request<Body>) -> Response {
         Err(e) => return e.to_response().into_response(),
     };
     let limit = rt_http::publish_body_limit(app.hub.config().max_payload);
-    rt_http::publish(&app.hub, &admitted.permissions, &parts.headers, body, limit)
-        .await
-        .into_response()
+    rt_http::publish(
+        &app.hub,
+        &admitted.permissions,
+        &parts.headers,
+        body,
+        limit,
+        rt_http::DEFAULT_BODY_TIMEOUT,
+    )
+    .await
+    .into_response()
 }
 
 /// The CORS layer for the same origins the edge allows, so that the app's own routes and the

@@ -1,5 +1,7 @@
 //! The server's own endpoints: `/health` and the API-key protected `POST /api/publish`.
 
+use std::time::Duration;
+
 use http::header::{self, HeaderMap};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -42,6 +44,7 @@ pub(crate) async fn publish(
     api_key: Option<&str>,
     observer: &dyn Observer,
     origins: &Origins,
+    body_timeout: Duration,
     req: Request<Incoming>,
 ) -> Response<Body> {
     if let Err(e) = origins.check(req.headers()) {
@@ -71,5 +74,13 @@ pub(crate) async fn publish(
     }
     let limit = h::publish_body_limit(hub.config().max_payload);
     let (parts, body) = req.into_parts();
-    h::publish(hub, &Permissions::open(), &parts.headers, body, limit).await
+    h::publish(
+        hub,
+        &Permissions::open(),
+        &parts.headers,
+        body,
+        limit,
+        body_timeout,
+    )
+    .await
 }

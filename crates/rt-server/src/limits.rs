@@ -46,6 +46,11 @@ pub struct LimitArgs {
     #[arg(long, env = "RT_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
 
+    /// How long a publish body (`POST /api/publish`, `/poll/publish`) may take to arrive;
+    /// slower is answered `408` and counted in rt_connections_cut_off_total{reason="body_timeout"}.
+    #[arg(long, env = "RT_BODY_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
+
     /// Largest request head (request line and headers) in bytes; larger is answered `431`
     /// (HTTP/1.1) or refused (HTTP/2). At least 8192. It is also the read buffer each HTTP/1.1
     /// connection keeps while it streams: 8192 saves about 7.5 KB per SSE connection.
@@ -69,8 +74,14 @@ impl LimitArgs {
             "--max-header-bytes must be at least 8192"
         } else if self.max_connections == 0 || self.h2_max_streams == 0 {
             "--max-connections and --h2-max-streams must be at least 1"
-        } else if self.handshake_timeout.is_zero() || self.header_read_timeout.is_zero() {
-            "--handshake-timeout and --header-read-timeout must be more than 0s"
+        } else if [
+            self.handshake_timeout,
+            self.header_read_timeout,
+            self.body_read_timeout,
+        ]
+        .contains(&Duration::ZERO)
+        {
+            "--handshake-timeout, --header-read-timeout and --body-read-timeout must be more than 0s"
         } else {
             return Ok(());
         };

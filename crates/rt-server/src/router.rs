@@ -29,6 +29,8 @@ const ROUTES: [(&str, &str, Option<Transport>); 7] = [
 pub(crate) struct App {
     pub(crate) hub: Hub,
     api_key: Option<String>,
+    /// How long a publish body may take to arrive.
+    body_timeout: std::time::Duration,
     /// Browser origins that may use the server; `/api/publish` refuses others too.
     origins: Origins,
     /// Every transport reports its connections here.
@@ -72,9 +74,12 @@ impl App {
             #[cfg(feature = "sse")]
             sse: config.sse.build(&hub, edge.clone()),
             #[cfg(feature = "poll")]
-            poll: config.poll.build(&hub, edge),
+            poll: config
+                .poll
+                .build(&hub, edge, config.limits.body_read_timeout),
             // An empty key would let an empty header in: treat it as no key.
             api_key: config.api_key.clone().filter(|k| !k.is_empty()),
+            body_timeout: config.limits.body_read_timeout,
             origins,
             observer,
             disabled: config.disable.clone(),
@@ -109,7 +114,8 @@ impl App {
             }
             (&Method::POST, "api_publish", _) => {
                 let key = self.api_key.as_deref();
-                crate::api::publish(&self.hub, key, &*self.observer, &self.origins, req).await
+                let (observer, origins) = (&*self.observer, &self.origins);
+                crate::api::publish(&self.hub, key, observer, origins, self.body_timeout, req).await
             }
             #[cfg(feature = "ws")]
             (_, "ws", _) => self.ws.handle(req).await,

@@ -120,12 +120,13 @@ pub struct PollArgs {
 
 #[cfg(feature = "poll")]
 impl PollArgs {
-    pub(crate) fn build(&self, hub: &Hub, edge: Edge) -> rt_poll::Poll {
+    pub(crate) fn build(&self, hub: &Hub, edge: Edge, body_timeout: Duration) -> rt_poll::Poll {
         let poll = rt_poll::Config::default()
             .default_timeout(self.poll_default_timeout)
             .max_timeout(self.poll_max_timeout)
             .batch(self.poll_batch.get())
-            .max_body(self.poll_max_body);
+            .max_body(self.poll_max_body)
+            .body_timeout(body_timeout);
         rt_poll::Poll::new(hub.clone(), poll.edge(edge))
     }
 }
