@@ -758,6 +758,36 @@ impl Session {
         }
     }
 
+    /// Publishes binary `bytes` on `channel` the transport's own way (WebSocket: a binary
+    /// frame; polls: `encoding: base64`): how it was sent, or the refusal.
+    async fn publish_binary(
+        &mut self,
+        channel: &str,
+        bytes: &[u8],
+    ) -> Result<&'static str, String> {
+        match &mut self.inner {
+            Inner::Ws(w) => {
+                use futures_util::SinkExt;
+                let header = json!({"type": "publish", "channel": channel}).to_string();
+                let mut frame = (header.len() as u32).to_be_bytes().to_vec();
+                frame.extend_from_slice(header.as_bytes());
+                frame.extend_from_slice(bytes);
+                let msg = tokio_tungstenite::tungstenite::Message::Binary(frame.into());
+                timeout(WAIT, w.send(msg))
+                    .await
+                    .map_err(|_| "send timed out".to_owned())?
+                    .map_err(|e| format!("send failed: {e}"))?;
+                self.publish_wait().await.map(|_| "binary frame")
+            }
+            _ => {
+                let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+                self.publish(json!({"channel": channel, "data": data, "encoding": "base64"}))
+                    .await
+                    .map(|_| "encoding:base64")
+            }
+        }
+    }
+
     /// WebSocket: keeps reading (queuing events) until the publish is answered.
     async fn publish_wait(&mut self) -> Result<Value, String> {
         loop {
@@ -1233,6 +1263,23 @@ async fn binary(mode: Mode) -> String {
     }
 }
 
+/// A client publishes a binary payload (where it can publish): how it sends it, and how
+/// the event comes back to it, byte for byte.
+async fn binary_publish(mode: Mode) -> String {
+    let app = App::start().await;
+    let mut s = open!(&app, mode, &token(600), &[A], Start::Live);
+    let bytes = [0u8, 0xc3, 0x28, b'\n', 0xff];
+    let sent = match s.publish_binary(A, &bytes).await {
+        Ok(how) => how,
+        Err(e) => return e,
+    };
+    let (got, stop) = s.events(1).await;
+    match got.first() {
+        Some(e) if e.data == bytes => format!("{sent} → {}", e.form),
+        _ => format!("{sent}, then {}", describe(&got, &stop)),
+    }
+}
+
 /// A publish retried with the same id: not published again, the same position.
 async fn idempotent(mode: Mode) -> String {
     let app = App::start().await;
@@ -1264,7 +1311,7 @@ async fn idempotent(mode: Mode) -> String {
 }
 
 /// The scenarios, by the name the table's first column gives them (in backticks).
-const SCENARIOS: [&str; 16] = [
+const SCENARIOS: [&str; 17] = [
     "live",
     "resume",
     "earliest",
@@ -1280,6 +1327,7 @@ const SCENARIOS: [&str; 16] = [
     "payload-at-limit",
     "payload-over-limit",
     "binary",
+    "binary-publish",
     "idempotent",
 ];
 
@@ -1300,6 +1348,7 @@ async fn run(scenario: &str, mode: Mode) -> String {
         "payload-at-limit" => payload_at_limit(mode).await,
         "payload-over-limit" => payload_over_limit(mode).await,
         "binary" => binary(mode).await,
+        "binary-publish" => binary_publish(mode).await,
         "idempotent" => idempotent(mode).await,
         other => format!("no scenario {other:?}"),
     }
