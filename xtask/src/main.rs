@@ -139,6 +139,46 @@ fn features() -> Result<(), String> {
     Ok(())
 }
 
+/// Removes the copies of `crates` that an earlier `cargo package` unpacked from its local
+/// overlay registry. Cargo unpacks each `.crate` under `$CARGO_HOME/registry/src/-<hash of
+/// the overlay's path>/NAME-VERSION` and reuses that directory when it exists, so a later
+/// package run from the same target directory would verify against the old sources of an
+/// unchanged version number (seen: rt-http verified against an rt-core without a variant it
+/// uses). Only local registries (names starting with `-`) are touched.
+fn forget_unpacked(crates: &[&str]) -> Result<(), String> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
+    let Some(src) = home.map(|h| h.join("registry").join("src")) else {
+        return Ok(());
+    };
+    let Ok(registries) = std::fs::read_dir(&src) else {
+        return Ok(());
+    };
+    for registry in registries.flatten() {
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        for unpacked in std::fs::read_dir(registry.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = unpacked.file_name().to_string_lossy().into_owned();
+            let ours = crates.iter().any(|c| {
+                name.strip_prefix(c)
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .is_some_and(|v| v.starts_with(|ch: char| ch.is_ascii_digit()))
+            });
+            if ours {
+                std::fs::remove_dir_all(unpacked.path())
+                    .map_err(|e| format!("removing {}: {e}", unpacked.path().display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn ci() -> Result<(), String> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
@@ -163,9 +203,7 @@ fn ci() -> Result<(), String> {
     // then resolves and verifies rt-server against their .crate files (a local overlay of
     // crates.io) instead of failing to find them. A new workspace dependency of rt-server
     // has to be added here.
-    let mut package = cargo();
-    package.args(["package", "--allow-dirty"]);
-    for krate in [
+    let crates = [
         "rt-core",
         "rt-http",
         "rt-ws",
@@ -173,7 +211,11 @@ fn ci() -> Result<(), String> {
         "rt-poll",
         "rt-backplane",
         "rt-server",
-    ] {
+    ];
+    forget_unpacked(&crates)?;
+    let mut package = cargo();
+    package.args(["package", "--allow-dirty"]);
+    for krate in crates {
         package.args(["-p", krate]);
     }
     run(package)?;
