@@ -142,9 +142,9 @@ fn features() -> Result<(), String> {
 /// Removes the copies of `crates` that an earlier `cargo package` unpacked from its local
 /// overlay registry. Cargo unpacks each `.crate` under `$CARGO_HOME/registry/src/-<hash of
 /// the overlay's path>/NAME-VERSION` and reuses that directory when it exists, so a later
-/// package run from the same target directory would verify against the old sources of an
-/// unchanged version number (seen: rt-http verified against an rt-core without a variant it
-/// uses). Only local registries (names starting with `-`) are touched.
+/// package run would verify against the old sources of an unchanged version number (seen:
+/// rt-http verified against an rt-core without a variant it uses). Only local registries
+/// (names starting with `-`) are touched.
 fn forget_unpacked(crates: &[&str]) -> Result<(), String> {
     let home = std::env::var_os("CARGO_HOME")
         .map(std::path::PathBuf::from)
@@ -213,8 +213,17 @@ fn ci() -> Result<(), String> {
         "rt-server",
     ];
     forget_unpacked(&crates)?;
+    // A target directory of its own, emptied first: cargo takes a registry crate's build as
+    // fresh whatever its sources, so a kept build of an overlay crate would outlive changes.
+    let verify = target_dir().join("package-verify");
+    if verify.exists() {
+        std::fs::remove_dir_all(&verify)
+            .map_err(|e| format!("removing {}: {e}", verify.display()))?;
+    }
     let mut package = cargo();
-    package.args(["package", "--allow-dirty"]);
+    package
+        .args(["package", "--allow-dirty", "--target-dir"])
+        .arg(&verify);
     for krate in crates {
         package.args(["-p", krate]);
     }
