@@ -10,6 +10,7 @@
 
 pub mod browser;
 pub mod http;
+mod nats;
 pub mod nginx;
 mod node;
 pub mod python;
@@ -21,6 +22,7 @@ mod system;
 mod tls;
 pub mod ws;
 
+pub use nats::{nats_url, NatsServer};
 pub use node::node_modules;
 pub use redis::{redis_cmd, redis_url, RedisServer};
 pub use server::{server_binary, Server};

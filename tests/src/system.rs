@@ -1,4 +1,4 @@
-//! System tools the tests use (nginx, redis-server, Chromium), as listed in
+//! System tools the tests use (nginx, redis-server, nats-server, Chromium), as listed in
 //! `tests/system-packages.txt`. `cargo xtask test` installs them before any test runs; tests
 //! only look them up here, and fail with the command that installs a missing one.
 

@@ -44,8 +44,10 @@ pub struct Config {
     #[arg(long, env = "RT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Where events are ordered and stored: `memory` (this process only) or a Redis URL
-    /// (`redis://[:password@]host:port[/db]`, `rediss://` for TLS; needs the `redis` feature).
+    /// Where events are ordered and stored: `memory` (this process only), a Redis URL
+    /// (`redis://[:password@]host:port[/db]`, `rediss://` for TLS; needs the `redis` feature)
+    /// or NATS JetStream servers (`nats://[user:password@]host:port[,host:port...]`; needs
+    /// the `nats` feature).
     #[arg(long, env = "RT_BACKPLANE", default_value = "memory")]
     pub backplane: String,
 

@@ -43,8 +43,16 @@ async fn backplane(config: &Config) -> Result<Arc<dyn Backplane>, Error> {
             "--backplane: this rt-server was built without the `redis` feature; rebuild with --features redis".into(),
         ));
     }
+    if config.backplane.starts_with("nats://") || config.backplane.starts_with("tls://") {
+        #[cfg(feature = "nats")]
+        return crate::transport::nats(config).await;
+        #[cfg(not(feature = "nats"))]
+        return Err(Error::Config(
+            "--backplane: this rt-server was built without the `nats` feature; rebuild with --features nats".into(),
+        ));
+    }
     Err(Error::Config(format!(
-        "--backplane: {:?} is neither `memory` nor a redis:// or rediss:// URL",
+        "--backplane: {:?} is neither `memory` nor a redis://, rediss://, nats:// or tls:// URL",
         config.backplane
     )))
 }

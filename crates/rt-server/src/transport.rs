@@ -167,3 +167,26 @@ pub(crate) async fn redis(
     }
     Ok(std::sync::Arc::new(backplane))
 }
+
+/// The NATS JetStream backplane of `--backplane nats://host:port[,host:port...]`, with the
+/// server's history and idempotency settings; the stream is named after `--redis-prefix`
+/// when it is a valid stream name (the default `rt` is). An unreachable NATS does not stop
+/// the server: it starts degraded and keeps reconnecting.
+#[cfg(feature = "nats")]
+pub(crate) async fn nats(
+    config: &crate::Config,
+) -> Result<std::sync::Arc<dyn rt_core::Backplane>, crate::Error> {
+    use rt_backplane_nats::{NatsBackplane, NatsConfig};
+    use rt_core::Backplane;
+    let nats = NatsConfig::new(config.backplane.as_str())
+        .prefix(config.redis_prefix.as_str())
+        .history(config.history_size, config.history_age)
+        .idempotency_window(config.idempotency_window);
+    let backplane = NatsBackplane::connect(nats)
+        .await
+        .map_err(|e| crate::Error::Backplane(e.to_string()))?;
+    if let rt_core::Health::Degraded(reason) = backplane.health() {
+        tracing::warn!(%reason, "starting without NATS; publishes answer 503 until it is reachable");
+    }
+    Ok(std::sync::Arc::new(backplane))
+}
