@@ -210,6 +210,7 @@ fn ci() -> Result<(), String> {
         "rt-sse",
         "rt-poll",
         "rt-backplane",
+        "rt-backplane-nats",
         "rt-server",
     ];
     forget_unpacked(&crates)?;
