@@ -10,6 +10,7 @@
 
 pub mod browser;
 pub mod http;
+pub mod mount;
 mod nats;
 pub mod nginx;
 mod node;
