@@ -18,6 +18,7 @@ pub mod python;
 mod redis;
 pub mod relay;
 mod server;
+mod service;
 pub mod sse;
 mod system;
 mod tls;
