@@ -11,8 +11,8 @@
 // Prints one JSON line {received, opens, resyncs, lastIdBeforeCut, resumedWith} and exits 0;
 // prints FAIL and exits 1 when a step does not happen in time. The test asserts on the JSON.
 
-import net from "node:net";
 import { EventSource } from "eventsource";
+import { cutProxy } from "./lib/cut-proxy.mjs";
 
 const [base, token, planJson] = process.argv.slice(2);
 const plan = JSON.parse(planJson);
@@ -30,38 +30,7 @@ function fail(message) {
 setTimeout(() => fail("timed out"), 25_000).unref();
 
 // The proxy: it can cut every connection, and hold new ones until the test lets them through.
-const sockets = new Set();
-const requestHeads = [];
-let gate = Promise.resolve();
-const proxy = net.createServer(async (client) => {
-  client.pause();
-  sockets.add(client);
-  await gate;
-  const server = net.connect(Number(upstream.port), upstream.hostname);
-  sockets.add(server);
-  let head = "";
-  client.on("data", (chunk) => {
-    if (!head.includes("\r\n\r\n")) {
-      head += chunk.toString("latin1");
-      if (head.includes("\r\n\r\n")) requestHeads.push(head);
-    }
-  });
-  const close = () => {
-    client.destroy();
-    server.destroy();
-    sockets.delete(client);
-    sockets.delete(server);
-  };
-  for (const s of [client, server]) {
-    s.on("error", close);
-    s.on("close", close);
-  }
-  client.pipe(server);
-  server.pipe(client);
-  client.resume();
-});
-await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
-const proxyUrl = `http://127.0.0.1:${proxy.address().port}`;
+const proxy = await cutProxy(upstream);
 
 async function publish([channel, data]) {
   const res = await fetch(`${base}/poll/publish`, {
@@ -85,7 +54,7 @@ async function until(what, pred) {
 }
 
 const query = plan.channels.map((c) => `channel=${encodeURIComponent(c)}`).join("&");
-const es = new EventSource(`${proxyUrl}/sse?${query}&token=${encodeURIComponent(token)}`);
+const es = new EventSource(`${proxy.url}/sse?${query}&token=${encodeURIComponent(token)}`);
 es.onmessage = (e) => {
   received.push({ data: e.data, id: e.lastEventId, connection: opens });
   wake();
@@ -107,9 +76,7 @@ const lastIdBeforeCut = received.at(-1).id;
 
 // Server-side disconnect: every connection through the proxy is dropped, and reconnections
 // wait at the proxy until the events of `after` have been published.
-let letThrough;
-gate = new Promise((resolve) => (letThrough = resolve));
-for (const s of sockets) s.destroy();
+const letThrough = proxy.cut();
 await until("the EventSource to notice the disconnect", () => errors >= 1);
 for (const event of plan.after) await publish(event);
 letThrough();
@@ -120,7 +87,7 @@ await until("the sentinel", () => received.some((r) => r.data === plan.sentinel[
 es.close();
 proxy.close();
 
-const resumed = requestHeads[1] ?? "";
+const resumed = proxy.requestHeads[1] ?? "";
 const header = resumed.match(/^last-event-id:\s*(.*)\r$/im);
 console.log(
   JSON.stringify({ received, opens, resyncs, lastIdBeforeCut, resumedWith: header ? header[1] : null }),

@@ -17,7 +17,7 @@
 // Prints one JSON line and exits 0; prints FAIL and exits 1 when a step fails. The test
 // asserts on the JSON.
 
-import WebSocket from "ws";
+import { openWs } from "./lib/ws-open.mjs";
 
 const [mode, url, token, arg] = process.argv.slice(2);
 
@@ -29,35 +29,7 @@ setTimeout(() => fail("timed out"), 25_000).unref();
 
 function open() {
   const headers = token ? { authorization: `Bearer ${token}` } : {};
-  const ws = new WebSocket(url, ["rt.v1"], { headers });
-  const queue = [];
-  const waiters = [];
-  ws.on("message", (data, isBinary) => {
-    if (isBinary) fail("unexpected binary frame");
-    const msg = JSON.parse(data.toString());
-    if (msg.type === "heartbeat") return;
-    const w = waiters.shift();
-    if (w) w(msg);
-    else queue.push(msg);
-  });
-  ws.recv = () =>
-    new Promise((resolve, reject) => {
-      if (queue.length) return resolve(queue.shift());
-      const timer = setTimeout(() => reject(new Error("no message within 10 s")), 10_000);
-      waiters.push((m) => {
-        clearTimeout(timer);
-        resolve(m);
-      });
-    });
-  ws.json = (m) => ws.send(JSON.stringify(m));
-  ws.closed = new Promise((resolve) =>
-    ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() })),
-  );
-  ws.opened = new Promise((resolve, reject) => {
-    ws.on("open", resolve);
-    ws.on("error", reject);
-  });
-  return ws;
+  return openWs(url, { headers }, () => fail("unexpected binary frame"));
 }
 
 async function resume(plan) {

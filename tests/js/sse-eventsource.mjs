@@ -7,8 +7,8 @@
 // Usage: node sse-eventsource.mjs <server base URL> <api key>
 // Prints "ok: 12 events ..." and exits 0 on success; prints FAIL and exits 1 otherwise.
 
-import net from "node:net";
 import { EventSource } from "eventsource";
+import { cutProxy } from "./lib/cut-proxy.mjs";
 
 const [base, key] = process.argv.slice(2);
 const upstream = new URL(base);
@@ -20,38 +20,7 @@ function fail(message) {
 setTimeout(() => fail(`timed out; received ${JSON.stringify(received)}`), 30_000).unref();
 
 // The proxy: it can cut every connection, and hold new ones until the test lets them through.
-const sockets = new Set();
-const requestHeads = [];
-let gate = Promise.resolve();
-const proxy = net.createServer(async (client) => {
-  client.pause();
-  sockets.add(client);
-  await gate;
-  const server = net.connect(Number(upstream.port), upstream.hostname);
-  sockets.add(server);
-  let head = "";
-  client.on("data", (chunk) => {
-    if (!head.includes("\r\n\r\n")) {
-      head += chunk.toString("latin1");
-      if (head.includes("\r\n\r\n")) requestHeads.push(head);
-    }
-  });
-  const close = () => {
-    client.destroy();
-    server.destroy();
-    sockets.delete(client);
-    sockets.delete(server);
-  };
-  for (const s of [client, server]) {
-    s.on("error", close);
-    s.on("close", close);
-  }
-  client.pipe(server);
-  server.pipe(client);
-  client.resume();
-});
-await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
-const proxyUrl = `http://127.0.0.1:${proxy.address().port}`;
+const proxy = await cutProxy(upstream);
 
 async function publish(channel, event, data) {
   const res = await fetch(`${base}/api/publish`, {
@@ -88,7 +57,7 @@ async function until(what, pred) {
   }
 }
 
-const es = new EventSource(`${proxyUrl}/sse?channel=js-a&channel=js-b`);
+const es = new EventSource(`${proxy.url}/sse?channel=js-a&channel=js-b`);
 const record = (name) => (e) => {
   received.push({ name, data: e.data, id: e.lastEventId });
   changed();
@@ -116,9 +85,7 @@ const lastIdBeforeCut = received[5].id;
 
 // Server-side disconnect: every connection through the proxy is dropped, and reconnections
 // wait at the proxy until 6 more events have been published.
-let open;
-gate = new Promise((resolve) => (open = resolve));
-for (const s of sockets) s.destroy();
+const open = proxy.cut();
 await until("the EventSource to notice the disconnect", () => errors >= 1);
 for (let i = 6; i < 12; i++) {
   const { channel, name, data } = spec(i);
@@ -150,7 +117,7 @@ for (const channel of ["js-a", "js-b"]) {
 for (const e of events) {
   if (!/^[0-9a-f]+,js-a=\d+,js-b=\d+$/.test(e.id)) fail(`lastEventId ${e.id} is not the connection cursor`);
 }
-const resumed = requestHeads[1] ?? "";
+const resumed = proxy.requestHeads[1] ?? "";
 const header = resumed.match(/^last-event-id:\s*(.*)\r$/im);
 if (!header || header[1] !== lastIdBeforeCut) {
   fail(`the reconnection did not send Last-Event-ID ${lastIdBeforeCut}: ${JSON.stringify(resumed)}`);

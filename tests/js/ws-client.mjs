@@ -4,43 +4,18 @@
 // The server must run with --cors-origins https://app.example.com.
 // Prints "ws-client: ok" when every check passed; exits non-zero with the reason otherwise.
 
-import WebSocket from 'ws';
+import { openWs } from './lib/ws-open.mjs';
 
 const url = process.argv[2];
 
+// Binary frames: a 4-byte length, the JSON header, the payload.
+function binary(data) {
+  const n = data.readUInt32BE(0);
+  return { binary: JSON.parse(data.subarray(4, 4 + n)), payload: data.subarray(4 + n) };
+}
+
 function open(options = {}) {
-  const ws = new WebSocket(url, ['rt.v1'], options);
-  const queue = [];
-  const waiters = [];
-  ws.on('message', (data, isBinary) => {
-    let msg;
-    if (isBinary) {
-      const n = data.readUInt32BE(0);
-      msg = { binary: JSON.parse(data.subarray(4, 4 + n)), payload: data.subarray(4 + n) };
-    } else {
-      msg = JSON.parse(data.toString());
-      if (msg.type === 'heartbeat') return;
-    }
-    const w = waiters.shift();
-    if (w) w(msg);
-    else queue.push(msg);
-  });
-  ws.recv = () =>
-    new Promise((resolve, reject) => {
-      if (queue.length) return resolve(queue.shift());
-      const timer = setTimeout(() => reject(new Error('no message within 10 s')), 10_000);
-      waiters.push((m) => {
-        clearTimeout(timer);
-        resolve(m);
-      });
-    });
-  ws.json = (m) => ws.send(JSON.stringify(m));
-  ws.closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
-  ws.opened = new Promise((resolve, reject) => {
-    ws.on('open', resolve);
-    ws.on('error', reject);
-  });
-  return ws;
+  return openWs(url, options, binary);
 }
 
 function check(cond, what) {

@@ -10,6 +10,7 @@
 
 pub mod browser;
 pub mod http;
+pub mod mount;
 mod nats;
 pub mod nginx;
 mod node;
@@ -17,6 +18,7 @@ pub mod python;
 mod redis;
 pub mod relay;
 mod server;
+mod service;
 pub mod sse;
 mod system;
 mod tls;

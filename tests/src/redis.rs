@@ -5,36 +5,38 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::{free_port, target_dir};
+use crate::service::{Owned, Service};
 
-/// Whether a Redis answers PING at `127.0.0.1:port`.
-fn answers(port: u16) -> bool {
-    let Ok(mut s) =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300))
-    else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut buf = [0u8; 7];
-    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-}
-
-/// The path of `redis-server` (see `tests/system-packages.txt`).
-fn redis_server_binary() -> PathBuf {
-    crate::system::binary("redis-server")
-}
-
-/// Where the Redis servers started here keep their files: `target/rt-tests-redis`.
-fn redis_dir() -> PathBuf {
-    let dir = target_dir().join("rt-tests-redis");
-    std::fs::create_dir_all(&dir).expect("create target/rt-tests-redis");
-    dir
-}
+/// Redis: a server answers PING; its files are under `target/rt-tests-redis`.
+static REDIS: Service = Service {
+    name: "Redis",
+    program: "redis-server",
+    env: "REDIS_URL",
+    scheme: "redis",
+    default_port: 6379,
+    dir: "rt-tests-redis",
+    hello: b"PING\r\n",
+    reply: b"+PONG\r\n",
+    awaited: "answer PING",
+    start_shared: |redis, port, dir| {
+        // Daemonized: it outlives this test process (and a crashed test) for the next ones.
+        let status = Command::new(redis.binary())
+            .args(server_args(port))
+            .args(["--appendonly", "no", "--daemonize", "yes", "--pidfile"])
+            .arg(dir.join("shared.pid"))
+            .arg("--dir")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .status()
+            .expect("start redis-server");
+        assert!(status.success(), "redis-server --daemonize failed");
+    },
+    url: OnceLock::new(),
+};
 
 /// The Redis URL tests share: `REDIS_URL` if set, else the machine's Redis on 6379 if it
 /// answers, else a `redis-server` of this target directory, started (daemonized) by the
@@ -42,49 +44,7 @@ fn redis_dir() -> PathBuf {
 /// skips: a test that needs Redis and cannot have one fails. Tests sharing it keep apart
 /// by key prefix ([`crate::unique`]).
 pub fn redis_url() -> String {
-    static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
-        if let Ok(url) = std::env::var("REDIS_URL") {
-            if !url.is_empty() {
-                return url;
-            }
-        }
-        if answers(6379) {
-            return "redis://127.0.0.1:6379".into();
-        }
-        format!("redis://127.0.0.1:{}", shared_daemon())
-    })
-    .clone()
-}
-
-/// The port of this target directory's shared `redis-server`, started when none answers.
-/// Test binaries run side by side, so the check and the start are under a file lock.
-fn shared_daemon() -> u16 {
-    let dir = redis_dir();
-    let lock = std::fs::File::create(dir.join("shared.lock")).expect("create Redis lock file");
-    lock.lock().expect("lock the shared Redis");
-    let port_file = dir.join("shared.port");
-    let known = std::fs::read_to_string(&port_file)
-        .ok()
-        .and_then(|p| p.trim().parse().ok());
-    if let Some(port) = known.filter(|&p| answers(p)) {
-        return port;
-    }
-    let port = free_port();
-    // Daemonized: it outlives this test process (and a crashed test) for the next ones.
-    let status = Command::new(redis_server_binary())
-        .args(server_args(port))
-        .args(["--appendonly", "no", "--daemonize", "yes", "--pidfile"])
-        .arg(dir.join("shared.pid"))
-        .arg("--dir")
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .status()
-        .expect("start redis-server");
-    assert!(status.success(), "redis-server --daemonize failed");
-    wait_until_up(port);
-    std::fs::write(&port_file, port.to_string()).expect("write target/rt-tests-redis/shared.port");
-    port
+    REDIS.url()
 }
 
 /// The arguments every Redis started here has: `port` on 127.0.0.1, no RDB snapshots.
@@ -101,13 +61,11 @@ fn server_args(port: u16) -> [String; 6] {
 
 /// A `redis-server` owned by a test, which it can stop and start again on the same port
 /// (for fault tests). Without persistence ([`RedisServer::start`]) a restart loses all data;
-/// with it ([`RedisServer::start_persistent`]) the data survives. Killed when dropped.
+/// with it ([`RedisServer::start_persistent`]) the data survives. Killed when dropped (its
+/// working directory, with the append-only file, then removed).
 #[derive(Debug)]
 pub struct RedisServer {
-    port: u16,
-    child: Option<Child>,
-    /// Its working directory (the append-only file), removed when dropped.
-    dir: PathBuf,
+    server: Owned,
     persistent: bool,
 }
 
@@ -125,13 +83,8 @@ impl RedisServer {
     }
 
     fn launch(persistent: bool) -> RedisServer {
-        let port = free_port();
-        let dir = redis_dir().join(format!("{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create the Redis directory");
         let mut server = RedisServer {
-            port,
-            child: None,
-            dir,
+            server: Owned::new(&REDIS),
             persistent,
         };
         server.resume();
@@ -140,12 +93,12 @@ impl RedisServer {
 
     /// `redis://127.0.0.1:port`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        self.server.url()
     }
 
     /// The port.
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port
     }
 
     /// Sends one command to this server; see [`redis_cmd`].
@@ -155,46 +108,18 @@ impl RedisServer {
 
     /// Kills the server (like a crash: no final save).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.server.stop();
     }
 
     /// Starts the server again on the same port (killing it first if it runs).
     pub fn resume(&mut self) {
-        self.stop();
-        let child = Command::new(redis_server_binary())
-            .args(server_args(self.port))
+        let mut cmd = Command::new(REDIS.binary());
+        cmd.args(server_args(self.server.port))
             .arg("--dir")
-            .arg(&self.dir)
+            .arg(&self.server.dir)
             .args(["--appendonly", if self.persistent { "yes" } else { "no" }])
-            .args(["--appendfsync", "always"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        self.child = Some(child);
-        wait_until_up(self.port);
-    }
-}
-
-fn wait_until_up(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if answers(port) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("redis-server on port {port} did not answer PING within 10 s");
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
+            .args(["--appendfsync", "always"]);
+        self.server.run(&mut cmd);
     }
 }
 

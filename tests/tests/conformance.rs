@@ -14,30 +14,25 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::collections::{BTreeMap, VecDeque};
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{self, Context};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use rt_core::{Backplane, Channel, Hub, HubConfig, MemoryBackplane, NewEvent, Payload, Retention};
 use rt_http::{Edge, TokenVerifier};
+use rt_tests::mount::Routes;
 use rt_tests::ws;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
-use tower_service::Service;
 
 // ---------------------------------------------------------------------------------------
 // The server under test
@@ -86,39 +81,15 @@ impl App {
         );
         let edge =
             Edge::default().authenticator(Arc::new(TokenVerifier::hs256(SECRET).expect("key")));
-        let routes = Routes {
-            ws: rt_ws::WebSocket::new(
-                hub.clone(),
-                rt_ws::Config::default()
-                    .close_timeout(Duration::from_secs(1))
-                    .edge(edge.clone()),
-            ),
-            sse: rt_sse::Sse::new(
-                hub.clone(),
-                rt_sse::Config::default()
-                    .retry(Duration::from_millis(200))
-                    .edge(edge.clone()),
-            ),
-            poll: rt_poll::Poll::new(
-                hub.clone(),
-                rt_poll::Config::default().batch(POLL_BATCH).edge(edge),
-            ),
-        };
-        let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = tcp.local_addr().expect("local address");
-        let server = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = tcp.accept().await else {
-                    continue;
-                };
-                let service = TowerToHyperService::new(routes.clone());
-                tokio::spawn(async move {
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let routes = Routes::new(
+            &hub,
+            edge,
+            rt_ws::Config::default().close_timeout(Duration::from_secs(1)),
+            rt_sse::Config::default().retry(Duration::from_millis(200)),
+            rt_poll::Config::default().batch(POLL_BATCH),
+        );
+        let (tcp, addr) = rt_tests::mount::listen().await;
+        let server = tokio::spawn(rt_tests::mount::serve(tcp, routes, |stream| stream));
         App {
             addr,
             hub,
@@ -150,38 +121,6 @@ impl App {
 impl Drop for App {
     fn drop(&mut self) {
         self.server.abort();
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Routes {
-    ws: rt_ws::WebSocket,
-    sse: rt_sse::Sse,
-    poll: rt_poll::Poll,
-}
-
-impl Service<Request<Incoming>> for Routes {
-    type Response = Response<rt_http::Body>;
-    type Error = Infallible;
-    type Future = rt_http::ResponseFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> task::Poll<Result<(), Infallible>> {
-        task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        match req.uri().path() {
-            "/ws" => self.ws.call(req),
-            "/sse" => self.sse.call(req),
-            "/poll" | "/poll/publish" => self.poll.call(req),
-            _ => Box::pin(async {
-                Ok(rt_http::error(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "no route",
-                ))
-            }),
-        }
     }
 }
 

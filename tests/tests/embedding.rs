@@ -15,28 +15,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::{self, Context};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use rt_core::{Channel, Hub, HubConfig, MemoryBackplane, NewEvent, Payload, Retention};
 use rt_http::{Edge, StallGuard, StallListener, TokenVerifier};
+use rt_tests::mount::Routes;
 use rt_tests::relay::Relay;
 use rt_tests::sse::SseStream;
 use rt_tests::ws;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
-use tower_service::Service;
 
 /// The HS256 secret of the token-verifying mounts.
 const SECRET: &[u8] = b"rt embedding test secret";
@@ -91,28 +84,16 @@ impl App {
             Arc::new(MemoryBackplane::new(Retention::default())),
             HubConfig::default(),
         );
-        let edge = access.edge();
-        let routes = Routes {
-            ws: rt_ws::WebSocket::new(
-                hub.clone(),
-                rt_ws::Config::default()
-                    .stall_timeout(STALL)
-                    .close_timeout(STALL)
-                    .edge(edge.clone()),
-            ),
-            sse: rt_sse::Sse::new(
-                hub.clone(),
-                rt_sse::Config::default()
-                    .retry(Duration::from_millis(200))
-                    .edge(edge.clone()),
-            ),
-            poll: rt_poll::Poll::new(
-                hub.clone(),
-                rt_poll::Config::default().batch(POLL_BATCH).edge(edge),
-            ),
-        };
-        let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = tcp.local_addr().expect("local address");
+        let routes = Routes::new(
+            &hub,
+            access.edge(),
+            rt_ws::Config::default()
+                .stall_timeout(STALL)
+                .close_timeout(STALL),
+            rt_sse::Config::default().retry(Duration::from_millis(200)),
+            rt_poll::Config::default().batch(POLL_BATCH),
+        );
+        let (tcp, addr) = rt_tests::mount::listen().await;
         let server = match mount {
             Mount::Axum => {
                 let Routes { ws, sse, poll } = routes;
@@ -125,7 +106,9 @@ impl App {
                     let _ = axum::serve(StallListener::new(tcp, STALL), app).await;
                 })
             }
-            Mount::Hyper => tokio::spawn(serve_hyper(tcp, routes)),
+            Mount::Hyper => tokio::spawn(rt_tests::mount::serve(tcp, routes, |stream| {
+                StallGuard::new(stream, STALL)
+            })),
         };
         App { addr, hub, server }
     }
@@ -171,56 +154,6 @@ impl App {
 impl Drop for App {
     fn drop(&mut self) {
         self.server.abort();
-    }
-}
-
-/// The plain-hyper mount's router: one tower service dispatching on the path.
-#[derive(Debug, Clone)]
-struct Routes {
-    ws: rt_ws::WebSocket,
-    sse: rt_sse::Sse,
-    poll: rt_poll::Poll,
-}
-
-impl Service<Request<Incoming>> for Routes {
-    type Response = Response<rt_http::Body>;
-    type Error = Infallible;
-    type Future = rt_http::ResponseFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> task::Poll<Result<(), Infallible>> {
-        task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        match req.uri().path() {
-            "/ws" => self.ws.call(req),
-            "/sse" => self.sse.call(req),
-            "/poll" | "/poll/publish" => self.poll.call(req),
-            _ => Box::pin(async {
-                Ok(rt_http::error(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "no such route",
-                ))
-            }),
-        }
-    }
-}
-
-/// Serves `routes` on every connection `tcp` accepts: HTTP/1.1 (with upgrades) or HTTP/2,
-/// each connection's writes bounded by the stall guard.
-async fn serve_hyper(tcp: TcpListener, routes: Routes) {
-    loop {
-        let Ok((stream, _)) = tcp.accept().await else {
-            continue;
-        };
-        let io = TokioIo::new(StallGuard::new(stream, STALL));
-        let service = TowerToHyperService::new(routes.clone());
-        tokio::spawn(async move {
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(io, service)
-                .await;
-        });
     }
 }
 
