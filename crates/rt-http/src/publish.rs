@@ -10,9 +10,14 @@ use rt_core::{Error, Hub, Permissions, PublishAck, PublishRequest};
 
 use crate::body::{json, Body};
 
+/// The largest declared body that is read (and dropped) before it is refused as too large;
+/// a larger one is refused at once (its client may see the connection reset instead).
+const DRAIN_MAX: u64 = 4 << 20;
+
 /// Reads a whole request body, refusing more than `limit` bytes with
-/// [`Error::BodyTooLarge`]: with the declared size when `Content-Length` gives it (refused
-/// before reading), else "more than `limit`".
+/// [`Error::BodyTooLarge`]: with the declared size when `Content-Length` gives it (its bytes
+/// are read and dropped, up to 4 MiB, so that the client can read the answer), else "more
+/// than `limit`".
 pub async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, Error>
 where
     B: http_body::Body,
@@ -25,6 +30,12 @@ where
     };
     let declared = http_body::Body::size_hint(&body).exact();
     if let Some(size) = declared.filter(|&n| n > limit as u64) {
+        if size <= DRAIN_MAX {
+            // Read and drop what the client is sending before answering: a connection closed
+            // with unread data is reset, and the client would see the reset, not the 413.
+            let mut body = std::pin::pin!(body);
+            while let Some(Ok(_)) = body.frame().await {}
+        }
         return Err(too_large(Some(usize::try_from(size).unwrap_or(usize::MAX))));
     }
     match Limited::new(body, limit).collect().await {
@@ -141,7 +152,7 @@ mod tests {
 
     #[tokio::test]
     async fn too_large_bodies_are_told_their_real_size_and_limit() {
-        // Declared size (Content-Length): the real size, refused before reading.
+        // Declared size (Content-Length): the real size.
         let limit = publish_body_limit(65536);
         let body = Full::new(Bytes::from(vec![b'x'; 200_000]));
         let e = read_body(body, limit).await.unwrap_err();
