@@ -98,6 +98,8 @@ async fn metrics_follow_connections_publishes_and_deliveries() {
     let big = json!({"channel": "m", "data": "y".repeat(2000)});
     assert_eq!(publish(&server, big).await.0, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(ws::recv(&mut ws).await["data"], "x");
+    // The event written to the WebSocket client is counted for its transport.
+    wait_for(&server, "rt_events_sent_total{transport=\"ws\"}", 1.0).await;
 
     let text = scrape(&server).await;
     assert_eq!(

@@ -166,18 +166,22 @@ impl Conn {
                 d = self.sub.next(), if subscribed && !window_full => {
                     self.out.reserve(self.last_batch);
                     let before = self.out.len();
-                    if let Err(close) = self.take(d) {
-                        return Some(close);
-                    }
+                    let mut events = match self.take(d) {
+                        Ok(n) => n,
+                        Err(close) => return Some(close),
+                    };
                     // Everything else already queued joins the same write and flush.
                     let batch = self.config.outbound_queue.max(1);
                     while self.out.len() < batch && !self.window_full() {
                         let Some(d) = self.sub.try_next() else { break };
-                        if let Err(close) = self.take(Some(d)) {
-                            return Some(close);
+                        match self.take(Some(d)) {
+                            Ok(n) => events += n,
+                            Err(close) => return Some(close),
                         }
                     }
                     self.last_batch = self.out.len() - before;
+                    // Once per batch, not per event.
+                    self.tracked.delivered(events);
                     continue;
                 }
                 () = expires(&mut stall), if stall.is_some() => {
@@ -212,14 +216,15 @@ impl Conn {
             .is_some_and(|u| u.len() >= self.config.ack_window)
     }
 
-    /// Turns a delivery into its message on `out`.
-    fn take(&mut self, d: Option<Delivery>) -> Result<(), Close> {
+    /// Turns a delivery into its message on `out`; `Ok(1)` for an event, `Ok(0)` for a notice.
+    fn take(&mut self, d: Option<Delivery>) -> Result<u64, Close> {
         match d {
             Some(Delivery::Event(event)) => {
                 if let Some(u) = &mut self.acks {
                     u.sent(event.channel(), event.offset());
                 }
                 self.out.push(protocol::event_frame(&event));
+                return Ok(1);
             }
             Some(Delivery::Resync { channels }) => {
                 if let Some(u) = &mut self.acks {
@@ -244,7 +249,7 @@ impl Conn {
                 ))
             }
         }
-        Ok(())
+        Ok(0)
     }
 
     /// Writes and flushes everything on `out`. `Err(None)`: the socket failed (the client is
