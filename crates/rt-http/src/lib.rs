@@ -13,6 +13,7 @@
 //! | [`Observer`], [`Connection`] | connection telemetry: opened, closed with a code, deliveries, refused credentials |
 //! | [`publish`] | the HTTP publish answer every publish route shares |
 //! | [`StallGuard`], `StallListener` | cut connections whose writes stall (half-open clients) |
+//! | `Listener`, `ConnectionLimits` | serve an app over hyper with connection limits, the stall guard and graceful shutdown |
 //! | [`JsonParseErrors`] | the JSON error body on the `400`/`414`/`431` answers hyper writes by itself |
 //! | [`endpoint_service!`] | makes an endpoint a `tower_service::Service` over any request body |
 //!
@@ -23,6 +24,7 @@
 //! | --- | --- | --- |
 //! | `jwt` | `TokenVerifier`: JSON Web Token (HS256, RS256, ES256) [`Authenticator`] | no |
 //! | `axum` | [`StallListener`] implements `axum::serve::Listener` | no |
+//! | `server` | `Listener`: hyper's HTTP/1.1 and HTTP/2 server within `ConnectionLimits` | no |
 
 mod auth;
 mod body;
@@ -30,6 +32,8 @@ mod edge;
 mod error;
 #[cfg(feature = "jwt")]
 mod jwt;
+#[cfg(feature = "server")]
+mod listener;
 mod observer;
 mod origin;
 mod parse_error;
@@ -44,6 +48,8 @@ pub use edge::{Admitted, Edge};
 pub use error::{count_error, error, status, Error, ErrorCode, ERRORS};
 #[cfg(feature = "jwt")]
 pub use jwt::{Claims, TokenAlgorithm, TokenVerifier};
+#[cfg(feature = "server")]
+pub use listener::{ConnectionLimits, Listener, HANDSHAKE_TIMEOUTS, REFUSED};
 pub use observer::{AuthFailure, Close, Connection, Log, Observer};
 pub use origin::Origins;
 pub use parse_error::JsonParseErrors;

@@ -5,11 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use rt_core::{Backplane, Hub, HubConfig, MemoryBackplane, Retention};
-use rt_http::{JsonParseErrors, StallGuard};
+use rt_http::Listener;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -113,68 +110,21 @@ impl Server {
             config,
             tls,
         } = self;
-        // Auto-detects HTTP/1.1 and HTTP/2 prior knowledge (h2c) on the same port.
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        crate::limits::configure(&mut builder, &config.limits);
-        let gate = crate::limits::Gate::new(&config.limits);
-        let graceful = GracefulShutdown::new();
-        tokio::pin!(shutdown);
         let addr = listener.local_addr().unwrap_or(config.listen);
         tracing::info!(%addr, "rt-server listening");
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // Usually out of file descriptors: back off instead of spinning.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let permit = match gate.admit(peer.ip()) {
-                        Ok(permit) => permit,
-                        Err(refusal) => {
-                            tokio::spawn(crate::limits::refuse(stream, refusal));
-                            continue;
-                        }
-                    };
-                    let handshake_timeout = config.limits.handshake_timeout;
-                    let app = app.clone();
-                    let stream = StallGuard::new(stream, config.limits.write_stall_timeout);
-                    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let app = app.clone();
-                        async move { app.handle(req).await }
-                    });
-                    let (builder, tls, watcher) = (builder.clone(), tls.clone(), graceful.watcher());
-                    tokio::spawn(async move {
-                        let _permit = permit;
-                        if !crate::limits::first_byte(stream.get_ref(), handshake_timeout).await {
-                            return;
-                        }
-                        let stream = match crate::tls::accept(tls.as_ref(), stream).await {
-                            Ok(s) => s,
-                            Err(e) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                        };
-                        // Above TLS: it reads hyper's own answers in the clear.
-                        let stream = TokioIo::new(JsonParseErrors::new(stream));
-                        let conn = builder.serve_connection_with_upgrades(stream, service);
-                        if let Err(e) = watcher.watch(conn.into_owned()).await {
-                            crate::limits::count_cut_off(&*e);
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        }
-                    });
-                }
-                () = &mut shutdown => break,
-            }
-        }
+        let handler = app.clone();
+        let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let app = handler.clone();
+            async move { app.handle(req).await }
+        });
+        let handshake = move |stream| {
+            let tls = tls.clone();
+            async move { crate::tls::accept(tls.as_ref(), stream).await }
+        };
+        let graceful = Listener::new(listener, config.limits.connection_limits())
+            .serve_with(service, handshake, shutdown)
+            .await;
         tracing::info!("shutting down");
-        drop(listener);
         app.hub.begin_shutdown();
         // hyper stops tracking a connection once it is upgraded, so also wait for the
         // transports' own connections to end: a WebSocket is open until its 1001 close

@@ -9,11 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use rt_core::{Channel, EventName, Hub, HubConfig, MemoryBackplane, NewEvent, Payload, Retention};
-use rt_http::{Edge, StallGuard, DEFAULT_WRITE_STALL};
+use rt_http::{ConnectionLimits, Edge, Listener};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,6 +23,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = rt_sse::Config::default().edge(Edge::default().allow_anonymous());
     let sse = rt_sse::Sse::new(hub.clone(), config);
 
+    let stop = hub.clone();
     let ticks = Channel::new("ticks")?;
     tokio::spawn(async move {
         for n in 1u64.. {
@@ -38,18 +37,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let tcp = tokio::net::TcpListener::bind(&addr).await?;
     println!("curl -N 'http://{addr}/sse?channel=ticks'");
-    loop {
-        let (stream, _) = listener.accept().await?;
-        // Connections whose writes stall (a half-open client) are cut, as in rt-server.
-        let io = TokioIo::new(StallGuard::new(stream, DEFAULT_WRITE_STALL));
-        let service = TowerToHyperService::new(sse.clone());
-        tokio::spawn(async move {
-            // Serves HTTP/1.1 and HTTP/2 prior knowledge alike.
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(io, service)
-                .await;
-        });
-    }
+    // HTTP/1.1 and HTTP/2 within rt-server's connection limits; stalled writes (a half-open
+    // client) are cut.
+    let connections = Listener::new(tcp, ConnectionLimits::default())
+        .serve(TowerToHyperService::new(sse), async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+    // Streams end with a spread-out `retry:`, so clients come back to another server.
+    stop.begin_shutdown();
+    connections.shutdown().await;
+    Ok(())
 }
