@@ -39,6 +39,12 @@ pub enum Error {
     /// [`allow_anonymous`](crate::Edge::allow_anonymous), so it refuses everyone.
     #[error("this endpoint has no authenticator: build it with Edge::authenticator(...) (e.g. a TokenVerifier), or with Edge::allow_anonymous() to let anyone use every channel")]
     NoAuthenticator,
+    /// A server-side route built with no [`ApiKey`](crate::ApiKey), which refuses everyone.
+    #[error("this API is disabled: no API key is configured (rt-server: --api-key or RT_API_KEY)")]
+    NoApiKey,
+    /// A request to a server-side route without the right API key.
+    #[error("missing or wrong API key: send it in the X-Api-Key header")]
+    WrongApiKey,
 }
 
 impl Error {
@@ -50,7 +56,9 @@ impl Error {
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Error::NoAuthenticator => StatusCode::UNAUTHORIZED,
+            Error::NoAuthenticator | Error::NoApiKey | Error::WrongApiKey => {
+                StatusCode::UNAUTHORIZED
+            }
         }
     }
 
@@ -62,7 +70,7 @@ impl Error {
             Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::BodyTimeout(_) => "request_timeout",
-            Error::NoAuthenticator => "unauthorized",
+            Error::NoAuthenticator | Error::NoApiKey | Error::WrongApiKey => "unauthorized",
         }
     }
 

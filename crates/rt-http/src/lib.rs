@@ -9,8 +9,10 @@
 //! | [`Query`] | the query string, decoded once per request, and its `channel` lists |
 //! | [`Origins`] | one origin policy for CORS and the WebSocket `Origin` check; the default is same-origin only |
 //! | [`token`], [`Authenticator`] | the token a request presents (`Authorization: Bearer`, `?token=`) and what it grants |
+//! | [`ApiKey`] | the key a backend presents to a server-side route, checked in constant time |
 //! | [`Edge`] | an endpoint's policy: authenticator (none refuses everything unless [`Edge::allow_anonymous`]), origins, observer |
 //! | [`Observer`], [`Connection`] | connection telemetry: opened, closed with a code, deliveries, refused credentials |
+//! | [`Metrics`] | the observer that records it through the `metrics` facade (and logs) |
 //! | [`publish`] | the HTTP publish answer every publish route shares |
 //! | [`StallGuard`], `StallListener` | cut connections whose writes stall (half-open clients) |
 //! | `Listener`, `ConnectionLimits` | serve an app over hyper with connection limits, the stall guard and graceful shutdown |
@@ -26,6 +28,7 @@
 //! | `axum` | [`StallListener`] implements `axum::serve::Listener` | no |
 //! | `server` | `Listener`: hyper's HTTP/1.1 and HTTP/2 server within `ConnectionLimits` | no |
 
+mod api_key;
 mod auth;
 mod body;
 mod edge;
@@ -34,6 +37,7 @@ mod error;
 mod jwt;
 #[cfg(feature = "server")]
 mod listener;
+pub mod metrics;
 mod observer;
 mod origin;
 mod parse_error;
@@ -42,6 +46,7 @@ mod query;
 mod service;
 mod stall;
 
+pub use api_key::ApiKey;
 pub use auth::{token, AnonymousGrants, Authenticator};
 pub use body::{empty, full, json, json_bytes, Body};
 pub use edge::{Admitted, Edge};
@@ -50,6 +55,7 @@ pub use error::{count_error, error, status, Error, ErrorCode, ERRORS};
 pub use jwt::{Claims, TokenAlgorithm, TokenVerifier};
 #[cfg(feature = "server")]
 pub use listener::{ConnectionLimits, Listener, HANDSHAKE_TIMEOUTS, REFUSED};
+pub use metrics::Metrics;
 pub use observer::{AuthFailure, Close, Connection, Log, Observer};
 pub use origin::Origins;
 pub use parse_error::JsonParseErrors;

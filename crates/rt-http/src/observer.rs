@@ -1,6 +1,6 @@
 //! Connection telemetry: an [`Observer`] hears when client connections open and close, what
 //! they are sent, and which credentials are refused. The default, [`Log`], writes log lines;
-//! rt-server adds Prometheus metrics.
+//! [`Metrics`](crate::Metrics) records metrics as well.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -2,12 +2,10 @@
 
 use std::time::Duration;
 
-use http::header::{self, HeaderMap};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use rt_core::{Health, Hub, Permissions};
-use rt_http::{self as h, AuthFailure, Body, Observer, Origins};
-use subtle::ConstantTimeEq;
+use rt_http::{self as h, ApiKey, Body, Observer, Origins};
 
 /// `GET /health`: `200` with the backplane's state (`ok` or `degraded`) and local load.
 pub(crate) fn health(hub: &Hub) -> Response<Body> {
@@ -27,21 +25,12 @@ pub(crate) fn health(hub: &Hub) -> Response<Body> {
     )
 }
 
-/// The key a request presents in `X-Api-Key` or `Authorization: Bearer`.
-fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
-    if let Some(v) = headers.get("x-api-key") {
-        return Some(v.as_bytes());
-    }
-    let auth = headers.get(header::AUTHORIZATION)?.as_bytes();
-    auth.strip_prefix(b"Bearer ")
-}
-
-/// `POST /api/publish`: publish as the application backend. A refused key is reported to
-/// `observer` as an auth failure. Backends send no `Origin`; a browser request from an origin
-/// not in `origins` is refused (`403`), like on every route.
+/// `POST /api/publish`: publish as the application backend, with its API key. Backends send
+/// no `Origin`; a browser request from an origin not in `origins` is refused (`403`), like on
+/// every route.
 pub(crate) async fn publish(
     hub: &Hub,
-    api_key: Option<&str>,
+    key: &ApiKey,
     observer: &dyn Observer,
     origins: &Origins,
     body_timeout: Duration,
@@ -50,37 +39,11 @@ pub(crate) async fn publish(
     if let Err(e) = origins.check(req.headers()) {
         return e.to_response();
     }
-    let refused = |message| {
-        let presented = req.headers().contains_key("x-api-key")
-            || req.headers().contains_key(header::AUTHORIZATION);
-        let failure = if presented {
-            AuthFailure::Invalid
-        } else {
-            AuthFailure::Missing
-        };
-        observer.auth_failed("api_publish", failure);
-        h::error(StatusCode::UNAUTHORIZED, "unauthorized", message)
-    };
-    let Some(expected) = api_key else {
-        return refused(
-            "the publish API is disabled: start the server with --api-key (or RT_API_KEY)",
-        );
-    };
-    // Constant time, so the key cannot be guessed byte by byte from response timings.
-    let authorised =
-        presented_key(req.headers()).is_some_and(|k| bool::from(k.ct_eq(expected.as_bytes())));
-    if !authorised {
-        return refused("missing or wrong API key: send it in the X-Api-Key header");
+    if let Err(e) = key.check(req.headers(), "api_publish", observer) {
+        return e.to_response();
     }
     let limit = h::publish_body_limit(hub.config().max_payload);
     let (parts, body) = req.into_parts();
-    h::publish(
-        hub,
-        &Permissions::open(),
-        &parts.headers,
-        body,
-        limit,
-        body_timeout,
-    )
-    .await
+    let open = Permissions::open();
+    h::publish(hub, &open, &parts.headers, body, limit, body_timeout).await
 }

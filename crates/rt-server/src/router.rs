@@ -6,10 +6,9 @@ use std::sync::Arc;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use rt_core::Hub;
-use rt_http::{self as h, Body, Edge, Origins};
+use rt_http::{self as h, ApiKey, Body, Edge, Metrics, Origins};
 
 use crate::config::{Config, Transport};
-use crate::metrics::Prometheus;
 
 /// The server's routes: path, the `route` label of their metrics (every other path is
 /// `other`, so that scanners cannot blow up the series count), and the transport that
@@ -28,13 +27,13 @@ const ROUTES: [(&str, &str, Option<Transport>); 7] = [
 #[derive(Debug)]
 pub(crate) struct App {
     pub(crate) hub: Hub,
-    api_key: Option<String>,
+    api_key: ApiKey,
     /// How long a publish body may take to arrive.
     body_timeout: std::time::Duration,
     /// Browser origins that may use the server; `/api/publish` refuses others too.
     origins: Origins,
     /// Every transport reports its connections here.
-    pub(crate) observer: Arc<Prometheus>,
+    pub(crate) observer: Arc<Metrics>,
     disabled: Vec<Transport>,
     demo: bool,
     metrics: bool,
@@ -48,7 +47,7 @@ pub(crate) struct App {
 
 impl App {
     pub(crate) fn new(hub: Hub, config: &Config, edge: Edge) -> Self {
-        let observer = Arc::new(Prometheus::default());
+        let observer = Arc::new(Metrics::default());
         let compiled = [
             (Transport::Ws, cfg!(feature = "ws")),
             (Transport::Sse, cfg!(feature = "sse")),
@@ -64,7 +63,7 @@ impl App {
             })
             .map(|(route, _)| route)
             .collect();
-        observer.register(&enabled);
+        crate::metrics::register(&observer, &enabled);
         // One edge for every transport: the same tokens, origins and telemetry.
         let origins = Origins::parse(&config.cors_origins);
         let edge = edge.origins(origins.clone()).observer(observer.clone());
@@ -77,8 +76,7 @@ impl App {
             poll: config
                 .poll
                 .build(&hub, edge, config.limits.body_read_timeout),
-            // An empty key would let an empty header in: treat it as no key.
-            api_key: config.api_key.clone().filter(|k| !k.is_empty()),
+            api_key: ApiKey::new(config.api_key.clone()),
             body_timeout: config.limits.body_read_timeout,
             origins,
             observer,
@@ -113,8 +111,7 @@ impl App {
                 crate::demo::get(path)
             }
             (&Method::POST, "api_publish", _) => {
-                let key = self.api_key.as_deref();
-                let (observer, origins) = (&*self.observer, &self.origins);
+                let (key, observer, origins) = (&self.api_key, &*self.observer, &self.origins);
                 crate::api::publish(&self.hub, key, observer, origins, self.body_timeout, req).await
             }
             #[cfg(feature = "ws")]
