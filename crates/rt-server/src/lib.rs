@@ -1,26 +1,14 @@
-//! rt-server: the reference server.
+//! rt-server: the reference server. Every transport compiled in (features `ws`, `sse`,
+//! `poll`; backplanes `redis`, `nats`) on one port, over HTTP/1.1 with upgrades and HTTP/2,
+//! with `/health`, `/metrics`, `POST /api/publish` and the demo page; the routes are in
+//! [the README](https://github.com/rt-rs/rt/tree/main/crates/rt-server) and docs/protocol.md.
 //!
-//! One port serves every transport compiled in, over HTTP/1.1 (with WebSocket upgrades) and
-//! HTTP/2 (cleartext prior knowledge):
-//!
-//! | route | what | feature |
-//! | --- | --- | --- |
-//! | `GET /ws` | WebSocket | `ws` (default) |
-//! | `GET /sse` | Server-Sent Events | `sse` (default) |
-//! | `GET /poll`, `POST /poll/publish` | long and short polling | `poll` (default) |
-//! | `POST /api/publish` | server-side publish with an API key | always |
-//! | `GET /health` | liveness and backplane state | always |
-//! | `GET /metrics` | Prometheus metrics (`--no-metrics` turns off) | always |
-//! | `GET /`, `GET /client/*.js` | demo page and the browser client (`--no-demo` turns off) | always |
-//!
-//! `--disable ws,sse` turns compiled-in transports off at run time (their routes answer 404),
-//! e.g. to check that clients fall back.
-//!
-//! The `redis` feature adds `--backplane redis://...` so several nodes share one stream per
-//! channel; without it (and by default) history lives in memory.
-//!
-//! Options come from flags, the environment and a `--config` TOML file, in that order of
-//! precedence ([`Config::load`]); `docs/configuration.md` lists them all.
+//! | module | what |
+//! | --- | --- |
+//! | `config`, `config_file`, `auth`, `limits`, `transport`, `tls` | options from flags, the environment and a `--config` TOML file ([`Config::load`]), and what each builds |
+//! | `router` | the one route table |
+//! | `serve` | the backplane, the hub, rt-http's `Listener` and the graceful shutdown ([`Server`]) |
+//! | `api`, `metrics`, `demo` | `/health` and `/api/publish`, the Prometheus exporter, the demo page |
 //!
 //! The binary is a thin `main` over this library, which tests and embedders can use directly:
 //!

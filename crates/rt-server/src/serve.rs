@@ -22,36 +22,45 @@ pub struct Server {
     tls: Option<Arc<rustls::ServerConfig>>,
 }
 
-async fn backplane(config: &Config) -> Result<Arc<dyn Backplane>, Error> {
-    if config.backplane == "memory" {
-        let retention = Retention {
-            max_len: config.history_size,
-            max_age: config.history_age,
-        };
-        let memory =
-            MemoryBackplane::new(retention).with_idempotency_window(config.idempotency_window);
-        return Ok(Arc::new(memory));
-    }
-    if config.backplane.starts_with("redis://") || config.backplane.starts_with("rediss://") {
+/// The backplane every part of the server shares.
+pub(crate) type SharedBackplane = Arc<dyn Backplane>;
+
+/// The backplane `--backplane` names. An unreachable Redis or NATS does not stop the server:
+/// it starts degraded (publishes answer 503) and keeps reconnecting.
+async fn backplane(config: &Config) -> Result<SharedBackplane, Error> {
+    let url = config.backplane.as_str();
+    #[cfg(not(all(feature = "redis", feature = "nats")))]
+    let without = |feature: &str| {
+        format!("--backplane: this rt-server was built without the `{feature}` feature; rebuild with --features {feature}")
+    };
+    let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
+    let backplane: SharedBackplane = match scheme {
+        "memory" => {
+            let retention = Retention {
+                max_len: config.history_size,
+                max_age: config.history_age,
+            };
+            let memory = MemoryBackplane::new(retention);
+            Arc::new(memory.with_idempotency_window(config.idempotency_window))
+        }
         #[cfg(feature = "redis")]
-        return crate::transport::redis(config).await;
-        #[cfg(not(feature = "redis"))]
-        return Err(Error::Config(
-            "--backplane: this rt-server was built without the `redis` feature; rebuild with --features redis".into(),
-        ));
-    }
-    if config.backplane.starts_with("nats://") || config.backplane.starts_with("tls://") {
+        "redis" | "rediss" => crate::transport::redis(config).await?,
         #[cfg(feature = "nats")]
-        return crate::transport::nats(config).await;
+        "nats" | "tls" => crate::transport::nats(config).await?,
+        #[cfg(not(feature = "redis"))]
+        "redis" | "rediss" => return Err(Error::Config(without("redis"))),
         #[cfg(not(feature = "nats"))]
-        return Err(Error::Config(
-            "--backplane: this rt-server was built without the `nats` feature; rebuild with --features nats".into(),
-        ));
+        "nats" | "tls" => return Err(Error::Config(without("nats"))),
+        _ => {
+            return Err(Error::Config(format!(
+                "--backplane: {url:?} is neither `memory` nor a redis://, rediss://, nats:// or tls:// URL"
+            )))
+        }
+    };
+    if let rt_core::Health::Degraded(reason) = backplane.health() {
+        tracing::warn!(%reason, "starting without the backplane; publishes answer 503 until it is reachable");
     }
-    Err(Error::Config(format!(
-        "--backplane: {:?} is neither `memory` nor a redis://, rediss://, nats:// or tls:// URL",
-        config.backplane
-    )))
+    Ok(backplane)
 }
 
 impl Server {

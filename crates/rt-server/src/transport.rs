@@ -142,14 +142,12 @@ pub struct RedisArgs {
 }
 
 /// The Redis backplane of `--backplane redis://...` (or `rediss://` for TLS), with the
-/// server's history, prefix and idempotency settings. An unreachable Redis does not stop the
-/// server: it starts degraded and keeps reconnecting.
+/// server's history, prefix and idempotency settings.
 #[cfg(feature = "redis")]
 pub(crate) async fn redis(
     config: &crate::Config,
-) -> Result<std::sync::Arc<dyn rt_core::Backplane>, crate::Error> {
+) -> Result<crate::serve::SharedBackplane, crate::Error> {
     use rt_backplane::{RedisBackplane, RedisConfig};
-    use rt_core::Backplane;
     let mut redis = RedisConfig::new(config.backplane.as_str())
         .prefix(config.redis_prefix.as_str())
         .history(config.history_size, config.history_age)
@@ -159,34 +157,24 @@ pub(crate) async fn redis(
             std::fs::read(path).map_err(|e| crate::Error::unreadable("--redis-tls-ca", path, e))?;
         redis = redis.tls_ca(pem);
     }
-    let backplane = RedisBackplane::connect(redis)
-        .await
-        .map_err(|e| crate::Error::Backplane(e.to_string()))?;
-    if let rt_core::Health::Degraded(reason) = backplane.health() {
-        tracing::warn!(%reason, "starting without Redis; publishes answer 503 until it is reachable");
-    }
+    let backplane = RedisBackplane::connect(redis).await;
+    let backplane = backplane.map_err(|e| crate::Error::Backplane(e.to_string()))?;
     Ok(std::sync::Arc::new(backplane))
 }
 
 /// The NATS JetStream backplane of `--backplane nats://host:port[,host:port...]`, with the
 /// server's history and idempotency settings; the stream is named after `--redis-prefix`
-/// when it is a valid stream name (the default `rt` is). An unreachable NATS does not stop
-/// the server: it starts degraded and keeps reconnecting.
+/// when it is a valid stream name (the default `rt` is).
 #[cfg(feature = "nats")]
 pub(crate) async fn nats(
     config: &crate::Config,
-) -> Result<std::sync::Arc<dyn rt_core::Backplane>, crate::Error> {
+) -> Result<crate::serve::SharedBackplane, crate::Error> {
     use rt_backplane_nats::{NatsBackplane, NatsConfig};
-    use rt_core::Backplane;
     let nats = NatsConfig::new(config.backplane.as_str())
         .prefix(config.redis_prefix.as_str())
         .history(config.history_size, config.history_age)
         .idempotency_window(config.idempotency_window);
-    let backplane = NatsBackplane::connect(nats)
-        .await
-        .map_err(|e| crate::Error::Backplane(e.to_string()))?;
-    if let rt_core::Health::Degraded(reason) = backplane.health() {
-        tracing::warn!(%reason, "starting without NATS; publishes answer 503 until it is reachable");
-    }
+    let backplane = NatsBackplane::connect(nats).await;
+    let backplane = backplane.map_err(|e| crate::Error::Backplane(e.to_string()))?;
     Ok(std::sync::Arc::new(backplane))
 }

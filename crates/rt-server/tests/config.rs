@@ -294,3 +294,19 @@ async fn bad_tls_files_name_the_option() {
     let args = ["--tls-cert", &path, "--tls-key", &path];
     refused(&args, &["--tls-cert", "no PEM certificate"]).await;
 }
+
+#[tokio::test]
+async fn unknown_backplanes_are_refused() {
+    refused(
+        &["--backplane", "kafka://127.0.0.1:9092"],
+        &["--backplane", "kafka://"],
+    )
+    .await;
+    refused(&["--backplane", "memoryy"], &["--backplane", "`memory`"]).await;
+    #[cfg(not(feature = "nats"))]
+    refused(
+        &["--backplane", "nats://127.0.0.1:4222"],
+        &["--features nats"],
+    )
+    .await;
+}
