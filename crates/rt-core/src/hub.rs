@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{broadcast, watch, OnceCell};
 
 use crate::auth::Permissions;
-use crate::backplane::{Backplane, Health, NewEvent, Published, Sink};
+use crate::backplane::{Backplane, ChannelHead, Health, NewEvent, Published, ReadFrom, Sink};
 use crate::cursor::Start;
 use crate::error::Error;
 use crate::event::Event;
@@ -355,6 +355,31 @@ impl Hub {
     /// The backplane's health.
     pub fn health(&self) -> Health {
         self.inner.backplane.health()
+    }
+
+    /// A channel's head and up to `limit` of its retained events from `from`, read from the
+    /// backplane without subscribing: what an application backend reads through a server API.
+    pub async fn history(
+        &self,
+        channel: &Channel,
+        from: ReadFrom,
+        limit: usize,
+    ) -> Result<ChannelHead, Error> {
+        let backplane = &self.inner.backplane;
+        let mut answer = backplane
+            .join(&[(channel.clone(), from)], limit)
+            .await?
+            .pop()
+            .ok_or_else(|| Error::Unavailable("the backplane answered for no channel".into()))?;
+        if answer.page.is_none() && from != ReadFrom::Nothing {
+            let read = backplane.read(channel, answer.after, limit).await?;
+            if read.epoch != answer.epoch {
+                let message = "the backplane's epoch changed while reading; retry";
+                return Err(Error::Unavailable(message.into()));
+            }
+            answer.page = Some(read.since);
+        }
+        Ok(answer)
     }
 
     /// Current local load.

@@ -60,7 +60,8 @@ pub use observer::{AuthFailure, Close, Connection, Log, Observer};
 pub use origin::Origins;
 pub use parse_error::JsonParseErrors;
 pub use publish::{
-    check_json_content_type, publish, publish_body_limit, read_body, DEFAULT_BODY_TIMEOUT,
+    check_json_content_type, publish, publish_body_limit, read_body, read_json_body,
+    DEFAULT_BODY_TIMEOUT,
 };
 pub use query::Query;
 #[doc(hidden)]

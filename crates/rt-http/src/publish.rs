@@ -80,6 +80,29 @@ pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), crate::Error> 
     Err(crate::Error::UnsupportedMediaType(got))
 }
 
+/// Reads the body of a state-changing JSON request: [`check_json_content_type`] (else `415`),
+/// at most `limit` bytes ([`read_body`], else `413`) within `timeout` (else `408`, counted as
+/// a connection cut off for `body_timeout`).
+pub async fn read_json_body<B>(
+    headers: &HeaderMap,
+    body: B,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, crate::Error>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    check_json_content_type(headers)?;
+    match tokio::time::timeout(timeout, read_body(body, limit)).await {
+        Ok(body) => Ok(body?),
+        Err(_) => {
+            metrics::counter!(crate::CUT_OFF, "reason" => "body_timeout").increment(1);
+            Err(crate::Error::BodyTimeout(timeout))
+        }
+    }
+}
+
 /// How long a publish body may take to arrive by default: 10 s, rt-server's
 /// `--body-read-timeout` default.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -103,23 +126,21 @@ where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if let Err(e) = check_json_content_type(headers) {
-        return e.to_response();
-    }
-    let Ok(body) = tokio::time::timeout(timeout, read_body(body, limit)).await else {
-        metrics::counter!(crate::CUT_OFF, "reason" => "body_timeout").increment(1);
-        return crate::Error::BodyTimeout(timeout).to_response();
-    };
-    let result = async {
-        let body = body.map_err(|e| match e {
+    let body = match read_json_body(headers, body, limit, timeout).await {
+        Ok(body) => body,
+        Err(crate::Error::Core(Error::BodyTooLarge { size, limit, .. })) => {
             // Say which payload limit the body limit leaves room for.
-            Error::BodyTooLarge { size, limit, .. } => Error::BodyTooLarge {
+            let max_payload = Some(hub.config().max_payload);
+            return crate::Error::Core(Error::BodyTooLarge {
                 size,
                 limit,
-                max_payload: Some(hub.config().max_payload),
-            },
-            e => e,
-        })?;
+                max_payload,
+            })
+            .to_response();
+        }
+        Err(e) => return e.to_response(),
+    };
+    let result = async {
         let request = PublishRequest::from_json(&body)?;
         let id = request.id.clone();
         let published = hub

@@ -8,7 +8,7 @@
 //! | `config`, `config_file`, `auth`, `limits`, `transport`, `tls` | options from flags, the environment and a `--config` TOML file ([`Config::load`]), and what each builds |
 //! | `router` | the one route table |
 //! | `serve` | the backplane, the hub, rt-http's `Listener` and the graceful shutdown ([`Server`]) |
-//! | `api`, `metrics`, `demo` | `/health` and `/api/publish`, the Prometheus exporter, the demo page |
+//! | `health`, `metrics`, `demo` | `/health`, the Prometheus exporter, the demo page (the server API is rt-api's) |
 //!
 //! The binary is a thin `main` over this library, which tests and embedders can use directly:
 //!
@@ -23,12 +23,12 @@
 //! # }
 //! ```
 
-mod api;
 mod auth;
 mod config;
 mod config_file;
 mod demo;
 mod error;
+mod health;
 mod limits;
 mod metrics;
 mod router;

@@ -83,12 +83,12 @@ pub(crate) fn answered(route: &'static str, status: StatusCode) {
 /// hub's, so that dashboards and alerts see them before the first use.
 pub(crate) fn register(observer: &Metrics, transports: &[&'static str]) {
     use rt_core::telemetry::names;
-    let publish_routes: &[&'static str] = if transports.contains(&"poll") {
-        &["poll_publish", "api_publish"]
-    } else {
-        &["api_publish"]
-    };
-    observer.register(transports, publish_routes);
+    let poll_publish = transports.contains(&"poll").then_some("poll_publish");
+    let keyed: Vec<_> = poll_publish
+        .into_iter()
+        .chain(rt_api::Api::routes())
+        .collect();
+    observer.register(transports, &keyed);
     metrics::counter!(names::DELIVERIES).increment(0);
     metrics::counter!(names::PUBLISHES, "result" => "stored").increment(0);
     metrics::counter!(names::LAGGED).increment(0);

@@ -13,12 +13,14 @@ use crate::config::{Config, Transport};
 /// The server's routes: path, the `route` label of their metrics (every other path is
 /// `other`, so that scanners cannot blow up the series count), and the transport that
 /// `--disable` turns off.
-const ROUTES: [(&str, &str, Option<Transport>); 7] = [
+const ROUTES: [(&str, &str, Option<Transport>); 9] = [
     ("/ws", "ws", Some(Transport::Ws)),
     ("/sse", "sse", Some(Transport::Sse)),
     ("/poll", "poll", Some(Transport::Poll)),
     ("/poll/publish", "poll_publish", Some(Transport::Poll)),
     ("/api/publish", "api_publish", None),
+    ("/api/broadcast", "api_broadcast", None),
+    ("/api/history", "api_history", None),
     ("/health", "health", None),
     ("/metrics", "metrics", None),
 ];
@@ -27,11 +29,8 @@ const ROUTES: [(&str, &str, Option<Transport>); 7] = [
 #[derive(Debug)]
 pub(crate) struct App {
     pub(crate) hub: Hub,
-    api_key: ApiKey,
-    /// How long a publish body may take to arrive.
-    body_timeout: std::time::Duration,
-    /// Browser origins that may use the server; `/api/publish` refuses others too.
-    origins: Origins,
+    /// The server API (`/api/*`), keyed by `--api-key`.
+    api: rt_api::Api,
     /// Every transport reports its connections here.
     pub(crate) observer: Arc<Metrics>,
     disabled: Vec<Transport>,
@@ -67,6 +66,11 @@ impl App {
         // One edge for every transport: the same tokens, origins and telemetry.
         let origins = Origins::parse(&config.cors_origins);
         let edge = edge.origins(origins.clone()).observer(observer.clone());
+        let api = rt_api::Config::default()
+            .key(ApiKey::new(config.api_key.clone()))
+            .origins(origins)
+            .observer(observer.clone())
+            .body_timeout(config.limits.body_read_timeout);
         App {
             #[cfg(feature = "ws")]
             ws: config.ws.build(&hub, edge.clone()),
@@ -76,9 +80,7 @@ impl App {
             poll: config
                 .poll
                 .build(&hub, edge, config.limits.body_read_timeout),
-            api_key: ApiKey::new(config.api_key.clone()),
-            body_timeout: config.limits.body_read_timeout,
-            origins,
+            api: rt_api::Api::new(hub.clone(), api),
             observer,
             disabled: config.disable.clone(),
             demo: config.demo,
@@ -98,7 +100,7 @@ impl App {
             .map_or(("other", None), |&(_, route, transport)| (route, transport));
         let disabled = transport.is_some_and(|t| self.disabled.contains(&t));
         let res = match (req.method(), route, req.uri().path()) {
-            (&Method::GET | &Method::HEAD, "health", _) => crate::api::health(&self.hub),
+            (&Method::GET | &Method::HEAD, "health", _) => crate::health::answer(&self.hub),
             (&Method::GET | &Method::HEAD, "metrics", _) if self.metrics => {
                 crate::metrics::render(&self.hub, crate::metrics::recorder().as_ref())
             }
@@ -110,17 +112,14 @@ impl App {
             (&Method::GET | &Method::HEAD, _, path) if self.demo && crate::demo::serves(path) => {
                 crate::demo::get(path)
             }
-            (&Method::POST, "api_publish", _) => {
-                let (key, observer, origins) = (&self.api_key, &*self.observer, &self.origins);
-                crate::api::publish(&self.hub, key, observer, origins, self.body_timeout, req).await
-            }
+            (_, "api_publish" | "api_broadcast" | "api_history", _) => self.api.handle(req).await,
             #[cfg(feature = "ws")]
             (_, "ws", _) => self.ws.handle(req).await,
             #[cfg(feature = "sse")]
             (_, "sse", _) => self.sse.handle(req).await,
             #[cfg(feature = "poll")]
             (_, "poll" | "poll_publish", _) => self.poll.handle(req).await,
-            (_, "health" | "api_publish", _) => h::error(
+            (_, "health", _) => h::error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "this route does not accept that method",

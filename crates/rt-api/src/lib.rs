@@ -1,0 +1,30 @@
+//! rt-api: the server API, what an application backend does over HTTP with an API key.
+//!
+//! | route | what |
+//! | --- | --- |
+//! | `POST /api/publish` | one event to one channel; the answer is its position |
+//! | `POST /api/broadcast` | one event to many channels, each at its own position; the answer lists the positions or each channel's error |
+//! | `GET /api/history?channel=..&since=..&limit=..` | a channel's retained events after an offset (or `earliest`), with its head and epoch |
+//!
+//! [`Api`] is a `tower_service::Service` over any request body, like rt's transports: mount
+//! it on `/api/*` in axum or serve it with hyper. Every route needs the [`ApiKey`] of its
+//! [`Config`] (`X-Api-Key` or `Authorization: Bearer`); the default config has none and refuses
+//! everything. Requests from browser pages are held to the config's [`Origins`] like any
+//! route. docs/protocol.md describes the requests and answers, docs/openapi.yaml specifies
+//! them.
+//!
+//! | module | what |
+//! | --- | --- |
+//! | `config` | [`Config`]: key, origins, observer, body timeout, limits |
+//! | `endpoint` | [`Api`]: routing, the key and origin checks, publish |
+//! | `broadcast` | `POST /api/broadcast` |
+//! | `history` | `GET /api/history` |
+
+mod broadcast;
+mod config;
+mod endpoint;
+mod history;
+
+pub use config::Config;
+pub use endpoint::Api;
+pub use rt_http::{ApiKey, Origins};
