@@ -1,0 +1,39 @@
+//! docs/openapi.yaml against the real server: openapi-core (Python) validates the spec, then
+//! real requests and the answers rt-server gives them (tests/python/openapi_check.py).
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use rt_tests::Server;
+
+#[tokio::test]
+async fn the_server_api_answers_as_docs_openapi_yaml_says() {
+    let root = rt_tests::workspace_root();
+    let python = rt_tests::python::venv(
+        "openapi",
+        &root.join("tests/python/openapi-requirements.txt"),
+    );
+    let server = Server::start(&[]).await;
+    let base = server.url("");
+    let base = base.trim_end_matches('/').to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(root.join("tests/python/openapi_check.py"))
+            .arg(root.join("docs/openapi.yaml"))
+            .arg(base)
+            .arg("test-key")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("ok health: 200"), "{text}");
+    assert!(
+        text.contains("an answer outside the spec is refused"),
+        "{text}"
+    );
+}
