@@ -11,15 +11,11 @@
 //! and the file named.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use clap::parser::ValueSource;
-use clap::{ArgAction, CommandFactory, FromArgMatches};
+use clap::{ArgAction, Command, CommandFactory, FromArgMatches};
 
 use crate::config::Config;
-
-/// The environment variable naming the configuration file.
-const CONFIG_ENV: &str = "RT_CONFIG";
 
 impl Config {
     /// Reads the configuration of the process: its arguments, environment and `--config` file.
@@ -43,28 +39,16 @@ impl Config {
         T: Into<OsString> + Clone,
     {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-        let command = Config::command();
-        let matches = command
-            .clone()
+        let matches = Config::command()
             .try_get_matches_from(&args)
             .map_err(ConfigError::Args)?;
-        let path = matches
-            .get_one::<std::path::PathBuf>("config")
-            .cloned()
-            .or_else(|| std::env::var_os(CONFIG_ENV).map(Into::into));
-        let Some(path) = path else {
+        // `--config` or RT_CONFIG (the arg's environment variable).
+        let Some(path) = matches.get_one::<PathBuf>("config").cloned() else {
             return Config::from_arg_matches(&matches).map_err(ConfigError::Args);
         };
-        let from_file = file_args(&command, &path, |id| {
-            // Flags and the environment win over the file.
-            matches!(
-                matches.value_source(id),
-                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-            )
-        })?;
-        let mut all = args.clone();
-        all.extend(from_file);
-        match command.try_get_matches_from(&all) {
+        // The file's values become the defaults, so flags and the environment still win.
+        let command = file_defaults(Config::command(), &path)?;
+        match command.try_get_matches_from(&args) {
             Ok(m) => Config::from_arg_matches(&m).map_err(ConfigError::Args),
             // The arguments alone parsed, so the file's values are at fault.
             Err(e) => Err(ConfigError::File(format!(
@@ -87,19 +71,14 @@ pub enum ConfigError {
     File(String),
 }
 
-/// The file's settings as extra command-line arguments, leaving out those `overridden`.
-fn file_args(
-    command: &clap::Command,
-    path: &Path,
-    overridden: impl Fn(&str) -> bool,
-) -> Result<Vec<OsString>, ConfigError> {
+/// `command` with the file's settings as the defaults of their flags.
+fn file_defaults(mut command: Command, path: &Path) -> Result<Command, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::File(format!("cannot read --config {}: {e}", path.display())))?;
     let table: toml::Table = toml::from_str(&text)
         .map_err(|e| ConfigError::File(format!("{} is not valid TOML: {e}", path.display())))?;
     let mut settings = Vec::new();
     flatten("", table, &mut settings);
-    let mut out = Vec::new();
     for (key, value) in settings {
         let name = key.replace('_', "-");
         let unknown = || {
@@ -108,52 +87,49 @@ fn file_args(
                 path.display()
             ))
         };
-        let (arg, negated) = command
+        // A switch is named by its flag (`no-demo = true`) or by its setting (`demo = false`).
+        let (arg, by_flag) = command
             .get_arguments()
             .find_map(|a| {
-                if a.get_long() == Some(name.as_str()) {
-                    Some((a, false))
-                } else if a.get_id().as_str().replace('_', "-") == name && a.get_long().is_some() {
-                    // `demo = false` for `--no-demo`: the id names the setting, not the flag.
-                    Some((a, matches!(a.get_action(), ArgAction::SetFalse)))
-                } else {
-                    None
-                }
+                let id = a.get_id().as_str().replace('_', "-");
+                (a.get_long() == Some(name.as_str()))
+                    .then_some((a, true))
+                    .or_else(|| (id == name && a.get_long().is_some()).then_some((a, false)))
             })
             .ok_or_else(unknown)?;
-        let long = arg.get_long().ok_or_else(unknown)?;
-        if long == "config" || long == "help" || long == "version" {
+        if matches!(arg.get_long(), Some("config" | "help" | "version")) {
             return Err(unknown());
         }
-        if overridden(arg.get_id().as_str()) {
-            continue;
-        }
-        let flag = format!("--{long}");
-        match arg.get_action() {
-            ArgAction::SetTrue | ArgAction::SetFalse => {
+        let values: Vec<String> = match arg.get_action() {
+            action @ (ArgAction::SetTrue | ArgAction::SetFalse) => {
                 let toml::Value::Boolean(on) = value else {
                     return Err(ConfigError::File(format!(
-                        "{}: `{key}` ({flag}) must be true or false, not {value}",
+                        "{}: `{key}` must be true or false, not {value}",
                         path.display()
                     )));
                 };
-                if on != negated {
-                    out.push(flag.into());
-                }
+                let negated = by_flag && matches!(action, ArgAction::SetFalse);
+                vec![(on != negated).to_string()]
             }
             _ => {
-                let text = match value {
-                    toml::Value::String(s) => s,
-                    toml::Value::Array(items) => {
-                        items.iter().map(scalar).collect::<Vec<_>>().join(",")
-                    }
-                    other => scalar(&other),
+                let items = match value {
+                    toml::Value::Array(items) => items.iter().map(scalar).collect(),
+                    other => vec![scalar(&other)],
                 };
-                out.push(format!("{flag}={text}").into());
+                match arg.get_value_delimiter() {
+                    Some(d) => items
+                        .iter()
+                        .flat_map(|i| i.split(d))
+                        .map(str::to_owned)
+                        .collect(),
+                    None => vec![items.join(",")],
+                }
             }
-        }
+        };
+        let id = arg.get_id().clone();
+        command = command.mut_arg(id, |a| a.default_values(values));
     }
-    Ok(out)
+    Ok(command)
 }
 
 /// A TOML scalar as the text a flag would be given.
