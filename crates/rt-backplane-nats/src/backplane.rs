@@ -12,10 +12,10 @@ use async_nats::jetstream::stream::{self, DirectGetErrorKind, DiscardPolicy, Sto
 use async_nats::jetstream::{self, Context};
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use rt_core::{
-    now_ms, Backplane, Channel, Epoch, Error, Event, EventName, Health, NewEvent, Payload,
-    Position, Published, Read, Retention, Since, Sink, Text,
+    now_ms, Backplane, Channel, ChannelHead, Epoch, Error, Event, EventName, Health, NewEvent,
+    Payload, Position, Published, Read, ReadFrom, Retention, Since, Sink, Text,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
@@ -31,6 +31,8 @@ const TIME: &str = "Rt-Time";
 const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// Messages per fetch when reading history.
 const BATCH: usize = 256;
+/// Channels of one join read at the same time (each holds a consumer while it scans).
+const JOIN_CONCURRENCY: usize = 32;
 /// Publish attempts lost to concurrent publishers on the same channel before giving up.
 const MAX_ATTEMPTS: usize = 64;
 
@@ -130,6 +132,14 @@ fn decode(
     )))
 }
 
+/// A page after the head: nothing to read.
+fn up_to_date() -> Since {
+    Since::Events {
+        events: Vec::new(),
+        more: false,
+    }
+}
+
 fn malformed() -> Error {
     unavailable("a message in the stream is not an rt event; is another program publishing under this prefix?")
 }
@@ -203,6 +213,73 @@ impl Shared {
         ))
     }
 
+    /// Starts a live consumer of `channel` that delivers to the sink, in place of its previous
+    /// one. `again`: the channel is already watched and is re-watched only if it still is
+    /// (the hub may unwatch it meanwhile).
+    async fn watch(self: &Arc<Self>, channel: &Channel, again: bool) -> Result<(), Error> {
+        let epoch = self.ready()?;
+        let subject = self.subject(channel);
+        // Everything after the channel's current last message is live from here on.
+        let start = self.last(&subject).await?.map_or(0, |(seq, _)| seq) + 1;
+        let consumer: Consumer<pull::OrderedConfig> = self
+            .within(self.stream().create_consumer(pull::OrderedConfig {
+                filter_subject: subject,
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: start,
+                },
+                ..Default::default()
+            }))
+            .await?;
+        let mut messages = self.within(consumer.messages()).await?;
+        let sink = self.sink.get().cloned();
+        let prefix = self.prefix.clone();
+        let shared_epoch = self.clone();
+        let name = channel.clone();
+        let task = tokio::spawn(async move {
+            while let Some(message) = messages.next().await {
+                let message = match message {
+                    Ok(m) => m,
+                    Err(e) => {
+                        // The ordered consumer recreates itself; after a reconnect the
+                        // supervisor replaces it and catches up.
+                        tracing::debug!(channel = %name, error = %e, "live consumer interrupted");
+                        continue;
+                    }
+                };
+                let epoch = (*lock(&shared_epoch.epoch)).unwrap_or(epoch);
+                match decode(&prefix, epoch, &message.subject, message.headers.as_ref(), &message.payload) {
+                    Some(event) => {
+                        if let Some(sink) = &sink {
+                            sink.deliver(event);
+                        }
+                    }
+                    None => tracing::warn!(subject = %message.subject, "ignored a message that is not an rt event"),
+                }
+            }
+        })
+        .abort_handle();
+        let mut watched = lock(&self.watched);
+        if again && !watched.contains_key(channel) {
+            task.abort();
+        } else if let Some(old) = watched.insert(channel.clone(), task) {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    /// Replaces the live consumer of every watched channel; false if one could not be.
+    async fn rewatch_all(self: &Arc<Self>) -> bool {
+        let channels: Vec<Channel> = lock(&self.watched).keys().cloned().collect();
+        let mut all = true;
+        for channel in &channels {
+            if let Err(e) = self.watch(channel, true).await {
+                tracing::warn!(%channel, error = %e, "cannot restart live delivery, retrying");
+                all = false;
+            }
+        }
+        all
+    }
+
     /// Asks the hub to re-read every watched channel from history.
     fn catch_up_all(&self) {
         if let Some(sink) = self.sink.get() {
@@ -223,40 +300,87 @@ impl Shared {
         limit: usize,
     ) -> Result<Since, Error> {
         let subject = self.subject(channel);
-        let Some((last_seq, head)) = self.last(&subject).await? else {
-            return Ok(if after == 0 {
+        let last = self.last(&subject).await?;
+        Ok(self
+            .page(epoch, &subject, last, Some(after), limit)
+            .await?
+            .1)
+    }
+
+    /// One channel of [`Backplane::join`]: its head and first page from one direct get, and
+    /// one scan when history must be read.
+    async fn join(
+        &self,
+        epoch: Epoch,
+        channel: &Channel,
+        from: ReadFrom,
+        limit: usize,
+    ) -> Result<ChannelHead, Error> {
+        let subject = self.subject(channel);
+        let last = self.last(&subject).await?;
+        let head = last.map_or(0, |(_, offset)| offset);
+        // The page's start: `None` for none, `Some(None)` for the oldest retained event.
+        let start = match from {
+            ReadFrom::Nothing => None,
+            ReadFrom::Earliest => Some(None),
+            ReadFrom::After(after) => Some(Some(after)),
+        };
+        let (after, page) = match start {
+            None => (head, None),
+            Some(after) => {
+                let (after, page) = self.page(epoch, &subject, last, after, limit).await?;
+                (after, Some(page))
+            }
+        };
+        Ok(ChannelHead {
+            epoch,
+            head,
+            after,
+            page,
+        })
+    }
+
+    /// The page after `after` (`None`: from the oldest retained event) of the channel whose
+    /// last message is `last`, and the offset the page follows.
+    async fn page(
+        &self,
+        epoch: Epoch,
+        subject: &str,
+        last: Option<(u64, u64)>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<(u64, Since), Error> {
+        let Some((last_seq, head)) = last else {
+            let after = after.unwrap_or(0);
+            let page = if after == 0 {
                 Since::Events {
                     events: Vec::new(),
                     more: false,
                 }
             } else {
                 Since::Gap { head: 0, oldest: 1 }
-            });
+            };
+            return Ok((after, page));
         };
-        if after == head {
-            return Ok(Since::Events {
-                events: Vec::new(),
-                more: false,
-            });
+        if after == Some(head) {
+            return Ok((head, up_to_date()));
         }
-        let retained = self
-            .scan(epoch, &subject, last_seq, head, after, limit)
-            .await?;
-        Ok(retained)
+        self.scan(epoch, subject, last_seq, head, after, limit)
+            .await
     }
 
     /// Reads the channel's messages up to stream sequence `last_seq` with a short-lived
     /// consumer: the first retained one (within the history age and count) is the oldest,
-    /// those after `after` are the page.
+    /// those after `after` (`None`: before the oldest) are the page.
     async fn scan(
         &self,
         epoch: Epoch,
         subject: &str,
         last_seq: u64,
         head: u64,
-        after: u64,
+        after: Option<u64>,
         limit: usize,
-    ) -> Result<Since, Error> {
+    ) -> Result<(u64, Since), Error> {
         let cutoff = now_ms()
             .saturating_sub(u64::try_from(self.retention.max_age.as_millis()).unwrap_or(u64::MAX));
         let min_by_count = (head + 1).saturating_sub(self.retention.max_len as u64);
@@ -298,11 +422,11 @@ impl Shared {
         consumer: &Consumer<pull::Config>,
         last_seq: u64,
         head: u64,
-        after: u64,
+        mut after: Option<u64>,
         limit: usize,
         cutoff: u64,
         min_by_count: u64,
-    ) -> Result<Since, Error> {
+    ) -> Result<(u64, Since), Error> {
         let mut oldest = None;
         let mut events = Vec::new();
         'fetching: loop {
@@ -329,15 +453,18 @@ impl Shared {
                 let retained = event.time_ms() >= cutoff && offset >= min_by_count;
                 if retained && oldest.is_none() {
                     oldest = Some(offset);
+                    let after = *after.get_or_insert(offset.saturating_sub(1));
                     if after > head || after + 1 < offset {
                         break 'fetching;
                     }
                 }
-                if retained && offset > after && events.len() < limit {
-                    if offset != after + 1 + events.len() as u64 {
-                        return Err(unavailable("history out of order"));
+                if let Some(after) = after.filter(|&a| retained && offset > a) {
+                    if events.len() < limit {
+                        if offset != after + 1 + events.len() as u64 {
+                            return Err(unavailable("history out of order"));
+                        }
+                        events.push(event);
                     }
-                    events.push(event);
                 }
                 if seq >= last_seq || (oldest.is_some() && events.len() >= limit) {
                     break 'fetching;
@@ -348,14 +475,19 @@ impl Shared {
             }
         }
         let oldest = oldest.unwrap_or(head + 1);
+        // Nothing retained and no offset asked for: the page starts at the head.
+        let after = after.unwrap_or(head);
         if after > head || after + 1 < oldest {
-            return Ok(Since::Gap { head, oldest });
+            return Ok((after, Since::Gap { head, oldest }));
+        }
+        if after == head {
+            return Ok((after, up_to_date()));
         }
         if events.is_empty() && limit > 0 {
-            return Ok(Since::Gap { head, oldest });
+            return Ok((after, Since::Gap { head, oldest }));
         }
         let more = events.last().is_none_or(|e| e.offset() < head);
-        Ok(Since::Events { events, more })
+        Ok((after, Since::Events { events, more }))
     }
 
     /// Stores `new` at the channel's next offset; see the crate docs.
@@ -448,13 +580,20 @@ impl NatsBackplane {
         let (events, mut event_rx) = mpsc::unbounded_channel();
         let (min, max) = (config.reconnect_min, config.reconnect_max);
         let mut options = match &config.credentials {
-            Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
-                .await
+            Some(creds) => async_nats::ConnectOptions::with_credentials(creds)
                 .map_err(|e| crate::Error::Credentials(e.to_string()))?,
             None => async_nats::ConnectOptions::new(),
         };
+        if let Some(seed) = &config.nkey_seed {
+            options = options.nkey(seed.clone());
+        }
         if let Some(ca) = &config.tls_ca {
             options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let (Some(cert), Some(key)) = (&config.tls_client_cert, &config.tls_client_key) {
+            options = options
+                .add_client_certificate(cert.clone(), key.clone())
+                .require_tls(true);
         }
         let client = options
             .name("rt")
@@ -537,7 +676,7 @@ fn backoff(attempts: usize, min: Duration, max: Duration) -> Duration {
 /// the stream, reads its epoch and catches up every watched channel; while connected it checks
 /// the stream every few seconds.
 async fn supervise(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     events: &mut mpsc::UnboundedReceiver<async_nats::Event>,
     (min, max): (Duration, Duration),
 ) {
@@ -555,8 +694,11 @@ async fn supervise(
                     }
                     shared.state.send_replace(State::Up);
                     if missed || changed {
+                        // The live consumers may be gone with the server, or point past the
+                        // end of a recreated stream: new ones first, so that what the hub
+                        // then re-reads from history meets live delivery.
+                        missed = !shared.rewatch_all().await;
                         shared.catch_up_all();
-                        missed = false;
                     }
                 }
                 Err(reason) => {
@@ -612,6 +754,27 @@ impl Backplane for NatsBackplane {
         Ok(Read { epoch, since })
     }
 
+    /// Every channel's direct get and scan run concurrently (up to [`JOIN_CONCURRENCY`] at a
+    /// time): JetStream has no request that reads several subjects' histories at once, but a
+    /// subscribe to many channels then waits about one channel's round trips, not their sum.
+    async fn join(
+        &self,
+        channels: &[(Channel, ReadFrom)],
+        limit: usize,
+    ) -> Result<Vec<ChannelHead>, Error> {
+        let epoch = self.shared.ready()?;
+        let shared = &*self.shared;
+        // Boxed: async-trait's future must be Send for every lifetime of the borrowed items.
+        let reads: Vec<futures_util::future::BoxFuture<'_, Result<ChannelHead, Error>>> = channels
+            .iter()
+            .map(|(channel, from)| Box::pin(shared.join(epoch, channel, *from, limit)) as _)
+            .collect();
+        futures_util::stream::iter(reads)
+            .buffered(JOIN_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
     async fn head(&self, channel: &Channel) -> Result<(Epoch, u64), Error> {
         let epoch = self.shared.ready()?;
         let last = self.shared.last(&self.shared.subject(channel)).await?;
@@ -619,51 +782,7 @@ impl Backplane for NatsBackplane {
     }
 
     async fn watch(&self, channel: &Channel) -> Result<(), Error> {
-        let epoch = self.shared.ready()?;
-        let subject = self.shared.subject(channel);
-        // Everything after the channel's current last message is live from here on.
-        let start = self.shared.last(&subject).await?.map_or(0, |(seq, _)| seq) + 1;
-        let consumer: Consumer<pull::OrderedConfig> = self
-            .shared
-            .within(self.shared.stream().create_consumer(pull::OrderedConfig {
-                filter_subject: subject,
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: start,
-                },
-                ..Default::default()
-            }))
-            .await?;
-        let mut messages = self.shared.within(consumer.messages()).await?;
-        let sink = self.shared.sink.get().cloned();
-        let prefix = self.shared.prefix.clone();
-        let shared_epoch = self.shared.clone();
-        let name = channel.clone();
-        let task = tokio::spawn(async move {
-            while let Some(message) = messages.next().await {
-                let message = match message {
-                    Ok(m) => m,
-                    Err(e) => {
-                        // The ordered consumer recreates itself; the supervisor catches up.
-                        tracing::debug!(channel = %name, error = %e, "live consumer interrupted");
-                        continue;
-                    }
-                };
-                let epoch = (*lock(&shared_epoch.epoch)).unwrap_or(epoch);
-                match decode(&prefix, epoch, &message.subject, message.headers.as_ref(), &message.payload) {
-                    Some(event) => {
-                        if let Some(sink) = &sink {
-                            sink.deliver(event);
-                        }
-                    }
-                    None => tracing::warn!(subject = %message.subject, "ignored a message that is not an rt event"),
-                }
-            }
-        })
-        .abort_handle();
-        if let Some(old) = lock(&self.shared.watched).insert(channel.clone(), task) {
-            old.abort();
-        }
-        Ok(())
+        self.shared.watch(channel, false).await
     }
 
     fn unwatch(&self, channel: &Channel) {

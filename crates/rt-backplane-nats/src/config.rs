@@ -1,6 +1,7 @@
 //! What a [`NatsBackplane`](crate::NatsBackplane) is built from.
 
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rt_core::Retention;
@@ -25,10 +26,19 @@ pub struct NatsConfig {
     /// `nats://[user:password@]host:port[,host:port...]` (or `tls://`): the servers of one
     /// NATS cluster.
     pub url: String,
-    /// A `.creds` file (JWT and NKey seed) to authenticate with.
-    pub credentials: Option<PathBuf>,
-    /// PEM file of the authority that signed the servers' certificates, for TLS.
+    /// The contents of a `.creds` file (a user JWT and its NKey seed) to authenticate with,
+    /// set by [`credentials_file`](Self::credentials_file).
+    pub credentials: Option<String>,
+    /// An NKey seed (`SU...`) to authenticate with, set by
+    /// [`nkey_seed_file`](Self::nkey_seed_file).
+    pub nkey_seed: Option<String>,
+    /// PEM file of the authority that signed the servers' certificates, for TLS (read again
+    /// on every connect).
     pub tls_ca: Option<PathBuf>,
+    /// PEM file of a client certificate, for servers that verify clients.
+    pub tls_client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    pub tls_client_key: Option<PathBuf>,
     /// Names the stream (`<prefix>`) and prefixes its subjects (`<prefix>.ch.<channel>`).
     pub prefix: String,
     /// How much history each channel keeps for resuming clients.
@@ -52,7 +62,10 @@ impl NatsConfig {
         NatsConfig {
             url: url.into(),
             credentials: None,
+            nkey_seed: None,
             tls_ca: None,
+            tls_client_cert: None,
+            tls_client_key: None,
             prefix: "rt".into(),
             retention: Retention::default(),
             idempotency_window: Duration::from_secs(120),
@@ -100,16 +113,60 @@ impl NatsConfig {
         self
     }
 
-    /// Authenticates with a `.creds` file.
-    pub fn credentials(mut self, path: impl Into<PathBuf>) -> Self {
-        self.credentials = Some(path.into());
-        self
+    /// Authenticates with the `.creds` file at `path` (a user JWT and its NKey seed, as
+    /// `nsc` writes them). The file is read and parsed now, so a bad file fails at start-up
+    /// rather than at every reconnect.
+    ///
+    /// ```
+    /// use rt_backplane_nats::NatsConfig;
+    ///
+    /// let missing = NatsConfig::new("nats://127.0.0.1:4222").credentials_file("/nonexistent.creds");
+    /// assert_eq!(missing.unwrap_err().kind(), std::io::ErrorKind::NotFound);
+    /// ```
+    pub fn credentials_file(mut self, path: impl AsRef<Path>) -> io::Result<Self> {
+        let creds = std::fs::read_to_string(path)?;
+        async_nats::ConnectOptions::with_credentials(&creds)?;
+        self.credentials = Some(creds);
+        Ok(self)
     }
 
-    /// Trusts the CA certificate(s) in the PEM file at `path` for TLS.
-    pub fn tls_ca(mut self, path: impl Into<PathBuf>) -> Self {
-        self.tls_ca = Some(path.into());
-        self
+    /// Authenticates with the NKey seed (`SU...`, the user's private key) in the file at
+    /// `path`, for servers that list the user's public key under `authorization { users }`.
+    /// The file is read and the seed checked now.
+    pub fn nkey_seed_file(mut self, path: impl AsRef<Path>) -> io::Result<Self> {
+        let seed = std::fs::read_to_string(path)?.trim().to_owned();
+        nkeys::KeyPair::from_seed(&seed).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("not an NKey seed: {e}"))
+        })?;
+        self.nkey_seed = Some(seed);
+        Ok(self)
+    }
+
+    /// Requires TLS and trusts the CA certificate(s) in the PEM file at `path` (checked to be
+    /// readable and to hold a certificate now).
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> io::Result<Self> {
+        let path = path.into();
+        pem_certificate(&path)?;
+        self.tls_ca = Some(path);
+        Ok(self)
+    }
+
+    /// Requires TLS and presents the client certificate in the PEM file at `path` (checked
+    /// now), for servers that verify clients (`tls { verify: true }`); needs
+    /// [`tls_client_key_file`](Self::tls_client_key_file) too.
+    pub fn tls_client_cert_file(mut self, path: impl Into<PathBuf>) -> io::Result<Self> {
+        let path = path.into();
+        pem_certificate(&path)?;
+        self.tls_client_cert = Some(path);
+        Ok(self)
+    }
+
+    /// The private key (PEM) of the client certificate, checked to be readable now.
+    pub fn tls_client_key_file(mut self, path: impl Into<PathBuf>) -> io::Result<Self> {
+        let path = path.into();
+        std::fs::File::open(&path)?;
+        self.tls_client_key = Some(path);
+        Ok(self)
     }
 
     /// The servers, each `scheme://[user:pass@]host:port`, after checking the settings.
@@ -168,6 +225,11 @@ impl NatsConfig {
                 "the idempotency window must be at least 100 ms",
             ));
         }
+        if self.tls_client_cert.is_some() != self.tls_client_key.is_some() {
+            return Err(Error::InvalidSetting(
+                "a TLS client certificate needs its key, and a key its certificate",
+            ));
+        }
         if !matches!(self.replicas, 1..=5) {
             return Err(Error::InvalidSetting("replicas must be 1 to 5"));
         }
@@ -175,11 +237,31 @@ impl NatsConfig {
     }
 }
 
-/// The URL may hold a password: only its scheme and hosts are shown.
+/// Checks that `path` is a readable PEM file with at least one certificate.
+fn pem_certificate(path: &Path) -> io::Result<()> {
+    let pem = std::fs::read(path)?;
+    if !pem
+        .windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+        ));
+    }
+    Ok(())
+}
+
+/// The URL may hold a password, and the credentials are secrets: only the scheme and hosts
+/// are shown, and whether credentials are set.
 impl std::fmt::Debug for NatsConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NatsConfig")
             .field("url", &redacted(&self.url))
+            .field("credentials", &self.credentials.as_ref().map(|_| "***"))
+            .field("nkey_seed", &self.nkey_seed.as_ref().map(|_| "***"))
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_client_cert", &self.tls_client_cert)
             .field("prefix", &self.prefix)
             .field("retention", &self.retention)
             .field("idempotency_window", &self.idempotency_window)

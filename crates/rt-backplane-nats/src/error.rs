@@ -19,7 +19,7 @@ pub enum Error {
     /// A setting is out of range.
     #[error("invalid NATS backplane setting: {0}")]
     InvalidSetting(&'static str),
-    /// The credentials file could not be read.
-    #[error("cannot read the NATS credentials file: {0}")]
+    /// The credentials could not be parsed.
+    #[error("invalid NATS credentials: {0}")]
     Credentials(String),
 }

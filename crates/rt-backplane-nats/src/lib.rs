@@ -19,9 +19,13 @@
 //!   1 so the head survives) and by age at read time (events older than the history age are
 //!   not served). Reads scan the channel's retained messages with a short-lived consumer.
 //! - **Fan-out**: one ordered consumer per node and watched channel, not per client.
+//! - **Joining** the channels of a subscribe reads them concurrently, each with one direct
+//!   get (its head) and, when history is asked for, one scan.
 //! - **Faults**: while NATS is unreachable, publishes fail at once with `503` and health is
 //!   degraded; the client reconnects with jittered exponential backoff, then every watched
-//!   channel is caught up from history.
+//!   channel gets a new live consumer and is caught up from history.
+//! - **Authentication and TLS**: `user:password@` in the URL, a `.creds` file, an NKey seed
+//!   file, a CA file and a client certificate ([`NatsConfig`]'s `*_file` setters).
 //!
 //! docs/scaling.md explains why this is exact and how to size it.
 //!

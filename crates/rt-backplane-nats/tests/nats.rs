@@ -9,7 +9,7 @@ use std::time::Duration;
 use rt_backplane_nats::{NatsBackplane, NatsConfig};
 use rt_core::{
     Backplane, Channel, Delivery, Error, Health, Hub, HubConfig, MessageId, NewEvent, Payload,
-    Since, Start, Subscription,
+    ReadFrom, Since, Start, Subscription,
 };
 use rt_tests::{nats_url, NatsServer};
 
@@ -356,6 +356,70 @@ async fn lost_stream_starts_a_new_epoch() {
             Delivery::Resync { .. } => break,
             Delivery::Event(e) if e.epoch() != before => panic!("new epoch without a resync"),
             _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn join_answers_every_channel_of_a_subscribe_at_once() {
+    let n = node(
+        NatsConfig::new(nats_url())
+            .prefix(prefix("join"))
+            .history(3, Duration::from_secs(300)),
+    )
+    .await;
+    let bp = &n.backplane;
+    let (a, b, c) = (ch("a"), ch("b"), ch("c"));
+    for (channel, count) in [(&a, 5), (&c, 2)] {
+        for i in 0..count {
+            let new = NewEvent::new(channel.clone(), text(format!("{i}")));
+            bp.publish(new).await.unwrap();
+        }
+    }
+    let epoch = bp.head(&a).await.unwrap().0;
+    let asked = [
+        (a.clone(), ReadFrom::Earliest),
+        (a.clone(), ReadFrom::After(1)),
+        (a.clone(), ReadFrom::After(4)),
+        (a.clone(), ReadFrom::Nothing),
+        (b.clone(), ReadFrom::Earliest),
+        (b.clone(), ReadFrom::After(2)),
+        (c.clone(), ReadFrom::After(0)),
+        (c.clone(), ReadFrom::Earliest),
+    ];
+    let answers = bp.join(&asked, 2).await.unwrap();
+    let seen: Vec<_> = answers
+        .iter()
+        .map(|h| {
+            assert_eq!(h.epoch, epoch);
+            let page = h.page.as_ref().map(|p| match p {
+                Since::Gap { head, oldest } => Err((*head, *oldest)),
+                events => Ok(offsets(events)),
+            });
+            (h.head, h.after, page)
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            // History keeps the last 3 of 5: it starts after 2.
+            (5, 2, Some(Ok((vec![3, 4], true)))),
+            (5, 1, Some(Err((5, 3)))),
+            (5, 4, Some(Ok((vec![5], false)))),
+            (5, 5, None),
+            (0, 0, Some(Ok((vec![], false)))),
+            (0, 2, Some(Err((0, 1)))),
+            (2, 0, Some(Ok((vec![1, 2], false)))),
+            (2, 0, Some(Ok((vec![1, 2], false)))),
+        ]
+    );
+    // Each answer is what read would say.
+    for ((channel, _), answer) in asked.iter().zip(&answers) {
+        if let Some(page) = &answer.page {
+            assert_eq!(
+                &bp.read(channel, answer.after, 2).await.unwrap().since,
+                page
+            );
         }
     }
 }
