@@ -175,6 +175,15 @@ async fn file_environment_and_flags_layer_in_that_order() {
     assert_eq!(flag_wins.max_channels().await, 4, "the flag wins over both");
 }
 
+/// Arguments of a NATS backplane (none answers on port 1) followed by `args`.
+fn nats(args: &[&str]) -> Vec<String> {
+    ["--backplane", "nats://127.0.0.1:1"]
+        .iter()
+        .chain(args)
+        .map(|a| a.to_string())
+        .collect()
+}
+
 #[tokio::test]
 async fn invalid_configuration_fails_at_start_naming_the_option() {
     /// Arguments, environment, and what the error must name.
@@ -218,6 +227,32 @@ async fn invalid_configuration_fails_at_start_naming_the_option() {
             vec!["--max-channels".into(), "0".into()],
             vec![],
             "--max-channels",
+        ),
+        (
+            nats(&["--nats-creds", "/nonexistent/rt.creds"]),
+            vec![],
+            "--nats-creds",
+        ),
+        (
+            nats(&[
+                "--nats-nkey",
+                &write_config("not a seed\n").display().to_string(),
+            ]),
+            vec![],
+            "--nats-nkey",
+        ),
+        (
+            nats(&[
+                "--nats-tls-ca",
+                &write_config("no certificate\n").display().to_string(),
+            ]),
+            vec![],
+            "--nats-tls-ca",
+        ),
+        (
+            nats(&["--nats-tls-cert", "/nonexistent/cert.pem"]),
+            vec![],
+            "--nats-tls-key",
         ),
     ];
     for (args, env, named) in cases {

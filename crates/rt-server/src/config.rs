@@ -148,4 +148,9 @@ pub struct Config {
     #[cfg(feature = "redis")]
     #[command(flatten)]
     pub redis: crate::transport::RedisArgs,
+
+    /// NATS backplane options.
+    #[cfg(feature = "nats")]
+    #[command(flatten)]
+    pub nats: crate::transport::NatsArgs,
 }

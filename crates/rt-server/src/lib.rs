@@ -43,6 +43,8 @@ pub use error::Error;
 pub use limits::LimitArgs;
 pub use serve::Server;
 pub use tls::TlsArgs;
+#[cfg(feature = "nats")]
+pub use transport::NatsArgs;
 #[cfg(feature = "poll")]
 pub use transport::PollArgs;
 #[cfg(feature = "redis")]

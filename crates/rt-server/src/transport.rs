@@ -162,6 +162,43 @@ pub(crate) async fn redis(
     Ok(std::sync::Arc::new(backplane))
 }
 
+/// NATS options beyond the URL (which may hold `user:password@`), prefix and history.
+#[cfg(feature = "nats")]
+#[derive(Debug, Clone, clap::Args)]
+pub struct NatsArgs {
+    /// A NATS `.creds` file (user JWT and NKey seed) to authenticate with.
+    #[arg(long, env = "RT_NATS_CREDS", value_name = "FILE")]
+    pub nats_creds: Option<std::path::PathBuf>,
+
+    /// A file holding the NKey seed (`SU...`) to authenticate with, for NATS servers that
+    /// list the user's public NKey.
+    #[arg(long, env = "RT_NATS_NKEY", value_name = "FILE")]
+    pub nats_nkey: Option<std::path::PathBuf>,
+
+    /// PEM file with the CA certificate(s) that signed the NATS servers' certificates; TLS is
+    /// then required.
+    #[arg(long, env = "RT_NATS_TLS_CA", value_name = "FILE")]
+    pub nats_tls_ca: Option<std::path::PathBuf>,
+
+    /// PEM client certificate for NATS servers that verify clients (with --nats-tls-key).
+    #[arg(
+        long,
+        env = "RT_NATS_TLS_CERT",
+        value_name = "FILE",
+        requires = "nats_tls_key"
+    )]
+    pub nats_tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of --nats-tls-cert.
+    #[arg(
+        long,
+        env = "RT_NATS_TLS_KEY",
+        value_name = "FILE",
+        requires = "nats_tls_cert"
+    )]
+    pub nats_tls_key: Option<std::path::PathBuf>,
+}
+
 /// The NATS JetStream backplane of `--backplane nats://host:port[,host:port...]`, with the
 /// server's history and idempotency settings; the stream is named after `--redis-prefix`
 /// when it is a valid stream name (the default `rt` is).
@@ -170,10 +207,31 @@ pub(crate) async fn nats(
     config: &crate::Config,
 ) -> Result<crate::serve::SharedBackplane, crate::Error> {
     use rt_backplane_nats::{NatsBackplane, NatsConfig};
-    let nats = NatsConfig::new(config.backplane.as_str())
+    let mut nats = NatsConfig::new(config.backplane.as_str())
         .prefix(config.redis_prefix.as_str())
         .history(config.history_size, config.history_age)
         .idempotency_window(config.idempotency_window);
+    let args = &config.nats;
+    /// Reads one file into the NATS settings.
+    type Set = fn(NatsConfig, &std::path::Path) -> std::io::Result<NatsConfig>;
+    let files: [(&str, &Option<std::path::PathBuf>, Set); 5] = [
+        ("--nats-creds", &args.nats_creds, |c, p| {
+            c.credentials_file(p)
+        }),
+        ("--nats-nkey", &args.nats_nkey, |c, p| c.nkey_seed_file(p)),
+        ("--nats-tls-ca", &args.nats_tls_ca, |c, p| c.tls_ca_file(p)),
+        ("--nats-tls-cert", &args.nats_tls_cert, |c, p| {
+            c.tls_client_cert_file(p)
+        }),
+        ("--nats-tls-key", &args.nats_tls_key, |c, p| {
+            c.tls_client_key_file(p)
+        }),
+    ];
+    for (option, path, set) in files {
+        if let Some(path) = path {
+            nats = set(nats, path).map_err(|e| crate::Error::unreadable(option, path, e))?;
+        }
+    }
     let backplane = NatsBackplane::connect(nats).await;
     let backplane = backplane.map_err(|e| crate::Error::Backplane(e.to_string()))?;
     Ok(std::sync::Arc::new(backplane))
