@@ -3,7 +3,7 @@
 //! `nats-server -js` started here. `nats-server` is a system package that `cargo xtask test`
 //! installs; when it is needed and missing, the test fails saying so (tests never skip).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -44,19 +44,34 @@ fn command(port: u16, store: &Path) -> Command {
 }
 
 /// A `nats-server -js` owned by a test, which it can stop and start again on the same port
-/// with the same store (so JetStream data survives), or with its store wiped. Killed when
-/// dropped.
+/// with the same store (so JetStream data survives), or with its store wiped; optionally with
+/// a configuration file (authorization, TLS). Killed when dropped.
 #[derive(Debug)]
 pub struct NatsServer {
     server: Owned,
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
     /// Starts a fresh `nats-server -js` on a free port and waits until it answers.
     pub fn start() -> NatsServer {
-        let mut server = NatsServer {
-            server: Owned::new(&NATS),
-        };
+        NatsServer::start_with(None)
+    }
+
+    /// Starts a fresh `nats-server -js -c <file>` whose configuration file holds `config`
+    /// (e.g. `authorization { token: "t" }`, or a `tls { ... }` block), on a free port.
+    pub fn start_with_config(config: &str) -> NatsServer {
+        NatsServer::start_with(Some(config))
+    }
+
+    fn start_with(config: Option<&str>) -> NatsServer {
+        let server = Owned::new(&NATS);
+        let config = config.map(|text| {
+            let file = server.dir.join("nats.conf");
+            std::fs::write(&file, text).expect("write the NATS configuration file");
+            file
+        });
+        let mut server = NatsServer { server, config };
         server.resume();
         server
     }
@@ -66,6 +81,11 @@ impl NatsServer {
         self.server.url()
     }
 
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.server.port
+    }
+
     /// Kills the server (like a crash).
     pub fn stop(&mut self) {
         self.server.stop();
@@ -73,15 +93,22 @@ impl NatsServer {
 
     /// Starts the server again on the same port with the same store.
     pub fn resume(&mut self) {
-        let mut cmd = command(self.server.port, &self.server.dir);
+        let mut cmd = command(self.server.port, &self.store());
+        if let Some(config) = &self.config {
+            cmd.arg("-c").arg(config);
+        }
         self.server.run(&mut cmd);
     }
 
     /// Kills the server, deletes its store (all JetStream data) and starts it again.
     pub fn wipe(&mut self) {
         self.stop();
-        let _ = std::fs::remove_dir_all(&self.server.dir);
-        std::fs::create_dir_all(&self.server.dir).expect("create the NATS store directory");
+        let _ = std::fs::remove_dir_all(self.store());
         self.resume();
+    }
+
+    /// Its JetStream store, in its own directory.
+    fn store(&self) -> PathBuf {
+        self.server.dir.join("store")
     }
 }

@@ -21,6 +21,7 @@ const SERVER_SOURCES: &[&str] = &[
     "rt-sse",
     "rt-poll",
     "rt-backplane",
+    "rt-backplane-nats",
     "rt-server",
 ];
 

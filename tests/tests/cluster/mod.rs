@@ -1,7 +1,10 @@
-//! Helpers of the multi-node tests: several real `rt-server` processes on one real Redis,
-//! reached with rt_tests' WebSocket and SSE readers.
+//! Helpers of the multi-node tests: several real `rt-server` processes on one real backplane
+//! (Redis or NATS JetStream), reached with rt_tests' WebSocket and SSE readers; and the
+//! scenarios every distributed backplane must pass ([`scenarios`]).
 
 #![allow(dead_code, unreachable_pub)] // each test file uses a different part
+
+pub mod scenarios;
 
 use std::time::Duration;
 
@@ -14,22 +17,35 @@ use serde_json::{json, Value};
 
 pub const T: Duration = Duration::from_secs(15);
 
-/// `n` nodes sharing `redis_url` under one fresh key prefix.
-pub async fn nodes(n: usize, redis_url: &str, name: &str) -> Vec<Server> {
-    let prefix = rt_tests::unique(name);
+/// `n` nodes sharing the backplane at `url` (`redis://` or `nats://`) under one fresh prefix.
+pub async fn nodes(n: usize, url: &str, name: &str) -> Vec<Server> {
+    let prefix = prefix(name);
     let mut servers = Vec::new();
     for _ in 0..n {
-        servers.push(Server::start(&["--backplane", redis_url, "--redis-prefix", &prefix]).await);
+        servers.push(Server::start(&["--backplane", url, "--redis-prefix", &prefix]).await);
     }
     servers
 }
 
+/// A fresh prefix valid for every backplane: a NATS stream name is at most 32 characters of
+/// `A-Z a-z 0-9 _ -` (the end of [`rt_tests::unique`] is what keeps it unique).
+pub fn prefix(name: &str) -> String {
+    let unique = rt_tests::unique(name).replace('-', "_");
+    unique[unique.len().saturating_sub(32)..].to_owned()
+}
+
 /// Publishes through `server`'s `/api/publish`; returns the status and JSON answer.
 pub async fn publish(server: &Server, channel: &str, data: &str) -> (StatusCode, Value) {
+    publish_json(server, &json!({ "channel": channel, "data": data })).await
+}
+
+/// Publishes `body` (the shared publish shape, e.g. with an `id`) through `server`'s
+/// `/api/publish`; returns the status and JSON answer.
+pub async fn publish_json(server: &Server, body: &Value) -> (StatusCode, Value) {
     post_json(
         &server.url("/api/publish"),
         &[("x-api-key", "test-key")],
-        &json!({ "channel": channel, "data": data }),
+        body,
     )
     .await
 }
