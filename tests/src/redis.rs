@@ -96,6 +96,11 @@ impl RedisServer {
         self.server.url()
     }
 
+    /// Whether its data survives a [`stop`](Self::stop) and [`resume`](Self::resume).
+    pub fn is_persistent(&self) -> bool {
+        self.persistent
+    }
+
     /// The port.
     pub fn port(&self) -> u16 {
         self.server.port

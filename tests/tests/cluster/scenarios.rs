@@ -321,8 +321,11 @@ pub async fn outage<B: Backplane>(backplane: &mut B) {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let answer = publish(&n[1], "live", &format!("m{i}")).await;
-                record.lock().unwrap().push(answer);
+                let data = format!("m{i}");
+                let (status, mut answer) = publish(&n[1], "live", &data).await;
+                // What was sent, to check that history holds it where the answer said.
+                answer["sent"] = json!(data);
+                record.lock().unwrap().push((status, answer));
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
@@ -402,7 +405,7 @@ pub async fn outage<B: Backplane>(backplane: &mut B) {
         let history = all_events(a, epoch).await;
         for ack in &acked {
             let stored = &history[ack["offset"].as_u64().unwrap() as usize - 1];
-            assert_eq!(stored["offset"], ack["offset"]);
+            assert_eq!(stored["data"], ack["sent"], "{ack} is not in history");
         }
         // Subscribers on both nodes got all of it once, in order, without a resync.
         for stored in &history {
