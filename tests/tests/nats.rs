@@ -2,7 +2,8 @@
 //! distributed backplane passes (tests/tests/cluster/scenarios.rs: fan-out across nodes and
 //! transports, exact resume on another node, one order under concurrent publishers,
 //! idempotent retries), NATS killed and restarted with and without its store under a running
-//! publisher, and nodes that authenticate to NATS with an NKey and reach it over TLS.
+//! publisher, and nodes that authenticate to NATS (an NKey seed file, a `.creds` file) and
+//! reach it over TLS with a client certificate.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod cluster;
@@ -172,4 +173,99 @@ async fn nodes_reach_nats_over_tls_with_a_client_certificate() {
     for cert in [server_cert, client_cert] {
         let _ = std::fs::remove_dir_all(cert.dir());
     }
+}
+
+/// A NATS JWT: `claims` with the common fields, issued (signed) by `issuer` for `subject`.
+fn jwt(issuer: &nkeys::KeyPair, subject: &str, nats: serde_json::Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    let header = B64.encode(r#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let iat = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "jti": rt_tests::unique("jti"),
+        "iat": iat,
+        "iss": issuer.public_key(),
+        "name": subject,
+        "sub": subject,
+        "nats": nats,
+    });
+    let signed = format!("{header}.{}", B64.encode(claims.to_string()));
+    let signature = issuer.sign(signed.as_bytes()).unwrap();
+    format!("{signed}.{}", B64.encode(signature))
+}
+
+#[tokio::test]
+async fn nodes_authenticate_to_nats_with_a_creds_file() {
+    // Decentralised authentication: an operator vouches for an account (with JetStream), the
+    // account for the user whose JWT and seed make the `.creds` file (what `nsc` writes).
+    let (operator, account, user) = (
+        nkeys::KeyPair::new_operator(),
+        nkeys::KeyPair::new_account(),
+        nkeys::KeyPair::new_user(),
+    );
+    let operator_jwt = jwt(
+        &operator,
+        &operator.public_key(),
+        serde_json::json!({"type": "operator", "version": 2}),
+    );
+    let unlimited = serde_json::json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+        "wildcards": true, "conn": -1, "leaf": -1,
+        "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1,
+    });
+    let account_jwt = jwt(
+        &operator,
+        &account.public_key(),
+        serde_json::json!({"type": "account", "version": 2, "limits": unlimited}),
+    );
+    let user_jwt = jwt(
+        &account,
+        &user.public_key(),
+        serde_json::json!({"type": "user", "version": 2, "subs": -1, "data": -1, "payload": -1}),
+    );
+    // JetStream needs a system account.
+    let system = nkeys::KeyPair::new_account();
+    let system_jwt = jwt(
+        &operator,
+        &system.public_key(),
+        serde_json::json!({"type": "account", "version": 2}),
+    );
+    let nats = NatsServer::start_with_config(&format!(
+        "operator: {operator_jwt:?}\nsystem_account: {system}\nresolver: MEMORY\n\
+         resolver_preload: {{\n  {account}: {account_jwt:?}\n  {system}: {system_jwt:?}\n}}\n",
+        system = system.public_key(),
+        account = account.public_key(),
+    ));
+    let dir = rt_tests::target_dir()
+        .join("rt-tests-nats")
+        .join(rt_tests::unique("creds"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let creds = dir.join("user.creds");
+    std::fs::write(
+        &creds,
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            user.seed().unwrap()
+        ),
+    )
+    .unwrap();
+    let url = nats.url();
+    let prefix = prefix("creds");
+    let args = [
+        "--backplane",
+        &url,
+        "--redis-prefix",
+        &prefix,
+        "--nats-creds",
+        creds.to_str().unwrap(),
+    ];
+    let a = Server::start(&args).await;
+    let b = Server::start(&args).await;
+    one_event_across(&a, &b).await;
+    refused(&args[..4]).await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
