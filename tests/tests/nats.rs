@@ -105,6 +105,32 @@ async fn refused(args: &[&str]) {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
 
+/// Two nodes on `nats` with `option` naming a file that holds `secret` exchange an event; a
+/// node without it is refused.
+async fn authenticated(nats: &NatsServer, option: &str, secret: &str) {
+    let dir = rt_tests::target_dir()
+        .join("rt-tests-nats")
+        .join(rt_tests::unique("secret"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("secret");
+    std::fs::write(&file, secret).unwrap();
+    let url = nats.url();
+    let prefix = prefix("auth");
+    let args = [
+        "--backplane",
+        &url,
+        "--redis-prefix",
+        &prefix,
+        option,
+        file.to_str().unwrap(),
+    ];
+    let a = Server::start(&args).await;
+    let b = Server::start(&args).await;
+    one_event_across(&a, &b).await;
+    refused(&args[..4]).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn nodes_authenticate_to_nats_with_an_nkey_seed_file() {
     let user = nkeys::KeyPair::new_user();
@@ -112,27 +138,7 @@ async fn nodes_authenticate_to_nats_with_an_nkey_seed_file() {
         "authorization {{ users = [ {{ nkey: \"{}\" }} ] }}\n",
         user.public_key()
     ));
-    let dir = rt_tests::target_dir()
-        .join("rt-tests-nats")
-        .join(rt_tests::unique("nkey"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let seed = dir.join("user.nk");
-    std::fs::write(&seed, format!("{}\n", user.seed().unwrap())).unwrap();
-    let url = nats.url();
-    let prefix = prefix("nkey");
-    let args = [
-        "--backplane",
-        &url,
-        "--redis-prefix",
-        &prefix,
-        "--nats-nkey",
-        seed.to_str().unwrap(),
-    ];
-    let a = Server::start(&args).await;
-    let b = Server::start(&args).await;
-    one_event_across(&a, &b).await;
-    refused(&args[..4]).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    authenticated(&nats, "--nats-nkey", &format!("{}\n", user.seed().unwrap())).await;
 }
 
 #[tokio::test]
@@ -239,33 +245,10 @@ async fn nodes_authenticate_to_nats_with_a_creds_file() {
         system = system.public_key(),
         account = account.public_key(),
     ));
-    let dir = rt_tests::target_dir()
-        .join("rt-tests-nats")
-        .join(rt_tests::unique("creds"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let creds = dir.join("user.creds");
-    std::fs::write(
-        &creds,
-        format!(
-            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
-             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
-            user.seed().unwrap()
-        ),
-    )
-    .unwrap();
-    let url = nats.url();
-    let prefix = prefix("creds");
-    let args = [
-        "--backplane",
-        &url,
-        "--redis-prefix",
-        &prefix,
-        "--nats-creds",
-        creds.to_str().unwrap(),
-    ];
-    let a = Server::start(&args).await;
-    let b = Server::start(&args).await;
-    one_event_across(&a, &b).await;
-    refused(&args[..4]).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    let creds = format!(
+        "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+         -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+        user.seed().unwrap()
+    );
+    authenticated(&nats, "--nats-creds", &creds).await;
 }

@@ -754,9 +754,9 @@ impl Backplane for NatsBackplane {
         Ok(Read { epoch, since })
     }
 
-    /// Every channel's direct get and scan run concurrently (up to [`JOIN_CONCURRENCY`] at a
-    /// time): JetStream has no request that reads several subjects' histories at once, but a
-    /// subscribe to many channels then waits about one channel's round trips, not their sum.
+    /// Every channel's direct get and scan run concurrently (up to 32 at a time): JetStream
+    /// has no request that reads several subjects' histories at once, but a subscribe to many
+    /// channels then waits about one channel's round trips, not their sum.
     async fn join(
         &self,
         channels: &[(Channel, ReadFrom)],
