@@ -31,7 +31,7 @@ const TIME: &str = "Rt-Time";
 const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// Messages per fetch when reading history.
 const BATCH: usize = 256;
-/// Channels of one join read at the same time (each holds a consumer while it scans).
+/// Channels read (by a join) or re-watched (after a reconnect) at the same time.
 const JOIN_CONCURRENCY: usize = 32;
 /// Publish attempts lost to concurrent publishers on the same channel before giving up.
 const MAX_ATTEMPTS: usize = 64;
@@ -267,17 +267,27 @@ impl Shared {
         Ok(())
     }
 
-    /// Replaces the live consumer of every watched channel; false if one could not be.
+    /// Replaces the live consumer of every watched channel (as many at once as a join
+    /// reads); false if one could not be.
     async fn rewatch_all(self: &Arc<Self>) -> bool {
         let channels: Vec<Channel> = lock(&self.watched).keys().cloned().collect();
-        let mut all = true;
-        for channel in &channels {
-            if let Err(e) = self.watch(channel, true).await {
-                tracing::warn!(%channel, error = %e, "cannot restart live delivery, retrying");
-                all = false;
-            }
-        }
-        all
+        // Boxed: the supervisor's future must be Send for every lifetime of the borrows.
+        let watches: Vec<futures_util::future::BoxFuture<'_, bool>> = channels
+            .iter()
+            .map(|channel| {
+                Box::pin(async move {
+                    let watched = self.watch(channel, true).await;
+                    if let Err(e) = &watched {
+                        tracing::warn!(%channel, error = %e, "cannot restart live delivery, retrying");
+                    }
+                    watched.is_ok()
+                }) as _
+            })
+            .collect();
+        futures_util::stream::iter(watches)
+            .buffer_unordered(JOIN_CONCURRENCY)
+            .fold(true, |all, ok| async move { all && ok })
+            .await
     }
 
     /// Asks the hub to re-read every watched channel from history.
