@@ -17,6 +17,7 @@ const BUILD_IT: &str =
 const SERVER_SOURCES: &[&str] = &[
     "rt-core",
     "rt-http",
+    "rt-api",
     "rt-ws",
     "rt-sse",
     "rt-poll",
