@@ -1,0 +1,87 @@
+//! Long polling (docs/protocol.md, "Long and short polling"): each request carries the
+//! cursor, so any server node can answer it.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use rt_core::{Channel, Cursor};
+use serde::Deserialize;
+
+use crate::driver::Conn;
+use crate::error::Error;
+use crate::event::{Incoming, Transport, WireEvent};
+use crate::http::query_url;
+
+/// The largest poll answer read: `--poll-batch` events of up to the largest payload.
+const ANSWER_LIMIT: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+struct Answer {
+    #[serde(default)]
+    events: Vec<WireEvent>,
+    cursor: String,
+    #[serde(default = "yes")]
+    recovered: bool,
+    #[serde(default)]
+    resynced: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Polls until a poll fails; returns why.
+pub(crate) async fn run(conn: &mut Conn<'_>) -> Error {
+    match session(conn).await {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+async fn session(conn: &mut Conn<'_>) -> Result<Infallible, Error> {
+    loop {
+        let config = conn.config();
+        let http = config.http.clone();
+        // The first poll answers at once: it proves the route works (a fallback must not wait
+        // a whole hold time to learn that) and returns the live cursor to wait on.
+        let (hold, limit, what) = if conn.is_open() {
+            let hold = config.poll_timeout.as_secs();
+            (hold, config.poll_timeout + config.heartbeat, "long poll")
+        } else {
+            (0, config.connect_timeout, "first poll")
+        };
+        let resume = conn.resume();
+        let hold = hold.to_string();
+        let mut extra = vec![("timeout", hold.as_str())];
+        if !resume.is_empty() {
+            extra.push(("cursor", &resume));
+        }
+        let url = query_url(
+            &config.endpoints.poll,
+            conn.channels().iter().map(Channel::as_str),
+            &extra,
+        );
+        let req = crate::http::request(http::Method::GET, &url, conn.token())
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| Error::Protocol(format!("cannot build the poll: {e}")))?;
+        let answer = tokio::time::timeout(limit, async {
+            let res = crate::http::send(&http, req, "poll", Some(Transport::Poll)).await?;
+            crate::http::json::<Answer>(res, &url, ANSWER_LIMIT).await
+        })
+        .await
+        .map_err(|_| Error::Timeout { what, after: limit })??;
+        let cursor: Cursor = answer
+            .cursor
+            .parse()
+            .map_err(|e| Error::Protocol(format!("the poll answered a bad cursor: {e}")))?;
+        conn.open(answer.recovered).await?;
+        if !answer.recovered {
+            conn.resync(answer.resynced).await?;
+        }
+        for wire in answer.events {
+            conn.deliver(Incoming::from_wire(wire, None)?).await?;
+        }
+        conn.position(&cursor, !answer.recovered).await?;
+    }
+}
