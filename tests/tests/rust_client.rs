@@ -366,6 +366,57 @@ async fn a_cursor_older_than_history_is_a_typed_resync_on_every_transport() {
     }
 }
 
+#[tokio::test]
+async fn acknowledgements_keep_a_small_ack_window_flowing() {
+    // The server sends at most 4 unacknowledged events and closes a connection whose acks
+    // stop for a second (1013): only a client that acks gets 40 events on one connection.
+    let server = Server::start(&["--ws-ack-window", "4", "--ws-stall-timeout", "1s"]).await;
+    let mut sub = client(&server)
+        .acks(true)
+        .subscribe(["flow", "other"])
+        .await
+        .unwrap();
+    opened(&mut sub).await;
+    for i in 1..=30 {
+        publish(&server, "flow", i).await;
+    }
+    for i in 1..=10 {
+        publish(&server, "other", i).await;
+    }
+    let (got, updates) = events(&mut sub, 40).await;
+    assert_exactly_once(&got, &[("flow", 30), ("other", 10)]);
+    assert!(
+        updates.is_empty(),
+        "the connection was replaced: {updates:?}"
+    );
+
+    // The window is real: a subscriber that stops reading stops acknowledging, the server
+    // stops sending at 4 and closes the stalled connection; the client resumes exactly.
+    let mut slow = client(&server)
+        .acks(true)
+        .queue(1)
+        .subscribe(["slow"])
+        .await
+        .unwrap();
+    opened(&mut slow).await;
+    for i in 1..=20 {
+        publish(&server, "slow", i).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (got, updates) = events(&mut slow, 20).await;
+    assert_exactly_once(&got, &[("slow", 20)]);
+    assert!(
+        updates.iter().any(|u| matches!(
+            u,
+            Update::Retrying {
+                error: rt_client::Error::Closed { code: 1013, .. },
+                ..
+            }
+        )),
+        "{updates:?}"
+    );
+}
+
 const SECRET: &str = "rust-client-secret";
 
 fn now() -> u64 {

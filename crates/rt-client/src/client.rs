@@ -190,7 +190,7 @@ impl Client {
                 poll_timeout: Duration::from_secs(25),
                 publish_timeout: Duration::from_secs(30),
                 ack_timeout: Duration::from_secs(5),
-                acks: true,
+                acks: false,
                 preferred: Arc::default(),
             },
             url,
@@ -307,9 +307,13 @@ impl Client {
         self
     }
 
-    /// Whether WebSocket connections opt into acknowledgements (default `true`): the client
-    /// acknowledges what it has handed to the subscription's queue, and the server never has
-    /// more than its ack window in flight.
+    /// Whether WebSocket connections opt into acknowledgements (default `false`). With
+    /// them, the client acknowledges what it has handed to the subscription's queue
+    /// (cumulative `ack`s, one message per channel, at most every 200 ms or 128 events) and
+    /// the server never has more than its ack window (`--ws-ack-window`) unacknowledged in
+    /// flight: flow control instead of the server's lag and stall limits. Each ack is an
+    /// inbound message under the server's rate limit (`--ws-rate-limit`, 100/s): with many
+    /// busy channels, raise it or leave acks off.
     pub fn acks(mut self, on: bool) -> Self {
         self.config.acks = on;
         self

@@ -253,6 +253,11 @@ impl Conn<'_> {
             .preferred
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(self.transport);
+        // `Client::subscribe` returns first: the queue may be too small for what follows
+        // until the application reads it.
+        if let Some(ready) = self.driver.ready.take() {
+            let _ = ready.send(Ok(()));
+        }
         for (transport, error, retry_in) in std::mem::take(&mut self.driver.failures) {
             self.send(Item::Update(Update::Retrying {
                 transport,
@@ -266,9 +271,6 @@ impl Conn<'_> {
             recovered,
         }))
         .await?;
-        if let Some(ready) = self.driver.ready.take() {
-            let _ = ready.send(Ok(()));
-        }
         Ok(())
     }
 

@@ -35,7 +35,7 @@
 //! | reconnects | capped exponential [`Backoff`] with full jitter (1 s base, 30 s cap); it starts over only after a connection stayed up 5 s. |
 //! | exactly once | events at or below the last offset seen on their channel (same epoch) are dropped. |
 //! | lost continuity | [`Update::Resync`] names the channels whose gap history could not cover; they go on live. |
-//! | acks | WebSocket connections opt into acknowledgements: cumulative `ack`s of what reached the subscription's queue. |
+//! | acks | with [`Client::acks`], WebSocket connections opt into acknowledgements: cumulative `ack`s of what reached the subscription's queue, so the server never has more than its ack window in flight. |
 //! | publishing | [`Subscription::publish`] / [`Client::publish`] give each message an id and retry with the same id (over the open WebSocket, else HTTP) until acknowledged. |
 //! | tokens | [`Client::token_fn`] is asked for a token before each connection; after a refusal (`token_expired`, `invalid_token`, …) it is asked for a fresh one and the transport retried at once. |
 //! | liveness | a connection silent past [`Client::heartbeat`] (35 s) is presumed dead and replaced. |

@@ -20,10 +20,11 @@ use crate::error::{Error, TOKEN_REFUSALS};
 use crate::event::{Incoming, PublishAck, Transport, WireEvent};
 use crate::publish::{Answer, Link};
 
-/// Acknowledgements are sent once this many events are unacknowledged, or after
-/// [`ACK_DELAY`]: far below the server's window (1024 by default), few enough messages.
-const ACK_EVERY: usize = 64;
-const ACK_DELAY: Duration = Duration::from_millis(100);
+/// Acknowledgements are sent once this many events are unacknowledged, or [`ACK_DELAY`]
+/// after the first: well below the server's window (1024 by default), and few messages
+/// under its inbound rate limit (100/s by default).
+const ACK_EVERY: usize = 128;
+const ACK_DELAY: Duration = Duration::from_millis(200);
 
 /// What the server sends in text frames (docs/protocol.md, "Server → client").
 #[derive(Debug, Deserialize)]
