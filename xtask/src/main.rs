@@ -198,11 +198,11 @@ fn ci() -> Result<(), String> {
     doc.args(["doc", "--workspace", "--no-deps", "--all-features"])
         .env("RUSTDOCFLAGS", "-D warnings");
     run(doc)?;
-    // rt-server must stay publishable (issue #15): package and verify it from its .crate.
-    // Its rt-* dependencies are not on crates.io, so they are packaged in the same run: cargo
-    // then resolves and verifies rt-server against their .crate files (a local overlay of
-    // crates.io) instead of failing to find them. A new workspace dependency of rt-server
-    // has to be added here.
+    // rt-server and rt-client must stay publishable (issue #15): package and verify them
+    // from their .crate files. Their rt-* dependencies are not on crates.io, so they are
+    // packaged in the same run: cargo then resolves and verifies them against those .crate
+    // files (a local overlay of crates.io) instead of failing to find them. A new workspace
+    // dependency of either has to be added here.
     let crates = [
         "rt-core",
         "rt-http",
@@ -213,6 +213,8 @@ fn ci() -> Result<(), String> {
         "rt-backplane",
         "rt-backplane-nats",
         "rt-server",
+        // Not a dependency of rt-server, but publishable: packaged and verified the same way.
+        "rt-client",
     ];
     forget_unpacked(&crates)?;
     // A target directory of its own, emptied first: cargo takes a registry crate's build as
