@@ -50,8 +50,9 @@ impl TokenSource {
     }
 }
 
-/// The server's endpoints, derived from its base URL.
-#[derive(Clone, Debug)]
+/// The server's endpoints, derived from its base URL (empty for a URL that is not valid:
+/// [`Client::checked`] refuses it before any request).
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Endpoints {
     pub(crate) ws: String,
     pub(crate) sse: String,
@@ -169,16 +170,9 @@ impl Client {
     pub fn connect(url: impl Into<String>) -> Client {
         let url = url.into();
         let endpoints = Endpoints::new(&url);
-        let placeholder = Endpoints {
-            ws: String::new(),
-            sse: String::new(),
-            poll: String::new(),
-            client_publish: String::new(),
-            api_publish: String::new(),
-        };
         Client {
             config: Config {
-                endpoints: endpoints.clone().unwrap_or(placeholder),
+                endpoints: endpoints.clone().unwrap_or_default(),
                 http: crate::http::client(),
                 transports: Transport::ALL.to_vec(),
                 token: None,
