@@ -246,6 +246,47 @@ async fn one_cursor_carries_across_transports_as_they_go_away() {
 }
 
 #[tokio::test]
+async fn publishes_over_the_websocket_once_per_id() {
+    // No HTTP publish route: only the WebSocket can carry these publishes.
+    let server = Server::start(&["--disable", "poll"]).await;
+    let mut sub = client(&server)
+        .publish_timeout(Duration::from_secs(5))
+        .subscribe(["chat"])
+        .await
+        .unwrap();
+    opened(&mut sub).await;
+    let first = sub
+        .publish(Message::text("chat", "chat-1").id("m-1"))
+        .await
+        .unwrap();
+    assert_eq!((first.offset, first.duplicate), (1, false), "{first:?}");
+    let again = sub
+        .publish(Message::text("chat", "chat-1").id("m-1"))
+        .await
+        .unwrap();
+    assert_eq!((again.offset, again.duplicate), (1, true), "{again:?}");
+    let blob = sub
+        .publish(Message::binary("chat", vec![0u8, 255, 7]).event("blob"))
+        .await
+        .unwrap();
+    assert_eq!(blob.offset, 2);
+    let refused = sub
+        .publish(Message::text("chat", "x").event("rt.mine"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, rt_client::Error::PublishRefused { code, .. } if code == "invalid_event_name"),
+        "{refused}"
+    );
+    let (got, _) = events(&mut sub, 2).await;
+    assert_eq!((got[0].offset, text(&got[0])), (1, "chat-1"));
+    // A binary payload travels in a WebSocket binary frame and arrives as bytes.
+    assert_eq!((got[1].offset, got[1].name.as_str()), (2, "blob"));
+    assert_eq!(got[1].data, Data::Binary(vec![0u8, 255, 7].into()));
+    quiet(&mut sub).await;
+}
+
+#[tokio::test]
 async fn falls_back_to_sse_when_websocket_is_disabled() {
     let mut server = Server::start(&["--disable", "ws"]).await;
     let mut sub = client(&server).subscribe(["news", "sport"]).await.unwrap();
