@@ -511,6 +511,66 @@ async fn acknowledgements_keep_a_small_ack_window_flowing() {
     );
 }
 
+/// Every update within `period`.
+async fn updates_for(sub: &mut Subscription, period: Duration) -> Vec<Update> {
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(period, async {
+        while let Some(u) = sub.next().await {
+            got.push(u);
+        }
+    })
+    .await;
+    got
+}
+
+#[tokio::test]
+async fn heartbeats_keep_quiet_connections_and_silence_ends_them() {
+    // The server pings every 300 ms and closes a WebSocket that leaves a ping unanswered
+    // for 1 s; the client answers, and the server's heartbeats feed its 1.5 s watchdog.
+    let server = Server::start(&[
+        "--ws-ping-interval",
+        "300ms",
+        "--ws-pong-timeout",
+        "1s",
+        "--sse-heartbeat",
+        "300ms",
+    ])
+    .await;
+    for transport in [Transport::Ws, Transport::Sse] {
+        let mut sub = client(&server)
+            .transports([transport])
+            .heartbeat(Duration::from_millis(1500))
+            .subscribe(["calm"])
+            .await
+            .unwrap();
+        let updates = updates_for(&mut sub, Duration::from_secs(3)).await;
+        assert!(
+            updates.iter().all(|u| matches!(u, Update::Open { .. })),
+            "{transport}: {updates:?}"
+        );
+    }
+    // Without heartbeats, an SSE stream silent past the watchdog is presumed dead and
+    // replaced.
+    let silent = Server::start(&["--sse-heartbeat", "0s"]).await;
+    let mut sub = client(&silent)
+        .transports([Transport::Sse])
+        .heartbeat(Duration::from_millis(500))
+        .subscribe(["calm"])
+        .await
+        .unwrap();
+    let updates = updates_for(&mut sub, Duration::from_secs(2)).await;
+    assert!(
+        updates.iter().any(|u| matches!(
+            u,
+            Update::Retrying {
+                error: rt_client::Error::Timeout { .. },
+                ..
+            }
+        )),
+        "{updates:?}"
+    );
+}
+
 const SECRET: &str = "rust-client-secret";
 
 fn now() -> u64 {
