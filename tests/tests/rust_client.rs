@@ -246,6 +246,26 @@ async fn one_cursor_carries_across_transports_as_they_go_away() {
 }
 
 #[tokio::test]
+async fn short_polling_gets_every_event_once() {
+    let server = Server::start(&[]).await;
+    let mut sub = client(&server)
+        .transports([Transport::ShortPoll])
+        .poll_interval(Duration::from_millis(200))
+        .subscribe(["tick"])
+        .await
+        .unwrap();
+    let (transport, _, _) = opened(&mut sub).await;
+    assert_eq!(transport, Transport::ShortPoll);
+    for i in 1..=12 {
+        publish(&server, "tick", i).await;
+    }
+    let (got, _) = events(&mut sub, 12).await;
+    assert!(got.iter().all(|e| e.transport == Transport::ShortPoll));
+    assert_exactly_once(&got, &[("tick", 12)]);
+    quiet(&mut sub).await;
+}
+
+#[tokio::test]
 async fn publishes_over_the_websocket_once_per_id() {
     // No HTTP publish route: only the WebSocket can carry these publishes.
     let server = Server::start(&["--disable", "poll"]).await;
@@ -399,7 +419,13 @@ async fn a_cursor_older_than_history_is_a_typed_resync_on_every_transport() {
     }
     publish(&server, "kept", 2).await;
 
-    for (i, transport) in Transport::ALL.into_iter().enumerate() {
+    let every = [
+        Transport::Ws,
+        Transport::Sse,
+        Transport::Poll,
+        Transport::ShortPoll,
+    ];
+    for (i, transport) in every.into_iter().enumerate() {
         // Each round publishes one more event on "old".
         let head = 10 + i as u64;
         let mut sub = client(&server)

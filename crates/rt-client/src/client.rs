@@ -105,6 +105,7 @@ pub(crate) struct Config {
     pub(crate) heartbeat: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) poll_timeout: Duration,
+    pub(crate) poll_interval: Duration,
     pub(crate) publish_timeout: Duration,
     pub(crate) ack_timeout: Duration,
     pub(crate) acks: bool,
@@ -182,6 +183,7 @@ impl Client {
                 heartbeat: Duration::from_secs(35),
                 connect_timeout: Duration::from_secs(10),
                 poll_timeout: Duration::from_secs(25),
+                poll_interval: Duration::from_secs(2),
                 publish_timeout: Duration::from_secs(30),
                 ack_timeout: Duration::from_secs(5),
                 acks: false,
@@ -285,6 +287,13 @@ impl Client {
     /// How long the server may hold a long poll (default 25 s; whole seconds).
     pub fn poll_timeout(mut self, timeout: Duration) -> Self {
         self.config.poll_timeout = timeout;
+        self
+    }
+
+    /// How often a short poll ([`Transport::ShortPoll`]) asks when the last answer had no
+    /// event (default 2 s).
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.config.poll_interval = interval;
         self
     }
 

@@ -173,7 +173,8 @@ impl Driver {
         let reason = match transport {
             Transport::Ws => ws::run(&mut conn).await,
             Transport::Sse => sse::run(&mut conn).await,
-            Transport::Poll => poll::run(&mut conn).await,
+            Transport::Poll => poll::run(&mut conn, true).await,
+            Transport::ShortPoll => poll::run(&mut conn, false).await,
         };
         (reason, conn.opened_at)
     }

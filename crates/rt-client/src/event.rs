@@ -20,10 +20,15 @@ pub enum Transport {
     Sse,
     /// Long polling at `/poll`.
     Poll,
+    /// Short polling at `/poll` (`timeout=0`, every [`Client::poll_interval`]): for clients
+    /// that must not hold a request open. Not among the defaults.
+    ///
+    /// [`Client::poll_interval`]: crate::Client::poll_interval
+    ShortPoll,
 }
 
 impl Transport {
-    /// Every transport, best first: the default order of fallback.
+    /// The default transports, best first: the default order of fallback.
     pub const ALL: [Transport; 3] = [Transport::Ws, Transport::Sse, Transport::Poll];
 }
 
@@ -33,6 +38,7 @@ impl fmt::Display for Transport {
             Transport::Ws => "ws",
             Transport::Sse => "sse",
             Transport::Poll => "poll",
+            Transport::ShortPoll => "short-poll",
         })
     }
 }

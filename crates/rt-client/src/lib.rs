@@ -30,7 +30,7 @@
 //!
 //! | concern | behaviour |
 //! | --- | --- |
-//! | transports | [`Transport::Ws`], [`Transport::Sse`], [`Transport::Poll`], tried in that order; one that cannot connect (a 404, a refused upgrade, no answer within the connect timeout) is skipped at once for the next. The one that worked is tried first on reconnect. |
+//! | transports | [`Transport::Ws`], [`Transport::Sse`], [`Transport::Poll`], tried in that order ([`Transport::ShortPoll`] on request); one that cannot connect (a 404, a refused upgrade, no answer within the connect timeout) is skipped at once for the next. The one that worked is tried first on reconnect. |
 //! | resume | one cursor (`<epoch>,<channel>=<offset>,…`) for all channels, on every transport: the WebSocket `subscribe`'s `cursor`, SSE `lastEventId`, the poll `cursor`. Save [`Subscription::cursor`] and pass it to [`Client::cursor`] to resume after a restart. |
 //! | reconnects | capped exponential [`Backoff`] with full jitter (1 s base, 30 s cap); it starts over only after a connection stayed up 5 s. |
 //! | exactly once | events at or below the last offset seen on their channel (same epoch) are dropped. |

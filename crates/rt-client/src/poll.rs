@@ -1,5 +1,5 @@
-//! Long polling (docs/protocol.md, "Long and short polling"): each request carries the
-//! cursor, so any server node can answer it.
+//! Long and short polling (docs/protocol.md, "Long and short polling"): each request
+//! carries the cursor, so any server node can answer it.
 
 use std::convert::Infallible;
 
@@ -31,25 +31,26 @@ fn yes() -> bool {
     true
 }
 
-/// Polls until a poll fails; returns why.
-pub(crate) async fn run(conn: &mut Conn<'_>) -> Error {
-    match session(conn).await {
+/// Polls until a poll fails; returns why. A long poll is held by the server until an event
+/// exists; a short poll is answered at once and repeated every `poll_interval` while empty.
+pub(crate) async fn run(conn: &mut Conn<'_>, long: bool) -> Error {
+    match session(conn, long).await {
         Ok(never) => match never {},
         Err(e) => e,
     }
 }
 
-async fn session(conn: &mut Conn<'_>) -> Result<Infallible, Error> {
+async fn session(conn: &mut Conn<'_>, long: bool) -> Result<Infallible, Error> {
     loop {
         let config = conn.config();
         let http = config.http.clone();
         // The first poll answers at once: it proves the route works (a fallback must not wait
         // a whole hold time to learn that) and returns the live cursor to wait on.
-        let (hold, limit, what) = if conn.is_open() {
+        let (hold, limit, what) = if conn.is_open() && long {
             let hold = config.poll_timeout.as_secs();
             (hold, config.poll_timeout + config.heartbeat, "long poll")
         } else {
-            (0, config.connect_timeout, "first poll")
+            (0, config.connect_timeout, "poll")
         };
         let resume = conn.resume();
         let hold = hold.to_string();
@@ -79,9 +80,14 @@ async fn session(conn: &mut Conn<'_>) -> Result<Infallible, Error> {
         if !answer.recovered {
             conn.resync(answer.resynced).await?;
         }
+        let empty = answer.events.is_empty();
         for wire in answer.events {
             conn.deliver(Incoming::from_wire(wire, None)?).await?;
         }
         conn.position(&cursor, !answer.recovered).await?;
+        // A short poll that got events asks again at once: more may be waiting (batching).
+        if !long && empty {
+            tokio::time::sleep(conn.config().poll_interval).await;
+        }
     }
 }
