@@ -75,6 +75,15 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The value of a Prometheus `sample` (`name{labels}`, exactly as rendered) in a `/metrics`
+/// answer, 0 when absent.
+pub(crate) fn sample_of(metrics: &[u8], sample: &str) -> f64 {
+    String::from_utf8_lossy(metrics)
+        .lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// A running `rt-server` on 127.0.0.1. Killed when dropped.
 #[derive(Debug)]
 pub struct Server {
@@ -188,10 +197,7 @@ impl Server {
     /// 0 when absent.
     pub async fn metric(&self, sample: &str) -> f64 {
         let (_, _, body) = crate::http::get(&self.url("/metrics")).await.unwrap();
-        String::from_utf8_lossy(&body)
-            .lines()
-            .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
-            .unwrap_or(0.0)
+        sample_of(&body, sample)
     }
 
     /// Waits up to 10 s until [`Server::metric`] of `sample` satisfies `ok` (metrics move as

@@ -3,16 +3,30 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Error, Message};
+use tokio_tungstenite::WebSocketStream;
 
 /// A tungstenite client connection.
-pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+pub type Ws = WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// A WebSocket over an HTTP/2 stream (RFC 8441): see [`connect_h2`].
+pub type H2Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// What a WebSocket runs over: a TCP (or TLS) connection, or an HTTP/2 stream. The helpers
+/// below take either.
+pub trait Io: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
 
 /// How long a read or a handshake waits.
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -37,6 +51,54 @@ pub async fn try_connect(url: &str, headers: &[(&str, &str)]) -> Result<Ws, u16>
     }
 }
 
+/// Opens a WebSocket on an HTTP/2 connection with an extended CONNECT (RFC 8441) to `uri`
+/// (`http://host/ws?...`) with `protocol` as its `:protocol`, `Sec-WebSocket-Version: 13` and
+/// the `rt.v1` subprotocol unless `headers` name them (a header given an empty value is left
+/// out); the status and body of the answer when it is not `200`. The connection must have received the server's SETTINGS
+/// (send it a request first): hyper refuses an extended CONNECT before it knows the server
+/// allows them.
+pub async fn connect_h2(
+    sender: &mut SendRequest<Empty<Bytes>>,
+    uri: &str,
+    protocol: &'static str,
+    headers: &[(&str, &str)],
+) -> Result<H2Ws, (u16, String)> {
+    let mut req = http::Request::connect(uri)
+        .version(http::Version::HTTP_2)
+        .extension(hyper::ext::Protocol::from_static(protocol));
+    let defaults = [
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-protocol", "rt.v1"),
+    ];
+    for (k, v) in defaults
+        .iter()
+        .filter(|(k, _)| !headers.iter().any(|(h, _)| h == k))
+    {
+        req = req.header(*k, *v);
+    }
+    for (k, v) in headers.iter().filter(|(_, v)| !v.is_empty()) {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Empty::new()).expect("a valid request");
+    let mut res = timeout(WAIT, sender.send_request(req))
+        .await
+        .expect("no answer to the extended CONNECT in time")
+        .expect("extended CONNECT failed");
+    if res.status() != http::StatusCode::OK {
+        let status = res.status().as_u16();
+        let body = res.into_body().collect().await.expect("the error body");
+        return Err((
+            status,
+            String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+        ));
+    }
+    let upgraded = timeout(WAIT, hyper::upgrade::on(&mut res))
+        .await
+        .expect("no upgraded stream in time")
+        .expect("the CONNECT stream");
+    Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await)
+}
+
 /// Opens a WebSocket to `url` (with extra headers); panics if it is refused.
 pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Ws {
     try_connect(url, headers)
@@ -45,7 +107,7 @@ pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Ws {
 }
 
 /// Sends `v` as a text message.
-pub async fn send(ws: &mut Ws, v: Value) {
+pub async fn send<S: Io>(ws: &mut WebSocketStream<S>, v: Value) {
     timeout(WAIT, ws.send(Message::text(v.to_string())))
         .await
         .expect("WebSocket send timed out")
@@ -55,7 +117,7 @@ pub async fn send(ws: &mut Ws, v: Value) {
 /// The next message that is not a heartbeat: JSON text, or a binary frame as
 /// `{"binary": header, "payload": [bytes]}`; `Err((code, reason))` when the server closes
 /// (`1006` if the socket ends without a close frame).
-pub async fn next(ws: &mut Ws) -> Result<Value, (u16, String)> {
+pub async fn next<S: Io>(ws: &mut WebSocketStream<S>) -> Result<Value, (u16, String)> {
     loop {
         match timeout(WAIT, ws.next())
             .await
@@ -83,14 +145,14 @@ pub async fn next(ws: &mut Ws) -> Result<Value, (u16, String)> {
 }
 
 /// [`next`], panicking when the server closes.
-pub async fn recv(ws: &mut Ws) -> Value {
+pub async fn recv<S: Io>(ws: &mut WebSocketStream<S>) -> Value {
     next(ws)
         .await
         .unwrap_or_else(|close| panic!("unexpected close {close:?}"))
 }
 
 /// Reads until the server's close frame, skipping messages; returns its code and reason.
-pub async fn closed(ws: &mut Ws) -> (u16, String) {
+pub async fn closed<S: Io>(ws: &mut WebSocketStream<S>) -> (u16, String) {
     loop {
         if let Err(close) = next(ws).await {
             return close;
@@ -99,7 +161,11 @@ pub async fn closed(ws: &mut Ws) -> (u16, String) {
 }
 
 /// Subscribes to `channels` (from `cursor` if given) and returns the `subscribed` answer.
-pub async fn subscribe(ws: &mut Ws, channels: &[&str], cursor: Option<&str>) -> Value {
+pub async fn subscribe<S: Io>(
+    ws: &mut WebSocketStream<S>,
+    channels: &[&str],
+    cursor: Option<&str>,
+) -> Value {
     let mut m = json!({"type": "subscribe", "channels": channels});
     if let Some(c) = cursor {
         m["cursor"] = json!(c);

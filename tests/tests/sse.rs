@@ -553,10 +553,10 @@ async fn tls_with_alpn_h2_carries_sse() {
     let cert = rt_tests::TlsCert::localhost();
     // A cleartext server shares the build; the TLS one is a second process of the same binary.
     let plain = Server::start(&[]).await;
-    let tls = TlsServer::start(&cert.cert_pem, &cert.key_pem).await;
+    let tls = rt_tests::TlsServer::start(&cert, &[]).await;
 
     let connector = cert.connector(&[b"h2", b"http/1.1"]);
-    let tcp = tokio::net::TcpStream::connect(tls.addr).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(tls.addr()).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let stream = connector.connect(name, tcp).await.unwrap();
     assert_eq!(
@@ -591,8 +591,8 @@ async fn tls_with_alpn_h2_carries_sse() {
     assert_eq!(e.data.as_deref(), Some("over h2"));
 
     // curl, as users would: ALPN gives HTTP/2 by default and HTTP/1.1 when asked.
-    let url = format!("https://localhost:{}/health", tls.addr.port());
-    let resolve = format!("localhost:{}:127.0.0.1", tls.addr.port());
+    let url = format!("https://localhost:{}/health", tls.addr().port());
+    let resolve = format!("localhost:{}:127.0.0.1", tls.addr().port());
     for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
         let out = std::process::Command::new("curl")
             .args([
@@ -617,53 +617,6 @@ async fn tls_with_alpn_h2_carries_sse() {
     }
     drop(plain);
     let _ = std::fs::remove_dir_all(cert.dir());
-}
-
-/// rt-server with `--tls-cert`/`--tls-key`; `rt_tests::Server` waits on cleartext `/health`,
-/// so this one waits until a TCP connect succeeds.
-struct TlsServer {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-}
-
-impl TlsServer {
-    async fn start(cert: &std::path::Path, key: &std::path::Path) -> TlsServer {
-        let addr: std::net::SocketAddr = ([127, 0, 0, 1], rt_tests::free_port()).into();
-        let child = std::process::Command::new(rt_tests::server_binary())
-            .args([
-                "--listen",
-                &addr.to_string(),
-                "--api-key",
-                "test-key",
-                "--dev",
-            ])
-            .arg("--tls-cert")
-            .arg(cert)
-            .arg("--tls-key")
-            .arg(key)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut server = TlsServer { child, addr };
-        for _ in 0..300 {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return server;
-            }
-            assert!(
-                server.child.try_wait().unwrap().is_none(),
-                "rt-server exited"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("TLS rt-server did not listen");
-    }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The Node `eventsource` package: named events, a server-side disconnect, and automatic

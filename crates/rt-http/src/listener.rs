@@ -199,7 +199,8 @@ impl Listener {
     }
 }
 
-/// HTTP/1.1 and HTTP/2 (auto-detected on one port) with the protocol-level limits.
+/// HTTP/1.1 and HTTP/2 (auto-detected on one port) with the protocol-level limits, and
+/// WebSockets over either (HTTP/1.1 upgrades, HTTP/2 extended CONNECT).
 fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -214,7 +215,9 @@ fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         // Dead peers of long-lived streams are found by pings, not left open forever.
         .keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(20));
+        .keep_alive_timeout(Duration::from_secs(20))
+        // RFC 8441: WebSockets as extended CONNECT streams of an h2 connection.
+        .enable_connect_protocol();
     builder
 }
 

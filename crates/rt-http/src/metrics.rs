@@ -10,6 +10,8 @@ use crate::{AuthFailure, Close, Log, Observer};
 pub const CONNECTIONS: &str = "rt_connections";
 /// Counter of client connections opened, by `transport`.
 pub const CONNECTIONS_OPENED: &str = "rt_connections_opened_total";
+/// Counter of WebSockets opened, by `transport` and `http` (`1.1`, or `2` for RFC 8441).
+pub const UPGRADES: &str = "rt_upgrades_total";
 /// Counter of client connections closed, by `transport` and `close`.
 pub const CONNECTIONS_CLOSED: &str = "rt_connections_closed_total";
 /// Histogram of client connection lifetimes in seconds, by `transport`.
@@ -33,6 +35,10 @@ impl Metrics {
     pub fn describe() {
         metrics::describe_gauge!(CONNECTIONS, "Open client connections by transport");
         metrics::describe_counter!(CONNECTIONS_OPENED, "Client connections opened by transport");
+        metrics::describe_counter!(
+            UPGRADES,
+            "WebSockets opened by transport and HTTP version (2: RFC 8441 extended CONNECT)"
+        );
         metrics::describe_counter!(
             CONNECTIONS_CLOSED,
             "Client connections closed by transport and close code"
@@ -84,6 +90,11 @@ impl Observer for Metrics {
         metrics::gauge!(CONNECTIONS, "transport" => transport).increment(1.0);
         metrics::counter!(CONNECTIONS_OPENED, "transport" => transport).increment(1);
         Log.opened(transport);
+    }
+
+    fn upgraded(&self, transport: &'static str, http: &'static str) {
+        metrics::counter!(UPGRADES, "transport" => transport, "http" => http).increment(1);
+        Log.upgraded(transport, http);
     }
 
     fn closed(&self, transport: &'static str, close: Close, duration: Duration) {

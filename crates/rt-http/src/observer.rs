@@ -80,6 +80,12 @@ pub trait Observer: Send + Sync + fmt::Debug + 'static {
         let _ = transport;
     }
 
+    /// A WebSocket was opened over `http`: `1.1` (an upgrade) or `2` (an RFC 8441 extended
+    /// CONNECT stream). Reported just before [`opened`](Self::opened).
+    fn upgraded(&self, transport: &'static str, http: &'static str) {
+        let _ = (transport, http);
+    }
+
     /// A client connection ended after `duration`.
     fn closed(&self, transport: &'static str, close: Close, duration: Duration) {
         let _ = (transport, close, duration);
@@ -108,6 +114,10 @@ impl Observer for Log {
         } else {
             tracing::info!(transport, "connection opened");
         }
+    }
+
+    fn upgraded(&self, transport: &'static str, http: &'static str) {
+        tracing::debug!(transport, http, "websocket upgraded");
     }
 
     fn closed(&self, transport: &'static str, close: Close, duration: Duration) {

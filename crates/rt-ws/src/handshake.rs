@@ -27,7 +27,8 @@ pub struct Upgrade {
     on_upgrade: OnUpgrade,
     ws_config: WebSocketConfig,
     protocol: Option<HeaderValue>,
-    accept: HeaderValue,
+    /// `Sec-WebSocket-Accept` over HTTP/1.1; none over HTTP/2.
+    accept: Option<HeaderValue>,
     refusal: Option<&'static str>,
     query: Query,
     permissions: Permissions,
@@ -51,32 +52,14 @@ impl Upgrade {
     /// 1008 and a reason ([`Upgrade::refusal`]). Works with any request body: the upgrade is
     /// taken from the request's extensions, where hyper (and so axum) puts it.
     pub fn new<B>(mut req: Request<B>, config: &Config) -> Result<Self, Error> {
-        if req.method() != Method::GET {
-            return Err(Error::Method(req.method().to_string()));
-        }
-        if req.version() != Version::HTTP_11 {
-            return Err(Error::Handshake(
-                "a WebSocket is opened over HTTP/1.1 (HTTP/2 and HTTP/1.0 cannot upgrade)",
-            ));
-        }
+        let accept = match req.version() {
+            Version::HTTP_2 => {
+                crate::h2::check(&req)?;
+                None
+            }
+            _ => Some(accept(&req)?),
+        };
         let headers = req.headers();
-        if !has_token(headers, header::UPGRADE, "websocket") {
-            return Err(Error::Handshake("the Upgrade header must be `websocket`"));
-        }
-        if !has_token(headers, header::CONNECTION, "upgrade") {
-            return Err(Error::Handshake(
-                "the Connection header must include `Upgrade`",
-            ));
-        }
-        let key = headers
-            .get(header::SEC_WEBSOCKET_KEY)
-            .ok_or(Error::Handshake("the Sec-WebSocket-Key header is missing"))?;
-        let decoded = base64::engine::general_purpose::STANDARD.decode(key.as_bytes());
-        if !matches!(decoded, Ok(ref k) if k.len() == 16) {
-            return Err(Error::Handshake(
-                "Sec-WebSocket-Key must be 16 random bytes in base64",
-            ));
-        }
         match headers.get(header::SEC_WEBSOCKET_VERSION) {
             None => {
                 return Err(Error::Handshake(
@@ -93,8 +76,6 @@ impl Upgrade {
                 ))
             }
         }
-        let accept = HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
-            .map_err(|_| Error::Handshake("Sec-WebSocket-Key could not be answered"))?;
         let protocol = headers
             .get_all(header::SEC_WEBSOCKET_PROTOCOL)
             .iter()
@@ -116,18 +97,32 @@ impl Upgrade {
         })
     }
 
-    /// The `101 Switching Protocols` answer to send.
+    /// The answer to send: `101 Switching Protocols` over HTTP/1.1, `200` over HTTP/2 (RFC
+    /// 8441 has no `Sec-WebSocket-Accept`: the stream is the proof).
     pub fn response(&self) -> Response<Body> {
         let mut res = Response::new(rt_http::empty());
-        *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let h = res.headers_mut();
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        h.insert(header::SEC_WEBSOCKET_ACCEPT, self.accept.clone());
+        if let Some(accept) = &self.accept {
+            h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            h.insert(header::SEC_WEBSOCKET_ACCEPT, accept.clone());
+            *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        }
+        let h = res.headers_mut();
         if let Some(p) = &self.protocol {
             h.insert(header::SEC_WEBSOCKET_PROTOCOL, p.clone());
         }
         res
+    }
+
+    /// The HTTP version the WebSocket runs over: `1.1` (an upgraded connection) or `2` (an
+    /// extended CONNECT stream, RFC 8441), as the observer reports it.
+    pub fn http(&self) -> &'static str {
+        if self.accept.is_some() {
+            "1.1"
+        } else {
+            "2"
+        }
     }
 
     /// The subprotocol agreed on, if any.
@@ -161,6 +156,38 @@ impl Upgrade {
         )
         .await)
     }
+}
+
+/// Checks an HTTP/1.1 upgrade (RFC 6455, 4.2.1) and derives its `Sec-WebSocket-Accept`.
+fn accept<B>(req: &Request<B>) -> Result<HeaderValue, Error> {
+    if req.method() != Method::GET {
+        return Err(Error::Method(req.method().to_string()));
+    }
+    if req.version() != Version::HTTP_11 {
+        return Err(Error::Handshake(
+            "a WebSocket is opened over HTTP/1.1 or HTTP/2 (HTTP/1.0 cannot upgrade)",
+        ));
+    }
+    let headers = req.headers();
+    if !has_token(headers, header::UPGRADE, "websocket") {
+        return Err(Error::Handshake("the Upgrade header must be `websocket`"));
+    }
+    if !has_token(headers, header::CONNECTION, "upgrade") {
+        return Err(Error::Handshake(
+            "the Connection header must include `Upgrade`",
+        ));
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or(Error::Handshake("the Sec-WebSocket-Key header is missing"))?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(key.as_bytes());
+    if !matches!(decoded, Ok(ref k) if k.len() == 16) {
+        return Err(Error::Handshake(
+            "Sec-WebSocket-Key must be 16 random bytes in base64",
+        ));
+    }
+    HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
+        .map_err(|_| Error::Handshake("Sec-WebSocket-Key could not be answered"))
 }
 
 /// The client's permissions from the edge (origin, then token), or why the connection must be

@@ -1,7 +1,7 @@
 //! rt-ws: the WebSocket transport of rt.
 //!
-//! [`WebSocket`] answers an HTTP/1.1 upgrade request (raw hyper, see [`Upgrade`] for the RFC
-//! 6455 checks) and then speaks rt's JSON protocol over the socket (`docs/protocol.md`,
+//! [`WebSocket`] answers an HTTP/1.1 upgrade request or an HTTP/2 extended CONNECT (RFC 8441;
+//! raw hyper, see [`Upgrade`] for the RFC 6455 checks) and then speaks rt's JSON protocol over the socket (`docs/protocol.md`,
 //! section WebSocket): clients subscribe to channels (optionally resuming from a cursor),
 //! publish with idempotent client message ids, and may acknowledge events; the server sends
 //! events, heartbeats and close codes that say why a connection ended.
@@ -50,6 +50,7 @@
 mod config;
 mod connection;
 mod error;
+mod h2;
 mod handshake;
 mod limits;
 mod protocol;
@@ -99,7 +100,8 @@ impl WebSocket {
     }
 
     /// Answers one request: a refused handshake gets its HTTP error; an accepted one gets
-    /// `101 Switching Protocols` and the connection is served on a task of its own. A refused
+    /// `101 Switching Protocols` (HTTP/1.1) or `200` (an HTTP/2 extended CONNECT) and the
+    /// connection is served on a task of its own. A refused
     /// origin or token is told after the upgrade, with close 1008 and a reason, because
     /// browsers cannot read the status of a failed upgrade.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Body> {
@@ -111,10 +113,12 @@ impl WebSocket {
         let (hub, config) = (self.hub.clone(), self.config.clone());
         tokio::spawn(async move {
             let (refusal, permissions) = (upgrade.refusal(), upgrade.permissions());
+            let http = upgrade.http();
             match upgrade.socket().await {
                 // A task of its own, so that the upgrade's state is freed rather than kept
                 // beside the connection's for as long as it lives.
                 Ok(socket) => {
+                    config.edge.observer.upgraded(TRANSPORT, http);
                     tokio::spawn(connection::run(socket, hub, config, refusal, permissions));
                 }
                 Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
