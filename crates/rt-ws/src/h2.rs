@@ -9,6 +9,7 @@
 //! `200` is sent. Everything after the handshake (the edge's origin and token checks, frames,
 //! limits, close codes) is the HTTP/1.1 path's.
 
+use http::header::{HeaderValue, HOST};
 use http::{Method, Request};
 use hyper::ext::Protocol;
 
@@ -18,7 +19,7 @@ use crate::error::Error;
 /// `:protocol`. `Sec-WebSocket-Key` and the `Upgrade`/`Connection` headers have no place on
 /// h2 and are ignored; the version, subprotocols, origin and token are checked as over
 /// HTTP/1.1 by the caller.
-pub(crate) fn check<B>(req: &Request<B>) -> Result<(), Error> {
+pub(crate) fn check<B>(req: &mut Request<B>) -> Result<(), Error> {
     if req.method() != Method::CONNECT {
         return Err(Error::Handshake(
             "over HTTP/2 a WebSocket is opened with an extended CONNECT \
@@ -26,13 +27,32 @@ pub(crate) fn check<B>(req: &Request<B>) -> Result<(), Error> {
         ));
     }
     match req.extensions().get::<Protocol>() {
-        Some(p) if p.as_str().eq_ignore_ascii_case("websocket") => Ok(()),
+        Some(p) if p.as_str().eq_ignore_ascii_case("websocket") => {
+            host_from_authority(req);
+            Ok(())
+        }
         Some(_) => Err(Error::Handshake(
             "the `:protocol` of an extended CONNECT must be `websocket`",
         )),
         None => Err(Error::Handshake(
             "a CONNECT without `:protocol websocket` cannot open a WebSocket (RFC 8441)",
         )),
+    }
+}
+
+/// Gives the request the `Host` its `:authority` stands for (RFC 9113, 8.3.1), as an
+/// HTTP/1.1 proxy would: a browser's WebSocket always sends `Origin`, and the edge's
+/// same-origin check compares it with `Host`, which h2 clients do not send.
+fn host_from_authority<B>(req: &mut Request<B>) {
+    if req.headers().contains_key(HOST) {
+        return;
+    }
+    let host = req
+        .uri()
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    if let Some(host) = host {
+        req.headers_mut().insert(HOST, host);
     }
 }
 
@@ -51,12 +71,14 @@ mod tests {
 
     #[test]
     fn only_an_extended_connect_for_websocket_passes() {
-        assert_eq!(check(&connect(Some("websocket"))), Ok(()));
-        for bad in [connect(Some("webtransport")), connect(None)] {
-            assert!(matches!(check(&bad), Err(Error::Handshake(_))));
+        let mut ok = connect(Some("websocket"));
+        assert_eq!(check(&mut ok), Ok(()));
+        assert_eq!(ok.headers()[HOST], "localhost");
+        for mut bad in [connect(Some("webtransport")), connect(None)] {
+            assert!(matches!(check(&mut bad), Err(Error::Handshake(_))));
         }
         let mut get = connect(Some("websocket"));
         *get.method_mut() = Method::GET;
-        assert!(matches!(check(&get), Err(Error::Handshake(_))));
+        assert!(matches!(check(&mut get), Err(Error::Handshake(_))));
     }
 }

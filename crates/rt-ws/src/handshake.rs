@@ -54,7 +54,7 @@ impl Upgrade {
     pub fn new<B>(mut req: Request<B>, config: &Config) -> Result<Self, Error> {
         let accept = match req.version() {
             Version::HTTP_2 => {
-                crate::h2::check(&req)?;
+                crate::h2::check(&mut req)?;
                 None
             }
             _ => Some(accept(&req)?),
