@@ -12,8 +12,8 @@ export const base = process.env.RT_URL;
 export const artifacts = process.env.RT_ARTIFACTS;
 if (!base) throw new Error('run through rt_tests::browser::run_script (RT_URL unset)');
 
-/** A fresh headless Chromium profile; `close()` removes it. */
-export async function browser() {
+/** A fresh headless Chromium profile, with extra command-line `args`; `close()` removes it. */
+export async function browser(args = []) {
   if (!process.env.RT_CHROMIUM) throw new Error('RT_CHROMIUM unset: run through rt_tests::browser::run_script');
   const profile = mkdtempSync(join(tmpdir(), 'rt-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
@@ -27,6 +27,7 @@ export async function browser() {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      ...args,
     ],
     viewport: { width: 1400, height: 900 },
   });

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use rt_tests::browser::run_script;
-use rt_tests::{redis_url, unique, Server};
+use rt_tests::{redis_url, unique, Server, TlsCert, TlsServer};
 
 /// One browser at a time: each is heavy on a small machine.
 static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -38,6 +38,25 @@ async fn native_websocket_subscribe_publish_round_trip() {
     let mut server = Server::start(&[]).await;
     let out = run_script("browser-websocket.mjs", &mut server, &[], LIMIT).await;
     assert!(out.contains("PASS"), "{out}");
+}
+
+/// Chromium opens its WebSocket on the page's HTTP/2 connection (RFC 8441, over TLS with
+/// ALPN h2): the server counts one WebSocket over HTTP/2 and none over HTTP/1.1. See
+/// tests/js/browser-ws-h2.mjs for how the test certificate is trusted.
+#[tokio::test(flavor = "multi_thread")]
+async fn native_websocket_runs_over_the_pages_h2_connection() {
+    let _one = BROWSER.lock().await;
+    let cert = TlsCert::localhost();
+    // The script's library wants a server of its own (RT_URL); the page uses the TLS one.
+    let mut plain = Server::start(&[]).await;
+    let tls = TlsServer::start(&cert, &[]).await;
+    let pem = cert.cert_pem.to_str().unwrap();
+    let out = run_script("browser-ws-h2.mjs", &mut plain, &[&tls.url(""), pem], LIMIT).await;
+    assert!(out.contains("PASS"), "{out}");
+    let over = |http: &str| format!("rt_upgrades_total{{transport=\"ws\",http=\"{http}\"}}");
+    assert_eq!(tls.metric(&over("2")).await, 1.0);
+    assert_eq!(tls.metric(&over("1.1")).await, 0.0);
+    let _ = std::fs::remove_dir_all(cert.dir());
 }
 
 #[tokio::test(flavor = "multi_thread")]
