@@ -123,6 +123,14 @@ async fn fifty_of_each(mut sender: SendRequest<Empty<Bytes>>, base: &str, tag: &
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_websockets_and_sse_streams_share_one_h2c_connection() {
     let server = Server::start(&[]).await;
+    let (_, _, metrics) = rt_tests::http::get(&server.url("/metrics")).await.unwrap();
+    let metrics = String::from_utf8_lossy(&metrics);
+    for series in [OVER_H2, OVER_H1] {
+        assert!(
+            metrics.contains(&format!("{series} 0")),
+            "{series} is not at 0 before use"
+        );
+    }
     let base = format!("http://{}", server.addr());
     fifty_of_each(h2c(&server).await, &base, "h2c").await;
     assert_eq!(server.metric(OVER_H2).await, N as f64);

@@ -63,6 +63,12 @@ impl Metrics {
             metrics::gauge!(CONNECTIONS, "transport" => transport).increment(0.0);
             metrics::counter!(CONNECTIONS_OPENED, "transport" => transport).increment(0);
             metrics::counter!(SENT, "transport" => transport).increment(0);
+            if transport == "ws" {
+                for http in ["1.1", "2"] {
+                    metrics::counter!(UPGRADES, "transport" => transport, "http" => http)
+                        .increment(0);
+                }
+            }
         }
         for route in transports.iter().chain(auth_routes) {
             for failure in [
