@@ -6,6 +6,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
 use crate::{free_port, target_dir, workspace_root};
 
 /// How to build what [`server_binary`] finds.
@@ -180,6 +185,19 @@ impl Server {
     /// `http://127.0.0.1:port{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// A new cleartext HTTP/2 connection (prior knowledge) to the server.
+    pub async fn h2c(&self) -> SendRequest<Empty<Bytes>> {
+        let tcp = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("TCP connect");
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .expect("HTTP/2 handshake");
+        tokio::spawn(conn);
+        sender
     }
 
     /// `ws://127.0.0.1:port{path}`.

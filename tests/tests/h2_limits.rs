@@ -10,7 +10,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, StatusCode, Version};
 use http_body_util::Empty;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use rt_tests::sse::SseStream;
 use rt_tests::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,16 +29,6 @@ async fn server() -> Server {
     .await
 }
 
-async fn h2c(server: &Server) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
-    let tcp = TcpStream::connect(server.addr()).await.unwrap();
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    sender
-}
-
 fn get(server: &Server, path: &str) -> Request<Empty<Bytes>> {
     Request::get(format!("http://{}{path}", server.addr()))
         .body(Empty::new())
@@ -53,7 +42,7 @@ fn get(server: &Server, path: &str) -> Request<Empty<Bytes>> {
 #[tokio::test]
 async fn a_client_honouring_settings_gets_no_more_than_the_stream_limit() {
     let server = server().await;
-    let sender = h2c(&server).await;
+    let sender = server.h2c().await;
     let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel();
     let spawn_get = |i: usize| {
         let (mut sender, done_tx) = (sender.clone(), done_tx.clone());
@@ -110,7 +99,7 @@ async fn a_client_honouring_settings_gets_no_more_than_the_stream_limit() {
 #[tokio::test]
 async fn an_oversized_header_list_is_refused_on_its_stream_only() {
     let server = server().await;
-    let mut sender = h2c(&server).await;
+    let mut sender = server.h2c().await;
     let res = sender
         .send_request(get(&server, "/sse?channel=h2-big"))
         .await

@@ -485,13 +485,7 @@ async fn curl_n_streams_events() {
 #[tokio::test]
 async fn hundred_streams_on_one_h2c_connection() {
     let server = Server::start(&[]).await;
-    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let streams = hundred_streams(sender, &format!("http://{}", server.addr())).await;
+    let streams = hundred_streams(server.h2c().await, &format!("http://{}", server.addr())).await;
     check_streams(&server, streams).await;
 }
 

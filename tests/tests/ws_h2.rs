@@ -8,7 +8,6 @@ use bytes::Bytes;
 use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use rt_tests::sse::SseStream;
 use rt_tests::ws::{self, connect_h2};
 use rt_tests::{Server, TlsCert, TlsServer};
@@ -17,16 +16,6 @@ use serde_json::{json, Value};
 const N: usize = 50;
 const OVER_H2: &str = "rt_upgrades_total{transport=\"ws\",http=\"2\"}";
 const OVER_H1: &str = "rt_upgrades_total{transport=\"ws\",http=\"1.1\"}";
-
-async fn h2c(server: &Server) -> SendRequest<Empty<Bytes>> {
-    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    sender
-}
 
 /// A first request, so that the client has the server's SETTINGS (and so knows extended
 /// CONNECT is allowed) before it sends one.
@@ -132,7 +121,7 @@ async fn fifty_websockets_and_sse_streams_share_one_h2c_connection() {
         );
     }
     let base = format!("http://{}", server.addr());
-    fifty_of_each(h2c(&server).await, &base, "h2c").await;
+    fifty_of_each(server.h2c().await, &base, "h2c").await;
     assert_eq!(server.metric(OVER_H2).await, N as f64);
     // HTTP/1.1 upgrades are unchanged, and counted apart.
     let mut s = ws::connect(&server.ws_url("/ws"), &[]).await;
@@ -158,7 +147,7 @@ async fn fifty_websockets_and_sse_streams_share_one_tls_h2_connection() {
 async fn bad_extended_connects_get_4xx_and_the_connection_goes_on() {
     let server = Server::start(&["--allowed-origins", "https://ok.example"]).await;
     let base = format!("http://{}", server.addr());
-    let mut sender = h2c(&server).await;
+    let mut sender = server.h2c().await;
     settled(&mut sender, &base).await;
     let uri = format!("{base}/ws");
     // (:protocol, headers, status, a word of the error message)
