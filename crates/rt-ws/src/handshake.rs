@@ -1,4 +1,5 @@
-//! The RFC 6455 opening handshake over hyper's upgrade mechanism.
+//! The RFC 6455 opening handshake over hyper's upgrade mechanism (HTTP/1.1), and its RFC 8441
+//! form over HTTP/2 (see `h2`).
 
 use base64::Engine as _;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -18,10 +19,12 @@ use crate::error::Error;
 /// The socket of an upgraded connection.
 pub type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
-/// A validated handshake whose `101 Switching Protocols` answer has not been sent yet.
+/// A validated handshake whose answer (`101 Switching Protocols`, or `200` to an HTTP/2
+/// extended CONNECT) has not been sent yet.
 ///
 /// Return [`Upgrade::response`] from the request handler, and await [`Upgrade::socket`] in a
-/// spawned task: hyper hands the connection over once the response is written.
+/// spawned task: hyper hands the connection (or the h2 stream) over once the response is
+/// written.
 #[derive(Debug)]
 pub struct Upgrade {
     on_upgrade: OnUpgrade,
@@ -45,7 +48,8 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
 }
 
 impl Upgrade {
-    /// Validates `req` as a WebSocket upgrade under `config`.
+    /// Validates `req` as a WebSocket handshake under `config`: an HTTP/1.1 upgrade (RFC 6455)
+    /// or an HTTP/2 extended CONNECT with `:protocol websocket` (RFC 8441).
     ///
     /// A refused origin or a token that does not verify does not fail the handshake: browsers cannot
     /// read the status of a failed upgrade, so the connection is opened and then closed with
