@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use bytes::Bytes;
+use futures_util::SinkExt;
 use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http2::SendRequest;
@@ -12,6 +13,7 @@ use rt_tests::sse::SseStream;
 use rt_tests::ws::{self, connect_h2};
 use rt_tests::{Server, TlsCert, TlsServer};
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 const N: usize = 50;
 const OVER_H2: &str = "rt_upgrades_total{transport=\"ws\",http=\"2\"}";
@@ -142,10 +144,17 @@ async fn fifty_websockets_and_sse_streams_share_one_tls_h2_connection() {
 }
 
 /// Extended CONNECTs that are not WebSocket handshakes get a 4xx with the JSON error, on
-/// their own stream: the connection and the server go on serving.
+/// their own stream, and the edge's checks and limits close as over HTTP/1.1 (1008, 1009):
+/// the connection and the server go on serving.
 #[tokio::test]
 async fn bad_extended_connects_get_4xx_and_the_connection_goes_on() {
-    let server = Server::start(&["--allowed-origins", "https://ok.example"]).await;
+    let server = Server::start(&[
+        "--allowed-origins",
+        "https://ok.example",
+        "--ws-max-message",
+        "1024",
+    ])
+    .await;
     let base = format!("http://{}", server.addr());
     let mut sender = server.h2c().await;
     settled(&mut sender, &base).await;
@@ -207,6 +216,9 @@ async fn bad_extended_connects_get_4xx_and_the_connection_goes_on() {
             .await
             .unwrap();
         ws::subscribe(&mut s, &["after-bad"], None).await;
+        // The same limits and close codes as over HTTP/1.1, and only this stream ends.
+        s.send(Message::text("x".repeat(2000))).await.unwrap();
+        assert_eq!(ws::closed(&mut s).await.0, 1009);
     }
     assert_eq!(server.health().await["status"], "ok");
 }
