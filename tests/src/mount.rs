@@ -80,7 +80,8 @@ pub async fn listen() -> (TcpListener, SocketAddr) {
     (tcp, addr)
 }
 
-/// Serves `routes` on every connection `tcp` accepts, HTTP/1.1 (with upgrades) or HTTP/2,
+/// Serves `routes` on every connection `tcp` accepts, HTTP/1.1 (with upgrades) or HTTP/2
+/// (with extended CONNECT),
 /// each connection first wrapped by `wrap` (e.g. in an `rt_http::StallGuard`, or `|s| s`).
 /// Runs until its task is aborted.
 pub async fn serve<I>(tcp: TcpListener, routes: Routes, wrap: impl Fn(TcpStream) -> I)
@@ -94,9 +95,10 @@ where
         let io = TokioIo::new(wrap(stream));
         let service = TowerToHyperService::new(routes.clone());
         tokio::spawn(async move {
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(io, service)
-                .await;
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            // WebSockets over HTTP/2 too (RFC 8441), as docs/embedding.md says.
+            builder.http2().enable_connect_protocol();
+            let _ = builder.serve_connection_with_upgrades(io, service).await;
         });
     }
 }

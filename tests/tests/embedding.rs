@@ -746,6 +746,40 @@ async fn held_poll_half_open_ends(mount: Mount) {
 }
 
 // ---------------------------------------------------------------------------------------
+// WebSocket over HTTP/2
+
+/// An extended CONNECT (RFC 8441) on a cleartext h2 connection opens the endpoint's
+/// WebSocket: `axum::serve` announces the setting by itself, plain hyper once told
+/// (`http2().enable_connect_protocol()`, see `rt_tests::mount::serve`).
+async fn ws_over_h2(mount: Mount) {
+    let app = App::start(mount, Access::Anonymous).await;
+    let tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    // A first request, so that the client knows the server's SETTINGS.
+    let req = http::Request::get(app.url("/poll?channel=h2&timeout=0"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    assert_eq!(sender.send_request(req).await.unwrap().status(), 200);
+    let mut ws = rt_tests::ws::connect_h2(&mut sender, &app.url("/ws"), "websocket", &[])
+        .await
+        .unwrap();
+    rt_tests::ws::subscribe(&mut ws, &["h2"], None).await;
+    app.publish("h2", "over h2").await;
+    let event = rt_tests::ws::recv(&mut ws).await;
+    assert_eq!(
+        (&event["type"], &event["data"]),
+        (&json!("event"), &json!("over h2")),
+        "{event}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
 // The table: every scenario against every mount.
 
 macro_rules! mounts {
@@ -766,6 +800,11 @@ macro_rules! mounts {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn poll_resumes_exactly_on_every_channel() {
                 poll_resumes_exactly($mount).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_websocket_opens_over_http2() {
+                ws_over_h2($mount).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
