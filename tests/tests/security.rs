@@ -963,3 +963,51 @@ async fn cross_site_simple_posts_do_not_publish() {
         assert_eq!(stored, if cors.is_some() { 4 } else { 2 }, "{answer}");
     }
 }
+
+/// curl over cleartext HTTP/2 (prior knowledge) with an `Origin`: the status it got.
+fn curl_h2_with_origin(url: &str, origin: &str, post: Option<&str>) -> String {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{http_version}",
+    ])
+    .args(["--http2-prior-knowledge", "-m", "5", "-H"])
+    .arg(format!("origin: {origin}"));
+    if let Some(body) = post {
+        cmd.args(["-H", "content-type: application/json", "-d", body]);
+    }
+    let out = cmd.arg(url).output().expect("run curl");
+    eprintln!(
+        "curl {url}: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn same_origin_requests_over_http2_are_same_origin() {
+    // h2 requests carry `:authority`, not `Host`: the origin check must see it anyway.
+    let server = Server::start(&[]).await;
+    let own = server.url("");
+    let own = own.trim_end_matches('/');
+    let publish = server.url("/poll/publish");
+    let body = r#"{"channel":"demo","data":"x"}"#;
+    let same = curl_h2_with_origin(&publish, own, Some(body));
+    assert_eq!(same, "200 2", "a same-origin publish over h2 was refused");
+    let foreign = curl_h2_with_origin(&publish, "http://evil.example", Some(body));
+    assert_eq!(foreign, "403 2");
+    let api = server.url("/api/history?channel=demo");
+    assert_eq!(
+        curl_h2_with_origin(&api, own, None),
+        "401 2",
+        "refused for the key, not the origin"
+    );
+    assert_eq!(
+        curl_h2_with_origin(&api, "http://evil.example", None),
+        "403 2"
+    );
+}

@@ -58,11 +58,12 @@ impl Api {
     }
 
     /// Answers one request.
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    pub async fn handle<B>(&self, mut req: Request<B>) -> Response<Body>
     where
         B: http_body::Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        rt_http::host_from_authority(&mut req);
         let segment = req.uri().path().rsplit('/').next().unwrap_or_default();
         let Some(route) = ROUTES.iter().find(|r| r.segment == segment) else {
             let message = "the server API has /api/publish, /api/broadcast and /api/history";
@@ -78,10 +79,11 @@ impl Api {
             let observer = &*config.observer;
             config.key.check(req.headers(), route.label, observer)
         });
+        let (parts, body) = req.into_parts();
         if let Err(e) = checked {
+            h::discard_body(body).await;
             return e.to_response();
         }
-        let (parts, body) = req.into_parts();
         let limit = h::publish_body_limit(self.hub.config().max_payload);
         match route.segment {
             "publish" => {

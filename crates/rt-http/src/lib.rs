@@ -57,10 +57,10 @@ pub use jwt::{Claims, TokenAlgorithm, TokenVerifier};
 pub use listener::{ConnectionLimits, Listener, HANDSHAKE_TIMEOUTS, REFUSED};
 pub use metrics::Metrics;
 pub use observer::{AuthFailure, Close, Connection, Log, Observer};
-pub use origin::Origins;
+pub use origin::{host_from_authority, Origins};
 pub use parse_error::JsonParseErrors;
 pub use publish::{
-    check_json_content_type, publish, publish_body_limit, read_body, read_json_body,
+    check_json_content_type, discard_body, publish, publish_body_limit, read_body, read_json_body,
     DEFAULT_BODY_TIMEOUT,
 };
 pub use query::Query;

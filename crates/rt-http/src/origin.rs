@@ -2,7 +2,7 @@
 //! WebSocket `Origin` check alike.
 
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 
 use crate::body::{empty, Body};
 use crate::error::Error;
@@ -150,6 +150,24 @@ impl Origins {
     /// Whether `method` + headers make a CORS preflight.
     pub fn is_preflight(method: &Method, request: &HeaderMap) -> bool {
         method == Method::OPTIONS && request.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    }
+}
+
+/// Gives an HTTP/2 request the `Host` its `:authority` stands for (RFC 9113, 8.3.1), as an
+/// HTTP/1.1 proxy would. h2 clients send no `Host`, and the same-origin check compares
+/// `Origin` with `Host`: without this, a browser's same-origin request over h2 that carries
+/// `Origin` (a WebSocket, a `fetch` POST) would be judged cross-site. Every endpoint calls it
+/// first.
+pub fn host_from_authority<B>(req: &mut Request<B>) {
+    if req.headers().contains_key(header::HOST) {
+        return;
+    }
+    let host = req
+        .uri()
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    if let Some(host) = host {
+        req.headers_mut().insert(header::HOST, host);
     }
 }
 

@@ -50,12 +50,13 @@ impl Poll {
     /// and the CORS headers the request's origin is allowed. The request passes the
     /// configuration's [`Edge`](rt_http::Edge) first (origin, then token); polls and
     /// publishes are limited to the permissions its token grants.
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    pub async fn handle<B>(&self, mut req: Request<B>) -> Response<Body>
     where
         B: http_body::Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let edge = &self.config.edge;
+        rt_http::host_from_authority(&mut req);
         let (parts, body) = req.into_parts();
         if Origins::is_preflight(&parts.method, &parts.headers) {
             return edge.origins.preflight(&parts.headers);
@@ -71,6 +72,8 @@ impl Poll {
         let query = Query::parse(parts.uri.query());
         let publish = parts.uri.path().ends_with("/publish");
         let name = if publish { PUBLISH } else { TRANSPORT };
+        // A publish refused before its body is read has it read and dropped at the end.
+        let mut body = (publish && parts.method == Method::POST).then_some(body);
         // A poll is held before it is answered: it is a connection from the request on.
         let mut tracked = (!publish && parts.method == Method::GET)
             .then(|| Connection::open(edge.observer.clone(), TRANSPORT));
@@ -82,17 +85,17 @@ impl Poll {
             Ok(admitted) => {
                 presented = Some(admitted.presented);
                 let permissions = &admitted.permissions;
-                match (publish, &parts.method) {
-                    (false, &Method::GET) => self.poll(permissions, &query, &mut tracked).await,
-                    (true, &Method::POST) => {
+                match (publish, &parts.method, body.take()) {
+                    (false, &Method::GET, _) => self.poll(permissions, &query, &mut tracked).await,
+                    (true, &Method::POST, Some(body)) => {
                         let res = self.publish(permissions, &parts.headers, body).await;
                         if let Some(code) = res.extensions().get::<rt_http::ErrorCode>() {
                             edge.count_refusal(PUBLISH, code.0, admitted.presented);
                         }
                         Ok(res)
                     }
-                    (false, method) => Err(not_allowed(method, "GET, OPTIONS")),
-                    (true, method) => Err(not_allowed(method, "POST, OPTIONS")),
+                    (false, method, _) => Err(not_allowed(method, "GET, OPTIONS")),
+                    (true, method, _) => Err(not_allowed(method, "POST, OPTIONS")),
                 }
             }
         };
@@ -106,6 +109,9 @@ impl Poll {
         };
         if let Some(conn) = &mut tracked {
             conn.close(Close::Code(res.status().as_u16()));
+        }
+        if let Some(body) = body {
+            h::discard_body(body).await;
         }
         edge.origins.apply_cors(&origin, res.headers_mut());
         res

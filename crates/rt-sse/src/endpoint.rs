@@ -57,7 +57,8 @@ impl Sse {
     /// The request passes the [`Edge`](rt_http::Edge) of the configuration first (origin,
     /// then token); its channels must be allowed by the permissions the token grants, and a
     /// stream ends with [`EXPIRED`](crate::EXPIRED) when they expire.
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body> {
+    pub async fn handle<B>(&self, mut req: Request<B>) -> Response<Body> {
+        rt_http::host_from_authority(&mut req);
         let (parts, body) = req.into_parts();
         // Never read: dropped now so the stream holds nothing of the request.
         drop(body);

@@ -9,7 +9,6 @@
 //! `200` is sent. Everything after the handshake (the edge's origin and token checks, frames,
 //! limits, close codes) is the HTTP/1.1 path's.
 
-use http::header::{HeaderValue, HOST};
 use http::{Method, Request};
 use hyper::ext::Protocol;
 
@@ -28,7 +27,7 @@ pub(crate) fn check<B>(req: &mut Request<B>) -> Result<(), Error> {
     }
     match req.extensions().get::<Protocol>() {
         Some(p) if p.as_str().eq_ignore_ascii_case("websocket") => {
-            host_from_authority(req);
+            rt_http::host_from_authority(req);
             Ok(())
         }
         Some(_) => Err(Error::Handshake(
@@ -37,22 +36,6 @@ pub(crate) fn check<B>(req: &mut Request<B>) -> Result<(), Error> {
         None => Err(Error::Handshake(
             "a CONNECT without `:protocol websocket` cannot open a WebSocket (RFC 8441)",
         )),
-    }
-}
-
-/// Gives the request the `Host` its `:authority` stands for (RFC 9113, 8.3.1), as an
-/// HTTP/1.1 proxy would: a browser's WebSocket always sends `Origin`, and the edge's
-/// same-origin check compares it with `Host`, which h2 clients do not send.
-fn host_from_authority<B>(req: &mut Request<B>) {
-    if req.headers().contains_key(HOST) {
-        return;
-    }
-    let host = req
-        .uri()
-        .authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
-    if let Some(host) = host {
-        req.headers_mut().insert(HOST, host);
     }
 }
 
@@ -73,7 +56,7 @@ mod tests {
     fn only_an_extended_connect_for_websocket_passes() {
         let mut ok = connect(Some("websocket"));
         assert_eq!(check(&mut ok), Ok(()));
-        assert_eq!(ok.headers()[HOST], "localhost");
+        assert_eq!(ok.headers()[http::header::HOST], "localhost");
         for mut bad in [connect(Some("webtransport")), connect(None)] {
             assert!(matches!(check(&mut bad), Err(Error::Handshake(_))));
         }
