@@ -664,3 +664,35 @@ async fn an_expired_token_is_refreshed_and_the_stream_goes_on() {
         quiet(&mut sub).await;
     }
 }
+
+#[tokio::test]
+async fn subscribes_and_publishes_over_tls_on_every_transport_trusting_a_private_ca() {
+    let cert = rt_tests::TlsCert::localhost();
+    let server = rt_tests::TlsServer::start(&cert, &[]).await;
+    let pem = std::fs::read(&cert.cert_pem).unwrap();
+    for transport in [Transport::Ws, Transport::Sse, Transport::Poll] {
+        let client = Client::connect(server.url(""))
+            .tls_root_certificates(&pem)
+            .api_key("test-key")
+            .transports([transport]);
+        let channel = format!("tls-{transport:?}").to_lowercase();
+        let mut sub = client.subscribe([channel.as_str()]).await.unwrap();
+        assert_eq!(opened(&mut sub).await.0, transport);
+        let ack = client
+            .publish(Message::text(&channel, "secret"))
+            .await
+            .unwrap();
+        let (got, _) = events(&mut sub, 1).await;
+        assert_eq!(got[0].offset, ack.offset);
+    }
+    // Without the CA the certificate is not trusted: every transport fails, none is open.
+    let untrusted = Client::connect(server.url("")).connect_timeout(Duration::from_secs(2));
+    assert!(untrusted.subscribe(["x"]).await.is_err());
+    let bad_pem = Client::connect(server.url(""))
+        .tls_root_certificates(b"-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n");
+    let refused = bad_pem.subscribe(["x"]).await.unwrap_err().to_string();
+    assert!(
+        refused.starts_with("TLS: ") && refused.contains("certificate"),
+        "{refused}"
+    );
+}

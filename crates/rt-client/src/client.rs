@@ -64,26 +64,20 @@ pub(crate) struct Endpoints {
 impl Endpoints {
     fn new(url: &str) -> Result<Endpoints, String> {
         let uri: http::Uri = url.parse().map_err(|e| format!("{e}"))?;
-        match uri.scheme_str() {
-            Some("http" | "ws") => {}
-            Some("https" | "wss") => {
-                return Err(
-                    "TLS (https, wss) is not supported yet; use http:// (e.g. to a \
-                            local TLS-terminating proxy)"
-                        .into(),
-                )
-            }
-            _ => return Err("use an http:// URL (or ws://)".into()),
-        }
+        let (http, ws) = match uri.scheme_str() {
+            Some("http" | "ws") => ("http", "ws"),
+            Some("https" | "wss") => ("https", "wss"),
+            _ => return Err("use an http:// or https:// URL (or ws://, wss://)".into()),
+        };
         let authority = uri.authority().ok_or("the URL names no host")?;
         if uri.query().is_some() {
             return Err("the URL may not have a query".into());
         }
         // A path is a prefix under which the server's routes are mounted (behind a proxy).
         let prefix = uri.path().trim_end_matches('/');
-        let http = format!("http://{authority}{prefix}");
+        let http = format!("{http}://{authority}{prefix}");
         Ok(Endpoints {
-            ws: format!("ws://{authority}{prefix}/ws"),
+            ws: format!("{ws}://{authority}{prefix}/ws"),
             sse: format!("{http}/sse"),
             poll: format!("{http}/poll"),
             client_publish: format!("{http}/poll/publish"),
@@ -97,6 +91,8 @@ impl Endpoints {
 pub(crate) struct Config {
     pub(crate) endpoints: Endpoints,
     pub(crate) http: HttpClient,
+    /// TLS for `https://` requests and `wss://` WebSockets.
+    pub(crate) tls: Arc<rustls::ClientConfig>,
     pub(crate) transports: Vec<Transport>,
     pub(crate) token: Option<TokenSource>,
     pub(crate) api_key: Option<String>,
@@ -148,6 +144,8 @@ impl Config {
 pub struct Client {
     url: String,
     endpoints: Result<Endpoints, String>,
+    /// Why the certificates given to `tls_root_certificates` cannot be used.
+    tls_error: Option<String>,
     config: Config,
     start: String,
     queue: usize,
@@ -171,10 +169,12 @@ impl Client {
     pub fn connect(url: impl Into<String>) -> Client {
         let url = url.into();
         let endpoints = Endpoints::new(&url);
+        let tls = crate::http::tls(&[]).expect("no extra roots: nothing to parse");
         Client {
             config: Config {
                 endpoints: endpoints.clone().unwrap_or_default(),
-                http: crate::http::client(),
+                http: crate::http::client(&tls),
+                tls,
                 transports: Transport::ALL.to_vec(),
                 token: None,
                 api_key: None,
@@ -191,6 +191,7 @@ impl Client {
             },
             url,
             endpoints,
+            tls_error: None,
             start: String::new(),
             queue: 256,
         }
@@ -329,7 +330,24 @@ impl Client {
         self
     }
 
+    /// Also trusts the CA certificates of `pem` (one or more PEM blocks) for `https://` and
+    /// `wss://`, besides the public web's roots: for a server whose certificate a private CA
+    /// signed. Invalid PEM is reported by [`Client::subscribe`] and [`Client::publish`].
+    pub fn tls_root_certificates(mut self, pem: &[u8]) -> Self {
+        match crate::http::tls(pem) {
+            Ok(tls) => {
+                self.config.http = crate::http::client(&tls);
+                self.config.tls = tls;
+            }
+            Err(reason) => self.tls_error = Some(reason),
+        }
+        self
+    }
+
     fn checked(&self) -> Result<(), Error> {
+        if let Some(reason) = &self.tls_error {
+            return Err(Error::Tls(reason.clone()));
+        }
         self.endpoints
             .as_ref()
             .map(|_| ())
@@ -406,7 +424,11 @@ mod tests {
         let e = Endpoints::new("ws://h:1/rt/").unwrap();
         assert_eq!(e.poll, "http://h:1/rt/poll");
         assert_eq!(e.api_publish, "http://h:1/rt/api/publish");
-        assert!(Endpoints::new("https://h").unwrap_err().contains("TLS"));
+        let tls = Endpoints::new("https://h/rt").unwrap();
+        assert_eq!(
+            (tls.ws.as_str(), tls.sse.as_str()),
+            ("wss://h/rt/ws", "https://h/rt/sse")
+        );
         assert!(Endpoints::new("ftp://h").is_err());
         assert!(Endpoints::new("http://h/?a=b").is_err());
     }

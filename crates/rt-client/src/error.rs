@@ -28,6 +28,10 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The certificates given to [`Client::tls_root_certificates`](crate::Client::tls_root_certificates)
+    /// cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// A channel name, cursor or event name breaks the rules of docs/protocol.md ("Names").
     #[error(transparent)]
     Invalid(#[from] rt_core::Error),

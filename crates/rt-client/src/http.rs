@@ -4,6 +4,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
@@ -12,14 +13,43 @@ use serde::Deserialize;
 use crate::error::Error;
 use crate::event::Transport;
 
-/// The HTTP client every request of a [`Client`](crate::Client) shares (one pool).
-pub(crate) type HttpClient = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
+/// The HTTP client every request of a [`Client`](crate::Client) shares (one pool), over TCP
+/// for `http://` and TLS for `https://`.
+pub(crate) type HttpClient =
+    hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// The most of an error answer read for its message.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
-pub(crate) fn client() -> HttpClient {
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
+pub(crate) fn client(tls: &rustls::ClientConfig) -> HttpClient {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
+        .https_or_http()
+        .enable_http1()
+        .build();
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(https)
+}
+
+/// TLS trusting the public web's roots (webpki-roots, so no platform store is needed) and
+/// `extra` (PEM), for HTTPS and `wss://` alike.
+pub(crate) fn tls(extra: &[u8]) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in CertificateDer::pem_slice_iter(extra) {
+        let cert = cert.map_err(|e| format!("the root certificates are not valid PEM: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("a root certificate cannot be used: {e}"))?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
 }
 
 /// `{base}?channel=a&channel=b` plus `extra` pairs. Channel names and cursors need no

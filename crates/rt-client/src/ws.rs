@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -63,6 +64,21 @@ fn yes() -> bool {
     true
 }
 
+/// A client WebSocket, over TCP or TLS.
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the WebSocket of `request`, over TLS with `tls` for `wss://`.
+async fn connect(
+    request: tungstenite::handshake::client::Request,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<Socket, tungstenite::Error> {
+    let tls = tokio_tungstenite::Connector::Rustls(tls.clone());
+    let (ws, _) =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(tls)).await?;
+    Ok(ws)
+}
+
 /// Runs one WebSocket connection until it ends; returns why.
 pub(crate) async fn run(conn: &mut Conn<'_>) -> Error {
     let link = conn.link();
@@ -91,28 +107,27 @@ async fn session(conn: &mut Conn<'_>, link: &Link) -> Result<Infallible, Error> 
         headers.insert(http::header::AUTHORIZATION, value);
     }
     let deadline = Instant::now() + connect_timeout;
-    let (mut ws, _) =
-        match tokio::time::timeout_at(deadline, tokio_tungstenite::connect_async(request)).await {
-            Err(_) => {
-                return Err(Error::Timeout {
-                    what: "WebSocket handshake",
-                    after: connect_timeout,
-                })
-            }
-            Ok(Err(tungstenite::Error::Http(res))) => {
-                let body = res.body().as_deref().unwrap_or_default();
-                let (code, message) = crate::http::error_body(body);
-                return Err(Error::http(
-                    "WebSocket handshake",
-                    Some(Transport::Ws),
-                    res.status().as_u16(),
-                    code,
-                    message,
-                ));
-            }
-            Ok(Err(e)) => return Err(e.into()),
-            Ok(Ok(pair)) => pair,
-        };
+    let mut ws = match tokio::time::timeout_at(deadline, connect(request, &config.tls)).await {
+        Err(_) => {
+            return Err(Error::Timeout {
+                what: "WebSocket handshake",
+                after: connect_timeout,
+            })
+        }
+        Ok(Err(tungstenite::Error::Http(res))) => {
+            let body = res.body().as_deref().unwrap_or_default();
+            let (code, message) = crate::http::error_body(body);
+            return Err(Error::http(
+                "WebSocket handshake",
+                Some(Transport::Ws),
+                res.status().as_u16(),
+                code,
+                message,
+            ));
+        }
+        Ok(Err(e)) => return Err(e.into()),
+        Ok(Ok(ws)) => ws,
+    };
 
     let mut subscribe = serde_json::json!({
         "type": "subscribe",
