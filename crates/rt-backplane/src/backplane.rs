@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::codec;
 use crate::config::{redacted, RedisConfig};
+use crate::flight::Flights;
 use crate::link::{self, Command, Shared, State};
 
 /// Positions are assigned and history is read by this one script; see its header.
@@ -47,6 +48,8 @@ pub struct RedisBackplane {
     retention: Retention,
     idempotency_window: Duration,
     url: String,
+    /// Identical history reads (`read` and `join` scripts with the same arguments) in flight.
+    reads: Flights<Result<Arc<Vec<Vec<u8>>>, Error>>,
 }
 
 impl RedisBackplane {
@@ -70,6 +73,7 @@ impl RedisBackplane {
             retention: config.retention,
             idempotency_window: config.idempotency_window,
             url: redacted(&config.url),
+            reads: Flights::new(),
         };
         backplane.wait_until_up(config.timeout).await;
         Ok(backplane)
@@ -113,16 +117,34 @@ impl RedisBackplane {
         Err(Error::Unavailable(format!("Redis: {reason}")))
     }
 
+    /// Runs a read-only script call shared with identical concurrent ones (see
+    /// [`Flights`]); `key` names the call's arguments.
+    async fn run_shared(
+        &self,
+        key: String,
+        call: impl Fn() -> redis::ScriptInvocation<'static>,
+    ) -> Result<Arc<Vec<Vec<u8>>>, Error> {
+        self.reads
+            .run(key, || async { self.run(call()).await.map(Arc::new) })
+            .await
+    }
+
     /// Runs the script's `read` mode, noting how many events the channel retains.
     async fn read_raw(
         &self,
         channel: &Channel,
         after: u64,
         limit: usize,
-    ) -> Result<Vec<Vec<u8>>, Error> {
-        let mut call = self.invocation("read", channel.as_str());
-        call.arg(after).arg(limit);
-        let reply = self.run(call).await?;
+    ) -> Result<Arc<Vec<Vec<u8>>>, Error> {
+        // Channel names hold no spaces.
+        let key = format!("read {channel} {after} {limit}");
+        let reply = self
+            .run_shared(key, || {
+                let mut call = self.invocation("read", channel.as_str());
+                call.arg(after).arg(limit);
+                call
+            })
+            .await?;
         if let (Ok(head), Ok(oldest)) =
             (number(reply.get(1), "head"), number(reply.get(2), "oldest"))
         {
@@ -319,17 +341,26 @@ impl Backplane for RedisBackplane {
         if channels.is_empty() {
             return Ok(Vec::new());
         }
-        let mut call = self.invocation("join", "");
-        call.arg(limit);
-        for (channel, from) in channels {
-            call.arg(channel.as_str());
-            match from {
-                ReadFrom::Nothing => call.arg(""),
-                ReadFrom::Earliest => call.arg("e"),
-                ReadFrom::After(after) => call.arg(after),
-            };
+        let from = |from: &ReadFrom| match from {
+            ReadFrom::Nothing => String::new(),
+            ReadFrom::Earliest => "e".into(),
+            ReadFrom::After(after) => after.to_string(),
+        };
+        // Clients resuming from one cursor ask the same: a reconnect storm shares its reads.
+        let mut key = format!("join {limit}");
+        for (channel, f) in channels {
+            key.push_str(&format!(" {channel}={}", from(f)));
         }
-        let reply = self.run(call).await?;
+        let reply = self
+            .run_shared(key, || {
+                let mut call = self.invocation("join", "");
+                call.arg(limit);
+                for (channel, f) in channels {
+                    call.arg(channel.as_str()).arg(from(f));
+                }
+                call
+            })
+            .await?;
         let answers = joined(&reply, channels, limit)?;
         Ok(channels
             .iter()

@@ -60,6 +60,7 @@ mod backplane;
 mod codec;
 mod config;
 mod error;
+mod flight;
 mod link;
 mod retained;
 

@@ -781,3 +781,62 @@ async fn resuming_a_hundred_channels_costs_a_constant_number_of_round_trips() {
     assert_eq!(next_event(&mut sub).await.offset(), p.event.offset());
     assert_eq!(p.event.offset(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_storm_from_one_cursor_shares_its_history_reads() {
+    // A Redis of its own: commandstats counts every client's commands.
+    let redis = RedisServer::start();
+    let config = RedisConfig::new(redis.url()).prefix(prefix("storm"));
+    let (a, b) = (node(config.clone()).await, node(config).await);
+    let c = ch("storm");
+    let mut epoch = None;
+    for i in 1..=5 {
+        let p = a
+            .hub
+            .publish(NewEvent::new(c.clone(), text(format!("{i}"))))
+            .await
+            .unwrap();
+        epoch = Some(p.event.epoch());
+    }
+    let mut cursor = Cursor::new(epoch.unwrap());
+    cursor.set(c.clone(), 2);
+
+    // Every client of a node that went down comes back to this one with the same cursor.
+    const CLIENTS: usize = 1000;
+    let before = command_calls(&redis);
+    let subs = futures_util::future::join_all(
+        (0..CLIENTS).map(|_| b.hub.subscribe([c.clone()], Start::Cursor(cursor.clone()))),
+    )
+    .await;
+    let after = command_calls(&redis);
+    let reads = sent(&before, &after).get("evalsha").copied().unwrap_or(0);
+    let all: u64 = after
+        .iter()
+        .filter(|(name, _)| *name != "info")
+        .map(|(name, calls)| calls - before.get(name).unwrap_or(&0))
+        .sum();
+    eprintln!("{CLIENTS} resumes: {reads} script calls, {all} Redis commands in all");
+    // One read per client was the cost without sharing.
+    assert!(
+        reads * 20 <= CLIENTS as u64,
+        "{reads} script calls for {CLIENTS} resumes"
+    );
+
+    // Each resumed exactly: offsets 3 to 5, ready at once, then live.
+    let mut subs: Vec<Subscription> = subs.into_iter().map(Result::unwrap).collect();
+    for sub in &mut subs {
+        for offset in 3..=5 {
+            match sub.try_next() {
+                Some(Delivery::Event(e)) => assert_eq!(e.offset(), offset),
+                other => panic!("expected offset {offset} ready at once, got {other:?}"),
+            }
+        }
+    }
+    a.hub
+        .publish(NewEvent::new(c.clone(), text("6")))
+        .await
+        .unwrap();
+    for sub in &mut subs {
+        assert_eq!(next_event(sub).await.offset(), 6);
+    }
+}
