@@ -189,8 +189,8 @@ async fn connect(
         .get_multiplexed_async_connection_with_config(&config)
         .await
         .map_err(|e| e.to_string())?;
-    // Loaded before any publish: pipelined publishes keep their order only if none of them
-    // has to load it (see `RedisBackplane::publish_pipeline`).
+    // Loaded before the first publish batch: batches in flight together would otherwise all
+    // meet NOSCRIPT and each retry on its own (see `publish_batches`).
     within(t, crate::backplane::SCRIPT.load_async(&mut conn)).await?;
     let pubsub = timeout(t, shared.client.get_async_pubsub())
         .await

@@ -712,8 +712,8 @@ fn command_calls(redis: &RedisServer) -> HashMap<String, u64> {
 /// Commands that only the script runs: Redis counts them in `commandstats` too, but they cost
 /// no round trip.
 const RUN_BY_THE_SCRIPT: &[&str] = &[
-    "get", "set", "time", "hget", "hincrby", "llen", "lrange", "ltrim", "rpush", "xadd", "xrange",
-    "xtrim", "pexpire", "publish",
+    "get", "set", "time", "hget", "hincrby", "llen", "lindex", "lrange", "ltrim", "rpush", "xadd",
+    "xrange", "xtrim", "pexpire", "publish",
 ];
 
 /// The commands clients sent between two snapshots, by name.
