@@ -696,6 +696,19 @@ async fn join_answers_as_head_and_read_do() {
     assert!(bp.join(&[], 2).await.unwrap().is_empty());
 }
 
+/// Publishes "1" to "n" on `channel`; returns their epoch.
+async fn publish_numbered(hub: &Hub, channel: &Channel, n: u64) -> rt_core::Epoch {
+    let mut epoch = None;
+    for i in 1..=n {
+        let p = hub
+            .publish(NewEvent::new(channel.clone(), text(i.to_string())))
+            .await
+            .unwrap();
+        epoch = Some(p.event.epoch());
+    }
+    epoch.unwrap()
+}
+
 /// Calls per command since the server started (`INFO commandstats`).
 fn command_calls(redis: &RedisServer) -> HashMap<String, u64> {
     redis
@@ -735,14 +748,7 @@ async fn resuming_a_hundred_channels_costs_a_constant_number_of_round_trips() {
     let channels: Vec<Channel> = (0..100).map(|i| ch(&format!("c{i}"))).collect();
     let mut epoch = None;
     for c in &channels {
-        for i in 1..=3 {
-            let p = a
-                .hub
-                .publish(NewEvent::new(c.clone(), text(format!("{i}"))))
-                .await
-                .unwrap();
-            epoch = Some(p.event.epoch());
-        }
+        epoch = Some(publish_numbered(&a.hub, c, 3).await);
     }
     let mut cursor = Cursor::new(epoch.unwrap());
     for c in &channels {
@@ -789,16 +795,7 @@ async fn a_reconnect_storm_from_one_cursor_shares_its_history_reads() {
     let config = RedisConfig::new(redis.url()).prefix(prefix("storm"));
     let (a, b) = (node(config.clone()).await, node(config).await);
     let c = ch("storm");
-    let mut epoch = None;
-    for i in 1..=5 {
-        let p = a
-            .hub
-            .publish(NewEvent::new(c.clone(), text(format!("{i}"))))
-            .await
-            .unwrap();
-        epoch = Some(p.event.epoch());
-    }
-    let mut cursor = Cursor::new(epoch.unwrap());
+    let mut cursor = Cursor::new(publish_numbered(&a.hub, &c, 5).await);
     cursor.set(c.clone(), 2);
 
     // Every client of a node that went down comes back to this one with the same cursor.

@@ -320,6 +320,32 @@ fn plan(args: &Args) -> Vec<Spec> {
     specs
 }
 
+/// The command line of a Redis or NATS server the bench starts: its port and directory.
+type ServiceArgs = fn(u16, &std::path::Path) -> Vec<String>;
+
+fn redis_args(port: u16, dir: &std::path::Path) -> Vec<String> {
+    let (port, dir) = (port.to_string(), dir.display().to_string());
+    [
+        "--port",
+        &port,
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--dir",
+        &dir,
+    ]
+    .map(String::from)
+    .into()
+}
+
+fn nats_args(port: u16, dir: &std::path::Path) -> Vec<String> {
+    let (port, dir) = (port.to_string(), dir.display().to_string());
+    ["-js", "-a", "127.0.0.1", "-p", &port, "-sd", &dir]
+        .map(String::from)
+        .into()
+}
+
 async fn bench(mut args: Args, threads: usize, nofile: u64) -> Result<(), String> {
     let programs = Programs {
         rt_server: args.rt_server.clone(),
@@ -330,48 +356,22 @@ async fn bench(mut args: Args, threads: usize, nofile: u64) -> Result<(), String
     // Held until the end: a Redis or NATS started here stops with the bench.
     let mut backings = vec![];
     if args.scenario.is_empty() || args.scenario.contains(&Scenario::Backplane) {
-        if args.backplanes.contains(&Backplane::Redis) {
-            let redis = Backing::ensure(
-                &args.redis,
+        let wanted = args.backplanes.clone();
+        let services: [(Backplane, &mut String, &str, ServiceArgs); 2] = [
+            (
+                Backplane::Redis,
+                &mut args.redis,
                 "redis-server",
-                |port, dir| {
-                    let port = port.to_string();
-                    let dir = dir.display().to_string();
-                    [
-                        "--port",
-                        &port,
-                        "--bind",
-                        "127.0.0.1",
-                        "--save",
-                        "",
-                        "--dir",
-                        &dir,
-                    ]
-                    .map(String::from)
-                    .into()
-                },
-                &programs.logs,
-            )
-            .await?;
-            args.redis = redis.url.clone();
-            backings.push(redis);
-        }
-        if args.backplanes.contains(&Backplane::Nats) {
-            let nats = Backing::ensure(
-                &args.nats,
-                "nats-server",
-                |port, dir| {
-                    let port = port.to_string();
-                    let dir = dir.display().to_string();
-                    ["-js", "-a", "127.0.0.1", "-p", &port, "-sd", &dir]
-                        .map(String::from)
-                        .into()
-                },
-                &programs.logs,
-            )
-            .await?;
-            args.nats = nats.url.clone();
-            backings.push(nats);
+                redis_args,
+            ),
+            (Backplane::Nats, &mut args.nats, "nats-server", nats_args),
+        ];
+        for (backplane, url, program, argv) in services {
+            if wanted.contains(&backplane) {
+                let service = Backing::ensure(url, program, argv, &programs.logs).await?;
+                url.clone_from(&service.url);
+                backings.push(service);
+            }
         }
     }
     let specs = plan(&args);

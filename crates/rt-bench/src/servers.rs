@@ -178,7 +178,7 @@ impl Backing {
     pub(crate) async fn ensure(
         url: &str,
         program: &str,
-        args: fn(u16, &std::path::Path) -> Vec<String>,
+        args: crate::ServiceArgs,
         logs: &std::path::Path,
     ) -> Result<Backing, String> {
         let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
