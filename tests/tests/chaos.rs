@@ -234,3 +234,83 @@ async fn a_node_killed_under_load_loses_and_repeats_nothing() {
         "only {moved} of {on_killed} clients moved"
     );
 }
+
+/// Calls per command since the Redis started (`INFO commandstats`), all commands together
+/// and script calls alone.
+fn redis_calls(redis: &rt_tests::RedisServer) -> (u64, u64) {
+    let stats = redis.cmd(&["INFO", "commandstats"]);
+    let mut all = 0;
+    let mut scripts = 0;
+    for line in stats.lines() {
+        let Some((name, rest)) = line
+            .strip_prefix("cmdstat_")
+            .and_then(|l| l.split_once(':'))
+        else {
+            continue;
+        };
+        let calls: u64 = rest
+            .strip_prefix("calls=")
+            .and_then(|r| r.split(',').next())
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        if name != "info" {
+            all += calls;
+        }
+        if name == "evalsha" {
+            scripts += calls;
+        }
+    }
+    (all, scripts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_storm_of_long_polls_shares_its_history_reads() {
+    // A Redis of its own: commandstats counts every client's commands.
+    let redis = rt_tests::RedisServer::start();
+    let url = redis.url();
+    let prefix = rt_tests::unique("storm");
+    let node = Server::start(&["--backplane", &url, "--redis-prefix", &prefix]).await;
+    let mut epoch = String::new();
+    for i in 1..=5 {
+        let (status, ack) = post_json(
+            &node.url("/api/publish"),
+            &[("x-api-key", "test-key")],
+            &json!({"channel": CHANNEL, "data": format!("e{i}")}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{ack}");
+        epoch = ack["epoch"].as_str().unwrap().to_owned();
+    }
+    // The clients of a node that went away all come back with the same cursor at once.
+    const POLLS: usize = 2000;
+    let cursor = enc(&format!("{epoch},{CHANNEL}=2"));
+    let poll_url = node.url(&format!("/poll?channel={CHANNEL}&cursor={cursor}"));
+    let before = redis_calls(&redis);
+    let polls = (0..POLLS).map(|_| {
+        let url = poll_url.clone();
+        tokio::spawn(async move { rt_tests::http::get(&url).await })
+    });
+    let answers = futures_util::future::join_all(polls).await;
+    let (all, scripts) = {
+        let after = redis_calls(&redis);
+        (after.0 - before.0, after.1 - before.1)
+    };
+    eprintln!("{POLLS} resuming polls: {scripts} script calls, {all} Redis commands in all");
+    for answer in answers {
+        let (status, _, body) = answer.unwrap().unwrap();
+        assert_eq!(status, StatusCode::OK);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        let offsets: Vec<u64> = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["offset"].as_u64().unwrap())
+            .collect();
+        assert_eq!(offsets, [3, 4, 5], "{v}");
+    }
+    // Without sharing: a script call per poll, 7 commands each.
+    assert!(
+        scripts * 10 <= POLLS as u64,
+        "{scripts} script calls for {POLLS} polls"
+    );
+}
