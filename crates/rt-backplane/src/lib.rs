@@ -3,9 +3,9 @@
 //!
 //! [`RedisBackplane`] implements [`rt_core::Backplane`]. A client may publish on node B, be
 //! subscribed on node A and reconnect to node C with its cursor: positions are assigned in
-//! Redis (one Lua script per publish), history lives in Redis streams bounded by count and age,
-//! and each node subscribes once per channel that has local subscribers, then fans out
-//! locally. When Redis is unreachable, publishes fail fast with `503`, health reports
+//! Redis (one Lua script per batch of publishes), history lives in Redis streams bounded by
+//! count and age, and each node subscribes once per channel that has local subscribers, then
+//! fans out locally. When Redis is unreachable, publishes fail fast with `503`, health reports
 //! degraded, subscribers stay connected, and the node reconnects by itself and replays what
 //! its subscribers missed; when Redis lost its data, a new epoch tells clients
 //! `recovered: false` instead of leaving a silent gap.
@@ -60,6 +60,7 @@ mod backplane;
 mod codec;
 mod config;
 mod error;
+mod flight;
 mod link;
 mod retained;
 

@@ -184,11 +184,14 @@ async fn connect(
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(t))
         .set_response_timeout(Some(t));
-    let conn = shared
+    let mut conn = shared
         .client
         .get_multiplexed_async_connection_with_config(&config)
         .await
         .map_err(|e| e.to_string())?;
+    // Loaded before the first publish batch: batches in flight together would otherwise all
+    // meet NOSCRIPT and each retry on its own (see `publish_batches`).
+    within(t, crate::backplane::SCRIPT.load_async(&mut conn)).await?;
     let pubsub = timeout(t, shared.client.get_async_pubsub())
         .await
         .map_err(|_| "timed out opening the pub/sub connection".to_owned())?

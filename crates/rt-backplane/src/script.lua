@@ -15,14 +15,16 @@
 -- A message is "EPOCH OFFSET TIME KIND NAME CHANNEL\nPAYLOAD" (KIND: t text, b binary); names
 -- and channels never contain spaces or newlines.
 --
--- ARGV: 1 prefix, 2 mode (publish|read|join), 3 channel ('' for join), 4 fresh epoch,
---   5 max_len, 6 max_age_ms,
---   publish: 7 name, 8 kind, 9 payload, 10 message id ('' for none), 11 idempotency window ms
+-- ARGV: 1 prefix, 2 mode (publish|read|join), 3 channel ('' for publish and join), 4 fresh
+--   epoch, 5 max_len, 6 max_age_ms,
+--   publish: 7 idempotency window ms, then per event, in order: channel, name, kind, payload,
+--            message id ('' for none)
 --   read:    7 after, 8 limit
 --   join:    7 limit, then per channel: channel, from ('' head only, 'e' the oldest retained
 --            event, else the offset to read after)
 -- Replies are arrays of strings:
---   publish: {'0' new, message, events the channel retains} | {'1' duplicate, message}
+--   publish: per event: '0' new, message, events the channel retains | '1' duplicate,
+--            message, '0'
 --   read:    {epoch, head, oldest retained offset, messages after `after`...}
 --   join:    {epoch, then per channel: head, oldest retained offset, count, count messages}
 
@@ -68,7 +70,9 @@ local function prune()
   end
   local cutoff = now - max_age
   local expired = 0
-  while expired < n do
+  -- Most calls expire nothing: one look at the oldest time tells.
+  local oldest_time = redis.call('LINDEX', tkey, 0)
+  while oldest_time and tonumber(oldest_time) < cutoff and expired < n do
     local times = redis.call('LRANGE', tkey, expired, expired + 63)
     local stop = false
     for _, time in ipairs(times) do
@@ -126,37 +130,47 @@ if mode == 'join' then
   return reply
 end
 
-use(ARGV[3])
-
 if mode == 'publish' then
-  local ikey = nil
-  if ARGV[10] ~= '' then
-    ikey = base .. ':i:' .. int(#channel) .. ':' .. channel .. ':' .. ARGV[10]
-    local first = redis.call('GET', ikey)
+  -- A batch: the node sends the publishes queued while its previous batch was in the air in
+  -- one call, so the script's fixed cost is paid once per batch.
+  local window = tonumber(ARGV[7])
+  local reply = {}
+  for i = 8, #ARGV - 4, 5 do
+    use(ARGV[i])
+    local name, kind, payload, id = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+    local ikey = nil
+    local first = nil
+    if id ~= '' then
+      ikey = base .. ':i:' .. int(#channel) .. ':' .. channel .. ':' .. id
+      first = redis.call('GET', ikey)
+    end
     if first then
-      return {'1', first}
+      reply[#reply + 1], reply[#reply + 2], reply[#reply + 3] = '1', first, '0'
+    else
+      head = redis.call('HINCRBY', hkey, channel, 1)
+      local retained = 0
+      local msg = epoch .. ' ' .. int(head) .. ' ' .. int(now) .. ' ' .. kind .. ' ' .. name
+        .. ' ' .. channel .. '\n' .. payload
+      if max_len > 0 then
+        redis.call('XADD', skey, int(head) .. '-0', 'm', msg)
+        redis.call('RPUSH', tkey, int(now))
+        retained = prune()
+        -- A channel that goes quiet lets its history expire by itself.
+        redis.call('PEXPIRE', skey, max_age + 1000)
+        redis.call('PEXPIRE', tkey, max_age + 1000)
+      end
+      if ikey and window > 0 then
+        redis.call('SET', ikey, msg, 'PX', window)
+      end
+      redis.call('PUBLISH', prefix .. ':c:' .. channel, msg)
+      -- The retained count feeds the node's history gauge without another round trip.
+      reply[#reply + 1], reply[#reply + 2], reply[#reply + 3] = '0', msg, int(retained)
     end
   end
-  head = redis.call('HINCRBY', hkey, channel, 1)
-  local retained = 0
-  local msg = epoch .. ' ' .. int(head) .. ' ' .. int(now) .. ' ' .. ARGV[8] .. ' ' .. ARGV[7]
-    .. ' ' .. channel .. '\n' .. ARGV[9]
-  if max_len > 0 then
-    redis.call('XADD', skey, int(head) .. '-0', 'm', msg)
-    redis.call('RPUSH', tkey, int(now))
-    retained = prune()
-    -- A channel that goes quiet lets its history expire by itself.
-    redis.call('PEXPIRE', skey, max_age + 1000)
-    redis.call('PEXPIRE', tkey, max_age + 1000)
-  end
-  local window = tonumber(ARGV[11])
-  if ikey and window > 0 then
-    redis.call('SET', ikey, msg, 'PX', window)
-  end
-  redis.call('PUBLISH', prefix .. ':c:' .. channel, msg)
-  -- The retained count feeds the node's history gauge without another round trip.
-  return {'0', msg, int(retained)}
+  return reply
 end
+
+use(ARGV[3])
 
 -- read
 local after, limit = tonumber(ARGV[7]), tonumber(ARGV[8])

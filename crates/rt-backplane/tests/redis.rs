@@ -696,6 +696,19 @@ async fn join_answers_as_head_and_read_do() {
     assert!(bp.join(&[], 2).await.unwrap().is_empty());
 }
 
+/// Publishes "1" to "n" on `channel`; returns their epoch.
+async fn publish_numbered(hub: &Hub, channel: &Channel, n: u64) -> rt_core::Epoch {
+    let mut epoch = None;
+    for i in 1..=n {
+        let p = hub
+            .publish(NewEvent::new(channel.clone(), text(i.to_string())))
+            .await
+            .unwrap();
+        epoch = Some(p.event.epoch());
+    }
+    epoch.unwrap()
+}
+
 /// Calls per command since the server started (`INFO commandstats`).
 fn command_calls(redis: &RedisServer) -> HashMap<String, u64> {
     redis
@@ -712,8 +725,8 @@ fn command_calls(redis: &RedisServer) -> HashMap<String, u64> {
 /// Commands that only the script runs: Redis counts them in `commandstats` too, but they cost
 /// no round trip.
 const RUN_BY_THE_SCRIPT: &[&str] = &[
-    "get", "set", "time", "hget", "hincrby", "llen", "lrange", "ltrim", "rpush", "xadd", "xrange",
-    "xtrim", "pexpire", "publish",
+    "get", "set", "time", "hget", "hincrby", "llen", "lindex", "lrange", "ltrim", "rpush", "xadd",
+    "xrange", "xtrim", "pexpire", "publish",
 ];
 
 /// The commands clients sent between two snapshots, by name.
@@ -735,14 +748,7 @@ async fn resuming_a_hundred_channels_costs_a_constant_number_of_round_trips() {
     let channels: Vec<Channel> = (0..100).map(|i| ch(&format!("c{i}"))).collect();
     let mut epoch = None;
     for c in &channels {
-        for i in 1..=3 {
-            let p = a
-                .hub
-                .publish(NewEvent::new(c.clone(), text(format!("{i}"))))
-                .await
-                .unwrap();
-            epoch = Some(p.event.epoch());
-        }
+        epoch = Some(publish_numbered(&a.hub, c, 3).await);
     }
     let mut cursor = Cursor::new(epoch.unwrap());
     for c in &channels {
@@ -780,4 +786,54 @@ async fn resuming_a_hundred_channels_costs_a_constant_number_of_round_trips() {
         .unwrap();
     assert_eq!(next_event(&mut sub).await.offset(), p.event.offset());
     assert_eq!(p.event.offset(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_storm_from_one_cursor_shares_its_history_reads() {
+    // A Redis of its own: commandstats counts every client's commands.
+    let redis = RedisServer::start();
+    let config = RedisConfig::new(redis.url()).prefix(prefix("storm"));
+    let (a, b) = (node(config.clone()).await, node(config).await);
+    let c = ch("storm");
+    let mut cursor = Cursor::new(publish_numbered(&a.hub, &c, 5).await);
+    cursor.set(c.clone(), 2);
+
+    // Every client of a node that went down comes back to this one with the same cursor.
+    const CLIENTS: usize = 1000;
+    let before = command_calls(&redis);
+    let subs = futures_util::future::join_all(
+        (0..CLIENTS).map(|_| b.hub.subscribe([c.clone()], Start::Cursor(cursor.clone()))),
+    )
+    .await;
+    let after = command_calls(&redis);
+    let reads = sent(&before, &after).get("evalsha").copied().unwrap_or(0);
+    let all: u64 = after
+        .iter()
+        .filter(|(name, _)| *name != "info")
+        .map(|(name, calls)| calls - before.get(name).unwrap_or(&0))
+        .sum();
+    eprintln!("{CLIENTS} resumes: {reads} script calls, {all} Redis commands in all");
+    // One read per client was the cost without sharing.
+    assert!(
+        reads * 20 <= CLIENTS as u64,
+        "{reads} script calls for {CLIENTS} resumes"
+    );
+
+    // Each resumed exactly: offsets 3 to 5, ready at once, then live.
+    let mut subs: Vec<Subscription> = subs.into_iter().map(Result::unwrap).collect();
+    for sub in &mut subs {
+        for offset in 3..=5 {
+            match sub.try_next() {
+                Some(Delivery::Event(e)) => assert_eq!(e.offset(), offset),
+                other => panic!("expected offset {offset} ready at once, got {other:?}"),
+            }
+        }
+    }
+    a.hub
+        .publish(NewEvent::new(c.clone(), text("6")))
+        .await
+        .unwrap();
+    for sub in &mut subs {
+        assert_eq!(next_event(sub).await.offset(), 6);
+    }
 }

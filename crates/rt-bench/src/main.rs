@@ -20,7 +20,7 @@ use clap::Parser;
 
 use crate::fleet::Transport;
 use crate::run::Spec;
-use crate::servers::{Programs, Target};
+use crate::servers::{Backing, Programs, Target};
 
 /// A scenario of the benchmark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -35,6 +35,29 @@ enum Scenario {
     Poll,
     /// SSE fan-out over HTTP/1.1 and over HTTP/2.
     Sse,
+    /// 1 WebSocket publisher through rt-server on each backplane (memory, Redis, NATS).
+    Backplane,
+}
+
+/// Where rt-server orders and stores events, in the backplane scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Backplane {
+    /// `--backplane memory`: this process only (the reference).
+    Memory,
+    /// `--backplane` the `--redis` URL.
+    Redis,
+    /// `--backplane` the `--nats` URL (JetStream).
+    Nats,
+}
+
+impl Backplane {
+    fn name(self) -> &'static str {
+        match self {
+            Backplane::Memory => "memory",
+            Backplane::Redis => "redis",
+            Backplane::Nats => "nats",
+        }
+    }
 }
 
 #[derive(Debug, Parser)]
@@ -77,6 +100,22 @@ struct Args {
     /// Generator worker threads (default: 1 with --pin, else 2).
     #[arg(long)]
     threads: Option<usize>,
+    /// Backplanes compared in the backplane scenario.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "memory,redis,nats"
+    )]
+    backplanes: Vec<Backplane>,
+    /// The Redis of the backplane scenario; when none answers there, the bench starts
+    /// `redis-server` on a free port.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis: String,
+    /// The NATS JetStream server of the backplane scenario; when none answers there, the
+    /// bench starts `nats-server -js` on a free port.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats: String,
     /// rt-server binary (release, --features full).
     #[arg(long, default_value = "target/release/rt-server")]
     rt_server: PathBuf,
@@ -150,6 +189,8 @@ fn spec(scenario: &'static str, target: Target, kind: Transport, subscribers: us
         payload_bytes: 64,
         checkpoints: vec![],
         hold_secs: 0.0,
+        backplane: None,
+        server_args: vec![],
     }
 }
 
@@ -244,19 +285,95 @@ fn plan(args: &Args) -> Vec<Spec> {
             specs.push(s);
         }
     }
+    if wants(Scenario::Backplane) && args.targets.contains(&Target::Rt) {
+        // One subscriber per channel: every publish is delivered once, so delivered msgs/s
+        // is the publishes/s that went all the way through the backplane.
+        let channels = if smoke { 2 } else { 10 };
+        let rates = if !args.rates.is_empty() {
+            args.rates.clone()
+        } else if smoke {
+            vec![200.0]
+        } else {
+            vec![5_000.0, 10_000.0, 20_000.0]
+        };
+        for &b in &args.backplanes {
+            let mut s = spec("backplane", Target::Rt, Transport::Ws, channels);
+            s.channels = channels;
+            s.rates = rates.clone();
+            s.phase_secs = phase;
+            s.backplane = Some(b.name());
+            s.server_args = match b {
+                Backplane::Memory => vec!["--backplane".into(), "memory".into()],
+                Backplane::Redis => vec!["--backplane".into(), args.redis.clone()],
+                Backplane::Nats => vec!["--backplane".into(), args.nats.clone()],
+            };
+            // Keys (Redis) and the stream (NATS) of the bench, apart from anything else
+            // using the same server.
+            s.server_args
+                .extend(["--redis-prefix".into(), "rtbench".into()]);
+            specs.push(s);
+        }
+    }
     for s in &mut specs {
         s.payload_bytes = args.payload_bytes;
     }
     specs
 }
 
-async fn bench(args: Args, threads: usize, nofile: u64) -> Result<(), String> {
+/// The command line of a Redis or NATS server the bench starts: its port and directory.
+type ServiceArgs = fn(u16, &std::path::Path) -> Vec<String>;
+
+fn redis_args(port: u16, dir: &std::path::Path) -> Vec<String> {
+    let (port, dir) = (port.to_string(), dir.display().to_string());
+    [
+        "--port",
+        &port,
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--dir",
+        &dir,
+    ]
+    .map(String::from)
+    .into()
+}
+
+fn nats_args(port: u16, dir: &std::path::Path) -> Vec<String> {
+    let (port, dir) = (port.to_string(), dir.display().to_string());
+    ["-js", "-a", "127.0.0.1", "-p", &port, "-sd", &dir]
+        .map(String::from)
+        .into()
+}
+
+async fn bench(mut args: Args, threads: usize, nofile: u64) -> Result<(), String> {
     let programs = Programs {
         rt_server: args.rt_server.clone(),
         baseline: args.baseline.clone(),
         peers: args.peers.clone(),
         logs: args.out.join("logs"),
     };
+    // Held until the end: a Redis or NATS started here stops with the bench.
+    let mut backings = vec![];
+    if args.scenario.is_empty() || args.scenario.contains(&Scenario::Backplane) {
+        let wanted = args.backplanes.clone();
+        let services: [(Backplane, &mut String, &str, ServiceArgs); 2] = [
+            (
+                Backplane::Redis,
+                &mut args.redis,
+                "redis-server",
+                redis_args,
+            ),
+            (Backplane::Nats, &mut args.nats, "nats-server", nats_args),
+        ];
+        for (backplane, url, program, argv) in services {
+            if wanted.contains(&backplane) {
+                let service = Backing::ensure(url, program, argv, &programs.logs).await?;
+                url.clone_from(&service.url);
+                backings.push(service);
+            }
+        }
+    }
     let specs = plan(&args);
     let server_cpus = args.pin.then_some("0");
     let started = std::time::SystemTime::now();
@@ -266,16 +383,11 @@ async fn bench(args: Args, threads: usize, nofile: u64) -> Result<(), String> {
         eprintln!(
             "rt-bench: {} / {} / {} × {} ...",
             spec.scenario,
-            spec.target.name(),
+            spec.server(),
             spec.transport,
             spec.subscribers
         );
-        let name = format!(
-            "{} / {} / {}",
-            spec.scenario,
-            spec.target.name(),
-            spec.transport
-        );
+        let name = format!("{} / {} / {}", spec.scenario, spec.server(), spec.transport);
         match run::run(spec, &programs, server_cpus).await {
             Ok(report) => {
                 eprintln!("{}", report::summary(&report));
@@ -301,6 +413,7 @@ async fn bench(args: Args, threads: usize, nofile: u64) -> Result<(), String> {
         failures,
     };
     report::write(&args.out, started, &setup, &reports)?;
+    drop(backings);
     // At smoke size nothing is saturated: any error or loss means a client, a server or the
     // protocol between them is broken.
     let broken: Vec<String> = reports
@@ -310,7 +423,7 @@ async fn bench(args: Args, threads: usize, nofile: u64) -> Result<(), String> {
             format!(
                 "{} / {} / {}: {} errors {:?}, {} lost, {} duplicate or reordered",
                 r.spec.scenario,
-                r.spec.target.name(),
+                r.spec.server(),
                 r.spec.transport,
                 r.errors,
                 r.first_errors,

@@ -45,7 +45,22 @@ struct Output<'a> {
     machine: Machine,
     setup: &'a Setup,
     fanout_ratios: Vec<Ratio>,
+    backplanes: Vec<Through>,
     runs: &'a [Report],
+}
+
+/// One phase of the backplane scenario, against the memory backplane at the same rate.
+#[derive(Debug, Serialize)]
+struct Through {
+    backplane: &'static str,
+    offered_per_s: f64,
+    /// Publishes per second that reached their subscriber (one per channel).
+    publishes_per_s: f64,
+    /// `publishes_per_s` ÷ the memory backplane's at the same offered rate.
+    vs_memory: Option<f64>,
+    p50_us: u64,
+    p99_us: u64,
+    server_cpu_cores: f64,
 }
 
 fn machine() -> Machine {
@@ -114,6 +129,42 @@ fn ratios(runs: &[Report]) -> Vec<Ratio> {
                 peer: t.name(),
                 delivered_per_s: peak(rt) / peak(peer).max(1e-9),
                 p99_by_rate,
+            })
+        })
+        .collect()
+}
+
+/// The backplane scenario's phases, each with its ratio to the memory backplane's.
+fn backplanes(runs: &[Report]) -> Vec<Through> {
+    let runs: Vec<&Report> = runs
+        .iter()
+        .filter(|r| r.spec.scenario == "backplane")
+        .collect();
+    // Publishes/s = deliveries/s ÷ subscribers per channel.
+    let through = |r: &Report, p: &crate::run::Phase| {
+        p.delivered_per_s * r.spec.channels as f64 / r.spec.subscribers.max(1) as f64
+    };
+    let memory = runs.iter().find(|r| r.spec.backplane == Some("memory"));
+    runs.iter()
+        .flat_map(|r| {
+            r.phases.iter().map(move |p| {
+                let reference = memory
+                    .and_then(|m| {
+                        m.phases
+                            .iter()
+                            .find(|q| q.rate_target == p.rate_target)
+                            .map(|q| through(m, q))
+                    })
+                    .filter(|&v| v > 0.0);
+                Through {
+                    backplane: r.spec.backplane.unwrap_or("memory"),
+                    offered_per_s: p.rate_target,
+                    publishes_per_s: through(r, p),
+                    vs_memory: reference.map(|m| through(r, p) / m),
+                    p50_us: p.latency.p50_us,
+                    p99_us: p.latency.p99_us,
+                    server_cpu_cores: p.server_cpu_cores,
+                }
             })
         })
         .collect()
@@ -193,13 +244,30 @@ fn markdown(out: &Output<'_>) -> String {
         }
         s.push('\n');
     }
+    if !out.backplanes.is_empty() {
+        s.push_str("## Backplanes (1 WebSocket publisher, same run)\n\n| backplane | offered publishes/s | publishes/s delivered | ÷ memory | p50 ms | p99 ms | server CPU cores |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+        for b in &out.backplanes {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.0} | {} | {} | {} | {:.2} |",
+                b.backplane,
+                b.offered_per_s,
+                b.publishes_per_s,
+                b.vs_memory.map_or_else(String::new, |v| format!("{v:.2}")),
+                ms(b.p50_us),
+                ms(b.p99_us),
+                b.server_cpu_cores
+            );
+        }
+        s.push('\n');
+    }
     s.push_str("## Runs\n\n| scenario | server | transport | subscribers | channels | connected | connect s | errors | lost | dup/reordered | server peak RSS MiB | bytes/connection |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for r in out.runs {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {:.0} | {} |",
             r.spec.scenario,
-            r.spec.target.name(),
+            r.spec.server(),
             r.spec.transport,
             r.spec.subscribers,
             r.spec.channels,
@@ -221,7 +289,7 @@ fn markdown(out: &Output<'_>) -> String {
                 s,
                 "| {} | {} | {} | {} | {} | {:.0} | {} / {} | {:.0} | {} | {} | {} | {} | {:.2} | {:.2} |",
                 r.spec.scenario,
-                r.spec.target.name(),
+                r.spec.server(),
                 r.spec.transport,
                 r.spec.subscribers,
                 p.rate_target,
@@ -324,6 +392,7 @@ pub(crate) fn write(
         machine: machine(),
         setup,
         fanout_ratios: ratios(runs),
+        backplanes: backplanes(runs),
         runs,
     };
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;

@@ -32,6 +32,21 @@ pub(crate) struct Spec {
     pub(crate) checkpoints: Vec<usize>,
     /// How long connections are held idle before the delivery check.
     pub(crate) hold_secs: f64,
+    /// rt-server's backplane, in the backplane scenario (elsewhere: memory, its default).
+    pub(crate) backplane: Option<&'static str>,
+    /// Arguments added to the server's command line.
+    #[serde(skip)]
+    pub(crate) server_args: Vec<String>,
+}
+
+impl Spec {
+    /// The server as reports name it: the target, and its backplane when one was chosen.
+    pub(crate) fn server(&self) -> String {
+        match self.backplane {
+            Some(b) => format!("{} ({b})", self.target.name()),
+            None => self.target.name().into(),
+        }
+    }
 }
 
 /// Measurements of one phase.
@@ -150,7 +165,7 @@ pub(crate) async fn run(
     programs: &Programs,
     server_cpus: Option<&str>,
 ) -> Result<Report, String> {
-    let server = Server::start(spec.target, programs, server_cpus, &[]).await?;
+    let server = Server::start(spec.target, programs, server_cpus, &spec.server_args).await?;
     let result = measure(&spec, &server).await;
     server.stop().await;
     result

@@ -163,3 +163,63 @@ impl Server {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
     }
 }
+
+/// A Redis or NATS server for the backplane scenario: the one at the given URL when it
+/// accepts connections, else one started here on a free port (killed on drop).
+#[derive(Debug)]
+pub(crate) struct Backing {
+    pub(crate) url: String,
+    _child: Option<Child>,
+}
+
+impl Backing {
+    /// `url` (`scheme://[user:password@]host:port[,...]`) if its first server accepts a TCP
+    /// connection; otherwise `program` started with `args(port, dir)` on a free port.
+    pub(crate) async fn ensure(
+        url: &str,
+        program: &str,
+        args: crate::ServiceArgs,
+        logs: &std::path::Path,
+    ) -> Result<Backing, String> {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        let host = rest
+            .split([',', '/'])
+            .next()
+            .unwrap_or_default()
+            .rsplit('@')
+            .next()
+            .unwrap_or_default();
+        if tokio::net::TcpStream::connect(host).await.is_ok() {
+            return Ok(Backing {
+                url: url.to_string(),
+                _child: None,
+            });
+        }
+        let port = free_port()?;
+        let dir = logs.join(format!("{program}-{port}"));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let log = std::fs::File::create(dir.join("log")).map_err(|e| e.to_string())?;
+        let child = Command::new(program)
+            .args(args(port, &dir))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                format!("nothing answers at {url} and `{program}` cannot be started: {e}")
+            })?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                eprintln!("rt-bench: nothing answers at {url}; started {program} on {addr}");
+                return Ok(Backing {
+                    url: format!("{scheme}://{addr}"),
+                    _child: Some(child),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!("{program} did not listen on {addr} within 5 s"))
+    }
+}

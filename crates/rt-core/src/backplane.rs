@@ -157,6 +157,18 @@ pub trait Backplane: Send + Sync + fmt::Debug + 'static {
     /// event cannot be stored; an `Ok` means it is stored.
     async fn publish(&self, event: NewEvent) -> Result<Published, Error>;
 
+    /// How many publishes of one client may be in flight at once, so that a client that
+    /// publishes fast is not held to one round trip per publish.
+    ///
+    /// More than 1 only for a backplane that stores concurrent publishes in the order their
+    /// futures were first polled (e.g. each sends its command on one ordered connection
+    /// before its first `Pending`): callers start a client's publishes in the order it sent
+    /// them and answer them in that order, and rely on this to keep the client's order. The
+    /// default, 1, makes each publish wait for the previous one.
+    fn publish_pipeline(&self) -> usize {
+        1
+    }
+
     /// Up to `limit` events of `channel` after offset `after`.
     async fn read(&self, channel: &Channel, after: u64, limit: usize) -> Result<Read, Error>;
 

@@ -277,6 +277,12 @@ impl Hub {
         published
     }
 
+    /// How many of one client's publishes may be in flight at once, started in the order the
+    /// client sent them (see [`Backplane::publish_pipeline`]); at least 1.
+    pub fn publish_pipeline(&self) -> usize {
+        self.inner.backplane.publish_pipeline().max(1)
+    }
+
     /// [`publish`](Self::publish) on behalf of a client holding `permissions`: a channel
     /// outside them is refused with [`Error::Unauthorized`], [`Error::Forbidden`] or
     /// [`Error::TokenExpired`].

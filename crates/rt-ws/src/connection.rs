@@ -8,8 +8,10 @@ use std::panic::AssertUnwindSafe;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use rt_core::{Channel, Delivery, Hub, Permissions, PublishAck, Start, Subscription};
+use rt_core::{Channel, Delivery, Hub, Permissions, PublishAck, Published, Start, Subscription};
 use rt_http::{Close as Closed, Connection};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -61,6 +63,7 @@ pub(crate) async fn run(
         strikes: 0,
         tracked,
         expiry,
+        publishing: FuturesOrdered::new(),
     };
     let close = match refusal {
         Some(reason) => {
@@ -111,7 +114,14 @@ struct Conn {
     tracked: Connection,
     /// Fires when the client's token expires.
     expiry: Deadline,
+    /// The client's publishes still on their way to the backplane (at most
+    /// [`Hub::publish_pipeline`]), in the order the client sent them: their answers go out in
+    /// that order, each once the backplane stored the event.
+    publishing: FuturesOrdered<BoxFuture<'static, Publishing>>,
 }
+
+/// A publish's outcome and the client's message id to echo.
+type Publishing = (Result<Published, rt_core::Error>, Option<String>);
 
 impl Conn {
     /// Runs the connection until it must be closed (`Some`) or the client went away (`None`).
@@ -128,6 +138,7 @@ impl Conn {
         // so an idle connection carries no timer for them.
         let mut pong: Deadline = None;
         let mut stall: Deadline = None;
+        let pipeline = self.hub.publish_pipeline();
         loop {
             if !self.out.is_empty() {
                 if let Err(close) = self.write(socket).await {
@@ -141,13 +152,26 @@ impl Conn {
             } else if stall.is_none() {
                 stall = Some(Box::pin(tokio::time::sleep(self.config.stall_timeout)));
             }
+            let publishing = !self.publishing.is_empty();
             let parsed = tokio::select! {
                 biased;
-                () = &mut closing => return Some(Close(CloseCode::Away, "server shutting down")),
+                () = &mut closing => {
+                    // Publishes already sent to the backplane are answered before the close.
+                    if publishing {
+                        self.answer_publishes().await;
+                        let _ = self.write(socket).await;
+                    }
+                    return Some(Close(CloseCode::Away, "server shutting down"));
+                }
                 () = expires(&mut self.expiry), if self.expiry.is_some() => {
                     return Some(Close(CloseCode::Policy, reason::TOKEN_EXPIRED));
                 }
-                msg = socket.next() => match msg {
+                Some(done) = self.publishing.next(), if publishing => {
+                    self.answer_publish(done);
+                    continue;
+                }
+                // A full pipeline stops reading: the client is slowed down by TCP.
+                msg = socket.next(), if self.publishing.len() < pipeline => match msg {
                     None => return None,
                     Some(Err(e)) => return read_error(e),
                     Some(Ok(Message::Pong(_))) => { pong = None; continue }
@@ -303,6 +327,11 @@ impl Conn {
             }
         };
         self.strikes = 0;
+        if !matches!(msg, Inbound::Publish(..)) {
+            // Answered after the publishes sent before it, as if they were handled one at a
+            // time.
+            self.answer_publishes().await;
+        }
         let reply = match msg {
             Inbound::Subscribe {
                 channels,
@@ -334,10 +363,13 @@ impl Conn {
                 protocol::channels_message("unsubscribed", &channels, &self.sub.cursor())
             }
             Inbound::Publish(event, id) => {
-                match self.hub.publish_as(&self.permissions, event).await {
-                    Ok(published) => protocol::published(&PublishAck::new(&published, id)),
-                    Err(e) => return self.error(&e, id.as_deref()),
-                }
+                // Started in the order sent; answered once the backplane stored it.
+                let hub = self.hub.clone();
+                let permissions = self.permissions.clone();
+                self.publishing.push_back(Box::pin(async move {
+                    (hub.publish_as(&permissions, event).await, id)
+                }));
+                return None;
             }
             Inbound::Ack { channel, offset } => {
                 if let Some(u) = &mut self.acks {
@@ -350,6 +382,25 @@ impl Conn {
         };
         self.out.push(reply);
         None
+    }
+
+    /// Queues the answer to a publish: its ack, or the error.
+    fn answer_publish(&mut self, (result, id): Publishing) {
+        match result {
+            Ok(published) => self
+                .out
+                .push(protocol::published(&PublishAck::new(&published, id))),
+            Err(e) => {
+                self.error(&e, id.as_deref());
+            }
+        }
+    }
+
+    /// Waits for every publish in flight and queues their answers, in order.
+    async fn answer_publishes(&mut self) {
+        while let Some(done) = self.publishing.next().await {
+            self.answer_publish(done);
+        }
     }
 
     /// Replaces the connection's permissions with those of a new token (e.g. a refreshed one
