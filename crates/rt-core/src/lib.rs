@@ -59,6 +59,7 @@ mod hub;
 mod memory;
 mod name;
 mod publish;
+mod seam;
 mod subscription;
 pub mod telemetry;
 

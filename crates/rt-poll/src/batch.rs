@@ -57,12 +57,12 @@ impl Batch {
         }
     }
 
-    /// Takes whatever `sub` has ready without waiting, up to the limit. Nothing beyond the
-    /// limit is taken from the subscription, so its cursor stays right after the last event
-    /// returned and the rest is served by the next poll.
-    pub(crate) fn fill(&mut self, sub: &mut Subscription) {
+    /// Takes whatever `sub` has ready without waiting for a publish (history included), up to
+    /// the limit. Nothing beyond the limit is taken from the subscription, so its cursor stays
+    /// right after the last event returned and the rest is served by the next poll.
+    pub(crate) async fn fill(&mut self, sub: &mut Subscription) {
         while !self.ended && self.events.len() < self.limit {
-            match sub.try_next() {
+            match sub.next_ready().await {
                 Some(delivery) => self.push(Some(delivery)),
                 None => break,
             }
