@@ -6,8 +6,9 @@
 //! reading its history, so an event published while history is read is either in what was read
 //! or in the broadcast (or both): events at or below the lane's offset are dropped as
 //! duplicates, and an event that skips ahead means something was missed, which the lane
-//! re-reads from history. The same rule covers a backplane that reconnected and a history that
-//! was lost (a new epoch).
+//! re-reads from history. The same rule covers a backplane that reconnected, a history that
+//! was lost (a new epoch), and a subscriber that fell a whole live queue behind: it reads
+//! history from its own position and rejoins the live stream when caught up.
 //!
 //! Nothing here waits, locks or reads a clock: the same inputs give the same answers, so the
 //! seam is tested by feeding it every interleaving of history pages and live events
@@ -90,8 +91,6 @@ struct Lane {
     state: State,
     /// Replaying from the oldest retained event: a gap at the start is not a loss.
     from_earliest: bool,
-    /// Just finished catching up: a lag seen now was caused by the replay, not the reader.
-    fresh: bool,
 }
 
 /// The lanes an add is joining, until [`Seam::end_add`].
@@ -204,7 +203,6 @@ impl Seam {
                 delivered: 0,
                 state: State::Live,
                 from_earliest: false,
-                fresh: false,
             });
         }
         self.joining = Some(Joining {
@@ -372,7 +370,6 @@ impl Seam {
     pub(crate) fn on_live(&mut self, i: usize, arrival: Arrival) -> Option<Delivery> {
         match arrival {
             Arrival::Event(event) => {
-                self.lanes[i].fresh = false;
                 if Some(event.epoch()) != self.epoch {
                     self.observe_epoch(event.epoch());
                     return None;
@@ -390,18 +387,12 @@ impl Seam {
                 self.handed = event.epoch();
                 Some(Delivery::Event(event))
             }
-            Arrival::CatchUp => {
+            // A lagging lane catches up in place: it reads history from its own position
+            // and rejoins the live stream when it reaches the end. Only history that no
+            // longer covers the position costs a resync.
+            Arrival::CatchUp | Arrival::Lagged => {
                 self.lanes[i].state = State::Behind;
                 None
-            }
-            Arrival::Lagged if self.lanes[i].fresh => {
-                // The replay itself let the live queue overflow; history has it all.
-                self.lanes[i].state = State::Behind;
-                None
-            }
-            Arrival::Lagged => {
-                self.ended = true;
-                Some(Delivery::Lagged)
             }
             Arrival::Closed => {
                 self.ended = true;
@@ -512,7 +503,6 @@ impl Seam {
                 if !more {
                     lane.state = State::Live;
                     lane.from_earliest = false;
-                    lane.fresh = true;
                 }
                 Paged::Done
             }
@@ -530,7 +520,6 @@ impl Seam {
                 lane.last = head;
                 lane.state = State::Live;
                 lane.from_earliest = false;
-                lane.fresh = true;
                 Paged::Lost
             }
         }

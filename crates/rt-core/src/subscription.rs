@@ -30,14 +30,14 @@ pub enum Delivery {
     /// Continuity was lost on these channels (history no longer covers what was missed, or
     /// history itself was lost): events were skipped. The subscription goes on from the
     /// channels' current heads; clients should reload their state.
+    ///
+    /// A subscriber that falls more than the queue capacity behind the live stream is not
+    /// told anything else: it catches up from history, and gets this only when history no
+    /// longer holds its position.
     Resync {
         /// The channels whose stream has a hole.
         channels: Vec<Channel>,
     },
-    /// The subscriber fell more than the queue capacity behind the live stream. This is the
-    /// last item: the transport should close with this reason, and the client resume from its
-    /// cursor.
-    Lagged,
 }
 
 /// Outcome of joining channels.
@@ -87,7 +87,10 @@ impl From<Result<Live, RecvError>> for Arrival {
         match r {
             Ok(Live::Event(event)) => Arrival::Event(event),
             Ok(Live::CatchUp) => Arrival::CatchUp,
-            Err(RecvError::Lagged(_)) => Arrival::Lagged,
+            Err(RecvError::Lagged(_)) => {
+                metrics::counter!(names::LAGGED).increment(1);
+                Arrival::Lagged
+            }
             Err(RecvError::Closed) => Arrival::Closed,
         }
     }
@@ -213,8 +216,8 @@ impl Subscription {
         }
     }
 
-    /// The next delivery, or `None` once the subscription has ended (after [`Delivery::Lagged`]
-    /// or when it holds no channel). Cancel-safe.
+    /// The next delivery, or `None` once the subscription has ended (it holds no channel).
+    /// Cancel-safe.
     pub async fn next(&mut self) -> Option<Delivery> {
         self.advance(Reach::Wait).await
     }
@@ -345,7 +348,6 @@ impl Subscription {
         match &d {
             Delivery::Event(_) => self.unreported += 1,
             Delivery::Resync { .. } => metrics::counter!(names::RESYNCS).increment(1),
-            Delivery::Lagged => metrics::counter!(names::LAGGED).increment(1),
         }
         d
     }

@@ -13,7 +13,7 @@ pub(crate) struct Batch {
     /// Channels whose requested position could not be honoured (or lost continuity while the
     /// poll was held): the client must reload them.
     resynced: Vec<Channel>,
-    /// The subscription ended (it lagged); answer with what was taken.
+    /// The subscription ended; answer with what was taken.
     ended: bool,
     limit: usize,
 }
@@ -52,8 +52,7 @@ impl Batch {
                     }
                 }
             }
-            // A lag ends the batch; the client's next poll resumes from the cursor.
-            Some(Delivery::Lagged) | None => self.ended = true,
+            None => self.ended = true,
         }
     }
 
