@@ -35,6 +35,9 @@ enum Scenario {
     Poll,
     /// SSE fan-out over HTTP/1.1 and over HTTP/2.
     Sse,
+    /// A burst of publishes far past the live queue, at 10,000 WebSocket subscribers (rt
+    /// only): how many subscribers the server closes, and what reaches the others.
+    Burst,
 }
 
 #[derive(Debug, Parser)]
@@ -150,6 +153,7 @@ fn spec(scenario: &'static str, target: Target, kind: Transport, subscribers: us
         payload_bytes: 64,
         checkpoints: vec![],
         hold_secs: 0.0,
+        server_args: vec![],
     }
 }
 
@@ -243,6 +247,17 @@ fn plan(args: &Args) -> Vec<Spec> {
             s.phase_secs = phase;
             specs.push(s);
         }
+    }
+    if wants(Scenario::Burst) {
+        let n = args.subscribers.unwrap_or(if smoke { 50 } else { 10_000 });
+        let mut s = spec("burst", Target::Rt, Transport::Ws, n);
+        // 1,500 publishes in half a second: six times the live queue, well within history.
+        s.rates = vec![3_000.0];
+        s.phase_secs = 0.5;
+        s.server_args = ["--queue-capacity", "256", "--history-size", "5000"]
+            .map(String::from)
+            .to_vec();
+        specs.push(s);
     }
     for s in &mut specs {
         s.payload_bytes = args.payload_bytes;

@@ -32,6 +32,8 @@ pub(crate) struct Spec {
     pub(crate) checkpoints: Vec<usize>,
     /// How long connections are held idle before the delivery check.
     pub(crate) hold_secs: f64,
+    /// Flags added to the server's command line.
+    pub(crate) server_args: Vec<String>,
 }
 
 /// Measurements of one phase.
@@ -76,6 +78,8 @@ pub(crate) struct Report {
     pub(crate) lost: u64,
     /// Messages received twice or out of order.
     pub(crate) duplicates_or_reordered: u64,
+    /// Subscribers whose connection ended before the run did (closed by the server).
+    pub(crate) closed_early: usize,
     pub(crate) server_start: Usage,
     pub(crate) server_end: Usage,
 }
@@ -150,7 +154,7 @@ pub(crate) async fn run(
     programs: &Programs,
     server_cpus: Option<&str>,
 ) -> Result<Report, String> {
-    let server = Server::start(spec.target, programs, server_cpus, &[]).await?;
+    let server = Server::start(spec.target, programs, server_cpus, &spec.server_args).await?;
     let result = measure(&spec, &server).await;
     server.stop().await;
     result
@@ -350,7 +354,7 @@ async fn measure(spec: &Spec, server: &Server) -> Result<Report, String> {
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    shared.count_early_losses();
+    let closed_early = shared.count_early_losses();
     for (idx, p) in phases.iter_mut().enumerate() {
         p.latency = shared.hist(idx + 1).percentiles();
     }
@@ -369,6 +373,7 @@ async fn measure(spec: &Spec, server: &Server) -> Result<Report, String> {
         first_errors: shared.first_errors(),
         lost: shared.missing.load(Ordering::Relaxed),
         duplicates_or_reordered: shared.out_of_order.load(Ordering::Relaxed),
+        closed_early,
         server_start,
         server_end,
     })

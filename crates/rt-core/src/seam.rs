@@ -107,7 +107,7 @@ struct Joining {
 
 /// How many times an add reads a lane's first page: an `earliest` lane that finds the start of
 /// history trimmed reads again at once, so that the page the add returns with already holds
-/// the retained events (a short poll takes only what is ready). Bounded, in case publishes
+/// the retained events (`try_next` takes only what is in memory). Bounded, in case publishes
 /// keep trimming history under the reads; paging continues after the add.
 const JOIN_READS: u8 = 3;
 
