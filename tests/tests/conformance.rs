@@ -194,7 +194,7 @@ enum Item {
     Resync(Vec<String>),
     /// A poll answered with nothing.
     Empty,
-    /// The transport's end signal, in canonical words (`1013`, `rt.lagged`, `401 token_expired`).
+    /// The transport's end signal, in canonical words (`1001`, `rt.shutdown`, `401 token_expired`).
     End(String),
 }
 
@@ -524,7 +524,7 @@ impl Session {
                 let v = timeout(within, ws::next(w)).await.ok()?;
                 match v {
                     Err((1008, reason)) => Item::End(format!("1008 {reason}")),
-                    // A lag says so: `1013 lagged` (not `too slow`, a stalled write).
+                    // `1013 too slow` (a stalled write), not a bare code.
                     Err((1013, reason)) => {
                         Item::End(format!("1013 {}", reason.split(':').next().unwrap_or("")))
                     }
@@ -1011,12 +1011,12 @@ async fn resync_future(mode: Mode) -> String {
     resync(&app, mode, &[A, B], cursor, &[A], &[(B, "b1")]).await
 }
 
-/// A reader that falls more than the queue capacity behind a burst: the transport's signal,
-/// then an exact resume from the cursor.
+/// A reader that falls more than the queue capacity behind a burst that history still holds
+/// (issue #17, part 3): it is not closed, and gets the whole burst in order, on the same
+/// connection, then live.
 async fn lagged(mode: Mode) -> String {
     let app = App::start().await;
-    let t = token(600);
-    let mut s = open!(&app, mode, &t, &[A], Start::Live);
+    let mut s = open!(&app, mode, &token(600), &[A], Start::Live);
     app.text(A, "first").await;
     let (got, stop) = s.events(1).await;
     if stop.is_some() || got.len() != 1 {
@@ -1033,28 +1033,61 @@ async fn lagged(mode: Mode) -> String {
         }
     });
     let all: Vec<(&str, &str)> = burst.iter().map(|d| (A, d.as_str())).collect();
-    let Some(signal) = stop else {
-        if !same_events(&got, &all) {
-            return describe(&got, &None);
-        }
-        if matches!(mode, Mode::LongPoll | Mode::ShortPoll) {
-            return format!("no lag, {} answers", s.answers - answers);
-        }
-        return "no lag".into();
-    };
-    let cursor = s.cursor();
-    drop(s);
-    let mut s = open!(&app, mode, &t, &[A], Start::Cursor(cursor));
-    let (rest, stop) = s.events(burst.len() - got.len()).await;
-    let mut both = got.clone();
-    both.extend(rest.iter().cloned());
-    if stop.is_some() || !same_events(&both, &all) {
-        return format!("{signal}, then {}", describe(&both, &stop));
+    if stop.is_some() || !same_events(&got, &all) {
+        return describe(&got, &stop);
     }
+    let answers = s.answers - answers;
     if let Err(e) = then_only(&app, &mut s, A).await {
         return e;
     }
-    format!("{signal} + resume")
+    if matches!(mode, Mode::LongPoll | Mode::ShortPoll) {
+        return format!("caught up, {answers} answers");
+    }
+    "caught up in place".into()
+}
+
+/// A reader that falls behind a burst longer than history: told which channel has a hole,
+/// in place, then live from the head.
+async fn lagged_past_history(mode: Mode) -> String {
+    let app = App::start().await;
+    let mut s = open!(&app, mode, &token(600), &[A, B], Start::Live);
+    app.text(A, "first").await;
+    let (got, stop) = s.events(1).await;
+    if stop.is_some() || got.len() != 1 {
+        return format!("first: {}", describe(&got, &stop));
+    }
+    let burst: Vec<String> = (0..HISTORY + 4).map(|i| format!("burst {i}")).collect();
+    let first_news = async {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match s.next(Duration::from_millis(500)).await {
+                // A short poll before the burst.
+                Some(Item::Empty) | None if Instant::now() < deadline => {}
+                other => return other,
+            }
+        }
+    };
+    let (item, ()) = tokio::join!(first_news, async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for d in &burst {
+            app.text(A, d).await;
+        }
+    });
+    let notice = match mode {
+        Mode::Ws => "resync",
+        Mode::SseH1 | Mode::SseH2 => "rt.resync",
+        _ => "resynced",
+    };
+    let said = match item {
+        Some(Item::Resync(channels)) => format!("{notice} {}", names(&channels, &[A])),
+        other => return format!("first after the burst: {other:?}"),
+    };
+    for c in [A, B] {
+        if let Err(e) = then_only(&app, &mut s, c).await {
+            return format!("{said}, then {e}");
+        }
+    }
+    format!("{said} + live")
 }
 
 /// `hub.begin_shutdown()`: the transport's signal, with a cursor that resumes exactly on
@@ -1250,7 +1283,7 @@ async fn idempotent(mode: Mode) -> String {
 }
 
 /// The scenarios, by the name the table's first column gives them (in backticks).
-const SCENARIOS: [&str; 17] = [
+const SCENARIOS: [&str; 18] = [
     "live",
     "resume",
     "earliest",
@@ -1258,6 +1291,7 @@ const SCENARIOS: [&str; 17] = [
     "resync-epoch",
     "resync-future",
     "lagged",
+    "lagged-past-history",
     "shutdown",
     "token-expiry",
     "forbidden",
@@ -1279,6 +1313,7 @@ async fn run(scenario: &str, mode: Mode) -> String {
         "resync-epoch" => resync_epoch(mode).await,
         "resync-future" => resync_future(mode).await,
         "lagged" => lagged(mode).await,
+        "lagged-past-history" => lagged_past_history(mode).await,
         "shutdown" => shutdown(mode).await,
         "token-expiry" => token_expiry(mode).await,
         "forbidden" => forbidden(mode).await,

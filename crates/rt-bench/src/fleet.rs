@@ -92,16 +92,18 @@ impl Shared {
     }
 
     /// Counts as lost what was published after the subscribers that ended early stopped
-    /// receiving. Called once `published` holds the final numbers and the run is stopped.
-    pub(crate) fn count_early_losses(&self) {
+    /// receiving; returns how many ended early. Called once `published` holds the final
+    /// numbers and the run is stopped.
+    pub(crate) fn count_early_losses(&self) -> usize {
         let ended = self
             .ended_early
             .lock()
             .map(|mut e| std::mem::take(&mut *e))
             .unwrap_or_default();
-        for (channel, next) in ended {
+        for &(channel, next) in &ended {
             self.add_losses_after(channel, next);
         }
+        ended.len()
     }
 
     /// Counts the publishes of `channel` from sequence `next` on as lost.

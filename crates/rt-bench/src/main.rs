@@ -37,6 +37,9 @@ enum Scenario {
     Sse,
     /// 1 WebSocket publisher through rt-server on each backplane (memory, Redis, NATS).
     Backplane,
+    /// A burst of publishes far past the live queue, at 10,000 WebSocket subscribers (rt
+    /// only): how many subscribers the server closes, and what reaches the others.
+    Burst,
 }
 
 /// Where rt-server orders and stores events, in the backplane scenario.
@@ -313,6 +316,17 @@ fn plan(args: &Args) -> Vec<Spec> {
                 .extend(["--redis-prefix".into(), "rtbench".into()]);
             specs.push(s);
         }
+    }
+    if wants(Scenario::Burst) {
+        let n = args.subscribers.unwrap_or(if smoke { 50 } else { 10_000 });
+        let mut s = spec("burst", Target::Rt, Transport::Ws, n);
+        // 1,500 publishes in half a second: six times the live queue, well within history.
+        s.rates = vec![3_000.0];
+        s.phase_secs = 0.5;
+        s.server_args = ["--queue-capacity", "256", "--history-size", "5000"]
+            .map(String::from)
+            .to_vec();
+        specs.push(s);
     }
     for s in &mut specs {
         s.payload_bytes = args.payload_bytes;

@@ -177,10 +177,11 @@ fn ms(us: u64) -> String {
 /// One line per run for the console.
 pub(crate) fn summary(r: &Report) -> String {
     let mut s = format!(
-        "  connected {}/{} in {:.1} s, errors {}, lost {}, dup/reordered {}",
+        "  connected {}/{} in {:.1} s, closed early {}, errors {}, lost {}, dup/reordered {}",
         r.connected,
         r.spec.subscribers,
         r.connect_secs,
+        r.closed_early,
         r.errors,
         r.lost,
         r.duplicates_or_reordered
@@ -261,11 +262,11 @@ fn markdown(out: &Output<'_>) -> String {
         }
         s.push('\n');
     }
-    s.push_str("## Runs\n\n| scenario | server | transport | subscribers | channels | connected | connect s | errors | lost | dup/reordered | server peak RSS MiB | bytes/connection |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    s.push_str("## Runs\n\n| scenario | server | transport | subscribers | channels | connected | connect s | closed early | errors | lost | dup/reordered | server peak RSS MiB | bytes/connection |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for r in out.runs {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {:.0} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {:.0} | {} |",
             r.spec.scenario,
             r.spec.server(),
             r.spec.transport,
@@ -273,6 +274,7 @@ fn markdown(out: &Output<'_>) -> String {
             r.spec.channels,
             r.connected,
             r.connect_secs,
+            r.closed_early,
             r.errors,
             r.lost,
             r.duplicates_or_reordered,

@@ -91,6 +91,8 @@ pub(crate) struct Report {
     pub(crate) lost: u64,
     /// Messages received twice or out of order.
     pub(crate) duplicates_or_reordered: u64,
+    /// Subscribers whose connection ended before the run did (closed by the server).
+    pub(crate) closed_early: usize,
     pub(crate) server_start: Usage,
     pub(crate) server_end: Usage,
 }
@@ -365,7 +367,7 @@ async fn measure(spec: &Spec, server: &Server) -> Result<Report, String> {
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    shared.count_early_losses();
+    let closed_early = shared.count_early_losses();
     for (idx, p) in phases.iter_mut().enumerate() {
         p.latency = shared.hist(idx + 1).percentiles();
     }
@@ -384,6 +386,7 @@ async fn measure(spec: &Spec, server: &Server) -> Result<Report, String> {
         first_errors: shared.first_errors(),
         lost: shared.missing.load(Ordering::Relaxed),
         duplicates_or_reordered: shared.out_of_order.load(Ordering::Relaxed),
+        closed_early,
         server_start,
         server_end,
     })

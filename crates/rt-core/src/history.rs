@@ -4,7 +4,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::event::Event;
+use crate::backplane::{ChannelHead, ReadFrom};
+use crate::event::{Epoch, Event};
 
 /// How much history each channel keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +49,7 @@ pub enum Since {
 /// One channel's retained events. Offsets are assigned by [`History::next_offset`] and pushed
 /// in order; the head offset survives even when every event has expired, so offsets are never
 /// reused within an epoch.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct History {
     events: VecDeque<Arc<Event>>,
     head: u64,
@@ -110,6 +111,29 @@ impl History {
         Since::Gap {
             head: self.head,
             oldest: self.events.front().map_or(self.head + 1, |e| e.offset()),
+        }
+    }
+
+    /// This history's answer to [`Backplane::join`](crate::Backplane::join) in `epoch`: its
+    /// head, and the first page from where asked.
+    pub(crate) fn join(&self, epoch: Epoch, from: ReadFrom, limit: usize) -> ChannelHead {
+        let head = self.head;
+        let (after, page) = match from {
+            ReadFrom::Nothing => (head, None),
+            ReadFrom::After(after) => (after, Some(self.since(after, limit))),
+            ReadFrom::Earliest => match self.since(0, limit) {
+                Since::Gap { oldest, .. } => {
+                    let after = oldest.saturating_sub(1);
+                    (after, Some(self.since(after, limit)))
+                }
+                page => (0, Some(page)),
+            },
+        };
+        ChannelHead {
+            epoch,
+            head,
+            after,
+            page,
         }
     }
 

@@ -17,7 +17,8 @@ use crate::subscription::Subscription;
 /// Tuning of a [`Hub`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HubConfig {
-    /// How many live events a subscription may fall behind before it is told it lagged.
+    /// How many live events a subscription may fall behind before it leaves the live stream
+    /// to catch up from history.
     pub queue_capacity: usize,
     /// Most channels one subscription may hold.
     pub max_channels: usize,

@@ -13,8 +13,10 @@
 //!   `rt-backplane` provides Redis for many nodes.
 //!
 //! Publishes never wait on subscribers: each channel's live stream is a bounded queue, and a
-//! subscriber that falls too far behind gets [`Delivery::Lagged`] so its transport can close it
-//! with a reason while the client resumes from its cursor.
+//! subscriber that falls a whole queue behind catches up in place: it reads history from its
+//! own position and rejoins the live stream, and gets a [`Delivery::Resync`] only when
+//! history no longer reaches that position. The decisions at this seam are made by a state
+//! machine without I/O, which the [`Subscription`] drives.
 //!
 //! # Example
 //!
@@ -59,6 +61,7 @@ mod hub;
 mod memory;
 mod name;
 mod publish;
+mod seam;
 mod subscription;
 pub mod telemetry;
 

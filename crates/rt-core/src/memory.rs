@@ -11,7 +11,7 @@ use crate::backplane::{
 };
 use crate::error::Error;
 use crate::event::{now_ms, Epoch, Event, Position};
-use crate::history::{History, Retention, Since};
+use crate::history::{History, Retention};
 use crate::name::Channel;
 
 /// Keeps history in this process. Its epoch is drawn at construction, so a restarted server
@@ -199,24 +199,7 @@ impl Backplane for MemoryBackplane {
                 }
                 None => &empty,
             };
-            let head = history.head();
-            let (after, page) = match *from {
-                ReadFrom::Nothing => (head, None),
-                ReadFrom::After(after) => (after, Some(history.since(after, limit))),
-                ReadFrom::Earliest => match history.since(0, limit) {
-                    Since::Gap { oldest, .. } => {
-                        let after = oldest.saturating_sub(1);
-                        (after, Some(history.since(after, limit)))
-                    }
-                    page => (0, Some(page)),
-                },
-            };
-            answers.push(ChannelHead {
-                epoch: self.epoch,
-                head,
-                after,
-                page,
-            });
+            answers.push(history.join(self.epoch, *from, limit));
         }
         Ok(answers)
     }

@@ -92,7 +92,7 @@ impl EventName {
         b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':')
     }
 
-    /// The prefix of the transports' own control events (`rt.resync`, `rt.lagged`, ...),
+    /// The prefix of the transports' own control events (`rt.open`, `rt.resync`, ...),
     /// reserved so that no published event can pass for one.
     pub const RESERVED_PREFIX: &'static str = "rt.";
 

@@ -1,13 +1,8 @@
 //! Subscriptions: history replay joined to live delivery with nothing lost or repeated.
 //!
-//! Each channel of a subscription is a *lane* that remembers the last offset it delivered.
-//! A lane joins the channel's live broadcast *before* reading history, so an event published
-//! while history is read is either in what was read or in the broadcast (or both): events at
-//! or below the lane's offset are dropped as duplicates, and an event that skips ahead means
-//! something was missed, which the lane re-reads from history. The same rule covers a
-//! backplane that reconnected and a history that was lost (a new epoch).
+//! The decisions are the [`Seam`]'s, a state machine without I/O; a [`Subscription`] drives
+//! it: it owns the live receivers, reads the backplane and waits.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,10 +16,10 @@ use crate::auth::Permissions;
 use crate::backplane::{Read, ReadFrom};
 use crate::cursor::{Cursor, Start};
 use crate::error::Error;
-use crate::event::{Epoch, Event};
-use crate::history::Since;
+use crate::event::Event;
 use crate::hub::{Inner, Live};
 use crate::name::Channel;
+use crate::seam::{Action, Arrival, Seam};
 use crate::telemetry::names;
 
 /// What a subscription yields.
@@ -35,14 +30,14 @@ pub enum Delivery {
     /// Continuity was lost on these channels (history no longer covers what was missed, or
     /// history itself was lost): events were skipped. The subscription goes on from the
     /// channels' current heads; clients should reload their state.
+    ///
+    /// A subscriber that falls more than the queue capacity behind the live stream is not
+    /// told anything else: it catches up from history, and gets this only when history no
+    /// longer holds its position.
     Resync {
         /// The channels whose stream has a hole.
         channels: Vec<Channel>,
     },
-    /// The subscriber fell more than the queue capacity behind the live stream. This is the
-    /// last item: the transport should close with this reason, and the client resume from its
-    /// cursor.
-    Lagged,
 }
 
 /// Outcome of joining channels.
@@ -59,82 +54,46 @@ impl Joined {
     }
 }
 
-/// A delivery waiting in the subscription, with what it moves the cursor to.
-enum Queued {
-    Event(Arc<Event>),
-    /// Channels that lost continuity, each with the offset it continues after.
-    Resync(Vec<(Channel, u64)>),
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum CatchUp {
-    /// Live.
-    Done,
-    /// Must re-read history after `last`; the live receiver is renewed first.
-    Needed,
-    /// Reading history page by page.
-    Paging,
-}
-
-/// What a read of a lane's live queue gave.
-enum Taken {
-    Live(Live),
-    Lagged,
-    Closed,
-}
-
-impl From<Result<Live, RecvError>> for Taken {
-    fn from(r: Result<Live, RecvError>) -> Self {
-        match r {
-            Ok(live) => Taken::Live(live),
-            Err(RecvError::Lagged(_)) => Taken::Lagged,
-            Err(RecvError::Closed) => Taken::Closed,
-        }
-    }
-}
-
-/// Where [`Subscription::step`] got to without waiting.
-enum Step {
-    Deliver(Delivery),
-    End,
-    /// Lane `i` must read history first.
-    CatchUp(usize),
-    /// Every live queue is empty.
-    Wait,
-}
-
-struct Lane {
-    channel: Channel,
-    /// Read directly, not through a stream adapter: taking what is queued is a plain
-    /// `try_recv`, and only an empty queue registers a waker.
-    live: broadcast::Receiver<Live>,
-    /// Last offset queued for delivery.
-    last: u64,
-    /// Last offset handed to the caller: what the cursor reports.
-    delivered: u64,
-    catch_up: CatchUp,
-    /// Replaying from the oldest retained event: a gap at the start is not a loss.
-    from_earliest: bool,
-    /// Just finished catching up: a lag seen now was caused by the replay, not the reader.
-    fresh: bool,
-}
-
 /// A live, resumable view of some channels. Created by [`Hub::subscribe`](crate::Hub::subscribe).
 ///
 /// [`Subscription::next`] is cancel-safe, so transports can `select!` on it together with
 /// their socket.
 pub struct Subscription {
     hub: Arc<Inner>,
-    lanes: Vec<Lane>,
-    epoch: Option<Epoch>,
-    pending: VecDeque<Queued>,
+    seam: Seam,
+    /// The live receiver of each of the seam's lanes, in the same order. Read directly, not
+    /// through a stream adapter: taking what is queued is a plain `try_recv`, and only an
+    /// empty queue registers a waker.
+    live: Vec<broadcast::Receiver<Live>>,
     rotate: usize,
-    ended: bool,
     retry: Duration,
     /// Deliveries not yet added to the metric: counted locally and reported when the
     /// subscription waits, so the per-event path touches no shared counter.
     unreported: u64,
     permissions: Option<Permissions>,
+}
+
+/// How far [`Subscription::advance`] may go for the next delivery.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// History reads too, but no wait for a live event.
+    History,
+    /// Wait for a live event when nothing else is ready.
+    Wait,
+}
+
+impl From<Result<Live, RecvError>> for Arrival {
+    fn from(r: Result<Live, RecvError>) -> Self {
+        match r {
+            Ok(Live::Event(event)) => Arrival::Event(event),
+            Ok(Live::CatchUp) => Arrival::CatchUp,
+            Err(RecvError::Lagged(_)) => {
+                metrics::counter!(names::LAGGED).increment(1);
+                Arrival::Lagged
+            }
+            Err(RecvError::Closed) => Arrival::Closed,
+        }
+    }
 }
 
 impl Subscription {
@@ -143,11 +102,9 @@ impl Subscription {
         metrics::gauge!(names::SUBSCRIPTIONS).increment(1.0);
         Subscription {
             hub,
-            lanes: Vec::new(),
-            epoch: None,
-            pending: VecDeque::new(),
+            seam: Seam::default(),
+            live: Vec::new(),
             rotate: 0,
-            ended: false,
             retry: Duration::ZERO,
             unreported: 0,
             permissions: None,
@@ -169,17 +126,13 @@ impl Subscription {
 
     /// The channels subscribed to, in the order they were added.
     pub fn channels(&self) -> impl Iterator<Item = &Channel> {
-        self.lanes.iter().map(|l| &l.channel)
+        self.seam.channels()
     }
 
     /// The position after everything delivered so far: give it back as `Start::Cursor` (on any
     /// transport, on any node) to continue exactly here.
     pub fn cursor(&self) -> Cursor {
-        let mut c = Cursor::new(self.epoch.unwrap_or(Epoch(0)));
-        for lane in &self.lanes {
-            c.set(lane.channel.clone(), lane.delivered);
-        }
-        c
+        self.seam.cursor()
     }
 
     /// Adds channels, starting each from `start`. Channels already held are left as they are.
@@ -188,7 +141,7 @@ impl Subscription {
     ///
     /// With [`set_permissions`](Self::set_permissions), a channel outside them fails the whole
     /// call with [`Error::Unauthorized`], [`Error::Forbidden`] or [`Error::TokenExpired`]
-    /// before anything is joined.
+    /// before anything is joined. A call that fails leaves the subscription as it was.
     pub async fn add(
         &mut self,
         channels: impl IntoIterator<Item = Channel>,
@@ -196,7 +149,7 @@ impl Subscription {
     ) -> Result<Joined, Error> {
         let mut new: Vec<Channel> = channels
             .into_iter()
-            .filter(|c| !self.lanes.iter().any(|l| &l.channel == c))
+            .filter(|c| !self.seam.channels().any(|held| held == c))
             .collect();
         new.sort();
         new.dedup();
@@ -205,228 +158,180 @@ impl Subscription {
                 permissions.check_subscribe(channel)?;
             }
         }
+        let held = self.live.len();
         let max = self.hub.config.max_channels;
-        if self.lanes.len() + new.len() > max {
+        if held + new.len() > max {
             return Err(Error::TooManyChannels {
-                given: self.lanes.len() + new.len(),
+                given: held + new.len(),
                 max,
             });
         }
         // Every cursor this subscription hands out must parse back when it is sent again.
-        Cursor::check_fits(self.lanes.iter().map(|l| &l.channel).chain(&new))?;
-        let first = self.lanes.len();
-        // Exactly as many as needed: most subscriptions hold one channel for hours.
-        self.lanes.reserve_exact(new.len());
-        let mut watches = Vec::with_capacity(new.len());
-        for channel in new {
-            let (rx, watched) = self.hub.dispatch.join(&channel);
-            // Registered before waiting so that a failure below releases it on drop.
-            self.lanes.push(Lane {
-                channel: channel.clone(),
-                live: rx,
-                last: 0,
-                delivered: 0,
-                catch_up: CatchUp::Done,
-                from_earliest: false,
-                fresh: false,
-            });
-            watches.push((channel, watched));
+        Cursor::check_fits(self.seam.channels().chain(&new))?;
+        let asked = self.seam.begin_add(new, start);
+        // Undoes the add unless it completes: on an error, and when the caller drops it.
+        let mut adding = Adding {
+            sub: self,
+            asked,
+            done: false,
+        };
+        adding.sub.join(&adding.asked).await?;
+        adding.done = true;
+        Ok(adding.sub.seam.end_add())
+    }
+
+    /// Joins the channels the seam is adding: each is watched before any head or history is
+    /// read (see the seam's docs), then their first pages are read.
+    async fn join(&mut self, asked: &[(Channel, ReadFrom)]) -> Result<(), Error> {
+        self.live.reserve_exact(asked.len());
+        let mut watches = Vec::with_capacity(asked.len());
+        for (channel, _) in asked {
+            let (rx, watched) = self.hub.dispatch.join(channel);
+            self.live.push(rx);
+            watches.push(watched);
         }
         let backplane = &*self.hub.backplane;
-        // Every lane is watched before any head or history is read (see the module docs). The
-        // watches are awaited together so that a backplane can send them as one batch.
+        // Awaited together so that a backplane can send them as one batch.
         try_join_all(
             watches
                 .iter()
-                .map(|(channel, watched)| watched.ensure(backplane, channel)),
+                .zip(asked)
+                .map(|(watched, (channel, _))| watched.ensure(backplane, channel)),
         )
         .await?;
-        let asked: Vec<(Channel, ReadFrom)> = watches
-            .into_iter()
-            .map(|(channel, _)| {
-                let from = match &start {
-                    Start::Live => ReadFrom::Nothing,
-                    Start::Earliest => ReadFrom::Earliest,
-                    // A channel new to this cursor starts live.
-                    Start::Cursor(c) => c
-                        .offset(&channel)
-                        .map_or(ReadFrom::Nothing, ReadFrom::After),
-                };
-                (channel, from)
-            })
-            .collect();
-        let answers = backplane.join(&asked, self.hub.config.page_size).await?;
-        if answers.len() != asked.len() {
-            return Err(Error::Unavailable(format!(
-                "the backplane answered {} of {} channels joined",
-                answers.len(),
-                asked.len()
-            )));
+        let answers = backplane.join(asked, self.hub.config.page_size).await?;
+        self.seam.on_join(answers)?;
+        while let Some((i, channel, after)) = self.seam.join_read() {
+            let read = self.read(&channel, after).await?;
+            self.seam.on_page(i, read);
         }
-        let cursor_epoch = match &start {
-            Start::Cursor(c) => Some(c.epoch()),
-            Start::Live | Start::Earliest => None,
-        };
-        let mut joined = Joined::default();
-        let mut pages = Vec::with_capacity(answers.len());
-        for (k, ((channel, from), answer)) in asked.into_iter().zip(answers).enumerate() {
-            self.observe_epoch(answer.epoch);
-            let lane = &mut self.lanes[first + k];
-            match from {
-                ReadFrom::Nothing => lane.last = answer.head,
-                ReadFrom::Earliest => {
-                    lane.last = answer.after;
-                    lane.catch_up = CatchUp::Paging;
-                    lane.from_earliest = true;
-                }
-                ReadFrom::After(offset)
-                    if cursor_epoch == Some(answer.epoch) && offset <= answer.head =>
-                {
-                    lane.last = offset;
-                    lane.catch_up = CatchUp::Paging;
-                }
-                ReadFrom::After(_) => {
-                    lane.last = answer.head;
-                    joined.resynced.push(channel);
-                }
-            }
-            pages.push((answer.epoch, answer.page));
-        }
-        for lane in &mut self.lanes[first..] {
-            lane.delivered = lane.last;
-        }
-        // The first page decides whether history still covers each cursor.
-        for (k, (epoch, page)) in pages.into_iter().enumerate() {
-            let i = first + k;
-            if self.lanes[i].catch_up != CatchUp::Paging {
-                continue;
-            }
-            let lost = match page {
-                Some(since) if Some(epoch) == self.epoch => match self.apply_page(i, since) {
-                    Paged::Done => None,
-                    Paged::Lost(channel) => Some(channel),
-                    // History was trimmed under an `earliest` join: rare, read on here.
-                    Paged::Again => self.read_page(i).await?,
-                },
-                // Not read with the head, or the epoch changed since: read it now.
-                _ => self.read_page(i).await?,
-            };
-            joined.resynced.extend(lost);
-        }
-        if !joined.resynced.is_empty() {
-            let moved = self.lanes[first..]
-                .iter()
-                .filter(|l| joined.resynced.contains(&l.channel))
-                .map(|l| (l.channel.clone(), l.last))
-                .collect();
-            self.pending.push_back(Queued::Resync(moved));
-        }
-        Ok(joined)
+        Ok(())
     }
 
     /// Drops `channel` from the subscription.
     pub fn remove(&mut self, channel: &Channel) {
-        if let Some(i) = self.lanes.iter().position(|l| &l.channel == channel) {
-            let lane = self.lanes.remove(i);
-            self.pending
-                .retain(|q| !matches!(q, Queued::Event(e) if e.channel() == channel));
-            drop(lane);
+        if let Some(i) = self.seam.remove(channel) {
+            drop(self.live.remove(i));
             self.hub.dispatch.release(channel, &*self.hub.backplane);
         }
     }
 
-    /// The next delivery, or `None` once the subscription has ended (after [`Delivery::Lagged`]
-    /// or when it holds no channel). Cancel-safe.
+    /// The next delivery, or `None` once the subscription has ended (it holds no channel).
+    /// Cancel-safe.
     pub async fn next(&mut self) -> Option<Delivery> {
-        loop {
-            match self.step() {
-                Step::Deliver(d) => return Some(d),
-                Step::End => return None,
-                Step::CatchUp(i) => {
-                    if let Err(e) = self.catch_up(i).await {
-                        // The backplane is down: keep the subscriber, retry with capped backoff.
-                        self.retry = (self.retry * 2)
-                            .clamp(Duration::from_millis(50), Duration::from_secs(5));
-                        tracing::debug!(error = %e, channel = %self.lanes[i].channel, "history read failed, retrying");
-                        tokio::time::sleep(self.retry).await;
-                    }
-                }
-                Step::Wait => {
-                    let (i, taken) = self.wait().await;
-                    match self.on_taken(i, taken) {
-                        Some(Step::Deliver(d)) => return Some(d),
-                        Some(_) => return None,
-                        None => {}
-                    }
-                }
-            }
-        }
+        self.advance(Reach::Wait).await
     }
 
-    /// The next delivery if one is ready without waiting for the network.
+    /// The next delivery that needs no new publish: what is queued, what history holds for a
+    /// channel that is catching up (read from the backplane), or what the live queues hold.
+    /// `None` when the next delivery would have to wait for a publish, when a history read
+    /// failed (the next call tries again), or when the subscription ended. Cancel-safe.
+    pub async fn next_ready(&mut self) -> Option<Delivery> {
+        self.advance(Reach::History).await
+    }
+
+    /// The next delivery if one is ready in memory: no wait, no read of history. `None` also
+    /// when a channel is catching up from history: [`next`](Self::next) or
+    /// [`next_ready`](Self::next_ready) read it.
     pub fn try_next(&mut self) -> Option<Delivery> {
-        match self.step() {
-            Step::Deliver(d) => Some(d),
-            Step::End | Step::Wait => None,
-            // Rare (after a lag or a backplane gap): a history read that is ready at once, as
-            // on the memory backplane, still counts as ready.
-            Step::CatchUp(_) => {
-                use futures_util::FutureExt;
-                self.next().now_or_never().flatten()
+        loop {
+            match self.seam.poll() {
+                Action::Deliver(d) => return Some(self.count(d)),
+                Action::End | Action::Read { .. } => return None,
+                Action::Live => match self.take_live() {
+                    Some((i, arrival)) => {
+                        if let Some(d) = self.seam.on_live(i, arrival) {
+                            return Some(self.count(d));
+                        }
+                    }
+                    None => return None,
+                },
             }
         }
     }
 
-    /// Goes as far as possible without waiting: what is pending, then what the live queues
-    /// already hold.
-    fn step(&mut self) -> Step {
+    /// Drives the seam until it hands something out, or until going further would need more
+    /// than `reach` allows.
+    async fn advance(&mut self, reach: Reach) -> Option<Delivery> {
         loop {
-            if let Some(q) = self.pending.pop_front() {
-                return Step::Deliver(self.hand_out(q));
-            }
-            if self.ended || self.lanes.is_empty() {
-                return Step::End;
-            }
-            if let Some(i) = self.lanes.iter().position(|l| l.catch_up != CatchUp::Done) {
-                return Step::CatchUp(i);
-            }
-            let n = self.lanes.len();
-            // Rotating the starting lane keeps a busy channel from starving the others.
-            let start = self.rotate % n;
-            self.rotate = self.rotate.wrapping_add(1);
-            let mut taken = None;
-            for k in 0..n {
-                let i = (start + k) % n;
-                taken = match self.lanes[i].live.try_recv() {
-                    Err(TryRecvError::Empty) => continue,
-                    Ok(live) => Some((i, Taken::Live(live))),
-                    Err(TryRecvError::Lagged(_)) => Some((i, Taken::Lagged)),
-                    Err(TryRecvError::Closed) => Some((i, Taken::Closed)),
-                };
-                break;
-            }
-            let Some((i, taken)) = taken else {
-                return Step::Wait;
-            };
-            if let Some(step) = self.on_taken(i, taken) {
-                return step;
+            match self.seam.poll() {
+                Action::Deliver(d) => return Some(self.count(d)),
+                Action::End => return None,
+                Action::Read {
+                    lane,
+                    channel,
+                    after,
+                    rejoin,
+                } => {
+                    if rejoin {
+                        // Renewed before reading: whatever the old receiver drops is in what is
+                        // read next.
+                        self.live[lane] = self.hub.dispatch.join(&channel).0;
+                    }
+                    match self.read(&channel, after).await {
+                        Ok(read) => {
+                            self.retry = Duration::ZERO;
+                            self.seam.on_page(lane, read);
+                        }
+                        Err(_) if reach == Reach::History => return None,
+                        Err(e) => {
+                            // The backplane is down: keep the subscriber, retry with capped
+                            // backoff.
+                            self.retry = (self.retry * 2)
+                                .clamp(Duration::from_millis(50), Duration::from_secs(5));
+                            tracing::debug!(error = %e, "history read failed, retrying");
+                            tokio::time::sleep(self.retry).await;
+                        }
+                    }
+                }
+                Action::Live => {
+                    let (i, arrival) = match self.take_live() {
+                        Some(taken) => taken,
+                        None if reach == Reach::Wait => self.wait().await,
+                        None => return None,
+                    };
+                    if let Some(d) = self.seam.on_live(i, arrival) {
+                        return Some(self.count(d));
+                    }
+                }
             }
         }
+    }
+
+    /// One page of `channel`'s history after `after`.
+    async fn read(&self, channel: &Channel, after: u64) -> Result<Read, Error> {
+        self.hub
+            .backplane
+            .read(channel, after, self.hub.config.page_size)
+            .await
+    }
+
+    /// Takes what a live queue holds, if any.
+    fn take_live(&mut self) -> Option<(usize, Arrival)> {
+        let n = self.live.len();
+        // Rotating the starting lane keeps a busy channel from starving the others.
+        let start = self.rotate % n.max(1);
+        self.rotate = self.rotate.wrapping_add(1);
+        (0..n).map(|k| (start + k) % n).find_map(|i| {
+            let arrival = match self.live[i].try_recv() {
+                Err(TryRecvError::Empty) => return None,
+                Ok(live) => Ok(live),
+                Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                Err(TryRecvError::Closed) => Err(RecvError::Closed),
+            };
+            Some((i, arrival.into()))
+        })
     }
 
     /// Waits until a live queue holds something, and takes it.
-    async fn wait(&mut self) -> (usize, Taken) {
+    async fn wait(&mut self) -> (usize, Arrival) {
         // About to wait: a burst taken with `try_next` is counted once.
         report(&mut self.unreported);
-        if let [lane] = &mut self.lanes[..] {
-            return (0, lane.live.recv().await.into());
+        if let [rx] = &mut self.live[..] {
+            return (0, rx.recv().await.into());
         }
         // A receive future borrows its receiver, so one per lane is built for each wait.
-        let mut waits: Vec<_> = self
-            .lanes
-            .iter_mut()
-            .map(|l| Box::pin(l.live.recv()))
-            .collect();
+        let mut waits: Vec<_> = self.live.iter_mut().map(|rx| Box::pin(rx.recv())).collect();
         std::future::poll_fn(|cx| {
             for (i, w) in waits.iter_mut().enumerate() {
                 if let Poll::Ready(r) = w.as_mut().poll(cx) {
@@ -438,192 +343,37 @@ impl Subscription {
         .await
     }
 
-    /// Applies what lane `i`'s live queue gave; `Some` when it ends the step.
-    fn on_taken(&mut self, i: usize, taken: Taken) -> Option<Step> {
-        match taken {
-            Taken::Live(Live::Event(event)) => {
-                self.lanes[i].fresh = false;
-                self.on_live(i, event)
-                    .map(|e| Step::Deliver(Delivery::Event(e)))
-            }
-            Taken::Live(Live::CatchUp) => {
-                self.lanes[i].catch_up = CatchUp::Needed;
-                None
-            }
-            Taken::Lagged if self.lanes[i].fresh => {
-                // The replay itself let the live queue overflow; history has it all.
-                self.lanes[i].catch_up = CatchUp::Needed;
-                None
-            }
-            Taken::Lagged => {
-                self.ended = true;
-                metrics::counter!(names::LAGGED).increment(1);
-                Some(Step::Deliver(Delivery::Lagged))
-            }
-            Taken::Closed => {
-                self.ended = true;
-                Some(Step::End)
-            }
+    /// Counts a delivery on its way to the caller.
+    fn count(&mut self, d: Delivery) -> Delivery {
+        match &d {
+            Delivery::Event(_) => self.unreported += 1,
+            Delivery::Resync { .. } => metrics::counter!(names::RESYNCS).increment(1),
         }
-    }
-
-    fn hand_out(&mut self, queued: Queued) -> Delivery {
-        match queued {
-            Queued::Event(event) => {
-                if let Some(lane) = self
-                    .lanes
-                    .iter_mut()
-                    .find(|l| l.channel == *event.channel())
-                {
-                    lane.delivered = event.offset();
-                }
-                self.unreported += 1;
-                Delivery::Event(event)
-            }
-            Queued::Resync(moved) => {
-                let mut channels = Vec::with_capacity(moved.len());
-                for (channel, offset) in moved {
-                    if let Some(lane) = self.lanes.iter_mut().find(|l| l.channel == channel) {
-                        lane.delivered = offset;
-                    }
-                    channels.push(channel);
-                }
-                metrics::counter!(names::RESYNCS).increment(1);
-                Delivery::Resync { channels }
-            }
-        }
-    }
-
-    /// Returns a live event that is lane `i`'s next, to be handed out at once: nothing is
-    /// pending while the live queue is read, so it needs neither the queue nor a lane lookup.
-    fn on_live(&mut self, i: usize, event: Arc<Event>) -> Option<Arc<Event>> {
-        if Some(event.epoch()) != self.epoch {
-            self.observe_epoch(event.epoch());
-            return None;
-        }
-        let lane = &mut self.lanes[i];
-        if event.offset() <= lane.last {
-            return None;
-        }
-        if event.offset() != lane.last + 1 {
-            lane.catch_up = CatchUp::Needed;
-            return None;
-        }
-        lane.last = event.offset();
-        lane.delivered = event.offset();
-        self.unreported += 1;
-        Some(event)
-    }
-
-    /// History was lost and restarted as `epoch`: every lane replays the new incarnation from
-    /// its start, after telling the client about the hole.
-    fn observe_epoch(&mut self, epoch: Epoch) {
-        match self.epoch {
-            None => self.epoch = Some(epoch),
-            Some(current) if current == epoch => {}
-            Some(_) => {
-                self.epoch = Some(epoch);
-                let mut channels = Vec::new();
-                for lane in &mut self.lanes {
-                    lane.last = 0;
-                    lane.catch_up = CatchUp::Needed;
-                    channels.push((lane.channel.clone(), 0));
-                }
-                self.pending.push_back(Queued::Resync(channels));
-            }
-        }
-    }
-
-    async fn catch_up(&mut self, i: usize) -> Result<(), Error> {
-        if self.lanes[i].catch_up == CatchUp::Needed {
-            // Renew the receiver *before* reading: whatever it drops is in what we read next.
-            let (rx, _) = self.hub.dispatch.join(&self.lanes[i].channel);
-            self.lanes[i].live = rx;
-            self.lanes[i].catch_up = CatchUp::Paging;
-        }
-        if let Some(lost) = self.read_page(i).await? {
-            let head = self.lanes[i].last;
-            self.pending.push_back(Queued::Resync(vec![(lost, head)]));
-        }
-        self.retry = Duration::ZERO;
-        Ok(())
-    }
-
-    /// Reads one page of history for lane `i` and queues it. Returns the channel if history no
-    /// longer covers the lane's position.
-    async fn read_page(&mut self, i: usize) -> Result<Option<Channel>, Error> {
-        let channel = self.lanes[i].channel.clone();
-        // An `earliest` lane that finds the start of history trimmed moves to the oldest
-        // retained event and reads again at once, so that this page (the one `add` awaits)
-        // already holds the retained events: a poll that takes only what is ready (a short
-        // poll on a Redis backplane) must not answer empty. Bounded, in case publishes keep
-        // trimming history under the reads; the next `next()` continues paging.
-        for _ in 0..3 {
-            let Read { epoch, since } = self
-                .hub
-                .backplane
-                .read(&channel, self.lanes[i].last, self.hub.config.page_size)
-                .await?;
-            if Some(epoch) != self.epoch {
-                self.observe_epoch(epoch);
-                return Ok(None);
-            }
-            match self.apply_page(i, since) {
-                Paged::Done => return Ok(None),
-                Paged::Lost(channel) => return Ok(Some(channel)),
-                Paged::Again => {}
-            }
-        }
-        Ok(None)
-    }
-
-    /// Queues a page of lane `i`'s history, read after the lane's `last`.
-    fn apply_page(&mut self, i: usize, since: Since) -> Paged {
-        let lane = &mut self.lanes[i];
-        match since {
-            Since::Events { events, more } => {
-                for event in events {
-                    if event.offset() == lane.last + 1 {
-                        lane.last = event.offset();
-                        self.pending.push_back(Queued::Event(event));
-                    }
-                }
-                if !more {
-                    lane.catch_up = CatchUp::Done;
-                    lane.from_earliest = false;
-                    lane.fresh = true;
-                }
-                Paged::Done
-            }
-            Since::Gap { oldest, .. } if lane.from_earliest && oldest > lane.last + 1 => {
-                // Earliest means "whatever is retained": start at the oldest retained
-                // event. With nothing of this lane waiting to be handed out, the cursor
-                // moves too, so that it does not point at what was never retained.
-                if lane.delivered == lane.last {
-                    lane.delivered = oldest - 1;
-                }
-                lane.last = oldest - 1;
-                Paged::Again
-            }
-            Since::Gap { head, .. } => {
-                lane.last = head;
-                lane.catch_up = CatchUp::Done;
-                lane.from_earliest = false;
-                lane.fresh = true;
-                Paged::Lost(lane.channel.clone())
-            }
-        }
+        d
     }
 }
 
-/// What a page of history did to its lane.
-enum Paged {
-    /// Queued; the lane pages on or is live.
-    Done,
-    /// History no longer covers the lane's position: it continues from the head.
-    Lost(Channel),
-    /// The lane moved to the oldest retained event and must read again.
-    Again,
+/// An add in progress; dropped before it is done, it takes back the lanes it added.
+struct Adding<'a> {
+    sub: &'a mut Subscription,
+    asked: Vec<(Channel, ReadFrom)>,
+    done: bool,
+}
+
+impl Drop for Adding<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let gone = self.sub.seam.abort_add();
+        self.sub.live.truncate(gone.start.min(self.sub.live.len()));
+        for (channel, _) in &self.asked {
+            self.sub
+                .hub
+                .dispatch
+                .release(channel, &*self.sub.hub.backplane);
+        }
+    }
 }
 
 /// Adds deliveries counted locally to the shared metric.
@@ -638,9 +388,10 @@ impl Drop for Subscription {
         self.hub.subscriptions.fetch_sub(1, Ordering::Relaxed);
         report(&mut self.unreported);
         metrics::gauge!(names::SUBSCRIPTIONS).decrement(1.0);
-        for lane in std::mem::take(&mut self.lanes) {
-            let channel = lane.channel.clone();
-            drop(lane);
+        let channels: Vec<Channel> = self.seam.channels().cloned().collect();
+        // Each receiver goes before its channel is released, so the release sees it gone.
+        drop(std::mem::take(&mut self.live));
+        for channel in channels {
             self.hub.dispatch.release(&channel, &*self.hub.backplane);
         }
     }
@@ -650,8 +401,8 @@ impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscription")
             .field("cursor", &self.cursor())
-            .field("pending", &self.pending.len())
-            .field("ended", &self.ended)
+            .field("pending", &self.seam.pending())
+            .field("ended", &self.seam.ended())
             .finish()
     }
 }

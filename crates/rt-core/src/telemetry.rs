@@ -15,7 +15,8 @@ pub mod names {
     pub const DELIVERIES: &str = "rt_deliveries_total";
     /// Gauge of open subscriptions.
     pub const SUBSCRIPTIONS: &str = "rt_subscriptions";
-    /// Counter of subscriptions ended because they fell behind the live stream.
+    /// Counter of lags: a subscription fell a whole live queue behind and caught up from
+    /// history.
     pub const LAGGED: &str = "rt_lagged_total";
     /// Counter of resyncs: continuity lost on some channels (history exceeded or lost).
     pub const RESYNCS: &str = "rt_resyncs_total";
@@ -43,7 +44,7 @@ pub fn describe() {
     describe_gauge!(SUBSCRIPTIONS, "Open subscriptions");
     describe_counter!(
         LAGGED,
-        "Subscriptions ended because they fell behind the live stream"
+        "Times a subscription fell a whole live queue behind and caught up from history"
     );
     describe_counter!(
         RESYNCS,

@@ -179,47 +179,84 @@ async fn long_replay_is_paged_and_complete() {
     }
 }
 
+/// Issue #17, part 3: a subscriber that falls more than the queue capacity behind is not
+/// closed. It reads what it missed from history, on the same subscription, and rejoins the
+/// live stream; publishers never wait for it.
 #[tokio::test]
-async fn slow_subscriber_is_told_it_lagged_and_publishers_never_wait() {
+async fn slow_subscriber_catches_up_in_place_and_publishers_never_wait() {
     let hub = hub_with(
         Retention::default(),
         HubConfig {
             queue_capacity: 4,
+            page_size: 3,
             ..HubConfig::default()
         },
     );
     let c = ch("c");
     let mut slow = hub.subscribe([c.clone()], Start::Live).await.unwrap();
     let mut fast = hub.subscribe([c.clone()], Start::Live).await.unwrap();
-    for i in 0..3 {
-        publish(&hub, &c, &i.to_string()).await;
-        next_event(&mut fast).await;
-    }
-    for i in 3..20 {
+    for i in 0..20 {
         // Never blocks, although `slow` reads nothing.
         tokio::time::timeout(Duration::from_secs(1), publish(&hub, &c, &i.to_string()))
             .await
             .unwrap();
         next_event(&mut fast).await;
     }
-    let mut seen = 0;
+    for offset in 1..=20 {
+        assert_eq!(next_event(&mut slow).await.offset(), offset);
+    }
+    assert_eq!(slow.try_next(), None, "nothing repeated");
+    // Back on the live stream.
+    publish(&hub, &c, "live").await;
+    assert_eq!(next_event(&mut slow).await.offset(), 21);
+    assert_eq!(slow.cursor().offset(&c), Some(21));
+}
+
+/// A subscriber that falls behind further than history reaches is resynced in place: told
+/// which channel has a hole, then live from the head.
+#[tokio::test]
+async fn slow_subscriber_beyond_history_is_resynced_in_place() {
+    let hub = hub_with(
+        Retention {
+            max_len: 8,
+            max_age: Duration::from_secs(60),
+        },
+        HubConfig {
+            queue_capacity: 4,
+            ..HubConfig::default()
+        },
+    );
+    let (a, b) = (ch("a"), ch("b"));
+    let mut slow = hub
+        .subscribe([a.clone(), b.clone()], Start::Live)
+        .await
+        .unwrap();
+    for i in 0..20 {
+        publish(&hub, &a, &i.to_string()).await;
+    }
+    publish(&hub, &b, "b1").await;
+    let mut got = Vec::new();
     loop {
-        match slow.next().await {
-            Some(Delivery::Event(_)) => seen += 1,
-            Some(Delivery::Lagged) => break,
+        match tokio::time::timeout(Duration::from_secs(5), slow.next()).await {
+            Ok(Some(Delivery::Resync { channels })) => {
+                assert_eq!(channels, vec![a.clone()], "only the channel with a hole");
+                break;
+            }
+            Ok(Some(Delivery::Event(e))) => got.push((e.channel().clone(), e.offset())),
             other => panic!("{other:?}"),
         }
     }
-    assert!(seen < 20);
-    assert_eq!(slow.next().await, None, "Lagged is the last item");
-    // The lagged subscriber resumes from its cursor and gets the rest from history.
-    let mut again = hub
-        .subscribe([c.clone()], Start::Cursor(slow.cursor()))
-        .await
-        .unwrap();
-    for offset in (seen + 1)..=20 {
-        assert_eq!(next_event(&mut again).await.offset(), offset as u64);
+    assert_eq!(
+        slow.cursor().offset(&a),
+        Some(20),
+        "continues from the head"
+    );
+    while let Some(Delivery::Event(e)) = slow.try_next() {
+        got.push((e.channel().clone(), e.offset()));
     }
+    assert_eq!(got, vec![(b.clone(), 1)], "b never lagged");
+    publish(&hub, &a, "after").await;
+    assert_eq!(next_event(&mut slow).await.offset(), 21);
 }
 
 #[tokio::test]
@@ -355,15 +392,6 @@ async fn replay_live_seam_hammer() {
                     Ok(Some(Delivery::Event(e))) => {
                         assert_eq!(e.offset(), expect, "subscriber {k} from {from}");
                         expect += 1;
-                    }
-                    // On a loaded machine a checker can fall a whole queue behind; doing what
-                    // a client does (resume from the cursor) must still give every offset once.
-                    Ok(Some(Delivery::Lagged)) => {
-                        assert_eq!(sub.cursor().offset(&c), Some(expect - 1));
-                        sub = hub
-                            .subscribe([c.clone()], Start::Cursor(sub.cursor()))
-                            .await
-                            .unwrap();
                     }
                     other => panic!("subscriber {k}: {other:?} while expecting {expect}"),
                 }

@@ -13,7 +13,7 @@ pub(crate) struct Batch {
     /// Channels whose requested position could not be honoured (or lost continuity while the
     /// poll was held): the client must reload them.
     resynced: Vec<Channel>,
-    /// The subscription ended (it lagged); answer with what was taken.
+    /// The subscription ended; answer with what was taken.
     ended: bool,
     limit: usize,
 }
@@ -52,17 +52,16 @@ impl Batch {
                     }
                 }
             }
-            // A lag ends the batch; the client's next poll resumes from the cursor.
-            Some(Delivery::Lagged) | None => self.ended = true,
+            None => self.ended = true,
         }
     }
 
-    /// Takes whatever `sub` has ready without waiting, up to the limit. Nothing beyond the
-    /// limit is taken from the subscription, so its cursor stays right after the last event
-    /// returned and the rest is served by the next poll.
-    pub(crate) fn fill(&mut self, sub: &mut Subscription) {
+    /// Takes whatever `sub` has ready without waiting for a publish (history included), up to
+    /// the limit. Nothing beyond the limit is taken from the subscription, so its cursor stays
+    /// right after the last event returned and the rest is served by the next poll.
+    pub(crate) async fn fill(&mut self, sub: &mut Subscription) {
         while !self.ended && self.events.len() < self.limit {
-            match sub.try_next() {
+            match sub.next_ready().await {
                 Some(delivery) => self.push(Some(delivery)),
                 None => break,
             }

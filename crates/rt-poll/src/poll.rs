@@ -136,14 +136,14 @@ impl Poll {
             .with_permissions(permissions.clone());
         let joined = sub.add(request.channels, request.start).await?;
         let mut batch = Batch::new(joined, self.config.batch);
-        batch.fill(&mut sub);
+        batch.fill(&mut sub).await;
         if !batch.is_ready() && request.timeout > Duration::ZERO && !self.hub.is_closing() {
             tokio::select! {
                 // An event that is ready at the deadline still goes out.
                 biased;
                 delivery = sub.next() => {
                     batch.push(delivery);
-                    batch.fill(&mut sub);
+                    batch.fill(&mut sub).await;
                 }
                 () = tokio::time::sleep(request.timeout) => {}
                 // Shutting down: answer now so the client re-polls (another node) from here.

@@ -67,7 +67,7 @@ pub struct Config {
     #[arg(long, env = "RT_IDEMPOTENCY_WINDOW", default_value = "2m", value_parser = humantime::parse_duration)]
     pub idempotency_window: Duration,
 
-    /// How many live events a subscriber may fall behind before it is disconnected as lagging.
+    /// How many live events a subscriber may fall behind before it catches up from history.
     #[arg(long, env = "RT_QUEUE_CAPACITY", default_value_t = 1024)]
     pub queue_capacity: usize,
 

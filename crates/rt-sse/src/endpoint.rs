@@ -174,7 +174,6 @@ impl Sse {
                         // Everything else already queued joins the same body frame.
                         let mut buf = BytesMut::new();
                         let mut next = Some(first);
-                        let mut lagged = false;
                         let mut events = 0;
                         while let Some(delivery) = next.take() {
                             match delivery {
@@ -188,11 +187,6 @@ impl Sse {
                                     cursor = sub.cursor();
                                     buf.extend_from_slice(&resync(&cursor, &channels));
                                 }
-                                Delivery::Lagged => {
-                                    buf.extend_from_slice(&frame::end(frame::LAGGED, &cursor, None));
-                                    lagged = true;
-                                    break;
-                                }
                             }
                             if buf.len() < BATCH_BYTES {
                                 next = sub.try_next();
@@ -200,10 +194,6 @@ impl Sse {
                         }
                         conn.delivered(events);
                         yield data(buf.freeze());
-                        if lagged {
-                            conn.close(Close::End);
-                            break;
-                        }
                     }
                     Step::Deliver(None) => {
                         conn.close(Close::End);

@@ -20,8 +20,6 @@ pub const BINARY_SUFFIX: &str = ";base64";
 pub const OPEN: &str = "rt.open";
 /// Name of the control event sent when continuity was lost on some channels.
 pub const RESYNC: &str = "rt.resync";
-/// Name of the last event of a stream whose client fell too far behind.
-pub const LAGGED: &str = "rt.lagged";
 /// Name of the last event of a stream ended by a server shutdown.
 pub const SHUTDOWN: &str = "rt.shutdown";
 /// Name of the last event of a stream whose token expired.
@@ -137,14 +135,10 @@ pub(crate) struct Resync<'a> {
     pub(crate) cursor: String,
 }
 
-/// The last block of a stream ended by the server: [`LAGGED`], [`SHUTDOWN`] or [`EXPIRED`],
+/// The last block of a stream ended by the server: [`SHUTDOWN`] or [`EXPIRED`],
 /// with the cursor to resume from.
 pub(crate) fn end(name: &'static str, cursor: &Cursor, retry: Option<Duration>) -> Bytes {
     let (r#type, message) = match name {
-        LAGGED => (
-            "lagged",
-            "the client fell too far behind the live stream; reconnect with Last-Event-ID to resume",
-        ),
         EXPIRED => (
             "expired",
             "the token has expired; reconnect with a new token and Last-Event-ID to resume",

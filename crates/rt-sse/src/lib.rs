@@ -12,7 +12,6 @@
 //! | `data:` lines, `event: <name>` unless `message` | an event; one `data:` line per line of the payload |
 //! | `event: <name>;base64` | a binary payload, as standard base64 |
 //! | `event: rt.resync` | continuity lost on the named channels; they go on live |
-//! | `event: rt.lagged` | last block: the client fell behind; reconnect to resume |
 //! | `event: rt.shutdown` + `retry:` | last block: the server is stopping |
 //! | `event: rt.expired` | last block: the client's token expired |
 //! | `: ping` | heartbeat comment when idle ([`Config::heartbeat`]) |
@@ -65,4 +64,4 @@ mod frame;
 pub use config::Config;
 pub use endpoint::Sse;
 pub use error::Error;
-pub use frame::{BINARY_SUFFIX, EXPIRED, LAGGED, OPEN, RESYNC, SHUTDOWN};
+pub use frame::{BINARY_SUFFIX, EXPIRED, OPEN, RESYNC, SHUTDOWN};

@@ -269,36 +269,48 @@ async fn resync_when_history_cannot_cover_the_gap() {
     );
 }
 
+/// Issue #17, part 3: a client that falls a whole queue behind stays connected and gets
+/// every event, from history, then live; one whose position left history gets `rt.resync`.
 #[tokio::test]
-async fn lagging_client_gets_a_final_event_then_resumes_without_loss() {
-    let hub = hub(100, 4);
+async fn lagging_client_catches_up_on_the_same_stream() {
+    let hub = hub(12, 4);
     let sse = sse(&hub);
     let mut body = get(&sse, "channel=a", &[]).await.into_body();
     let open = read_blocks(&mut body, 1).await;
-    let cursor = ids(&open)[0].to_owned();
+    let e = epoch(ids(&open)[0]).to_owned();
     // The client reads nothing while 10 events pass a queue of 4.
     let datas = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
     for d in datas {
         text(&hub, "a", d).await;
     }
-    let rest = read_to_end(&mut body).await;
-    let e = epoch(&cursor);
-    assert_eq!(
-        rest,
-        format!("id: {cursor}\nevent: rt.lagged\ndata: {{\"type\":\"lagged\",\"message\":\"the client fell too far behind the live stream; reconnect with Last-Event-ID to resume\",\"cursor\":\"{cursor}\"}}\n\n")
-    );
-    assert_eq!(hub.stats().subscriptions, 0);
-    let mut body = get(&sse, "channel=a", &[("last-event-id", &cursor)])
-        .await
-        .into_body();
-    let got = read_blocks(&mut body, 11).await;
+    let got = read_blocks(&mut body, 10).await;
     let data: Vec<&str> = got
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
-        .skip(1)
         .collect();
     assert_eq!(data, datas);
     assert_eq!(ids(&got).last().unwrap(), &format!("{e},a=10"));
+    text(&hub, "a", "live").await;
+    assert_eq!(
+        read_blocks(&mut body, 1).await,
+        format!("id: {e},a=11\ndata: live\n\n")
+    );
+
+    // 20 more than the 12 history keeps: the stream says so and goes on from the head.
+    for _ in 0..20 {
+        text(&hub, "a", "x").await;
+    }
+    let got = read_blocks(&mut body, 1).await;
+    assert!(
+        got.starts_with(&format!("id: {e},a=31\nevent: rt.resync\n")),
+        "{got}"
+    );
+    text(&hub, "a", "after").await;
+    assert_eq!(
+        read_blocks(&mut body, 1).await,
+        format!("id: {e},a=32\ndata: after\n\n")
+    );
+    assert_eq!(hub.stats().subscriptions, 1);
 }
 
 #[tokio::test]

@@ -260,12 +260,6 @@ impl Conn {
                     &self.sub.cursor(),
                 ));
             }
-            Some(Delivery::Lagged) => {
-                return Err(Close(
-                    CloseCode::Again,
-                    "lagged: too far behind the live stream; resume from your cursor",
-                ))
-            }
             None => {
                 return Err(Close(
                     CloseCode::Error,

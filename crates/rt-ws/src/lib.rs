@@ -45,7 +45,7 @@
 //! | 1008 | a machine-readable [`reason`]: `origin_not_allowed`, `no_authenticator`, `invalid_token`, `token_expired`, `token_required`, `forbidden`, `too_many_invalid_messages`, `rate_limited` |
 //! | 1009 | a message or frame over `max_message` / `max_frame` |
 //! | 1011 | internal server error |
-//! | 1013 | lagged, too slow to read, or too many unacknowledged events |
+//! | 1013 | too slow to read, or too many unacknowledged events |
 
 mod config;
 mod connection;
