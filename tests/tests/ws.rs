@@ -540,6 +540,33 @@ async fn python_websockets_client() {
     assert!(out.contains("ws_client: ok"), "{out}");
 }
 
+/// permessage-deflate with a client that negotiates it (Python's `websockets`, which offers it
+/// by default): compressed frames (RSV1) carry intact events, both with events compressed
+/// once per publish and with context takeover, and a zip bomb is closed with 1009.
+#[tokio::test]
+async fn python_websockets_client_with_compression() {
+    let python = rt_tests::python::venv(
+        "ws",
+        &rt_tests::workspace_root().join("tests/python/requirements.txt"),
+    );
+    let script = rt_tests::workspace_root().join("tests/python/ws_deflate.py");
+    for mode in ["shared", "context-takeover"] {
+        let server = Server::start(&["--ws-compression", mode]).await;
+        let (python, script, url) = (python.clone(), script.clone(), server.ws_url("/ws"));
+        let out = tokio::task::spawn_blocking(move || {
+            run_peer(
+                std::process::Command::new(python)
+                    .arg(script)
+                    .arg(url)
+                    .arg(mode),
+            )
+        })
+        .await
+        .unwrap();
+        assert!(out.contains("ws_deflate: ok"), "{mode}: {out}");
+    }
+}
+
 #[tokio::test]
 async fn every_channel_event_is_seen_once_across_many_publishes() {
     let server = Server::start(&[]).await;
