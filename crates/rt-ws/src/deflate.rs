@@ -86,7 +86,8 @@ impl Compression {
     }
 
     /// Compression without context takeover: each event is compressed once per publish and
-    /// shared by every connection.
+    /// shared by every connection. The compressed bytes are cached on the event, so endpoints
+    /// that share a hub should agree on `level` and `window_bits`.
     pub fn shared() -> Self {
         Compression {
             enabled: true,
