@@ -12,6 +12,7 @@ import sys
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.extensions import permessage_deflate
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import Opcode
 
 URL, MODE = sys.argv[1], sys.argv[2]
@@ -48,7 +49,16 @@ def check(cond, what):
 
 
 async def main():
-    async with connect(URL, subprotocols=["rt.v1"]) as reader, connect(URL) as writer:
+    # A client that inflates with an 8-bit window (zlib's smallest): the server must never
+    # refer further back, though zlib cannot deflate with less than 9 bits.
+    small = ClientPerMessageDeflateFactory(server_max_window_bits=8)
+    async with connect(URL, subprotocols=["rt.v1"]) as reader, connect(URL) as writer, connect(
+        URL, extensions=[small], compression=None
+    ) as narrow:
+        ext = narrow.response.headers.get("Sec-WebSocket-Extensions", "")
+        check("server_max_window_bits=8" in ext, f"extension {ext!r}")
+        await send(narrow, {"type": "subscribe", "channels": ["zip"]})
+        check((await recv(narrow))["type"] == "subscribed", "subscribed")
         ext = reader.response.headers.get("Sec-WebSocket-Extensions", "")
         check(ext.startswith("permessage-deflate"), f"extension {ext!r}")
         shared = "server_no_context_takeover" in ext
@@ -65,8 +75,10 @@ async def main():
             check((await recv(writer))["type"] == "published", "published")
         got = [await recv(reader) for _ in range(5)]
         check([json.loads(g["data"]) for g in got] == events, got)
+        narrowed = [await recv(narrow) for _ in range(5)]
+        check(narrowed == got, narrowed)
         sizes = [size for compressed, size in FRAMES if compressed]
-        check(len(sizes) == 5, f"compressed frames {FRAMES}")
+        check(len(sizes) == 10, f"compressed frames {FRAMES}")
         plain = len(json.dumps(got[0], separators=(",", ":")))
         check(max(sizes) * 3 < plain, f"{sizes} bytes on the wire for {plain}")
 

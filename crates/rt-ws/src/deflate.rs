@@ -859,6 +859,22 @@ mod tests {
     }
 
     #[test]
+    fn an_8_bit_window_is_served_by_zlibs_9_bit_one() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_static("permessage-deflate; server_max_window_bits=8"),
+        );
+        let (agreed, answer) = negotiate(&headers, &Compression::context_takeover()).unwrap();
+        assert_eq!(agreed.window_bits, 9);
+        assert!(answer
+            .to_str()
+            .unwrap()
+            .ends_with("server_max_window_bits=8"));
+        // tests/python/ws_deflate.py inflates such a connection's events with an 8-bit window.
+    }
+
+    #[test]
     fn context_takeover_keeps_the_window() {
         let agreed = Agreed {
             context_takeover: true,
