@@ -15,6 +15,8 @@ from websockets.extensions import permessage_deflate
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import Opcode
 
+from wslib import check, recv, send
+
 URL, MODE = sys.argv[1], sys.argv[2]
 
 # (compressed, size on the wire) of every data frame the server sent: websockets does not
@@ -30,22 +32,6 @@ def decode(self, frame, *args, **kwargs):
 
 
 permessage_deflate.PerMessageDeflate.decode = decode
-
-
-async def recv(ws):
-    while True:
-        msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
-        if msg["type"] != "heartbeat":
-            return msg
-
-
-async def send(ws, msg):
-    await ws.send(json.dumps(msg))
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
 
 
 async def main():

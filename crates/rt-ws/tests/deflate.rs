@@ -4,12 +4,12 @@
 //! events compressed once per publish, context takeover, and a zip bomb closed with 1009.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use flate2::{Compress, Decompress, FlushCompress, FlushDecompress};
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use rt_core::{Channel, Hub, HubConfig, MemoryBackplane, NewEvent, Payload, Retention};
 use rt_ws::Compression;
 use serde_json::Value;
@@ -27,21 +27,7 @@ async fn serve(compression: Compression) -> (std::net::SocketAddr, Hub) {
         .compression(compression)
         .edge(rt_http::Edge::default().allow_anonymous());
     let ws = rt_ws::WebSocket::new(hub.clone(), config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let service = TowerToHyperService::new(ws.clone());
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades()
-                    .await;
-            });
-        }
-    });
-    (addr, hub)
+    (support::serve(ws).await, hub)
 }
 
 /// A WebSocket client speaking frames by hand.
