@@ -781,7 +781,16 @@ mod tests {
 
     /// What a server reading `bytes` through [`Inflate`] gets, up to the first error.
     async fn read(bytes: Vec<u8>, max_message: usize) -> Vec<Result<Message, String>> {
-        let (mut client, server) = tokio::io::duplex(1 << 16);
+        read_chopped(bytes, max_message, 1 << 16).await
+    }
+
+    /// [`read`] with the bytes arriving at most `chop` at a time.
+    async fn read_chopped(
+        bytes: Vec<u8>,
+        max_message: usize,
+        chop: usize,
+    ) -> Vec<Result<Message, String>> {
+        let (mut client, server) = tokio::io::duplex(chop);
         let config = WebSocketConfig::default()
             .max_message_size(Some(max_message))
             .max_frame_size(Some(64 << 10));
@@ -794,7 +803,7 @@ mod tests {
         });
         let mut got = Vec::new();
         while let Ok(Some(m)) =
-            tokio::time::timeout(std::time::Duration::from_millis(500), ws.next()).await
+            tokio::time::timeout(std::time::Duration::from_secs(2), ws.next()).await
         {
             let end = m.is_err();
             got.push(m.map_err(|e| e.to_string()));
@@ -821,18 +830,21 @@ mod tests {
         bytes.extend(frame(true, false, 1, b"plain"));
         bytes.extend(frame(true, true, 1, &packed(b"")));
         bytes.extend(frame(true, true, 1, &packed(b"small")));
-        let got = read(bytes, 1 << 20).await;
-        let got: Vec<Message> = got.into_iter().map(Result::unwrap).collect();
-        assert_eq!(
-            got,
-            [
-                Message::Ping(Bytes::from_static(b"ping")),
-                Message::Binary(big.into()),
-                Message::text("plain"),
-                Message::text(""),
-                Message::text("small"),
-            ]
-        );
+        // Whole, and in reads of 7 bytes: headers and masks split anywhere.
+        for chop in [1 << 16, 7] {
+            let got = read_chopped(bytes.clone(), 1 << 20, chop).await;
+            let got: Vec<Message> = got.into_iter().map(Result::unwrap).collect();
+            assert_eq!(
+                got,
+                [
+                    Message::Ping(Bytes::from_static(b"ping")),
+                    Message::Binary(big.clone().into()),
+                    Message::text("plain"),
+                    Message::text(""),
+                    Message::text("small"),
+                ]
+            );
+        }
     }
 
     #[tokio::test]
