@@ -1,12 +1,14 @@
 // rt's WebSocket protocol driven by the Node `ws` package (run by tests/tests/ws.rs).
 //
-// usage: node ws-client.mjs ws://127.0.0.1:PORT/ws
-// The server must run with --cors-origins https://app.example.com.
+// usage: node ws-client.mjs ws://127.0.0.1:PORT/ws [deflate]
+// The server must run with --cors-origins https://app.example.com; with `deflate`, also with
+// --ws-compression, and every check runs over permessage-deflate (which `ws` offers).
 // Prints "ws-client: ok" when every check passed; exits non-zero with the reason otherwise.
 
 import { openWs } from './lib/ws-open.mjs';
 
 const url = process.argv[2];
+const deflate = process.argv[3] === 'deflate';
 
 // Binary frames: a 4-byte length, the JSON header, the payload.
 function binary(data) {
@@ -33,6 +35,7 @@ async function main() {
   const writer = open();
   await Promise.all([reader.opened, writer.opened]);
   check(reader.protocol === 'rt.v1', `protocol ${reader.protocol}`);
+  check(reader.extensions.includes('permessage-deflate') === deflate, `extensions ${reader.extensions}`);
   reader.json({ type: 'subscribe', channels: ['js', 'js:bin'], acks: true });
   const sub = await reader.recv();
   check(sub.type === 'subscribed' && sub.recovered === true, sub);

@@ -505,22 +505,33 @@ fn run_peer(cmd: &mut std::process::Command) -> String {
     stdout
 }
 
+/// The protocol through Node's `ws`, plain and over permessage-deflate (which `ws` offers).
 #[tokio::test]
 async fn node_ws_client() {
     let dir = rt_tests::node_modules();
-    let server = Server::start(&["--cors-origins", "https://app.example.com"]).await;
-    let url = server.ws_url("/ws");
-    let out = tokio::task::spawn_blocking(move || {
-        run_peer(
-            std::process::Command::new("node")
-                .arg(dir.join("ws-client.mjs"))
+    for compression in ["off", "context-takeover"] {
+        let server = Server::start(&[
+            "--cors-origins",
+            "https://app.example.com",
+            "--ws-compression",
+            compression,
+        ])
+        .await;
+        let (url, dir) = (server.ws_url("/ws"), dir.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            let mut node = std::process::Command::new("node");
+            node.arg(dir.join("ws-client.mjs"))
                 .arg(url)
-                .current_dir(&dir),
-        )
-    })
-    .await
-    .unwrap();
-    assert!(out.contains("ws-client: ok"), "{out}");
+                .current_dir(&dir);
+            if compression != "off" {
+                node.arg("deflate");
+            }
+            run_peer(&mut node)
+        })
+        .await
+        .unwrap();
+        assert!(out.contains("ws-client: ok"), "{compression}: {out}");
+    }
 }
 
 #[tokio::test]
@@ -538,6 +549,33 @@ async fn python_websockets_client() {
     .await
     .unwrap();
     assert!(out.contains("ws_client: ok"), "{out}");
+}
+
+/// permessage-deflate with a client that negotiates it (Python's `websockets`, which offers it
+/// by default): compressed frames (RSV1) carry intact events, both with events compressed
+/// once per publish and with context takeover, and a zip bomb is closed with 1009.
+#[tokio::test]
+async fn python_websockets_client_with_compression() {
+    let python = rt_tests::python::venv(
+        "ws",
+        &rt_tests::workspace_root().join("tests/python/requirements.txt"),
+    );
+    let script = rt_tests::workspace_root().join("tests/python/ws_deflate.py");
+    for mode in ["shared", "context-takeover"] {
+        let server = Server::start(&["--ws-compression", mode]).await;
+        let (python, script, url) = (python.clone(), script.clone(), server.ws_url("/ws"));
+        let out = tokio::task::spawn_blocking(move || {
+            run_peer(
+                std::process::Command::new(python)
+                    .arg(script)
+                    .arg(url)
+                    .arg(mode),
+            )
+        })
+        .await
+        .unwrap();
+        assert!(out.contains("ws_deflate: ok"), "{mode}: {out}");
+    }
 }
 
 #[tokio::test]

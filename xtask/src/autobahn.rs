@@ -1,4 +1,4 @@
-//! `cargo xtask autobahn [--quick]`: the Autobahn WebSocket conformance suite (`wstest -m
+//! `cargo xtask autobahn [--quick | --ci]`: the Autobahn WebSocket conformance suite (`wstest -m
 //! fuzzingclient`, from the `autobahntestsuite` package on PyPI) against rt-ws's echo example.
 //!
 //! Steps: build `crates/rt-ws/examples/echo.rs` (release), create a Python 2.7 virtualenv in
@@ -6,9 +6,12 @@
 //! or pyenv's 2.7.18, install the pinned `tests/python/autobahn-requirements.txt`, run the
 //! cases against the echo server on a free port, and fail if any case is `FAILED`.
 //!
-//! Without arguments every case of sections 1–7 and 9 runs (section 9's large messages take
-//! a few minutes; see `docs/autobahn.md` for the recorded result). `--quick` runs a subset
-//! for CI: all of 1–7 and the smallest cases of each group of 9.
+//! Without arguments every case of sections 1–7, 9, 12 and 13 (permessage-deflate) runs:
+//! 12 and 13 send thousands of large compressed messages, and take minutes because the Python
+//! client compresses slowly (see `docs/autobahn.md` for the recorded result). `--quick` runs
+//! all of 1–7, the smallest cases of each group of 9 and three message sizes of each group of
+//! 12 and 13 (about a minute); `--ci`, what `cargo xtask ci` runs, all of 1–7 and 9 and those
+//! cases of 12 and 13.
 //! The HTML report lands in `target/autobahn/report/`.
 
 use std::collections::BTreeMap;
@@ -19,18 +22,28 @@ use std::time::{Duration, Instant};
 
 use crate::{cargo, run as run_cmd, workspace_root};
 
-const FULL: &[&str] = &["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*"];
-const QUICK: &[&str] = &[
+const UNCOMPRESSED: &[&str] = &["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*"];
+const COMPRESSED: &[&str] = &["12.*", "13.*"];
+const QUICK_UNCOMPRESSED: &[&str] = &[
     "1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.1.1", "9.1.2", "9.2.1", "9.2.2", "9.3.1",
     "9.4.1", "9.5.1", "9.6.1", "9.7.1", "9.8.1",
 ];
+// Autobahn's patterns match prefixes ("12.*.1" would take 12.1.10-18 too), so the compression
+// cases are named: of each group, 16 and 1,024-byte messages and 4 KiB ones in 256-byte frames.
+const QUICK_COMPRESSED: &[&str] = &[
+    "12.1.1", "12.1.4", "12.1.11", "12.2.1", "12.2.4", "12.2.11", "12.3.1", "12.3.4", "12.3.11",
+    "12.4.1", "12.4.4", "12.4.11", "12.5.1", "12.5.4", "12.5.11", "13.1.1", "13.1.4", "13.1.11",
+    "13.2.1", "13.2.4", "13.2.11", "13.3.1", "13.3.4", "13.3.11", "13.4.1", "13.4.4", "13.4.11",
+    "13.5.1", "13.5.4", "13.5.11", "13.6.1", "13.6.4", "13.6.11", "13.7.1", "13.7.4", "13.7.11",
+];
 
-/// Runs the suite; `args` may hold `--quick`.
+/// Runs the suite; `args` may hold `--quick` or `--ci`.
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
-    let quick = match args {
-        [] => false,
-        [a] if a == "--quick" => true,
-        _ => return Err("usage: cargo xtask autobahn [--quick]".into()),
+    let (mode, groups) = match args {
+        [] => ("full", [UNCOMPRESSED, COMPRESSED]),
+        [a] if a == "--quick" => ("quick", [QUICK_UNCOMPRESSED, QUICK_COMPRESSED]),
+        [a] if a == "--ci" => ("ci", [UNCOMPRESSED, QUICK_COMPRESSED]),
+        _ => return Err("usage: cargo xtask autobahn [--quick | --ci]".into()),
     };
     let root = workspace_root();
     let dir = crate::target_dir().join("autobahn");
@@ -56,7 +69,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
 
     let report = dir.join("report");
     let _ = std::fs::remove_dir_all(&report);
-    let cases = if quick { QUICK } else { FULL };
+    let cases: Vec<&str> = groups.concat();
     let spec = format!(
         r#"{{"outdir": {outdir:?}, "servers": [{{"agent": "rt-ws", "url": "ws://127.0.0.1:{port}"}}], "cases": [{cases}], "exclude-cases": [], "exclude-agent-cases": {{}}}}"#,
         outdir = report.display().to_string(),
@@ -89,7 +102,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         .join(", ");
     eprintln!(
         "autobahn ({}): {} cases in {:.0?}: {summary}; report in {}",
-        if quick { "quick" } else { "full" },
+        mode,
         results.len(),
         started.elapsed(),
         report.join("index.html").display()

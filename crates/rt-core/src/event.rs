@@ -175,10 +175,14 @@ pub enum Wire {
     WsBinary,
     /// The `event:`/`data:` lines of an SSE frame.
     Sse,
+    /// The payload of the event's WebSocket frame compressed with permessage-deflate (RFC
+    /// 7692) on its own, without context takeover: one compression per publish, shared by
+    /// every connection that negotiated the extension without it.
+    WsDeflate,
 }
 
 impl Wire {
-    const COUNT: usize = 3;
+    const COUNT: usize = 4;
 }
 
 /// One published event, immutable and shared by reference (`Arc<Event>`) with every subscriber.

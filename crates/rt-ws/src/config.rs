@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use rt_http::Edge;
+
+use crate::Compression;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Options of the WebSocket transport. Start from [`Config::default`] and change what you
@@ -55,6 +57,8 @@ pub struct Config {
     pub subprotocols: Vec<String>,
     /// How long a close handshake may take before the socket is dropped.
     pub close_timeout: Duration,
+    /// permessage-deflate (RFC 7692): off by default; see [`Compression`].
+    pub compression: Compression,
     /// Who may connect (authenticator), from which pages (origins), and who hears about it.
     /// The default refuses every connection (close 1008) until an authenticator (or
     /// `allow_anonymous`) is set.
@@ -79,6 +83,7 @@ impl Default for Config {
             max_strikes: 10,
             subprotocols: vec![crate::SUBPROTOCOL.to_owned()],
             close_timeout: Duration::from_secs(5),
+            compression: Compression::off(),
             edge: Edge::default(),
         }
     }
@@ -100,6 +105,7 @@ rt_http::setters!(Config {
     max_strikes: u32,
     subprotocols: Vec<String>,
     close_timeout: Duration,
+    compression: Compression,
     edge: Edge,
 });
 

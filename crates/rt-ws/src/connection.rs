@@ -19,9 +19,11 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::config::Config;
-use crate::handshake::{reason, refusal as refusal_reason, Socket};
+use crate::deflate;
+use crate::handshake::{reason, refusal as refusal_reason};
 use crate::limits::{RateLimit, Unacked};
 use crate::protocol::{self, Inbound, Rejected};
+use crate::socket::Socket;
 
 /// How the server ends a connection.
 #[derive(Debug)]
@@ -47,6 +49,7 @@ pub(crate) async fn run(
     // One socket, not split into halves: reads and writes never overlap in this task, and
     // halves would share it behind a lock.
     let mut socket = socket;
+    let shared = socket.shares_compression();
     let expiry = permissions.expiry().map(Box::pin);
     let tracked = Connection::open(config.edge.observer.clone(), crate::TRANSPORT);
     let mut conn = Conn {
@@ -60,6 +63,7 @@ pub(crate) async fn run(
         out: Vec::new(),
         last_batch: 0,
         acks: None,
+        shared,
         strikes: 0,
         tracked,
         expiry,
@@ -108,6 +112,8 @@ struct Conn {
     limit: RateLimit,
     /// Set once the client opted into acks.
     acks: Option<Unacked>,
+    /// The client takes events compressed once per publish.
+    shared: bool,
     /// Invalid or rate-limited messages in a row.
     strikes: u32,
     /// Reports the connection to the observer; closed with the code either side sent.
@@ -247,7 +253,10 @@ impl Conn {
                 if let Some(u) = &mut self.acks {
                     u.sent(event.channel(), event.offset());
                 }
-                self.out.push(protocol::event_frame(&event));
+                let shared = self.shared.then_some(&self.config.compression);
+                let frame = shared.and_then(|c| deflate::shared_event(&event, c));
+                self.out
+                    .push(frame.unwrap_or_else(|| protocol::event_frame(&event)));
                 return Ok(1);
             }
             Some(Delivery::Resync { channels }) => {

@@ -14,10 +14,9 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::config::Config;
+use crate::deflate::{self, Agreed, Deflater, Inflate};
 use crate::error::Error;
-
-/// The socket of an upgraded connection.
-pub type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+use crate::socket::Socket;
 
 /// A validated handshake whose answer (`101 Switching Protocols`, or `200` to an HTTP/2
 /// extended CONNECT) has not been sent yet.
@@ -32,6 +31,8 @@ pub struct Upgrade {
     protocol: Option<HeaderValue>,
     /// `Sec-WebSocket-Accept` over HTTP/1.1; none over HTTP/2.
     accept: Option<HeaderValue>,
+    /// permessage-deflate, when offered and enabled: what was agreed and the answer.
+    deflate: Option<(Agreed, HeaderValue)>,
     refusal: Option<&'static str>,
     query: Query,
     permissions: Permissions,
@@ -88,6 +89,7 @@ impl Upgrade {
             .map(str::trim)
             .find(|offered| config.subprotocols.iter().any(|p| p == offered))
             .and_then(|p| HeaderValue::from_str(p).ok());
+        let deflate = deflate::negotiate(headers, &config.compression);
         let query = Query::parse(req.uri().query());
         let (permissions, refusal) = admit(&config.edge, headers, &query);
         Ok(Upgrade {
@@ -95,6 +97,7 @@ impl Upgrade {
             ws_config: config.websocket_config(),
             protocol,
             accept,
+            deflate,
             refusal,
             query,
             permissions,
@@ -115,6 +118,9 @@ impl Upgrade {
         let h = res.headers_mut();
         if let Some(p) = &self.protocol {
             h.insert(header::SEC_WEBSOCKET_PROTOCOL, p.clone());
+        }
+        if let Some((_, answer)) = &self.deflate {
+            h.insert(header::SEC_WEBSOCKET_EXTENSIONS, answer.clone());
         }
         res
     }
@@ -149,16 +155,19 @@ impl Upgrade {
         self.permissions.clone()
     }
 
+    /// Whether permessage-deflate (RFC 7692) was agreed on.
+    pub fn compressed(&self) -> bool {
+        self.deflate.is_some()
+    }
+
     /// Waits until hyper hands over the connection, then wraps it as a WebSocket with the
-    /// configured buffers and limits.
+    /// configured buffers and limits (and permessage-deflate, when agreed).
     pub async fn socket(self) -> Result<Socket, hyper::Error> {
         let upgraded = self.on_upgrade.await?;
-        Ok(WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
-            Role::Server,
-            Some(self.ws_config),
-        )
-        .await)
+        let max_frame = self.ws_config.max_frame_size.unwrap_or(usize::MAX);
+        let io = Inflate::new(TokioIo::new(upgraded), self.deflate.is_some(), max_frame);
+        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(self.ws_config)).await;
+        Ok(Socket::new(ws, self.deflate.map(|(a, _)| Deflater::new(a))))
     }
 }
 

@@ -10,6 +10,11 @@
 //! publish and the same bytes go to every subscriber on the node. Idle connections are cheap:
 //! tungstenite's buffers are cut from 128 KiB to 4 KiB ([`Config`]).
 //!
+//! permessage-deflate (RFC 7692) is negotiated when [`Config::compression`] enables it
+//! ([`Compression`]): events are then compressed once per publish and shared, or with a
+//! compressor per connection (context takeover); client messages are inflated with a size
+//! limit (a zip bomb is closed with 1009).
+//!
 //! # Example
 //!
 //! [`WebSocket`] is a `tower_service::Service` over any request body: mount it in an axum app,
@@ -43,17 +48,19 @@
 //! | 1000 | the client closed normally |
 //! | 1001 | server shutdown, or no pong within `pong_timeout` |
 //! | 1008 | a machine-readable [`reason`]: `origin_not_allowed`, `no_authenticator`, `invalid_token`, `token_expired`, `token_required`, `forbidden`, `too_many_invalid_messages`, `rate_limited` |
-//! | 1009 | a message or frame over `max_message` / `max_frame` |
+//! | 1009 | a message or frame over `max_message` / `max_frame` (inflated size for compressed messages) |
 //! | 1011 | internal server error |
 //! | 1013 | too slow to read, or too many unacknowledged events |
 
 mod config;
 mod connection;
+mod deflate;
 mod error;
 mod h2;
 mod handshake;
 mod limits;
 mod protocol;
+mod socket;
 
 use std::sync::Arc;
 
@@ -62,9 +69,11 @@ use rt_core::Hub;
 use rt_http::Body;
 
 pub use config::Config;
+pub use deflate::Compression;
 pub use error::Error;
-pub use handshake::{reason, Socket, Upgrade};
+pub use handshake::{reason, Upgrade};
 pub use protocol::check_client_frame;
+pub use socket::Socket;
 
 /// The subprotocol of rt's JSON protocol, version 1.
 pub const SUBPROTOCOL: &str = "rt.v1";

@@ -236,8 +236,16 @@ fn json_frame<T: Serialize>(value: &T) -> Message {
 /// payload a binary frame (header length, JSON header without `data`, raw payload). Both are
 /// encoded once per event and shared by every connection.
 pub(crate) fn event_frame(event: &Event) -> Message {
+    match event_payload(event) {
+        (Data::Text, json) => text_frame(json),
+        (_, bytes) => Message::Binary(bytes),
+    }
+}
+
+/// The kind and payload of the frame carrying `event` (see [`event_frame`]).
+pub(crate) fn event_payload(event: &Event) -> (Data, Bytes) {
     match event.payload() {
-        Payload::Text(_) => text_frame(event.json()),
+        Payload::Text(_) => (Data::Text, event.json()),
         Payload::Binary(payload) => {
             let bytes = event.encoded(rt_core::Wire::WsBinary, |e| {
                 #[derive(Serialize)]
@@ -264,7 +272,7 @@ pub(crate) fn event_frame(event: &Event) -> Message {
                 out.put_slice(payload);
                 out.freeze()
             });
-            Message::Binary(bytes)
+            (Data::Binary, bytes)
         }
     }
 }

@@ -3,14 +3,14 @@
 //! refusals (no authenticator, a foreign origin: 1008).
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use futures_util::{SinkExt, StreamExt};
 use http::HeaderValue;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use rt_core::{
     Backplane, Channel, ChannelPattern, Epoch, Error, Health, Hub, HubConfig, MemoryBackplane,
     NewEvent, Permissions, Published, Read, Retention, Sink,
@@ -94,20 +94,7 @@ async fn serve_hub(edge: Edge, config: HubConfig) -> (String, Hub) {
         config,
     );
     let ws = rt_ws::WebSocket::new(hub.clone(), rt_ws::Config::default().edge(edge));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let service = TowerToHyperService::new(ws.clone());
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades()
-                    .await;
-            });
-        }
-    });
+    let addr = support::serve(ws).await;
     (format!("ws://{addr}/ws"), hub)
 }
 
