@@ -16,6 +16,7 @@
 //! | [`publish`] | the HTTP publish answer every publish route shares |
 //! | [`StallGuard`], `StallListener` | cut connections whose writes stall (half-open clients) |
 //! | `Listener`, `ConnectionLimits` | serve an app over hyper with connection limits, the stall guard and graceful shutdown |
+//! | [`LeanHttp1`] | serves HTTP/1.1 event streams on the connection itself, without hyper's per-connection buffers (hands everything else to hyper) |
 //! | [`JsonParseErrors`] | the JSON error body on the `400`/`414`/`431` answers hyper writes by itself |
 //! | [`endpoint_service!`] | makes an endpoint a `tower_service::Service` over any request body |
 //!
@@ -38,6 +39,7 @@ mod jwt;
 #[cfg(feature = "server")]
 mod listener;
 pub mod metrics;
+mod lean;
 mod observer;
 mod origin;
 mod parse_error;
@@ -56,6 +58,7 @@ pub use jwt::{Claims, TokenAlgorithm, TokenVerifier};
 #[cfg(feature = "server")]
 pub use listener::{ConnectionLimits, Listener, HANDSHAKE_TIMEOUTS, REFUSED};
 pub use metrics::Metrics;
+pub use lean::{LeanHttp1, Rewind};
 pub use observer::{AuthFailure, Close, Connection, Log, Observer};
 pub use origin::{host_from_authority, Origins};
 pub use parse_error::JsonParseErrors;
