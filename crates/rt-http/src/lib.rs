@@ -36,10 +36,10 @@ mod edge;
 mod error;
 #[cfg(feature = "jwt")]
 mod jwt;
+mod lean;
 #[cfg(feature = "server")]
 mod listener;
 pub mod metrics;
-mod lean;
 mod observer;
 mod origin;
 mod parse_error;
@@ -55,10 +55,10 @@ pub use edge::{Admitted, Edge};
 pub use error::{count_error, error, status, Error, ErrorCode, ERRORS};
 #[cfg(feature = "jwt")]
 pub use jwt::{Claims, TokenAlgorithm, TokenVerifier};
+pub use lean::{LeanHttp1, Rewind};
 #[cfg(feature = "server")]
 pub use listener::{ConnectionLimits, Listener, HANDSHAKE_TIMEOUTS, REFUSED};
 pub use metrics::Metrics;
-pub use lean::{LeanHttp1, Rewind};
 pub use observer::{AuthFailure, Close, Connection, Log, Observer};
 pub use origin::{host_from_authority, Origins};
 pub use parse_error::JsonParseErrors;

@@ -210,8 +210,12 @@ impl Listener {
                     continue;
                 }
             };
-            let (builder, service, handshake, lean) =
-                (builder.clone(), service.clone(), handshake.clone(), lean.clone());
+            let (builder, service, handshake, lean) = (
+                builder.clone(),
+                service.clone(),
+                handshake.clone(),
+                lean.clone(),
+            );
             let (watcher, silence) = (graceful.watcher(), limits.handshake_timeout);
             let stream = StallGuard::new(stream, limits.write_stall_timeout);
             tokio::spawn(async move {
