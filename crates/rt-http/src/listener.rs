@@ -46,7 +46,8 @@ pub struct ConnectionLimits {
     /// keep-alive connection is kept. Default 10 s.
     pub header_read_timeout: Duration,
     /// Largest request head in bytes (`431` over HTTP/1.1, refused over HTTP/2); also the read
-    /// buffer each HTTP/1.1 connection keeps while it streams. Default 16 KiB.
+    /// buffer hyper keeps for each HTTP/1.1 connection it serves (not those on the lean path,
+    /// [`Listener::lean`]). Default 16 KiB.
     pub max_header_bytes: usize,
     /// Most concurrent streams on one HTTP/2 connection. Default 256.
     pub h2_max_streams: u32,
