@@ -441,3 +441,143 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A connection served by the lean path, picking `/s`; its answer is `body()`.
+    async fn served(
+        body: impl Fn() -> Body + Send + Sync + 'static,
+    ) -> (
+        TcpStream,
+        tokio::task::JoinHandle<Option<Rewind<TcpStream>>>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let lean = LeanHttp1::new(8192, Duration::from_secs(5));
+        let task = tokio::spawn(async move {
+            let pick = |head: &request::Parts| head.uri.path() == "/s";
+            lean.serve(server, pick, |_req| {
+                let body = body();
+                async move { Response::new(body) }
+            })
+            .await
+        });
+        (client, task)
+    }
+
+    async fn read_to_end(mut tcp: TcpStream) -> String {
+        let mut all = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut all))
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8(all).unwrap()
+    }
+
+    #[tokio::test]
+    async fn connection_close_ends_the_connection_after_the_answer() {
+        let (mut client, task) = served(|| crate::full("hello")).await;
+        client
+            .write_all(b"GET /s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let text = read_to_end(client).await;
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.contains("connection: close\r\n"), "{text}");
+        assert!(text.ends_with("content-length: 5\r\n\r\nhello"), "{text}");
+        assert!(task.await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn what_it_does_not_pick_goes_on_with_every_byte_read() {
+        for head in [
+            &b"GET /s HTTP/1.0\r\n\r\n"[..],
+            b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"POST /s HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi",
+            b"GET /s HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        ] {
+            let (mut client, task) = served(|| crate::full("unused")).await;
+            client.write_all(head).await.unwrap();
+            let mut rest = task.await.unwrap().expect("handed on");
+            let mut got = vec![0u8; head.len()];
+            rest.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, head, "{}", String::from_utf8_lossy(head));
+        }
+    }
+
+    /// A stream: one frame, then nothing until dropped, which it reports on `dropped`.
+    struct Stream {
+        sent: bool,
+        dropped: Option<tokio::sync::oneshot::Sender<()>>,
+    }
+
+    impl http_body::Body for Stream {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            if self.sent {
+                return Poll::Pending;
+            }
+            self.sent = true;
+            Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(
+                b"first",
+            )))))
+        }
+    }
+
+    impl Drop for Stream {
+        fn drop(&mut self) {
+            if let Some(tx) = self.dropped.take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_is_chunked_and_ends_when_the_client_closes() {
+        let (tx, dropped) = tokio::sync::oneshot::channel();
+        let tx = std::sync::Mutex::new(Some(tx));
+        let (mut client, task) = served(move || {
+            let dropped = tx.lock().unwrap().take();
+            Stream {
+                sent: false,
+                dropped,
+            }
+            .boxed_unsync()
+        })
+        .await;
+        client
+            .write_all(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while !got.ends_with(b"5\r\nfirst\r\n") {
+            let mut chunk = [0u8; 1024];
+            let n = client.read(&mut chunk).await.unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&chunk[..n]);
+        }
+        let text = String::from_utf8_lossy(&got).into_owned();
+        assert!(text.contains("transfer-encoding: chunked\r\n"), "{text}");
+        drop(client);
+        let done = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert!(done.unwrap().unwrap().is_none());
+        tokio::time::timeout(Duration::from_secs(1), dropped)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
