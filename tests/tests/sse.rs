@@ -660,3 +660,92 @@ async fn vanished_clients_release_their_subscriptions() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Reads from `tcp` until `buf` holds `until` (or the connection ends).
+async fn read_until(tcp: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, until: &[u8]) {
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(WAIT, async {
+        while !buf.windows(until.len()).any(|w| w == until) {
+            let mut chunk = [0u8; 4096];
+            let n = tcp.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(buf));
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {until:?} in {}", String::from_utf8_lossy(buf)));
+}
+
+/// SSE over HTTP/1.1 is served without hyper (the lean path) while the requests on a
+/// connection are SSE ones; the first other request hands the connection to hyper. Both
+/// answer pipelined requests in order on one keep-alive connection, and a stream is chunked.
+#[tokio::test]
+async fn http1_keep_alive_and_pipelining_across_sse_and_other_routes() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start(&[]).await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    // An SSE refusal (lean path), another, then /health (hyper), in one write.
+    tcp.write_all(
+        b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /sse?channel=bad%20name HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    read_until(&mut tcp, &mut got, b"\"status\"").await;
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let first = text.find("no_channels").expect(&text);
+    let second = text.find("invalid_channel").expect(&text);
+    let third = text.rfind("HTTP/1.1 200 OK").expect(&text);
+    assert!(first < second && second < third, "{text}");
+    assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
+    assert_eq!(
+        text.matches("content-type: application/json").count(),
+        3,
+        "{text}"
+    );
+    // Still open after hyper's answer: a stream on the same connection, through hyper now.
+    tcp.write_all(b"GET /sse?channel=ka HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    got.clear();
+    read_until(&mut tcp, &mut got, b"rt.open").await;
+    drop(tcp);
+
+    // A stream on a fresh connection (lean path): chunked, each event a chunk of its own.
+    let mut tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    tcp.write_all(b"GET /sse?channel=ka HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    read_until(&mut tcp, &mut got, b"rt.open").await;
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    for header in [
+        "content-type: text/event-stream",
+        "transfer-encoding: chunked",
+        "cache-control: no-cache",
+        "date: ",
+    ] {
+        assert!(text.contains(header), "{header} missing: {text}");
+    }
+    publish(
+        &server,
+        json!({"channel": "ka", "data": "over the lean path"}),
+    )
+    .await;
+    read_until(&mut tcp, &mut got, b"over the lean path\n\n\r\n").await;
+    // Each chunk: its size in hex, CRLF, that many bytes, CRLF.
+    let body = &got[got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+    let mut rest = body;
+    let mut chunks = 0;
+    while !rest.is_empty() {
+        let line = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&rest[..line]).unwrap(), 16).unwrap();
+        assert_eq!(&rest[line + 2 + size..line + 4 + size], b"\r\n");
+        rest = &rest[line + 4 + size..];
+        chunks += 1;
+    }
+    assert_eq!(chunks, 2, "{}", String::from_utf8_lossy(body));
+}

@@ -1,6 +1,7 @@
 //! `cargo xtask bench [--smoke] [rt-bench options]`: builds rt-server and the load generator
-//! in release mode, installs the Node peers from their lockfile, and runs rt-bench from the
-//! workspace root. Results go to target/bench/ (see docs/benchmarks.md).
+//! in release mode, installs the Node peers from their lockfile and nchan's system packages
+//! (`bench/system-packages.txt`, with apt), and runs rt-bench from the workspace root.
+//! Results go to target/bench/ (see docs/benchmarks.md).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -60,6 +61,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             "--no-fund",
             "--loglevel=error",
         ]))?;
+    }
+    // nchan runs on the Debian nginx with its module: bench/system-packages.txt.
+    if targets.is_none_or(|t| t.contains("nchan")) {
+        crate::prepare::system_packages(&root.join("bench").join("system-packages.txt"))?;
     }
     let release = target.join("release");
     status(

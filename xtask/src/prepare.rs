@@ -1,7 +1,8 @@
 //! What `cargo xtask test` prepares before any test runs, so tests never run cargo or apt:
-//! the binaries they start and the system packages they use.
+//! the binaries they start and the system packages they use (`cargo xtask bench` installs
+//! its own list, `bench/system-packages.txt`, the same way).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::{cargo, run, target_dir, workspace_root};
@@ -22,7 +23,7 @@ pub(crate) fn binaries() -> Result<(), String> {
     run(build)
 }
 
-/// A line of `tests/system-packages.txt`.
+/// A line of a package list (`tests/system-packages.txt`, `bench/system-packages.txt`).
 struct Package {
     /// The apt package.
     name: String,
@@ -38,10 +39,9 @@ impl Package {
     }
 }
 
-/// The packages of `tests/system-packages.txt` (the list rt-tests looks binaries up in).
-fn packages() -> Result<Vec<Package>, String> {
-    let file = workspace_root().join("tests").join("system-packages.txt");
-    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+/// The packages of `file` (for the tests, the list rt-tests looks binaries up in).
+fn packages(file: &Path) -> Result<Vec<Package>, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -59,11 +59,16 @@ fn packages() -> Result<Vec<Package>, String> {
         .collect()
 }
 
-/// Installs the missing packages of `tests/system-packages.txt` with apt-get: the one
-/// installer, under one lock (`target/apt-install.lock`, against another xtask run; apt-get
-/// also waits for a dpkg lock held by anyone else instead of failing at once).
-pub(crate) fn system_packages() -> Result<(), String> {
-    let packages = packages()?;
+/// The list of the packages the tests use.
+pub(crate) fn test_packages() -> PathBuf {
+    workspace_root().join("tests").join("system-packages.txt")
+}
+
+/// Installs the missing packages of the list `file` with apt-get: the one installer, under
+/// one lock (`target/apt-install.lock`, against another xtask run; apt-get also waits for a
+/// dpkg lock held by anyone else instead of failing at once).
+pub(crate) fn system_packages(file: &Path) -> Result<(), String> {
+    let packages = packages(file)?;
     let missing = |packages: &[Package]| -> Vec<String> {
         packages
             .iter()
@@ -84,7 +89,10 @@ pub(crate) fn system_packages() -> Result<(), String> {
         return Ok(()); // another run installed them meanwhile
     }
     let how = format!("apt-get install {}", todo.join(" "));
-    eprintln!("xtask: installing the system packages the tests use: {how}");
+    eprintln!(
+        "xtask: installing the system packages of {}: {how}",
+        file.display()
+    );
     let apt = |args: &[&str]| -> Result<(), String> {
         let mut cmd = Command::new("apt-get");
         cmd.args(["-o", "DPkg::Lock::Timeout=600", "-q"])
@@ -95,8 +103,9 @@ pub(crate) fn system_packages() -> Result<(), String> {
             .stdin(Stdio::null());
         run(cmd).map_err(|e| {
             format!(
-                "{e}\nthe tests need these system packages: install them (`{how}`, as root) \
-                 and run `cargo xtask test` again"
+                "{e}\n{} lists these system packages: install them (`{how}`, as root) \
+                 and run the xtask again",
+                file.display()
             )
         })
     };

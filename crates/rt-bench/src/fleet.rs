@@ -298,8 +298,8 @@ pub(crate) async fn spawn(
                     };
                     let result = match transport {
                         Transport::Ws => ws(target, attempt).await,
-                        Transport::SseH1 => sse_h1(attempt).await,
-                        _ => poll(attempt).await,
+                        Transport::SseH1 => sse_h1(target, attempt).await,
+                        _ => poll(target, attempt).await,
                     };
                     if let Err(e) = result {
                         shared.error(format!("subscriber {i}: {e}"));
@@ -385,7 +385,7 @@ async fn ws(target: Target, attempt: Attempt<'_>) -> Result<(), String> {
     let (addr, i, channel) = (attempt.addr, attempt.i, attempt.channel);
     let (mut conn, mut tracker) = attempt
         .open(async {
-            match WsConn::connect(addr, Some(source(i)), &target.ws_path()).await {
+            match WsConn::connect(addr, Some(source(i)), &target.ws_path(channel)).await {
                 Ok(mut conn) => join(target, &mut conn, channel).await.map(|()| conn),
                 Err(e) => Err(e.to_string()),
             }
@@ -428,7 +428,7 @@ async fn join(target: Target, conn: &mut WsConn, channel: &str) -> Result<(), St
                 .map_err(|e| e.to_string())
         }
         Target::Socketio => socketio_join(conn).await,
-        Target::Baseline | Target::Ws => Ok(()),
+        Target::Baseline | Target::Ws | Target::Nchan => Ok(()),
     }
 }
 
@@ -447,18 +447,22 @@ pub(crate) async fn socketio_join(conn: &mut WsConn) -> Result<(), String> {
     }
 }
 
-async fn sse_h1(attempt: Attempt<'_>) -> Result<(), String> {
+async fn sse_h1(target: Target, attempt: Attempt<'_>) -> Result<(), String> {
     let (addr, i, channel) = (attempt.addr, attempt.i, attempt.channel);
     let opened = async {
         let mut sender = http1(addr, i).await?;
-        let req = Request::get(format!("/sse?channel={channel}"))
+        let req = Request::get(target.sse_path(channel))
             .header(http::header::HOST, addr.to_string())
             .header(http::header::ACCEPT, "text/event-stream")
             .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
         let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
         if res.status() != http::StatusCode::OK {
-            return Err(format!("GET /sse answered {}", res.status()));
+            return Err(format!(
+                "GET {} answered {}",
+                target.sse_path(channel),
+                res.status()
+            ));
         }
         Ok::<_, String>(res.into_body())
     };
@@ -585,42 +589,59 @@ fn causes(e: &dyn std::error::Error) -> String {
     text
 }
 
-async fn poll(attempt: Attempt<'_>) -> Result<(), String> {
+/// A long-polling subscriber. rt: `GET /poll?channel=..&cursor=..`, the next cursor in the
+/// JSON answer. nchan: `GET /sub?channel=..` with the previous answer's `Last-Modified` and
+/// `Etag` as `If-Modified-Since` and `If-None-Match` (its long-polling protocol).
+async fn poll(target: Target, attempt: Attempt<'_>) -> Result<(), String> {
     let (addr, i, channel) = (attempt.addr, attempt.i, attempt.channel);
     let (mut sender, mut tracker) = attempt.open(http1(addr, i)).await?;
     let mut stop = tracker.shared.stopped();
     let mut cursor = String::new();
+    let (mut since, mut etag) = (None, None);
     let result = loop {
-        let uri = if cursor.is_empty() {
-            format!("/poll?channel={channel}")
-        } else {
-            format!("/poll?channel={channel}&cursor={cursor}")
+        let uri = match target {
+            Target::Nchan => target.sse_path(channel),
+            _ if cursor.is_empty() => format!("/poll?channel={channel}"),
+            _ => format!("/poll?channel={channel}&cursor={cursor}"),
         };
-        let req = Request::get(uri)
-            .header(http::header::HOST, addr.to_string())
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
+        let mut req = Request::get(uri).header(http::header::HOST, addr.to_string());
+        if let (Some(since), Some(etag)) = (&since, &etag) {
+            req = req
+                .header(http::header::IF_MODIFIED_SINCE, since)
+                .header(http::header::IF_NONE_MATCH, etag);
+        }
+        let req = req.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
         let answer = async {
             let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
-            let status = res.status();
-            let body = res.into_body().collect().await.map_err(|e| e.to_string())?;
-            Ok::<_, String>((status, body.to_bytes()))
+            let (parts, body) = res.into_parts();
+            let body = body.collect().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((parts, body.to_bytes()))
         };
-        let (status, body) = tokio::select! {
+        let (parts, body) = tokio::select! {
             r = answer => match r {
                 Ok(r) => r,
                 Err(e) => break Err(e),
             },
             _ = stop.changed() => break Ok(()),
         };
-        if status != http::StatusCode::OK {
+        if parts.status != http::StatusCode::OK {
             break Err(format!(
-                "GET /poll answered {status}: {}",
+                "GET {} answered {}: {}",
+                target.sse_path(channel),
+                parts.status,
                 String::from_utf8_lossy(&body)
             ));
         }
         tracker.feed(&body);
         tracker.flush();
+        if target == Target::Nchan {
+            since = parts.headers.get(http::header::LAST_MODIFIED).cloned();
+            etag = parts.headers.get(http::header::ETAG).cloned();
+            if since.is_none() || etag.is_none() {
+                break Err("nchan poll answer without Last-Modified or Etag".into());
+            }
+            continue;
+        }
         match serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v.get("cursor").and_then(|c| c.as_str()).map(str::to_owned))

@@ -31,9 +31,9 @@ enum Scenario {
     Channels,
     /// Idle WebSocket and SSE connections held: memory per connection.
     Idle,
-    /// Held long polls released by publishes.
+    /// Held long polls released by publishes (rt, and nchan's long polling).
     Poll,
-    /// SSE fan-out over HTTP/1.1 and over HTTP/2.
+    /// SSE fan-out over HTTP/1.1 and over HTTP/2 (and nchan's over HTTP/1.1).
     Sse,
     /// 1 WebSocket publisher through rt-server on each backplane (memory, Redis, NATS).
     Backplane,
@@ -72,12 +72,13 @@ struct Args {
     /// Scenarios to run (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     scenario: Vec<Scenario>,
-    /// Servers compared in the fan-out and idle scenarios (others run rt only).
+    /// Servers compared in the fan-out and idle scenarios (nchan in the sse scenario too;
+    /// others run rt only).
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "rt,baseline,ws,socketio"
+        default_value = "rt,baseline,ws,socketio,nchan"
     )]
     targets: Vec<Target>,
     /// Fan-out subscribers (default 10,000; smoke 50).
@@ -128,6 +129,12 @@ struct Args {
     /// Directory of the Node peers (with node_modules installed).
     #[arg(long, default_value = "bench/peers")]
     peers: PathBuf,
+    /// nginx, for the nchan peer.
+    #[arg(long, default_value = "/usr/sbin/nginx")]
+    nginx: PathBuf,
+    /// The nchan module nginx loads.
+    #[arg(long, default_value = "/usr/lib/nginx/modules/ngx_nchan_module.so")]
+    nchan_module: PathBuf,
     /// Output directory.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -251,6 +258,9 @@ fn plan(args: &Args) -> Vec<Spec> {
                 .filter(|t| **t != Target::Rt)
                 .map(|&t| (t, Transport::Ws)),
         );
+        if args.targets.contains(&Target::Nchan) {
+            runs.push((Target::Nchan, Transport::SseH1));
+        }
         for (t, kind) in runs {
             if t == Target::Rt && !args.targets.contains(&Target::Rt) {
                 continue;
@@ -265,14 +275,20 @@ fn plan(args: &Args) -> Vec<Spec> {
     }
     if wants(Scenario::Poll) {
         let n = if smoke { 50 } else { 5_000 };
-        let mut s = spec("poll", Target::Rt, Transport::LongPoll, n);
-        s.rates = if smoke {
-            vec![20.0]
-        } else {
-            vec![10.0, 50.0, 100.0, 200.0]
-        };
-        s.phase_secs = phase;
-        specs.push(s);
+        let mut targets = vec![Target::Rt];
+        if args.targets.contains(&Target::Nchan) {
+            targets.push(Target::Nchan);
+        }
+        for target in targets {
+            let mut s = spec("poll", target, Transport::LongPoll, n);
+            s.rates = if smoke {
+                vec![20.0]
+            } else {
+                vec![10.0, 50.0, 100.0, 200.0]
+            };
+            s.phase_secs = phase;
+            specs.push(s);
+        }
     }
     if wants(Scenario::Sse) {
         let (n, streams) = if smoke { (50, 10) } else { (5_000, 100) };
@@ -281,8 +297,15 @@ fn plan(args: &Args) -> Vec<Spec> {
         } else {
             vec![10.0, 50.0, 100.0, 200.0]
         };
-        for kind in [Transport::SseH1, Transport::SseH2 { streams }] {
-            let mut s = spec("sse", Target::Rt, kind, n);
+        let mut runs = vec![
+            (Target::Rt, Transport::SseH1),
+            (Target::Rt, Transport::SseH2 { streams }),
+        ];
+        if args.targets.contains(&Target::Nchan) {
+            runs.push((Target::Nchan, Transport::SseH1));
+        }
+        for (target, kind) in runs {
+            let mut s = spec("sse", target, kind, n);
             s.rates = rates.clone();
             s.phase_secs = phase;
             specs.push(s);
@@ -365,6 +388,8 @@ async fn bench(mut args: Args, threads: usize, nofile: u64) -> Result<(), String
         rt_server: args.rt_server.clone(),
         baseline: args.baseline.clone(),
         peers: args.peers.clone(),
+        nginx: args.nginx.clone(),
+        nchan_module: args.nchan_module.clone(),
         logs: args.out.join("logs"),
     };
     // Held until the end: a Redis or NATS started here stops with the bench.

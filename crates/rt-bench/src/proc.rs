@@ -1,4 +1,9 @@
-//! Server process measurements from `/proc`: CPU seconds, current and peak RSS.
+//! Server process measurements from `/proc`: CPU seconds, memory (RSS, peak RSS and Pss).
+//!
+//! A server may be several processes (nginx: a master and its workers): CPU and Pss are
+//! summed over the process and its descendants. Pss (proportional set size, from
+//! `/proc/PID/smaps_rollup`) counts a page shared by n processes as 1/n in each, so the sum
+//! counts shared memory once; it is the memory figure used for every server.
 
 use serde::Serialize;
 
@@ -11,6 +16,8 @@ pub(crate) struct Usage {
     pub(crate) rss_kib: u64,
     /// Peak resident set size, KiB.
     pub(crate) peak_rss_kib: u64,
+    /// Proportional set size of the process and its descendants, KiB.
+    pub(crate) pss_kib: u64,
 }
 
 fn clock_ticks() -> f64 {
@@ -25,9 +32,47 @@ fn clock_ticks() -> f64 {
     })
 }
 
-/// Reads `/proc/<pid>/stat` and `/proc/<pid>/status` (zeros when the process is gone).
+/// Reads `pid` and its descendants in `/proc` (zeros when the process is gone): CPU and Pss
+/// summed over all of them, RSS and peak RSS of `pid` alone.
 pub(crate) fn usage(pid: u32) -> Usage {
+    let mut u = one(pid);
+    let mut todo = children(pid);
+    while let Some(child) = todo.pop() {
+        let c = one(child);
+        u.cpu_s += c.cpu_s;
+        u.pss_kib += c.pss_kib;
+        todo.extend(children(child));
+    }
+    u
+}
+
+/// The children of `pid` (of every thread of it).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return vec![];
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// One process's readings.
+fn one(pid: u32) -> Usage {
     let mut u = Usage::default();
+    if let Ok(rollup) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) {
+        u.pss_kib = rollup
+            .lines()
+            .find_map(|l| l.strip_prefix("Pss:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+    }
     if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
         if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
@@ -60,5 +105,6 @@ mod tests {
     fn reads_this_process() {
         let u = super::usage(std::process::id());
         assert!(u.rss_kib > 0 && u.peak_rss_kib >= u.rss_kib, "{u:?}");
+        assert!(u.pss_kib > 0 && u.pss_kib <= u.rss_kib, "{u:?}");
     }
 }

@@ -6,6 +6,8 @@
 //! and dropped; a refusal fails the run).
 //! baseline and Node `ws`: text frames on `/pub`, broadcast as they are.
 //! Socket.IO: a Socket.IO client emitting `pub`, which the server broadcasts as `m`.
+//! nchan: text frames on `/pub?channel=<channel>` (`nchan_publisher websocket`): one
+//! publisher connection per channel, so nchan runs have one channel.
 
 use std::net::SocketAddr;
 
@@ -21,10 +23,16 @@ pub(crate) struct Publisher {
 }
 
 impl Publisher {
-    pub(crate) async fn connect(target: Target, addr: SocketAddr) -> Result<Publisher, String> {
+    /// Connects a publisher of `channel` (the first of its channels, for nchan the only one).
+    pub(crate) async fn connect(
+        target: Target,
+        addr: SocketAddr,
+        channel: &str,
+    ) -> Result<Publisher, String> {
         let path = match target {
             Target::Baseline | Target::Ws => "/pub".to_string(),
-            Target::Rt | Target::Socketio => target.ws_path(),
+            Target::Nchan => format!("/pub?channel={channel}"),
+            Target::Rt | Target::Socketio => target.ws_path(channel),
         };
         let mut conn = WsConn::connect(addr, None, &path)
             .await
@@ -52,7 +60,7 @@ impl Publisher {
         let data = payload(marker, size);
         let message = match self.target {
             Target::Rt => format!(r#"{{"type":"publish","channel":"{channel}","data":"{data}"}}"#),
-            Target::Baseline | Target::Ws => data,
+            Target::Baseline | Target::Ws | Target::Nchan => data,
             Target::Socketio => format!(r#"42["pub","{data}"]"#),
         };
         self.conn

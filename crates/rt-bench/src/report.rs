@@ -109,29 +109,34 @@ fn ratios(runs: &[Report]) -> Vec<Ratio> {
     let Some(rt) = fanout(Target::Rt) else {
         return vec![];
     };
-    [Target::Baseline, Target::Ws, Target::Socketio]
-        .into_iter()
-        .filter_map(|t| {
-            let peer = fanout(t)?;
-            let p99_by_rate = rt
-                .phases
-                .iter()
-                .zip(&peer.phases)
-                .filter(|(a, b)| complete(a) && complete(b) && b.latency.p99_us > 0)
-                .map(|(a, b)| {
-                    (
-                        a.rate_target,
-                        a.latency.p99_us as f64 / b.latency.p99_us as f64,
-                    )
-                })
-                .collect();
-            Some(Ratio {
-                peer: t.name(),
-                delivered_per_s: peak(rt) / peak(peer).max(1e-9),
-                p99_by_rate,
+    [
+        Target::Baseline,
+        Target::Ws,
+        Target::Socketio,
+        Target::Nchan,
+    ]
+    .into_iter()
+    .filter_map(|t| {
+        let peer = fanout(t)?;
+        let p99_by_rate = rt
+            .phases
+            .iter()
+            .zip(&peer.phases)
+            .filter(|(a, b)| complete(a) && complete(b) && b.latency.p99_us > 0)
+            .map(|(a, b)| {
+                (
+                    a.rate_target,
+                    a.latency.p99_us as f64 / b.latency.p99_us as f64,
+                )
             })
+            .collect();
+        Some(Ratio {
+            peer: t.name(),
+            delivered_per_s: peak(rt) / peak(peer).max(1e-9),
+            p99_by_rate,
         })
-        .collect()
+    })
+    .collect()
 }
 
 /// The backplane scenario's phases, each with its ratio to the memory backplane's.
@@ -361,7 +366,7 @@ fn memory_chart(runs: &[Report]) -> Option<String> {
                 points: r
                     .memory
                     .iter()
-                    .map(|m| (m.connections as f64, m.rss_kib as f64 / 1024.0))
+                    .map(|m| (m.connections as f64, m.pss_kib as f64 / 1024.0))
                     .collect(),
                 name,
             }
@@ -371,7 +376,7 @@ fn memory_chart(runs: &[Report]) -> Option<String> {
         line_chart(
             "Idle connections: server memory",
             "open connections",
-            "server RSS, MiB",
+            "server Pss (all its processes), MiB",
             &series,
             false,
         )

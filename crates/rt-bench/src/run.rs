@@ -67,11 +67,11 @@ pub(crate) struct Phase {
     pub(crate) publish_errors: u64,
 }
 
-/// Server memory with `connections` open.
+/// Server memory (Pss, summed over its processes) with `connections` open.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub(crate) struct MemPoint {
     pub(crate) connections: usize,
-    pub(crate) rss_kib: u64,
+    pub(crate) pss_kib: u64,
 }
 
 /// Everything measured in one run.
@@ -83,7 +83,7 @@ pub(crate) struct Report {
     pub(crate) connect_secs: f64,
     pub(crate) phases: Vec<Phase>,
     pub(crate) memory: Vec<MemPoint>,
-    /// (RSS with all connections − RSS before any) / connections, bytes.
+    /// (Pss with all connections − Pss before any) / connections, bytes.
     pub(crate) bytes_per_connection: Option<f64>,
     pub(crate) errors: u64,
     pub(crate) first_errors: Vec<String>,
@@ -195,7 +195,7 @@ async fn measure(spec: &Spec, server: &Server) -> Result<Report, String> {
     let started = Instant::now();
     let mut memory = vec![MemPoint {
         connections: 0,
-        rss_kib: server_start.rss_kib,
+        pss_kib: server_start.pss_kib,
     }];
     let mut steps = spec.checkpoints.clone();
     steps.retain(|&c| c < spec.subscribers);
@@ -218,7 +218,7 @@ async fn measure(spec: &Spec, server: &Server) -> Result<Report, String> {
             tokio::time::sleep(Duration::from_millis(1500)).await;
             memory.push(MemPoint {
                 connections: shared.connected.load(Ordering::Relaxed),
-                rss_kib: server.usage().rss_kib,
+                pss_kib: server.usage().pss_kib,
             });
         }
     }
@@ -242,7 +242,7 @@ async fn measure(spec: &Spec, server: &Server) -> Result<Report, String> {
         if channels.is_empty() {
             continue;
         }
-        let publisher = Publisher::connect(spec.target, server.addr).await?;
+        let publisher = Publisher::connect(spec.target, server.addr, &channels[0].1).await?;
         let seq = vec![0; channels.len()];
         workers.push(Worker {
             publisher,
@@ -372,8 +372,8 @@ async fn measure(spec: &Spec, server: &Server) -> Result<Report, String> {
         p.latency = shared.hist(idx + 1).percentiles();
     }
     let bytes_per_connection = (!spec.checkpoints.is_empty() && connected > 0).then(|| {
-        let full = memory.last().map(|m| m.rss_kib).unwrap_or(0);
-        (full as f64 - server_start.rss_kib as f64) * 1024.0 / connected as f64
+        let full = memory.last().map(|m| m.pss_kib).unwrap_or(0);
+        (full as f64 - server_start.pss_kib as f64) * 1024.0 / connected as f64
     });
     Ok(Report {
         spec: spec.clone(),

@@ -1,4 +1,5 @@
-//! The servers under test: rt, the raw tokio-tungstenite baseline, Node `ws`, Socket.IO.
+//! The servers under test: rt, the raw tokio-tungstenite baseline, Node `ws`, Socket.IO, and
+//! nchan (the nginx pub/sub module).
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -22,6 +23,9 @@ pub(crate) enum Target {
     Ws,
     /// Socket.IO v4 server on Node (bench/peers/socketio-server.js).
     Socketio,
+    /// nchan, the nginx pub/sub module (Debian `nginx-light` + `libnginx-mod-nchan`), two
+    /// worker processes.
+    Nchan,
 }
 
 impl Target {
@@ -31,15 +35,25 @@ impl Target {
             Target::Baseline => "baseline",
             Target::Ws => "ws",
             Target::Socketio => "socketio",
+            Target::Nchan => "nchan",
         }
     }
 
-    /// The WebSocket path a client opens.
-    pub(crate) fn ws_path(self) -> String {
+    /// The WebSocket path a subscriber of `channel` opens.
+    pub(crate) fn ws_path(self, channel: &str) -> String {
         match self {
             Target::Rt => "/ws".into(),
             Target::Baseline | Target::Ws => "/".into(),
             Target::Socketio => "/socket.io/?EIO=4&transport=websocket".into(),
+            Target::Nchan => format!("/sub?channel={channel}"),
+        }
+    }
+
+    /// The SSE (and long-polling) path of `channel`, for the servers that have one.
+    pub(crate) fn sse_path(self, channel: &str) -> String {
+        match self {
+            Target::Nchan => format!("/sub?channel={channel}"),
+            _ => format!("/sse?channel={channel}"),
         }
     }
 }
@@ -50,12 +64,51 @@ pub(crate) struct Programs {
     pub(crate) rt_server: PathBuf,
     pub(crate) baseline: PathBuf,
     pub(crate) peers: PathBuf,
+    /// nginx, and the nchan module it loads.
+    pub(crate) nginx: PathBuf,
+    pub(crate) nchan_module: PathBuf,
     pub(crate) logs: PathBuf,
+}
+
+/// nchan's configuration: publishers on `/pub`, subscribers (WebSocket, EventSource, long
+/// polling) on `/sub`, the channel in `?channel=`. Two workers, as many connections each as
+/// the open-files limit allows; every path inside `dir`. Each channel keeps its last 1,024
+/// messages (rt's queue length before a subscriber counts as lagging; nchan's default is
+/// 10), and a long poll answers with every message since the last one it had, as rt's does.
+fn nchan_config(module: &std::path::Path, dir: &std::path::Path, addr: SocketAddr) -> String {
+    let dir = dir.display();
+    format!(
+        "load_module {module};\n\
+         daemon off;\n\
+         master_process on;\n\
+         worker_processes 2;\n\
+         worker_rlimit_nofile 20000;\n\
+         pid {dir}/nginx.pid;\n\
+         error_log {dir}/error.log warn;\n\
+         events {{ worker_connections 20000; }}\n\
+         http {{\n\
+         access_log off;\n\
+         client_body_temp_path {dir}/body;\n\
+         proxy_temp_path {dir}/proxy;\n\
+         fastcgi_temp_path {dir}/fastcgi;\n\
+         uwsgi_temp_path {dir}/uwsgi;\n\
+         scgi_temp_path {dir}/scgi;\n\
+         nchan_message_buffer_length 1024;\n\
+         server {{\n\
+         listen {addr};\n\
+         location = /pub {{ nchan_publisher websocket http; nchan_channel_id $arg_channel; }}\n\
+         location = /sub {{ nchan_subscriber; nchan_channel_id $arg_channel; \
+         nchan_longpoll_multipart_response raw; }}\n\
+         }}\n\
+         }}\n",
+        module = module.display(),
+    )
 }
 
 /// A running server, killed on drop.
 #[derive(Debug)]
 pub(crate) struct Server {
+    target: Target,
     child: Child,
     pid: u32,
     pub(crate) addr: SocketAddr,
@@ -112,6 +165,23 @@ impl Server {
                     port.to_string(),
                 ]
             }
+            Target::Nchan => {
+                let dir = programs.logs.join(format!("nchan-{port}"));
+                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                let dir = dir.canonicalize().map_err(|e| e.to_string())?;
+                let conf = dir.join("nginx.conf");
+                std::fs::write(&conf, nchan_config(&programs.nchan_module, &dir, addr))
+                    .map_err(|e| format!("{}: {e}", conf.display()))?;
+                vec![
+                    programs.nginx.display().to_string(),
+                    "-p".into(),
+                    dir.display().to_string(),
+                    "-e".into(),
+                    dir.join("error.log").display().to_string(),
+                    "-c".into(),
+                    conf.display().to_string(),
+                ]
+            }
         };
         argv.extend(extra.iter().cloned());
         if let Some(cpus) = cpus {
@@ -132,7 +202,12 @@ impl Server {
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", argv.join(" ")))?;
         let pid = child.id().ok_or("server exited at once")?;
-        let mut server = Server { child, pid, addr };
+        let mut server = Server {
+            target,
+            child,
+            pid,
+            addr,
+        };
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
                 return Ok(server);
@@ -159,6 +234,14 @@ impl Server {
 
     /// Stops the server and waits for it.
     pub(crate) async fn stop(mut self) {
+        if self.target == Target::Nchan {
+            // nginx's workers outlive a killed master: it is asked to stop them first.
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.pid.to_string()])
+                .status()
+                .await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        }
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
     }

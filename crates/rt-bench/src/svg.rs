@@ -18,6 +18,7 @@ pub(crate) fn color(name: &str) -> &'static str {
         n if n.starts_with("baseline") => "#1f77b4",
         n if n.starts_with("ws") => "#2ca02c",
         n if n.starts_with("socketio") => "#9467bd",
+        n if n.starts_with("nchan") => "#ff7f0e",
         _ => "#7f7f7f",
     }
 }

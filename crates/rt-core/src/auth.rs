@@ -224,7 +224,8 @@ impl Permissions {
     /// connections `select!` on it to end themselves with [`Error::TokenExpired`]'s reason.
     /// Cancel-safe.
     pub fn expired(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let timer = self.expiry();
+        // Boxed: a connection without expiry then holds a pointer, not a whole timer.
+        let timer = self.expiry().map(Box::pin);
         async move {
             match timer {
                 Some(timer) => timer.await,

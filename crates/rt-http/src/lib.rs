@@ -16,6 +16,7 @@
 //! | [`publish`] | the HTTP publish answer every publish route shares |
 //! | [`StallGuard`], `StallListener` | cut connections whose writes stall (half-open clients) |
 //! | `Listener`, `ConnectionLimits` | serve an app over hyper with connection limits, the stall guard and graceful shutdown |
+//! | [`LeanHttp1`] | serves HTTP/1.1 event streams on the connection itself, without hyper's per-connection buffers (hands everything else to hyper) |
 //! | [`JsonParseErrors`] | the JSON error body on the `400`/`414`/`431` answers hyper writes by itself |
 //! | [`endpoint_service!`] | makes an endpoint a `tower_service::Service` over any request body |
 //!
@@ -35,6 +36,7 @@ mod edge;
 mod error;
 #[cfg(feature = "jwt")]
 mod jwt;
+mod lean;
 #[cfg(feature = "server")]
 mod listener;
 pub mod metrics;
@@ -53,6 +55,7 @@ pub use edge::{Admitted, Edge};
 pub use error::{count_error, error, status, Error, ErrorCode, ERRORS};
 #[cfg(feature = "jwt")]
 pub use jwt::{Claims, TokenAlgorithm, TokenVerifier};
+pub use lean::{LeanHttp1, Rewind};
 #[cfg(feature = "server")]
 pub use listener::{ConnectionLimits, Listener, HANDSHAKE_TIMEOUTS, REFUSED};
 pub use metrics::Metrics;

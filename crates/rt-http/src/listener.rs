@@ -46,7 +46,8 @@ pub struct ConnectionLimits {
     /// keep-alive connection is kept. Default 10 s.
     pub header_read_timeout: Duration,
     /// Largest request head in bytes (`431` over HTTP/1.1, refused over HTTP/2); also the read
-    /// buffer each HTTP/1.1 connection keeps while it streams. Default 16 KiB.
+    /// buffer hyper keeps for each HTTP/1.1 connection it serves (not those on the lean path,
+    /// [`Listener::lean`]). Default 16 KiB.
     pub max_header_bytes: usize,
     /// Most concurrent streams on one HTTP/2 connection. Default 256.
     pub h2_max_streams: u32,
@@ -85,6 +86,22 @@ crate::setters!(ConnectionLimits {
 pub struct Listener {
     tcp: TcpListener,
     limits: ConnectionLimits,
+    lean: Option<Lean>,
+}
+
+/// The requests served on the lean HTTP/1.1 path ([`Listener::lean`]), and how.
+#[derive(Clone)]
+struct Lean {
+    pick: Arc<dyn Fn(&http::request::Parts) -> bool + Send + Sync>,
+    answer: Arc<dyn Fn(Request<()>) -> BoxedAnswer + Send + Sync>,
+}
+
+type BoxedAnswer = std::pin::Pin<Box<dyn Future<Output = Response<crate::Body>> + Send>>;
+
+impl std::fmt::Debug for Lean {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lean")
+    }
 }
 
 impl Listener {
@@ -99,7 +116,28 @@ impl Listener {
             HANDSHAKE_TIMEOUTS,
             "Connections closed because the client sent nothing in time"
         );
-        Listener { tcp, limits }
+        Listener {
+            tcp,
+            limits,
+            lean: None,
+        }
+    }
+
+    /// Serves the bodiless HTTP/1.1 `GET` requests that `pick` chooses (SSE streams) with
+    /// `answer` on the lean path ([`LeanHttp1`](crate::LeanHttp1)): no hyper buffers while
+    /// they stream. A connection goes on with hyper at its first request `pick` does not
+    /// choose.
+    pub fn lean<P, A, F>(mut self, pick: P, answer: A) -> Self
+    where
+        P: Fn(&http::request::Parts) -> bool + Send + Sync + 'static,
+        A: Fn(Request<()>) -> F + Send + Sync + 'static,
+        F: Future<Output = Response<crate::Body>> + Send + 'static,
+    {
+        self.lean = Some(Lean {
+            pick: Arc::new(pick),
+            answer: Arc::new(move |req| Box::pin(answer(req)) as BoxedAnswer),
+        });
+        self
     }
 
     /// The bound address.
@@ -145,8 +183,10 @@ impl Listener {
         F: Future<Output = io::Result<Io>> + Send,
         Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let Listener { tcp, limits } = self;
-        let builder = builder(&limits);
+        let Listener { tcp, limits, lean } = self;
+        // Shared: each connection's task holds it, a copy would be 240 bytes per connection.
+        let builder = Arc::new(builder(&limits));
+        let lean_http1 = crate::LeanHttp1::new(limits.max_header_bytes, limits.header_read_timeout);
         let gate = Gate::new(&limits);
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
@@ -171,8 +211,12 @@ impl Listener {
                     continue;
                 }
             };
-            let (builder, service, handshake) =
-                (builder.clone(), service.clone(), handshake.clone());
+            let (builder, service, handshake, lean) = (
+                builder.clone(),
+                service.clone(),
+                handshake.clone(),
+                lean.clone(),
+            );
             let (watcher, silence) = (graceful.watcher(), limits.handshake_timeout);
             let stream = StallGuard::new(stream, limits.write_stall_timeout);
             tokio::spawn(async move {
@@ -187,10 +231,25 @@ impl Listener {
                         return;
                     }
                 };
-                // Above TLS: it reads hyper's own answers in the clear.
-                let stream = TokioIo::new(JsonParseErrors::new(stream));
-                let conn = builder.serve_connection_with_upgrades(stream, service);
-                if let Err(e) = watcher.watch(conn.into_owned()).await {
+                // The lean path's streams hold no hyper buffers; hyper gets the connection at
+                // its first other request.
+                let stream = match lean {
+                    Some(Lean { pick, answer }) => {
+                        let served = lean_http1.serve(stream, |h| pick(h), |r| answer(r));
+                        let Some(stream) = served.await else { return };
+                        stream
+                    }
+                    None => crate::Rewind::new(stream, Vec::new()),
+                };
+                // Boxed: inline, hyper's connection state would size the task of every lean
+                // connection too.
+                let served = Box::pin(async move {
+                    // Above TLS: it reads hyper's own answers in the clear.
+                    let stream = TokioIo::new(JsonParseErrors::new(stream));
+                    let conn = builder.serve_connection_with_upgrades(stream, service);
+                    watcher.watch(conn.into_owned()).await
+                });
+                if let Err(e) = served.await {
                     count_cut_off(&*e);
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }

@@ -36,8 +36,8 @@ pub struct LimitArgs {
     pub body_read_timeout: Duration,
 
     /// Largest request head (request line and headers) in bytes; larger is answered `431`
-    /// (HTTP/1.1) or refused (HTTP/2). At least 8192. It is also the read buffer each HTTP/1.1
-    /// connection keeps while it streams: 8192 saves about 7.5 KB per SSE connection.
+    /// (HTTP/1.1) or refused (HTTP/2). At least 8192. It is also the read buffer hyper keeps
+    /// for each HTTP/1.1 connection it serves (SSE streams are served without it).
     #[arg(long, env = "RT_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
     pub max_header_bytes: usize,
 

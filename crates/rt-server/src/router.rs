@@ -89,6 +89,27 @@ impl App {
         }
     }
 
+    /// Whether `head` (a bodiless HTTP/1.1 `GET`) is answered by the lean HTTP/1.1 path
+    /// ([`rt_http::LeanHttp1`]): SSE requests, whose streams then hold no hyper buffers.
+    pub(crate) fn lean(&self, head: &http::request::Parts) -> bool {
+        cfg!(feature = "sse")
+            && head.uri.path() == "/sse"
+            && !self.disabled.contains(&Transport::Sse)
+    }
+
+    /// Answers a request that [`App::lean`] picked, and counts the answer.
+    pub(crate) async fn handle_lean(&self, req: Request<()>) -> Response<Body> {
+        #[cfg(feature = "sse")]
+        let res = self.sse.handle(req).await;
+        #[cfg(not(feature = "sse"))]
+        let res = {
+            drop(req);
+            h::error(StatusCode::NOT_FOUND, "not_found", "this server has no SSE")
+        };
+        crate::metrics::answered("sse", res.status());
+        res
+    }
+
     /// Answers `req` and counts the answer by route.
     pub(crate) async fn handle(
         &self,

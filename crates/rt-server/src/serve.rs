@@ -130,7 +130,16 @@ impl Server {
             let tls = tls.clone();
             async move { crate::tls::accept(tls.as_ref(), stream).await }
         };
+        let (picker, answerer) = (app.clone(), app.clone());
         let graceful = Listener::new(listener, config.limits.connection_limits())
+            // SSE over HTTP/1.1 without hyper's per-connection buffers (rt_http::LeanHttp1).
+            .lean(
+                move |head| picker.lean(head),
+                move |req| {
+                    let app = answerer.clone();
+                    async move { app.handle_lean(req).await }
+                },
+            )
             .serve_with(service, handshake, shutdown)
             .await;
         tracing::info!("shutting down");

@@ -74,7 +74,9 @@ pub(crate) async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     let Some(tls) = tls else {
         return Ok(Either::Left(stream));
     };
-    let handshake = TlsAcceptor::from(tls.clone()).accept(stream);
+    // Boxed: inline, the handshake's state (a whole rustls connection) would size the task
+    // of every connection, TLS or not, for its whole life.
+    let handshake = Box::pin(TlsAcceptor::from(tls.clone()).accept(stream));
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(stream) => Ok(Either::Right(Box::new(stream?))),
         Err(_) => Err(io::Error::new(

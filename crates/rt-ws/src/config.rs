@@ -32,8 +32,10 @@ pub struct Config {
     pub max_message: usize,
     /// Largest incoming frame payload in bytes (close 1009 above it).
     pub max_frame: usize,
-    /// Read buffer per connection. tungstenite's default (128 KiB) is far too big for many
-    /// mostly idle connections.
+    /// Read buffer per connection, kept for the connection's life, and the most read from
+    /// the socket at once. tungstenite's default (128 KiB) is far too big for many mostly
+    /// idle connections, which only send a subscribe and pongs; a larger incoming frame
+    /// still grows the buffer to fit it.
     pub read_buffer: usize,
     /// Bytes gathered before a write reaches the socket (each batch is flushed at its end
     /// anyway).
@@ -73,7 +75,7 @@ impl Default for Config {
             app_heartbeat: true,
             max_message: 64 * 1024,
             max_frame: 64 * 1024,
-            read_buffer: 4 * 1024,
+            read_buffer: 1024,
             write_buffer: 4 * 1024,
             outbound_queue: 256,
             stall_timeout: Duration::from_secs(10),
