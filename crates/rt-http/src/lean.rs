@@ -27,8 +27,10 @@ use crate::Body;
 /// Most headers in a request head the lean path reads; a head with more goes to hyper.
 const MAX_HEADERS: usize = 64;
 
-/// Serves the event-stream requests of HTTP/1.1 connections without hyper's buffers; see the
-/// [module](self) docs.
+/// Serves the event-stream requests of HTTP/1.1 connections without hyper's buffers: it reads
+/// request heads itself while `pick` chooses them and writes their bodies as chunks straight to
+/// the connection, and hands the connection (with the bytes read so far) to hyper at the first
+/// request it does not choose or cannot judge.
 ///
 /// ```no_run
 /// use std::time::Duration;
