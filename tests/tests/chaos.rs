@@ -40,7 +40,7 @@ enum Kind {
 }
 
 /// What every client shares: the nodes' base URLs (`http://addr`), how many clients have
-/// received an event, and the gate they pass before reconnecting.
+/// received an event, and the gate a new connection passes before it resumes.
 struct World {
     nodes: Vec<String>,
     started: AtomicUsize,
