@@ -340,7 +340,7 @@ mod tests {
     #[test]
     fn json_text_and_binary() {
         let e = ev(Payload::text("hi \"there\"\n"));
-        let v: serde_json::Value = serde_json::from_slice(&e.json()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(e.json()).unwrap();
         assert_eq!(v["type"], "event");
         assert_eq!(v["channel"], "c");
         assert_eq!(v["offset"], 7);
@@ -351,7 +351,7 @@ mod tests {
         assert!(v.get("encoding").is_none());
 
         let e = ev(Payload::binary(vec![0u8, 255, 1]));
-        let v: serde_json::Value = serde_json::from_slice(&e.json()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(e.json()).unwrap();
         assert_eq!(v["data"], "AP8B");
         assert_eq!(v["encoding"], "base64");
     }

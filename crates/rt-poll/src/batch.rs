@@ -135,7 +135,7 @@ mod tests {
         assert_eq!(events.len(), 2);
         assert_eq!(
             events[1],
-            serde_json::from_slice::<serde_json::Value>(&event(2).json()).unwrap()
+            serde_json::from_slice::<serde_json::Value>(event(2).json()).unwrap()
         );
 
         let joined = Joined {

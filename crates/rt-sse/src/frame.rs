@@ -63,7 +63,7 @@ pub(crate) fn push_event_block(buf: &mut BytesMut, cursor: &Cursor, event: &Even
     buf.reserve(lines.len() + 64);
     // Writing to a `BytesMut` cannot fail.
     let _ = writeln!(buf, "id: {cursor}");
-    buf.extend_from_slice(&lines);
+    buf.extend_from_slice(lines);
 }
 
 /// Appends `text` as `data:` lines. Every SSE line break (`\r\n`, `\r`, `\n`) starts a new
