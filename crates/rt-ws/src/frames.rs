@@ -73,3 +73,80 @@ impl Frames {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rt_core::{Channel, Epoch, EventName, Payload, Position};
+    use tokio::io::AsyncReadExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+
+    use super::*;
+
+    /// What tungstenite writes for the same unfragmented server frame.
+    fn tungstenite(data: Data, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Frame::message(payload.to_vec(), OpCode::Data(data), true)
+            .format(&mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn frames_are_byte_for_byte_tungstenites() {
+        // Every length encoding: 7 bits, 16 bits, 64 bits, and their edges.
+        for len in [0, 1, 125, 126, 127, 65_535, 65_536, 70_000] {
+            for data in [Data::Text, Data::Binary] {
+                let payload: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+                let mut frames = Frames::default();
+                frames.push(data, &payload);
+                assert_eq!(frames.buf, tungstenite(data, &payload), "{data:?} × {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_event_is_framed_from_its_cached_payload() {
+        let event = Event::new(
+            Channel::new("c").unwrap(),
+            Position {
+                epoch: Epoch(0xab),
+                offset: 3,
+            },
+            EventName::message(),
+            Payload::text("hi"),
+            9,
+        );
+        let mut frames = Frames::default();
+        frames.push_event(&event);
+        frames.push_event(&event);
+        let one = tungstenite(Data::Text, event.json());
+        assert_eq!(frames.buf, [one.clone(), one].concat());
+    }
+
+    #[tokio::test]
+    async fn a_write_cut_short_resumes_where_it_stopped() {
+        let mut frames = Frames::default();
+        let payloads: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
+        for p in &payloads {
+            frames.push(Data::Binary, p);
+        }
+        let expected = frames.buf.clone();
+        // A peer that takes 64 bytes and then stops reading: the write stalls and is dropped.
+        let (mut ours, mut theirs) = tokio::io::duplex(64);
+        let cut = tokio::time::timeout(Duration::from_millis(50), frames.write_to(&mut ours)).await;
+        assert!(cut.is_err(), "the write must stall");
+        assert!(!frames.is_empty());
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            theirs.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        frames.write_to(&mut ours).await.unwrap();
+        assert!(frames.is_empty());
+        assert_eq!(frames.buf.capacity(), 0, "no buffer kept once written");
+        drop(ours);
+        assert_eq!(reader.await.unwrap(), expected);
+    }
+}
