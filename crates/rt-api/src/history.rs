@@ -73,7 +73,7 @@ async fn history(
     cursor.set(channel.clone(), last);
     let events: Vec<serde_json::Value> = events
         .iter()
-        .map(|e| serde_json::from_slice(&e.json()))
+        .map(|e| serde_json::from_slice(e.json()))
         .collect::<Result<_, _>>()
         .map_err(|e| Error::Unavailable(format!("an event could not be encoded: {e}")))?;
     Ok(serde_json::json!({

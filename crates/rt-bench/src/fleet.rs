@@ -392,25 +392,35 @@ async fn ws(target: Target, attempt: Attempt<'_>) -> Result<(), String> {
         })
         .await?;
     let mut stop = tracker.shared.stopped();
-    let result = loop {
+    let result = 'conn: loop {
         tokio::select! {
-            frame = conn.next() => match frame {
-                Ok(Some(Frame::Data(payload))) => {
-                    if target == Target::Socketio && &payload[..] == b"2" {
-                        if let Err(e) = conn.send_text(b"3").await {
-                            break Err(e.to_string());
+            frame = conn.next() => {
+                // Every frame already read is handled before the next select: one poll of
+                // the stop signal (a registration on a lock all subscribers share) per socket
+                // read, not per frame.
+                let mut frame = frame;
+                loop {
+                    match frame {
+                        Ok(Some(Frame::Data(payload))) => {
+                            if target == Target::Socketio && &payload[..] == b"2" {
+                                if let Err(e) = conn.send_text(b"3").await {
+                                    break 'conn Err(e.to_string());
+                                }
+                            } else {
+                                tracker.feed(&payload);
+                            }
                         }
-                        continue;
+                        Ok(Some(Frame::Close(code, reason))) => break 'conn Err(format!("closed by server: {code} {reason}")),
+                        Ok(None) => break 'conn Err("connection reset by server".into()),
+                        Err(e) => break 'conn Err(e.to_string()),
                     }
-                    tracker.feed(&payload);
-                    if conn.buffered() == 0 {
-                        tracker.flush();
-                    }
+                    frame = match conn.try_next().await {
+                        Ok(None) => break,
+                        other => other,
+                    };
                 }
-                Ok(Some(Frame::Close(code, reason))) => break Err(format!("closed by server: {code} {reason}")),
-                Ok(None) => break Err("connection reset by server".into()),
-                Err(e) => break Err(e.to_string()),
-            },
+                tracker.flush();
+            }
             _ = stop.changed() => break Ok(()),
         }
     };

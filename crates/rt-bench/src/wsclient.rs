@@ -189,11 +189,6 @@ impl WsConn {
         Ok(None)
     }
 
-    /// Bytes received and not yet parsed.
-    pub(crate) fn buffered(&self) -> usize {
-        self.buf.len()
-    }
-
     /// Reads whatever the socket has without waiting (for publishers, which must answer
     /// pings but never block on reading).
     pub(crate) async fn poll_pending(&mut self) -> io::Result<Vec<Frame>> {

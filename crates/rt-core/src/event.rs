@@ -250,11 +250,10 @@ impl Event {
     }
 
     /// This event's encoding for `wire`, computed by `encode` on first use and shared by every
-    /// later caller.
-    pub fn encoded(&self, wire: Wire, encode: impl FnOnce(&Event) -> Bytes) -> Bytes {
-        self.encoded[wire as usize]
-            .get_or_init(|| encode(self))
-            .clone()
+    /// later caller. Borrowed: a transport that copies it into its own buffer takes no
+    /// reference (a shared count that every subscriber's core would write).
+    pub fn encoded(&self, wire: Wire, encode: impl FnOnce(&Event) -> Bytes) -> &Bytes {
+        self.encoded[wire as usize].get_or_init(|| encode(self))
     }
 
     /// The canonical JSON object of the event (see `docs/protocol.md`), encoded once:
@@ -262,7 +261,7 @@ impl Event {
     /// `{"type":"event","channel":"c","offset":7,"epoch":"9f2c","event":"message","data":"hi","time":1764115200123}`
     ///
     /// A binary payload is base64 in `data`, with `"encoding":"base64"`.
-    pub fn json(&self) -> Bytes {
+    pub fn json(&self) -> &Bytes {
         self.encoded(Wire::Json, |e| {
             #[derive(Serialize)]
             struct Json<'a> {
@@ -341,7 +340,7 @@ mod tests {
     #[test]
     fn json_text_and_binary() {
         let e = ev(Payload::text("hi \"there\"\n"));
-        let v: serde_json::Value = serde_json::from_slice(&e.json()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(e.json()).unwrap();
         assert_eq!(v["type"], "event");
         assert_eq!(v["channel"], "c");
         assert_eq!(v["offset"], 7);
@@ -352,7 +351,7 @@ mod tests {
         assert!(v.get("encoding").is_none());
 
         let e = ev(Payload::binary(vec![0u8, 255, 1]));
-        let v: serde_json::Value = serde_json::from_slice(&e.json()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(e.json()).unwrap();
         assert_eq!(v["data"], "AP8B");
         assert_eq!(v["encoding"], "base64");
     }

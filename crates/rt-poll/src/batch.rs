@@ -84,7 +84,7 @@ impl Batch {
         })
         // Strings and booleans always serialise.
         .unwrap_or_default();
-        let events: Vec<Bytes> = self.events.iter().map(|e| e.json()).collect();
+        let events: Vec<Bytes> = self.events.iter().map(|e| e.json().clone()).collect();
         let size = events.iter().map(|e| e.len() + 1).sum::<usize>() + tail.len() + 16;
         let mut out = Vec::with_capacity(size);
         out.extend_from_slice(b"{\"events\":[");
@@ -135,7 +135,7 @@ mod tests {
         assert_eq!(events.len(), 2);
         assert_eq!(
             events[1],
-            serde_json::from_slice::<serde_json::Value>(&event(2).json()).unwrap()
+            serde_json::from_slice::<serde_json::Value>(event(2).json()).unwrap()
         );
 
         let joined = Joined {

@@ -30,7 +30,7 @@ pub(crate) const PING: &[u8] = b": ping\n\n";
 
 /// The shared part of `event`'s block: `event:` (when not `message`) and `data:` lines, then
 /// the blank line that dispatches it. Encoded once per event, whatever the subscriber count.
-pub(crate) fn event_lines(event: &Event) -> Bytes {
+pub(crate) fn event_lines(event: &Event) -> &Bytes {
     event.encoded(Wire::Sse, |e| {
         let payload = e.payload();
         let data = payload.to_json_string();
@@ -58,11 +58,12 @@ pub(crate) fn id_line(cursor: &Cursor) -> Bytes {
 /// shared lines.
 pub(crate) fn push_event_block(buf: &mut BytesMut, cursor: &Cursor, event: &Event) {
     use std::fmt::Write;
+    // Borrowed: copied below, so the shared encoding's count is not touched.
     let lines = event_lines(event);
     buf.reserve(lines.len() + 64);
     // Writing to a `BytesMut` cannot fail.
     let _ = writeln!(buf, "id: {cursor}");
-    buf.extend_from_slice(&lines);
+    buf.extend_from_slice(lines);
 }
 
 /// Appends `text` as `data:` lines. Every SSE line break (`\r\n`, `\r`, `\n`) starts a new
@@ -198,7 +199,7 @@ mod tests {
         cursor.advance(e.channel(), e.position());
         let mut block = BytesMut::new();
         push_event_block(&mut block, &cursor, &e);
-        assert_eq!(block, [id_line(&cursor), event_lines(&e)].concat());
+        assert_eq!(block, [id_line(&cursor), event_lines(&e).clone()].concat());
         assert_eq!(&block[..], format!("id: {cursor}\ndata: hi\n\n").as_bytes());
         // The shared lines are encoded once per event, whatever the subscriber count.
         assert_eq!(event_lines(&e).as_ptr(), event_lines(&e).as_ptr());

@@ -1,8 +1,9 @@
 //! One WebSocket connection, served by one task: it reads the client's messages, takes
 //! deliveries from the subscription and writes to the socket itself. Everything already
-//! queued in the subscription goes out in one batch with a single flush; a write that the
-//! client does not drain within the stall timeout closes the connection (1013), so a slow
-//! socket holds up only its own task.
+//! queued in the subscription goes out in one batch with a single write (encoded by
+//! [`Frames`] unless the connection compresses); a write that the client does not drain
+//! within the stall timeout closes the connection (1013), so a slow socket holds up only its
+//! own task.
 
 use std::panic::AssertUnwindSafe;
 use std::pin::{pin, Pin};
@@ -14,12 +15,13 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use rt_core::{Channel, Delivery, Hub, Permissions, PublishAck, Published, Start, Subscription};
 use rt_http::{Close as Closed, Connection};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::config::Config;
 use crate::deflate;
+use crate::frames::Frames;
 use crate::handshake::{reason, refusal as refusal_reason};
 use crate::limits::{RateLimit, Unacked};
 use crate::protocol::{self, Inbound, Rejected};
@@ -50,6 +52,7 @@ pub(crate) async fn run(
     // halves would share it behind a lock.
     let mut socket = socket;
     let shared = socket.shares_compression();
+    let framed = socket.takes_frames();
     let expiry = permissions.expiry().map(Box::pin);
     let tracked = Connection::open(config.edge.observer.clone(), crate::TRANSPORT);
     let mut conn = Conn {
@@ -62,6 +65,7 @@ pub(crate) async fn run(
         config: config.clone(),
         out: Vec::new(),
         last_batch: 0,
+        frames: framed.then(Frames::default),
         acks: None,
         shared,
         strikes: 0,
@@ -82,10 +86,13 @@ pub(crate) async fn run(
     };
     if let Some(close) = close {
         conn.tracked.close(Closed::Code(u16::from(close.0)));
-        let _ = tokio::time::timeout(
-            config.close_timeout,
-            socket.send(Message::Close(Some(close.frame()))),
-        )
+        let _ = tokio::time::timeout(config.close_timeout, async {
+            // The rest of a write the client stalled goes first: the frames stay whole.
+            if let Some(frames) = conn.frames.as_mut().filter(|f| !f.is_empty()) {
+                socket.write_frames(frames).await?;
+            }
+            socket.send(Message::Close(Some(close.frame()))).await
+        })
         .await;
         // Read until the client answers the close frame (tungstenite then ends the stream),
         // so the closing handshake completes cleanly.
@@ -109,6 +116,9 @@ struct Conn {
     /// Deliveries in the last batch: the next one reserves that much room at once instead of
     /// growing `out` step by step (each step a reallocation and a copy of every message).
     last_batch: usize,
+    /// Deliveries encoded for the socket, written after `out`; `None` when the connection
+    /// compresses, and deliveries go on `out`.
+    frames: Option<Frames>,
     limit: RateLimit,
     /// Set once the client opted into acks.
     acks: Option<Unacked>,
@@ -146,7 +156,7 @@ impl Conn {
         let mut stall: Deadline = None;
         let pipeline = self.hub.publish_pipeline();
         loop {
-            if !self.out.is_empty() {
+            if !self.out.is_empty() || self.frames.as_ref().is_some_and(|f| !f.is_empty()) {
                 if let Err(close) = self.write(socket).await {
                     return close;
                 }
@@ -202,12 +212,14 @@ impl Conn {
                     };
                     // Everything else already queued joins the same write and flush.
                     let batch = self.config.outbound_queue.max(1);
-                    while self.out.len() < batch && !self.window_full() {
+                    let mut taken = 1;
+                    while taken < batch && !self.window_full() {
                         let Some(d) = self.sub.try_next() else { break };
                         match self.take(Some(d)) {
                             Ok(n) => events += n,
                             Err(close) => return Some(close),
                         }
+                        taken += 1;
                     }
                     self.last_batch = self.out.len() - before;
                     // Once per batch, not per event.
@@ -253,6 +265,10 @@ impl Conn {
                 if let Some(u) = &mut self.acks {
                     u.sent(event.channel(), event.offset());
                 }
+                if let Some(frames) = &mut self.frames {
+                    frames.push_event(&event);
+                    return Ok(1);
+                }
                 let shared = self.shared.then_some(&self.config.compression);
                 let frame = shared.and_then(|c| deflate::shared_event(&event, c));
                 self.out
@@ -263,11 +279,17 @@ impl Conn {
                 if let Some(u) = &mut self.acks {
                     channels.iter().for_each(|c| u.forget(c));
                 }
-                self.out.push(protocol::channels_message(
-                    "resync",
-                    &channels,
-                    &self.sub.cursor(),
-                ));
+                let cursor = self.sub.cursor();
+                // In line with the events around it.
+                match &mut self.frames {
+                    Some(frames) => frames.push(
+                        Data::Text,
+                        &protocol::channels_json("resync", &channels, &cursor),
+                    ),
+                    None => self
+                        .out
+                        .push(protocol::channels_message("resync", &channels, &cursor)),
+                }
             }
             None => {
                 return Err(Close(
@@ -284,11 +306,15 @@ impl Conn {
     async fn write(&mut self, socket: &mut Socket) -> Result<(), Option<Close>> {
         // Taken, not drained: an idle connection keeps no buffer from its last write.
         let out = std::mem::take(&mut self.out);
+        let frames = self.frames.as_mut();
         let mut write = pin!(async {
             for m in out {
                 socket.feed(m).await?;
             }
-            socket.flush().await
+            match frames.filter(|f| !f.is_empty()) {
+                Some(frames) => socket.write_frames(frames).await,
+                None => socket.flush().await,
+            }
         });
         // Most writes finish at once; a timer is only set up for a socket that is backed up.
         let done = match (&mut write).now_or_never() {

@@ -287,10 +287,11 @@ pub(crate) fn shared_event(event: &Event, config: &Compression) -> Option<Messag
         return None;
     }
     let packed = event.encoded(Wire::WsDeflate, |_| {
-        deflate(&mut compressor(config.level.min(9), config.bits()), &plain).unwrap_or_default()
+        deflate(&mut compressor(config.level.min(9), config.bits()), plain).unwrap_or_default()
     });
     // An empty result is zlib's failure; compressed is never empty for a non-empty input.
-    (!packed.is_empty() && packed.len() < plain.len()).then(|| compressed_frame(data, packed))
+    (!packed.is_empty() && packed.len() < plain.len())
+        .then(|| compressed_frame(data, packed.clone()))
 }
 
 /// Compresses the messages a connection sends.

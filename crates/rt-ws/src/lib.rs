@@ -56,6 +56,7 @@ mod config;
 mod connection;
 mod deflate;
 mod error;
+mod frames;
 mod h2;
 mod handshake;
 mod limits;

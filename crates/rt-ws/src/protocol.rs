@@ -228,8 +228,12 @@ pub(crate) fn text_frame(json: Bytes) -> Message {
 }
 
 fn json_frame<T: Serialize>(value: &T) -> Message {
+    text_frame(json_bytes(value))
+}
+
+fn json_bytes<T: Serialize>(value: &T) -> Bytes {
     // Serialising our own structs of strings and numbers cannot fail.
-    text_frame(Bytes::from(serde_json::to_vec(value).unwrap_or_default()))
+    Bytes::from(serde_json::to_vec(value).unwrap_or_default())
 }
 
 /// The frame carrying `event`: its canonical JSON object in a text frame, or for a binary
@@ -237,13 +241,13 @@ fn json_frame<T: Serialize>(value: &T) -> Message {
 /// encoded once per event and shared by every connection.
 pub(crate) fn event_frame(event: &Event) -> Message {
     match event_payload(event) {
-        (Data::Text, json) => text_frame(json),
-        (_, bytes) => Message::Binary(bytes),
+        (Data::Text, json) => text_frame(json.clone()),
+        (_, bytes) => Message::Binary(bytes.clone()),
     }
 }
 
 /// The kind and payload of the frame carrying `event` (see [`event_frame`]).
-pub(crate) fn event_payload(event: &Event) -> (Data, Bytes) {
+pub(crate) fn event_payload(event: &Event) -> (Data, &Bytes) {
     match event.payload() {
         Payload::Text(_) => (Data::Text, event.json()),
         Payload::Binary(payload) => {
@@ -329,13 +333,18 @@ pub(crate) fn channels_message(
     channels: &[Channel],
     cursor: &Cursor,
 ) -> Message {
+    text_frame(channels_json(kind, channels, cursor))
+}
+
+/// The JSON of [`channels_message`].
+pub(crate) fn channels_json(kind: &'static str, channels: &[Channel], cursor: &Cursor) -> Bytes {
     #[derive(Serialize)]
     struct M<'a> {
         r#type: &'static str,
         channels: &'a [Channel],
         cursor: String,
     }
-    json_frame(&M {
+    json_bytes(&M {
         r#type: kind,
         channels,
         cursor: cursor.to_string(),

@@ -4,12 +4,13 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures_util::{Sink, Stream};
+use futures_util::{Sink, SinkExt, Stream};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::deflate::{Deflater, Inflate};
+use crate::frames::Frames;
 
 /// An open WebSocket: a `Stream` of the client's messages and a `Sink` of the server's.
 ///
@@ -37,6 +38,22 @@ impl Socket {
     /// Whether permessage-deflate was agreed on.
     pub fn compressed(&self) -> bool {
         self.deflate.is_some()
+    }
+
+    /// Whether [`Socket::write_frames`] may be used: frames written past tungstenite cannot
+    /// be compressed per connection.
+    pub(crate) fn takes_frames(&self) -> bool {
+        self.deflate.is_none()
+    }
+
+    /// Writes `frames` after everything tungstenite holds (flushed first, so that its frames
+    /// and these never interleave), and flushes. Cancel-safe, like [`Frames::write_to`].
+    pub(crate) async fn write_frames(&mut self, frames: &mut Frames) -> Result<(), WsError> {
+        self.flush().await?;
+        frames
+            .write_to(self.ws.get_mut())
+            .await
+            .map_err(WsError::Io)
     }
 
     /// Whether the connection takes events compressed once per publish (permessage-deflate
