@@ -79,7 +79,7 @@ impl Backend {
         let answer = match parts.uri.path() {
             "/connect" if user == "slow" => {
                 tokio::time::sleep(Duration::from_secs(5)).await;
-                json!({"allow": true})
+                json!({"allow": true, "subject": "slow", "subscribe": ["chat:*"]})
             }
             "/connect" if user == "alice" => json!({
                 "allow": true,
@@ -116,7 +116,8 @@ impl Backend {
     }
 }
 
-/// rt-server with every hook pointed at the backend, forwarding the session cookie.
+/// rt-server with every hook pointed at the backend, forwarding the session cookie, with a
+/// timeout of 300 ms unless `extra` sets one.
 async fn server_with_hooks(backend: SocketAddr, extra: &[&str]) -> Server {
     let url = |hook: &str| format!("http://{backend}/{hook}");
     let (connect, subscribe, publish) = (url("connect"), url("subscribe"), url("publish"));
@@ -129,9 +130,10 @@ async fn server_with_hooks(backend: SocketAddr, extra: &[&str]) -> Server {
         &publish,
         "--proxy-forward-headers",
         "cookie",
-        "--proxy-timeout",
-        "300ms",
     ];
+    if !extra.contains(&"--proxy-timeout") {
+        args.extend(["--proxy-timeout", "300ms"]);
+    }
     args.extend_from_slice(extra);
     Server::start(&args).await
 }
@@ -249,6 +251,51 @@ async fn a_slow_or_absent_backend_fails_closed() {
     // Unless the server is told to fail open: then the token checks (here --dev) decide.
     let server = server_with_hooks(down, &["--proxy-fail-open"]).await;
     let (status, body) = poll(&server, "channel=chat:room&timeout=0", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn calls_over_the_in_flight_bound_fail_at_once() {
+    let (backend, addr) = Backend::start().await;
+    let server = server_with_hooks(
+        addr,
+        &["--proxy-max-in-flight", "1", "--proxy-timeout", "10s"],
+    )
+    .await;
+    // One call held by the backend (it answers the slow user after 5 s)...
+    let url = server.url("/poll?channel=chat:room&timeout=0");
+    let held = tokio::spawn(async move {
+        send(
+            Method::GET,
+            &url,
+            &[("cookie", "session=slow")],
+            Bytes::new(),
+        )
+        .await
+    });
+    while backend.calls("/connect").is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ...takes the only slot: the next request is refused without waiting for it.
+    let (status, body) = poll(&server, "channel=chat:room&timeout=0", &[ALICE]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("1 hook calls were already in flight"),
+        "{message}"
+    );
+    assert!(!held.is_finished(), "the refusal waited for the held call");
+    assert_eq!(
+        backend.calls("/connect").len(),
+        1,
+        "the refused call reached the backend"
+    );
+    let overloaded = r#"rt_proxy_errors_total{hook="connect",kind="overloaded"}"#;
+    assert_eq!(server.metric(overloaded).await, 1.0);
+    // Once the held call is answered, the slot is free again.
+    let (status, _, _) = held.await.unwrap().unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = poll(&server, "channel=chat:room&timeout=0", &[ALICE]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 

@@ -37,10 +37,10 @@ pub struct ProxyConfig {
     /// the backend recognises its own session. Those of the connecting request are kept for
     /// the connection's later subscribe and publish calls.
     pub forward_headers: Vec<HeaderName>,
-    /// The longest a call may take, waiting for a permit included (default 1 s).
+    /// The longest a call may wait for the backend's answer (default 1 s).
     pub timeout: Duration,
-    /// The most calls in flight at once (default 256); a call waits for a permit within its
-    /// timeout, then fails.
+    /// The most calls in flight at once (default 256); one more fails at once, refusing its
+    /// request like any failed call.
     pub max_in_flight: usize,
     /// On a failed call (timeout, backend down, bad answer): `false` (the default) refuses
     /// the request with `503 hook_failed`; `true` lets it through as if no hook were set.

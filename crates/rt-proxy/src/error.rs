@@ -23,13 +23,11 @@ pub enum Error {
     /// `max_in_flight` is zero: no call could ever be made.
     #[error("the most hook calls in flight must be at least 1")]
     NoConcurrency,
-    /// Every permit was taken for the whole timeout.
-    #[error("{max} hook calls were already in flight for {timeout:?} (raise --proxy-max-in-flight or speed up the backend)")]
+    /// The most calls in flight were already running.
+    #[error("{max} hook calls were already in flight, the most allowed (raise --proxy-max-in-flight or speed up the backend)")]
     Overloaded {
         /// The concurrency bound.
         max: usize,
-        /// How long the call waited for a permit.
-        timeout: Duration,
     },
     /// The backend did not answer within the timeout.
     #[error("{url} did not answer within {timeout:?}")]

@@ -1,7 +1,7 @@
 //! The hook calls' telemetry, recorded through the `metrics` facade into whatever recorder
 //! the program installed (rt-server installs Prometheus's).
 
-/// Histogram of hook call durations in seconds (waiting for a permit included), by `hook`.
+/// Histogram of hook call durations in seconds, by `hook`.
 pub const DURATION: &str = "rt_proxy_duration_seconds";
 /// Counter of hook answers, by `hook` and `result` (`allow`, `deny`, `error`).
 pub const CALLS: &str = "rt_proxy_calls_total";

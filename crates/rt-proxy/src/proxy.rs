@@ -32,8 +32,8 @@ type HttpClient = hyper_util::client::legacy::Client<HttpsConnector<HttpConnecto
 /// (docs/protocol.md, "Backend hooks"). Mount it on any transport's edge with
 /// [`Edge::hooks`](rt_http::Edge::hooks).
 ///
-/// Every call forwards the configured headers, waits for one of `max_in_flight` permits and
-/// the answer within `timeout`, and is measured ([`metrics`](crate::metrics)). A call that
+/// Every call forwards the configured headers, takes one of `max_in_flight` slots (none free:
+/// it fails at once), waits for the answer within `timeout`, and is measured ([`metrics`](crate::metrics)). A call that
 /// fails refuses the request with `503 hook_failed` (fail-closed) unless `fail_open` is set; a
 /// denial refuses it with `403 forbidden` and the backend's reason.
 ///
@@ -112,7 +112,7 @@ impl Proxy {
         kept
     }
 
-    /// One call: a permit, then the answer, all within the timeout; measured.
+    /// One call: a free slot, then the answer within the timeout; measured.
     async fn call<T: Serialize>(
         &self,
         hook: &'static str,
@@ -124,14 +124,11 @@ impl Proxy {
         let timeout = self.config.timeout;
         let deadline = started + timeout;
         let result = async {
-            let overloaded = || Error::Overloaded {
+            // Over the bound, a call fails at once rather than queueing: a queued call could
+            // only start once an earlier one ended, near its own deadline, and time out anyway.
+            let _permit = self.permits.try_acquire().map_err(|_| Error::Overloaded {
                 max: self.config.max_in_flight,
-                timeout,
-            };
-            let _permit = tokio::time::timeout_at(deadline, self.permits.acquire())
-                .await
-                .map_err(|_| overloaded())?
-                .map_err(|_| overloaded())?;
+            })?;
             let answer = tokio::time::timeout_at(deadline, self.post(url, headers, body));
             answer.await.map_err(|_| Error::Timeout {
                 url: url.to_string(),

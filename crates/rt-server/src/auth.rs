@@ -160,11 +160,12 @@ pub struct ProxyArgs {
     #[arg(long, env = "RT_PROXY_FORWARD_HEADERS", default_value = "")]
     pub proxy_forward_headers: String,
 
-    /// Longest a hook call may take, waiting for a free slot included; then it fails.
+    /// Longest the backend may take to answer a hook call; then the call fails.
     #[arg(long, env = "RT_PROXY_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
     pub proxy_timeout: Duration,
 
-    /// Most hook calls in flight at once; more wait for a slot within --proxy-timeout.
+    /// Most hook calls in flight at once; one more fails at once (503 `hook_failed`, or let
+    /// through with --proxy-fail-open).
     #[arg(long, env = "RT_PROXY_MAX_IN_FLIGHT", default_value_t = 256)]
     pub proxy_max_in_flight: usize,
 
