@@ -140,26 +140,27 @@ async fn server_with_hooks(backend: SocketAddr, extra: &[&str]) -> Server {
 
 const ALICE: (&str, &str) = ("cookie", "session=alice");
 
-/// `GET /poll?{query}` with `headers`: the status and JSON body.
-async fn poll(server: &Server, query: &str, headers: &[(&str, &str)]) -> (StatusCode, Value) {
-    let url = server.url(&format!("/poll?{query}"));
-    let (status, _, body) = send(Method::GET, &url, headers, Bytes::new())
+/// `GET {path}` with `headers`: the status and JSON body (a poll's answer, or the JSON error
+/// of a refused request).
+async fn get_json(server: &Server, path: &str, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+    let (status, _, body) = send(Method::GET, &server.url(path), headers, Bytes::new())
         .await
         .unwrap();
     (status, serde_json::from_slice(&body).unwrap())
 }
 
-/// The JSON error body of a refused SSE request.
+/// `GET /poll?{query}` with `headers`.
+async fn poll(server: &Server, query: &str, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+    get_json(server, &format!("/poll?{query}"), headers).await
+}
+
+/// `GET /sse?{query}` with `headers`, for a request that is refused.
 async fn sse_refusal(
     server: &Server,
     query: &str,
     headers: &[(&str, &str)],
 ) -> (StatusCode, Value) {
-    let url = server.url(&format!("/sse?{query}"));
-    let (status, _, body) = send(Method::GET, &url, headers, Bytes::new())
-        .await
-        .unwrap();
-    (status, serde_json::from_slice(&body).unwrap())
+    get_json(server, &format!("/sse?{query}"), headers).await
 }
 
 #[tokio::test]
@@ -373,22 +374,16 @@ async fn the_publish_hook_rewrites_and_rejects_payloads() {
 
     // Poll publish: the same.
     let url = server.url("/poll/publish");
-    let (status, body) = post_json(
-        &url,
-        &[ALICE],
-        &json!({"channel": "chat:room", "data": "hi"}),
-    )
-    .await;
+    let poll_publish = |data: &str| {
+        let (url, body) = (url.clone(), json!({"channel": "chat:room", "data": data}));
+        async move { post_json(&url, &[ALICE], &body).await }
+    };
+    let (status, body) = poll_publish("hi").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let event = reader.event().await;
     let data = event.data.as_deref();
     assert_eq!(data, Some("hi (checked for alice on the pro plan)"));
-    let (status, body) = post_json(
-        &url,
-        &[ALICE],
-        &json!({"channel": "chat:room", "data": "reject me"}),
-    )
-    .await;
+    let (status, body) = poll_publish("reject me").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(body["error"]["message"]
         .as_str()
