@@ -88,6 +88,7 @@ impl Backend {
                 "publish": ["chat:*"],
                 "meta": {"plan": "pro"},
             }),
+            "/connect" if user == "confused" => json!({"allow": true, "subscribe": ["a b"]}),
             "/connect" => json!({"allow": false, "reason": "not logged in"}),
             "/subscribe" if body["channel"] == "chat:secret" => {
                 json!({"allow": false, "reason": "members only"})
@@ -224,20 +225,20 @@ async fn connect_hook_admits_with_the_forwarded_cookie_and_denies_with_its_reaso
 #[tokio::test]
 async fn a_slow_or_absent_backend_fails_closed() {
     let (_backend, addr) = Backend::start().await;
-    let server = server_with_hooks(addr, &[]).await;
+    let alive = server_with_hooks(addr, &[]).await;
     let slow = ("cookie", "session=slow");
     // The backend answers after 5 s; the timeout is 300 ms.
-    let (status, body) = sse_refusal(&server, "channel=chat:room", &[slow]).await;
+    let (status, body) = sse_refusal(&alive, "channel=chat:room", &[slow]).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "hook_failed");
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("did not answer within 300ms"), "{message}");
-    let mut ws = ws::connect(&server.ws_url("/ws"), &[slow]).await;
+    let mut ws = ws::connect(&alive.ws_url("/ws"), &[slow]).await;
     let (code, reason) = ws::closed(&mut ws).await;
     assert_eq!(code, 1013);
     assert!(reason.starts_with("hook_failed: "), "{reason}");
     let timeouts = r#"rt_proxy_errors_total{hook="connect",kind="timeout"}"#;
-    assert!(server.metric(timeouts).await >= 2.0);
+    assert!(alive.metric(timeouts).await >= 2.0);
 
     // Nothing listens on the hook's port: refused, with the cause.
     let down = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -248,6 +249,49 @@ async fn a_slow_or_absent_backend_fails_closed() {
     assert!(message.contains("could not be reached"), "{message}");
     let mut ws = ws::connect(&server.ws_url("/ws"), &[ALICE]).await;
     assert_eq!(ws::closed(&mut ws).await.0, 1013);
+
+    // An answer rt cannot use is a failure too, not a denial.
+    let (status, body) = sse_refusal(
+        &alive,
+        "channel=chat:room",
+        &[("cookie", "session=confused")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("unusable answer") && message.contains("a b"),
+        "{message}"
+    );
+
+    // Subscribe and publish hooks fail closed too (here without a connect hook: --dev decides
+    // connects), with an error message over WebSocket.
+    let hook = format!("http://{down}/hook");
+    let only = ["--proxy-subscribe", &hook, "--proxy-publish", &hook];
+    let server = Server::start(&only).await;
+    let mut client = ws::connect(&server.ws_url("/ws"), &[]).await;
+    ws::send(
+        &mut client,
+        json!({"type": "subscribe", "channels": ["chat:room"]}),
+    )
+    .await;
+    let error = ws::recv(&mut client).await;
+    assert_eq!(
+        (&error["type"], &error["code"]),
+        (&json!("error"), &json!("hook_failed"))
+    );
+    let publish = json!({"type": "publish", "channel": "chat:room", "data": "x", "id": "p1"});
+    ws::send(&mut client, publish).await;
+    let error = ws::recv(&mut client).await;
+    assert_eq!(
+        (&error["code"], &error["id"]),
+        (&json!("hook_failed"), &json!("p1"))
+    );
+    let (status, _) = sse_refusal(&server, "channel=chat:room", &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let url = server.url("/poll/publish");
+    let (status, _) = post_json(&url, &[], &json!({"channel": "chat:room", "data": "x"})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 
     // Unless the server is told to fail open: then the token checks (here --dev) decide.
     let server = server_with_hooks(down, &["--proxy-fail-open"]).await;
@@ -347,7 +391,7 @@ async fn the_subscribe_hook_refuses_one_channel_only() {
 
 #[tokio::test]
 async fn the_publish_hook_rewrites_and_rejects_payloads() {
-    let (_backend, addr) = Backend::start().await;
+    let (backend, addr) = Backend::start().await;
     let server = server_with_hooks(addr, &[]).await;
     let mut reader = SseStream::open_ok(&server.url("/sse?channel=chat:room"), &[ALICE]).await;
     reader.event().await; // open
@@ -389,6 +433,20 @@ async fn the_publish_hook_rewrites_and_rejects_payloads() {
         .as_str()
         .unwrap()
         .contains("no shouting"));
+    // A binary payload reaches the backend in base64, as a client sends it.
+    let body = json!({"channel": "chat:room", "data": "AAEC", "encoding": "base64"});
+    let (status, answer) = post_json(&url, &[ALICE], &body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let calls = backend.calls("/publish");
+    let call = calls.last().unwrap();
+    assert_eq!(
+        (&call.body["data"], &call.body["encoding"]),
+        (&json!("AAEC"), &json!("base64"))
+    );
+    assert_eq!(call.body["transport"], "poll_publish");
+    let event = reader.event().await;
+    let data = event.data.as_deref();
+    assert_eq!(data, Some("AAEC (checked for alice on the pro plan)"));
     // The rejected publishes were never stored: the next event is the next allowed one.
     ws::send(&mut alice, publish("last", "m3")).await;
     let event = reader.event().await;

@@ -56,7 +56,7 @@ pub enum Error {
         status: u16,
     },
     /// The backend's answer is not the JSON a hook answers with.
-    #[error("{url} answered with invalid JSON: {reason}")]
+    #[error("{url} gave an unusable answer: {reason}; a hook answers {{\"allow\": true|false, ...}} (docs/protocol.md, \"Backend hooks\")")]
     InvalidAnswer {
         /// The hook URL.
         url: String,
