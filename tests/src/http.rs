@@ -2,9 +2,13 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// How long [`http1`] waits for a connection.
+const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Status, headers and the whole body.
 pub type Answer = (StatusCode, HeaderMap, Bytes);
@@ -35,6 +39,20 @@ pub async fn send(
     let (parts, body) = res.into_parts();
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
     Ok((parts.status, parts.headers, body))
+}
+
+/// A fresh HTTP/1.1 connection to `authority` (`host:port`), for requests sent one after
+/// the other on it (send each with a `host` header); the error says why there is none.
+pub async fn http1(authority: &str) -> Result<SendRequest<Empty<Bytes>>, String> {
+    let tcp = tokio::time::timeout(CONNECT_WAIT, tokio::net::TcpStream::connect(authority))
+        .await
+        .map_err(|_| format!("{authority}: no TCP connection in time"))?
+        .map_err(|e| format!("{authority}: TCP connect failed: {e}"))?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| format!("{authority}: HTTP/1.1 handshake: {e}"))?;
+    tokio::spawn(conn);
+    Ok(sender)
 }
 
 /// `GET url`.

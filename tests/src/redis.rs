@@ -129,8 +129,8 @@ impl RedisServer {
 }
 
 /// Sends one command (its arguments as given) to the Redis at `url`
-/// (`redis://[user:pass@]host:port[/db]`, no AUTH sent) and returns the raw RESP reply (one
-/// read, up to 64 KiB).
+/// (`redis://[user:pass@]host:port[/db]`, no AUTH sent) and returns the raw RESP reply, read
+/// to its end (a long one, such as `INFO`, may come in several reads).
 pub fn redis_cmd(url: &str, args: &[&str]) -> String {
     let addr = url
         .trim_start_matches("redis://")
@@ -148,7 +148,36 @@ pub fn redis_cmd(url: &str, args: &[&str]) -> String {
         req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
     }
     s.write_all(req.as_bytes()).unwrap();
+    let mut reply = Vec::new();
     let mut buf = vec![0u8; 65536];
-    let n = s.read(&mut buf).unwrap();
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+    while resp_len(&reply).is_none() {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "{addr} closed the connection mid-reply: {reply:?}");
+        reply.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// The length of the complete RESP value at the start of `buf`, `None` while it is partial.
+fn resp_len(buf: &[u8]) -> Option<usize> {
+    let line = buf.windows(2).position(|w| w == b"\r\n")?;
+    let head = std::str::from_utf8(&buf[1..line]).ok()?;
+    let after = line + 2;
+    match buf[0] {
+        b'$' => match head.parse::<i64>().ok()? {
+            n if n < 0 => Some(after),
+            n => {
+                let end = after + usize::try_from(n).ok()? + 2;
+                (buf.len() >= end).then_some(end)
+            }
+        },
+        b'*' => {
+            let mut end = after;
+            for _ in 0..head.parse::<i64>().ok()?.max(0) {
+                end += resp_len(&buf[end..])?;
+            }
+            Some(end)
+        }
+        _ => Some(after),
+    }
 }

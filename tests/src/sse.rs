@@ -7,7 +7,6 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 
 /// How long a read waits for data unless the caller says otherwise.
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -63,14 +62,9 @@ impl SseStream {
     pub async fn open(url: &str, headers: &[(&str, &str)]) -> SseStream {
         let uri: http::Uri = url.parse().expect("a valid URL");
         let authority = uri.authority().expect("a URL with a host").to_string();
-        let tcp = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(&authority))
+        let mut sender = crate::http::http1(&authority)
             .await
-            .expect("no TCP connection in time")
-            .expect("TCP connect failed");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .expect("HTTP/1.1 handshake");
-        tokio::spawn(conn);
+            .unwrap_or_else(|e| panic!("{e}"));
         let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
         let mut req = Request::get(path).header("host", authority);
         for (k, v) in headers {

@@ -51,6 +51,16 @@ pub async fn try_connect(url: &str, headers: &[(&str, &str)]) -> Result<Ws, u16>
     }
 }
 
+/// Opens a WebSocket to `url`, or says why not (refused, reset, an HTTP status, no handshake
+/// within [`WAIT`]): for clients of a server that may be killed or starved under them.
+pub async fn dial(url: &str) -> Result<Ws, String> {
+    match timeout(WAIT, tokio_tungstenite::connect_async(url)).await {
+        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Err(e)) => Err(format!("{url}: {e}")),
+        Err(_) => Err(format!("{url}: no WebSocket handshake within {WAIT:?}")),
+    }
+}
+
 /// Opens a WebSocket on an HTTP/2 connection with an extended CONNECT (RFC 8441) to `uri`
 /// (`http://host/ws?...`) with `protocol` as its `:protocol`, `Sec-WebSocket-Version: 13` and
 /// the `rt.v1` subprotocol unless `headers` name them (a header given an empty value is left
