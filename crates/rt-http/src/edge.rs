@@ -1,15 +1,17 @@
 //! What every endpoint decides at its edge, configured once: who may connect (the
-//! authenticator), from which pages (the origins), and who hears about it (the observer).
+//! authenticator and the hooks), from which pages (the origins), and who hears about it (the
+//! observer).
 
 use std::sync::Arc;
 
 use http::HeaderMap;
 use http::Response;
-use rt_core::Permissions;
+use rt_core::{Channel, NewEvent, Permissions};
 
 use crate::auth::{token, Authenticator};
 use crate::body::Body;
 use crate::error::Error;
+use crate::hooks::{Attachment, Client, ConnectRequest, Hooks};
 use crate::observer::{AuthFailure, Log, Observer};
 use crate::origin::Origins;
 use crate::query::Query;
@@ -40,6 +42,7 @@ pub struct Edge {
     /// Who hears about connections (default: [`Log`]).
     pub observer: Arc<dyn Observer>,
     access: Access,
+    hooks: Option<Arc<dyn Hooks>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -58,6 +61,7 @@ impl Default for Edge {
             origins: Origins::default(),
             observer: Arc::new(Log),
             access: Access::default(),
+            hooks: None,
         }
     }
 }
@@ -69,6 +73,19 @@ pub struct Admitted {
     pub permissions: Permissions,
     /// Whether it presented a token (to tell a missing credential from an invalid one).
     pub presented: bool,
+    /// What the [`Hooks`] attached, handed back to the connection's later hooks.
+    pub attachment: Attachment,
+}
+
+impl Admitted {
+    /// The client as the hooks see it, on the endpoint named `transport`.
+    pub fn client(&self, transport: &'static str) -> Client<'_> {
+        Client {
+            transport,
+            permissions: &self.permissions,
+            attachment: &self.attachment,
+        }
+    }
 }
 
 impl Edge {
@@ -82,6 +99,13 @@ impl Edge {
     /// development, or endpoints behind an application that already checked its users.
     pub fn allow_anonymous(mut self) -> Self {
         self.access = Access::Anonymous;
+        self
+    }
+
+    /// Awaits `hooks` on every connect, subscribe and client publish (after the
+    /// authenticator, whose verdict the connect hook gets).
+    pub fn hooks(mut self, hooks: Arc<dyn Hooks>) -> Self {
+        self.hooks = Some(hooks);
         self
     }
 
@@ -112,8 +136,8 @@ impl Edge {
     }
 
     /// Lets a request in or says why not: its origin, then its token (`Authorization: Bearer`
-    /// or `?token=`). A refused credential is reported to the observer.
-    pub fn admit(
+    /// or `?token=`), then the connect hook. A refused credential is reported to the observer.
+    pub async fn admit(
         &self,
         transport: &'static str,
         headers: &HeaderMap,
@@ -122,16 +146,72 @@ impl Edge {
         self.origins.check(headers)?;
         let token = token(headers, query);
         let presented = token.is_some();
-        match self.authenticate(token) {
-            Ok(permissions) => Ok(Admitted {
+        let verdict = self.authenticate(token);
+        let connected = match &self.hooks {
+            None => verdict.map(|permissions| (permissions, Attachment::default())),
+            Some(hooks) => {
+                let request = ConnectRequest {
+                    transport,
+                    headers,
+                    token,
+                    verdict,
+                };
+                let c = hooks.connect(request).await;
+                c.map(|c| (c.permissions, c.attachment))
+            }
+        };
+        match connected {
+            Ok((permissions, attachment)) => Ok(Admitted {
                 permissions,
                 presented,
+                attachment,
             }),
             Err(e) => {
                 self.count_refusal(transport, e.code(), presented);
                 Err(e)
             }
         }
+    }
+
+    /// Asks the subscribe hook about each of `channels` that `client`'s permissions allow (the
+    /// others are refused by the subscription itself), all at once; the first refusal wins.
+    pub async fn check_subscribe(
+        &self,
+        client: Client<'_>,
+        channels: &[Channel],
+    ) -> Result<(), Error> {
+        let Some(hooks) = &self.hooks else {
+            return Ok(());
+        };
+        let calls = channels
+            .iter()
+            .filter(|c| client.permissions.can_subscribe(c))
+            .filter_map(|c| hooks.subscribe(client, c));
+        futures_util::future::try_join_all(calls).await?;
+        Ok(())
+    }
+
+    /// `event` as the publish hook lets `client` publish it (possibly with another payload),
+    /// or why not. A channel the permissions do not allow is left for the hub to refuse.
+    pub async fn check_publish(
+        &self,
+        client: Client<'_>,
+        mut event: NewEvent,
+    ) -> Result<NewEvent, Error> {
+        let Some(hooks) = &self.hooks else {
+            return Ok(event);
+        };
+        if !client.permissions.can_publish(&event.channel) {
+            return Ok(event);
+        }
+        let replacement = match hooks.publish(client, &event) {
+            Some(call) => call.await?,
+            None => None,
+        };
+        if let Some(payload) = replacement {
+            event.payload = payload;
+        }
+        Ok(event)
     }
 
     /// Reports a refusal with the stable error `code` to the observer if it refuses a
@@ -155,17 +235,18 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    #[test]
-    fn refuses_unless_configured() {
+    #[tokio::test]
+    async fn refuses_unless_configured() {
         let q = Query::default();
         let h = HeaderMap::new();
-        let e = Edge::default().admit("sse", &h, &q).unwrap_err();
+        let e = Edge::default().admit("sse", &h, &q).await.unwrap_err();
         assert_eq!(e, Error::NoAuthenticator);
         assert_eq!(e.status(), http::StatusCode::UNAUTHORIZED);
         assert!(e.to_string().contains("allow_anonymous"), "{e}");
         let open = Edge::default()
             .allow_anonymous()
             .admit("sse", &h, &q)
+            .await
             .unwrap();
         assert_eq!(open.permissions, Permissions::open());
     }

@@ -45,6 +45,15 @@ pub enum Error {
     /// A request to a server-side route without the right API key.
     #[error("missing or wrong API key: send it in the X-Api-Key header")]
     WrongApiKey,
+    /// A [`Hooks`](crate::Hooks) call could not decide (the application's backend is down,
+    /// slow or answered nonsense), so the request is refused: hooks fail closed.
+    #[error("the {hook} hook failed, so the request is refused: {reason}; retry later")]
+    HookFailed {
+        /// Which hook: `connect`, `subscribe` or `publish`.
+        hook: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -59,6 +68,7 @@ impl Error {
             Error::NoAuthenticator | Error::NoApiKey | Error::WrongApiKey => {
                 StatusCode::UNAUTHORIZED
             }
+            Error::HookFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -71,6 +81,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::BodyTimeout(_) => "request_timeout",
             Error::NoAuthenticator | Error::NoApiKey | Error::WrongApiKey => "unauthorized",
+            Error::HookFailed { .. } => "hook_failed",
         }
     }
 

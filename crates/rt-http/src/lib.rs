@@ -9,8 +9,9 @@
 //! | [`Query`] | the query string, decoded once per request, and its `channel` lists |
 //! | [`Origins`] | one origin policy for CORS and the WebSocket `Origin` check; the default is same-origin only |
 //! | [`token`], [`Authenticator`] | the token a request presents (`Authorization: Bearer`, `?token=`) and what it grants |
+//! | [`Hooks`], [`Client`], [`Attachment`] | asynchronous decisions on connect, subscribe and client publish (e.g. rt-proxy asking the app's backend) |
 //! | [`ApiKey`] | the key a backend presents to a server-side route, checked in constant time |
-//! | [`Edge`] | an endpoint's policy: authenticator (none refuses everything unless [`Edge::allow_anonymous`]), origins, observer |
+//! | [`Edge`] | an endpoint's policy: authenticator (none refuses everything unless [`Edge::allow_anonymous`]), hooks, origins, observer |
 //! | [`Observer`], [`Connection`] | connection telemetry: opened, closed with a code, deliveries, refused credentials |
 //! | [`Metrics`] | the observer that records it through the `metrics` facade (and logs) |
 //! | [`publish`] | the HTTP publish answer every publish route shares |
@@ -34,6 +35,7 @@ mod auth;
 mod body;
 mod edge;
 mod error;
+mod hooks;
 #[cfg(feature = "jwt")]
 mod jwt;
 mod lean;
@@ -53,6 +55,7 @@ pub use auth::{token, AnonymousGrants, Authenticator};
 pub use body::{empty, full, json, json_bytes, Body};
 pub use edge::{Admitted, Edge};
 pub use error::{count_error, error, status, Error, ErrorCode, ERRORS};
+pub use hooks::{Attachment, Client, ConnectRequest, Connected, HookFuture, Hooks};
 #[cfg(feature = "jwt")]
 pub use jwt::{Claims, TokenAlgorithm, TokenVerifier};
 pub use lean::{LeanHttp1, Rewind};
@@ -63,8 +66,8 @@ pub use observer::{AuthFailure, Close, Connection, Log, Observer};
 pub use origin::{host_from_authority, Origins};
 pub use parse_error::JsonParseErrors;
 pub use publish::{
-    check_json_content_type, discard_body, publish, publish_body_limit, read_body, read_json_body,
-    DEFAULT_BODY_TIMEOUT,
+    check_json_content_type, discard_body, publish, publish_as_client, publish_body_limit,
+    read_body, read_json_body, DEFAULT_BODY_TIMEOUT,
 };
 pub use query::Query;
 #[doc(hidden)]

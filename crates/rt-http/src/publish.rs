@@ -9,6 +9,8 @@ use http_body_util::{BodyExt, Limited};
 use rt_core::{Error, Hub, Permissions, PublishAck, PublishRequest};
 
 use crate::body::{json, Body};
+use crate::edge::Edge;
+use crate::hooks::Client;
 
 /// The largest declared body that is read (and dropped) before it is refused as too large;
 /// a larger one is refused at once (its client may see the connection reset instead).
@@ -145,6 +147,42 @@ where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    publish_hooked(hub, permissions, None, headers, body, limit, timeout).await
+}
+
+/// [`publish`] on behalf of a `client` that `edge` admitted: its publish hook may refuse or
+/// rewrite the event ([`Edge::check_publish`]).
+pub async fn publish_as_client<B>(
+    hub: &Hub,
+    edge: &Edge,
+    client: Client<'_>,
+    headers: &HeaderMap,
+    body: B,
+    limit: usize,
+    timeout: Duration,
+) -> Response<Body>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let permissions = client.permissions;
+    let hook = Some((edge, client));
+    publish_hooked(hub, permissions, hook, headers, body, limit, timeout).await
+}
+
+async fn publish_hooked<B>(
+    hub: &Hub,
+    permissions: &Permissions,
+    hook: Option<(&Edge, Client<'_>)>,
+    headers: &HeaderMap,
+    body: B,
+    limit: usize,
+    timeout: Duration,
+) -> Response<Body>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let body = match read_json_body(headers, body, limit, timeout).await {
         Ok(body) => body,
         Err(crate::Error::Core(Error::BodyTooLarge { size, limit, .. })) => {
@@ -162,15 +200,17 @@ where
     let result = async {
         let request = PublishRequest::from_json(&body)?;
         let id = request.id.clone();
-        let published = hub
-            .publish_as(permissions, request.into_new_event()?)
-            .await?;
-        Ok::<_, Error>(PublishAck::new(&published, id))
+        let mut event = request.into_new_event()?;
+        if let Some((edge, client)) = hook {
+            event = edge.check_publish(client, event).await?;
+        }
+        let published = hub.publish_as(permissions, event).await?;
+        Ok::<_, crate::Error>(PublishAck::new(&published, id))
     }
     .await;
     match result {
         Ok(ack) => json(StatusCode::OK, &ack),
-        Err(e) => crate::Error::Core(e).to_response(),
+        Err(e) => e.to_response(),
     }
 }
 

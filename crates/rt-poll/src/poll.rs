@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use http::header::{HeaderMap, HOST, ORIGIN};
 use http::{Method, Request, Response, StatusCode};
-use rt_core::{Hub, Permissions};
-use rt_http::{self as h, Body, Close, Connection, Origins, Query};
+use rt_core::Hub;
+use rt_http::{self as h, Body, Client, Close, Connection, Origins, Query};
 
 use crate::batch::Batch;
 use crate::config::Config;
@@ -80,15 +80,15 @@ impl Poll {
         // A refusal at admission is reported by the edge itself; later ones (a channel outside
         // the grant) are reported here.
         let mut presented = None;
-        let result = match edge.admit(name, &parts.headers, &query) {
+        let result = match edge.admit(name, &parts.headers, &query).await {
             Err(e) => Err(e.into()),
             Ok(admitted) => {
                 presented = Some(admitted.presented);
-                let permissions = &admitted.permissions;
+                let client = admitted.client(name);
                 match (publish, &parts.method, body.take()) {
-                    (false, &Method::GET, _) => self.poll(permissions, &query, &mut tracked).await,
+                    (false, &Method::GET, _) => self.poll(client, &query, &mut tracked).await,
                     (true, &Method::POST, Some(body)) => {
-                        let res = self.publish(permissions, &parts.headers, body).await;
+                        let res = self.publish(client, &parts.headers, body).await;
                         if let Some(code) = res.extensions().get::<rt_http::ErrorCode>() {
                             edge.count_refusal(PUBLISH, code.0, admitted.presented);
                         }
@@ -125,15 +125,19 @@ impl Poll {
     /// future (the client went away) drops the subscription.
     async fn poll(
         &self,
-        permissions: &Permissions,
+        client: Client<'_>,
         query: &Query,
         tracked: &mut Option<Connection>,
     ) -> Result<Response<Body>, Error> {
         let request = PollRequest::parse(query, &self.config, self.hub.config().max_channels)?;
+        self.config
+            .edge
+            .check_subscribe(client, &request.channels)
+            .await?;
         let mut sub = self
             .hub
             .empty_subscription()
-            .with_permissions(permissions.clone());
+            .with_permissions(client.permissions.clone());
         let joined = sub.add(request.channels, request.start).await?;
         let mut batch = Batch::new(joined, self.config.batch);
         batch.fill(&mut sub).await;
@@ -157,12 +161,7 @@ impl Poll {
     }
 
     /// A publish from a polling client: the same JSON and validation as every other publish.
-    async fn publish<B>(
-        &self,
-        permissions: &Permissions,
-        headers: &HeaderMap,
-        body: B,
-    ) -> Response<Body>
+    async fn publish<B>(&self, client: Client<'_>, headers: &HeaderMap, body: B) -> Response<Body>
     where
         B: http_body::Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -172,7 +171,8 @@ impl Poll {
             .max_body
             .unwrap_or_else(|| h::publish_body_limit(self.hub.config().max_payload));
         let timeout = self.config.body_timeout;
-        h::publish(&self.hub, permissions, headers, body, limit, timeout).await
+        let edge = &self.config.edge;
+        h::publish_as_client(&self.hub, edge, client, headers, body, limit, timeout).await
     }
 }
 

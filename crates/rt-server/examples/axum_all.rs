@@ -43,7 +43,7 @@ struct App {
 async fn publish(State(app): State<App>, req: Request<Body>) -> Response {
     let (parts, body) = req.into_parts();
     let query = Query::parse(parts.uri.query());
-    let admitted = match app.edge.admit("api", &parts.headers, &query) {
+    let admitted = match app.edge.admit("api", &parts.headers, &query).await {
         Ok(admitted) => admitted,
         Err(e) => return e.to_response().into_response(),
     };

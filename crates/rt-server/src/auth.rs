@@ -135,3 +135,69 @@ fn list(patterns: &[ChannelPattern]) -> String {
     let names: Vec<String> = patterns.iter().map(ToString::to_string).collect();
     names.join(",")
 }
+
+/// Backend hooks (docs/protocol.md, "Backend hooks"): the application decides connects,
+/// subscribes and client publishes over HTTP.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProxyArgs {
+    /// POST each new connection (WebSocket, SSE stream, poll) to this URL; the application's
+    /// JSON answer allows it (with its subject, channels and meta) or denies it (403 / close
+    /// 1008 with its reason). Replaces token checks for connects.
+    #[arg(long, env = "RT_PROXY_CONNECT", value_name = "URL")]
+    pub proxy_connect: Option<String>,
+
+    /// POST each channel a client subscribes to (and may, by its permissions) to this URL.
+    #[arg(long, env = "RT_PROXY_SUBSCRIBE", value_name = "URL")]
+    pub proxy_subscribe: Option<String>,
+
+    /// POST each client publish (WebSocket, /poll/publish) to this URL; the answer may deny it
+    /// or replace its payload.
+    #[arg(long, env = "RT_PROXY_PUBLISH", value_name = "URL")]
+    pub proxy_publish: Option<String>,
+
+    /// Request headers copied onto hook calls (comma-separated, e.g. `cookie,authorization`),
+    /// so that the application recognises its own sessions.
+    #[arg(long, env = "RT_PROXY_FORWARD_HEADERS", default_value = "")]
+    pub proxy_forward_headers: String,
+
+    /// Longest the backend may take to answer a hook call; then the call fails.
+    #[arg(long, env = "RT_PROXY_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub proxy_timeout: Duration,
+
+    /// Most hook calls in flight at once; one more fails at once (503 `hook_failed`, or let
+    /// through with --proxy-fail-open).
+    #[arg(long, env = "RT_PROXY_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub proxy_max_in_flight: usize,
+
+    /// Let requests through when a hook call fails (timeout, backend down, bad answer) instead
+    /// of refusing them with 503 `hook_failed` (the default: fail-closed).
+    #[arg(long, env = "RT_PROXY_FAIL_OPEN")]
+    pub proxy_fail_open: bool,
+}
+
+impl ProxyArgs {
+    /// `edge` with the configured hooks, if any.
+    pub(crate) fn hooks(&self, edge: Edge) -> Result<Edge, Error> {
+        let config = |e: rt_proxy::Error| Error::Config(format!("--proxy-*: {e}"));
+        let mut proxy = rt_proxy::ProxyConfig::default()
+            .forward_headers(&self.proxy_forward_headers)
+            .map_err(config)?
+            .timeout(self.proxy_timeout)
+            .max_in_flight(self.proxy_max_in_flight)
+            .fail_open(self.proxy_fail_open);
+        if let Some(url) = &self.proxy_connect {
+            proxy = proxy.connect(url).map_err(config)?;
+        }
+        if let Some(url) = &self.proxy_subscribe {
+            proxy = proxy.subscribe(url).map_err(config)?;
+        }
+        if let Some(url) = &self.proxy_publish {
+            proxy = proxy.publish(url).map_err(config)?;
+        }
+        if !proxy.is_enabled() {
+            return Ok(edge);
+        }
+        let proxy = rt_proxy::Proxy::new(proxy).map_err(config)?;
+        Ok(edge.hooks(Arc::new(proxy)))
+    }
+}

@@ -121,6 +121,10 @@ pub struct Config {
     #[command(flatten)]
     pub auth: crate::auth::AuthArgs,
 
+    /// Backend hooks.
+    #[command(flatten)]
+    pub proxy: crate::auth::ProxyArgs,
+
     /// Connection limits.
     #[command(flatten)]
     pub limits: crate::limits::LimitArgs,

@@ -36,7 +36,7 @@ mod serve;
 mod tls;
 mod transport;
 
-pub use auth::AuthArgs;
+pub use auth::{AuthArgs, ProxyArgs};
 pub use config::{Config, LogFormat, Transport};
 pub use config_file::ConfigError;
 pub use error::Error;

@@ -40,6 +40,7 @@ pub(crate) fn recorder() -> Option<PrometheusHandle> {
             metrics::set_global_recorder(recorder).ok()?;
             rt_core::telemetry::describe();
             Metrics::describe();
+            rt_proxy::metrics::describe();
             metrics::describe_gauge!(BACKPLANE_UP, "1 when the backplane is up, 0 when degraded");
             metrics::describe_gauge!(CHANNELS, "Channels with local subscribers");
             metrics::describe_counter!(RESPONSES, "HTTP answers by route and status");

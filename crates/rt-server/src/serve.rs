@@ -76,7 +76,7 @@ impl Server {
             crate::metrics::recorder();
         }
         let tls = crate::tls::server_config(&config.tls)?;
-        let edge = config.auth.edge(config.demo)?;
+        let edge = config.proxy.hooks(config.auth.edge(config.demo)?)?;
         config.limits.check()?;
         let hub = HubConfig {
             queue_capacity: config.queue_capacity,

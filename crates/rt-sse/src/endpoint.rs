@@ -9,7 +9,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use rt_core::{Channel, Cursor, Delivery, Hub, Permissions, Start, Subscription};
-use rt_http::{Body, Close, Connection, Origins, Query};
+use rt_http::{Admitted, Body, Close, Connection, Origins, Query};
 use tokio::time::Instant;
 
 use crate::config::Config;
@@ -69,9 +69,9 @@ impl Sse {
         let query = Query::parse(parts.uri.query());
         // A refusal at admission is reported by the edge itself; later ones (a channel outside
         // the grant) are reported here.
-        let opened = match edge.admit(TRANSPORT, &parts.headers, &query) {
+        let opened = match edge.admit(TRANSPORT, &parts.headers, &query).await {
             Ok(admitted) => self
-                .open(&parts.method, &query, &parts.headers, admitted.permissions)
+                .open(&parts.method, &query, &parts.headers, &admitted)
                 .await
                 .map_err(|e| (e, Some(admitted.presented))),
             Err(e) => Err((e.into(), None)),
@@ -90,7 +90,7 @@ impl Sse {
         method: &Method,
         query: &Query,
         headers: &HeaderMap,
-        permissions: Permissions,
+        admitted: &Admitted,
     ) -> Result<Response<Body>, Error> {
         if method != Method::GET {
             return Err(rt_http::Error::MethodNotAllowed {
@@ -103,9 +103,12 @@ impl Sse {
         let channels = query.channels(self.hub.config().max_channels)?;
         let start = Start::parse(resume_value(headers, query)?)?;
         let from_earliest = start == Start::Earliest;
-        let sub = self.hub.subscribe_as(&permissions, channels, start).await?;
+        let client = admitted.client(TRANSPORT);
+        self.config.edge.check_subscribe(client, &channels).await?;
+        let permissions = &admitted.permissions;
+        let sub = self.hub.subscribe_as(permissions, channels, start).await?;
 
-        let mut res = Response::new(self.stream(sub, from_earliest, &permissions));
+        let mut res = Response::new(self.stream(sub, from_earliest, permissions));
         let h = res.headers_mut();
         h.insert(
             header::CONTENT_TYPE,

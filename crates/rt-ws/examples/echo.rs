@@ -32,9 +32,9 @@ async fn main() -> std::io::Result<()> {
         let config = config.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let upgrade = rt_ws::Upgrade::new(req, &config);
+                let config = config.clone();
                 async move {
-                    let upgrade = match upgrade {
+                    let upgrade = match rt_ws::Upgrade::new(req, &config).await {
                         Ok(u) => u,
                         Err(e) => return Ok::<_, Infallible>(e.to_response()),
                     };

@@ -13,7 +13,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use rt_core::{Channel, Delivery, Hub, Permissions, PublishAck, Published, Start, Subscription};
-use rt_http::{Close as Closed, Connection};
+use rt_http::{Attachment, Client, Close as Closed, Connection};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use crate::config::Config;
 use crate::deflate;
 use crate::frames::Frames;
-use crate::handshake::{reason, refusal as refusal_reason};
+use crate::handshake::{reason, refusal as refusal_reason, Refusal};
 use crate::limits::{RateLimit, Unacked};
 use crate::protocol::{self, Inbound, Rejected};
 use crate::socket::Socket;
@@ -40,14 +40,21 @@ impl Close {
     }
 }
 
+/// What the edge made of the handshake.
+pub(crate) struct Admitted {
+    /// Why the connection is closed at once, if it is.
+    pub(crate) refusal: Option<Refusal>,
+    pub(crate) permissions: Permissions,
+    pub(crate) attachment: Attachment,
+}
+
 /// Serves one upgraded connection until it ends.
-pub(crate) async fn run(
-    socket: Socket,
-    hub: Hub,
-    config: Arc<Config>,
-    refusal: Option<&'static str>,
-    permissions: Permissions,
-) {
+pub(crate) async fn run(socket: Socket, hub: Hub, config: Arc<Config>, admitted: Admitted) {
+    let Admitted {
+        refusal,
+        permissions,
+        attachment,
+    } = admitted;
     // One socket, not split into halves: reads and writes never overlap in this task, and
     // halves would share it behind a lock.
     let mut socket = socket;
@@ -60,6 +67,7 @@ pub(crate) async fn run(
             .empty_subscription()
             .with_permissions(permissions.clone()),
         permissions,
+        attachment,
         limit: RateLimit::new(config.rate_limit, config.rate_burst),
         hub,
         config: config.clone(),
@@ -74,24 +82,28 @@ pub(crate) async fn run(
         publishing: FuturesOrdered::new(),
     };
     let close = match refusal {
-        Some(reason) => {
+        Some(Refusal { code, reason }) => {
             tracing::debug!(%reason, "websocket refused");
-            Some(Close(CloseCode::Policy, reason))
+            Some(CloseFrame {
+                code,
+                reason: reason.as_ref().into(),
+            })
         }
         // A bug (a panic) while serving still tells the client, with 1011.
         None => AssertUnwindSafe(conn.serve(&mut socket))
             .catch_unwind()
             .await
-            .unwrap_or(Some(Close(CloseCode::Error, "internal server error"))),
+            .unwrap_or(Some(Close(CloseCode::Error, "internal server error")))
+            .map(Close::frame),
     };
     if let Some(close) = close {
-        conn.tracked.close(Closed::Code(u16::from(close.0)));
+        conn.tracked.close(Closed::Code(u16::from(close.code)));
         let _ = tokio::time::timeout(config.close_timeout, async {
             // The rest of a write the client stalled goes first: the frames stay whole.
             if let Some(frames) = conn.frames.as_mut().filter(|f| !f.is_empty()) {
                 socket.write_frames(frames).await?;
             }
-            socket.send(Message::Close(Some(close.frame()))).await
+            socket.send(Message::Close(Some(close))).await
         })
         .await;
         // Read until the client answers the close frame (tungstenite then ends the stream),
@@ -109,6 +121,8 @@ pub(crate) async fn run(
 struct Conn {
     hub: Hub,
     permissions: Permissions,
+    /// What the edge's connect hook attached, for the subscribe and publish hooks.
+    attachment: Attachment,
     config: Arc<Config>,
     sub: Subscription,
     /// Messages waiting for the next write: replies, pings, and a batch of deliveries.
@@ -137,7 +151,7 @@ struct Conn {
 }
 
 /// A publish's outcome and the client's message id to echo.
-type Publishing = (Result<Published, rt_core::Error>, Option<String>);
+type Publishing = (Result<Published, rt_http::Error>, Option<String>);
 
 impl Conn {
     /// Runs the connection until it must be closed (`Some`) or the client went away (`None`).
@@ -372,11 +386,18 @@ impl Conn {
                 }
                 let start = match Start::parse(cursor.as_deref()) {
                     Ok(s) => s,
-                    Err(e) => return self.error(&e, None),
+                    Err(e) => return self.error(&e.into(), None),
                 };
+                // A channel the hook refuses is answered with an error; the connection and
+                // its other channels stay.
+                let client = self.client();
+                if let Err(e) = self.config.edge.check_subscribe(client, &channels).await {
+                    return self.error(&e, None);
+                }
                 match self.sub.add(channels.clone(), start).await {
                     Ok(joined) => protocol::subscribed(&channels, &joined, &self.sub.cursor()),
                     Err(e) => {
+                        let e = rt_http::Error::from(e);
                         self.count_auth_failure(&e);
                         return policy(&e).or_else(|| self.error(&e, None));
                     }
@@ -394,9 +415,19 @@ impl Conn {
             Inbound::Publish(event, id) => {
                 // Started in the order sent; answered once the backplane stored it.
                 let hub = self.hub.clone();
-                let permissions = self.permissions.clone();
+                let (permissions, attachment) = (self.permissions.clone(), self.attachment.clone());
+                let config = self.config.clone();
                 self.publishing.push_back(Box::pin(async move {
-                    (hub.publish_as(&permissions, event).await, id)
+                    let client = Client {
+                        transport: crate::TRANSPORT,
+                        permissions: &permissions,
+                        attachment: &attachment,
+                    };
+                    let published = async {
+                        let event = config.edge.check_publish(client, event).await?;
+                        Ok(hub.publish_as(&permissions, event).await?)
+                    };
+                    (published.await, id)
                 }));
                 return None;
             }
@@ -438,7 +469,7 @@ impl Conn {
         let edge = &self.config.edge;
         if !edge.verifies_tokens() {
             let e = rt_core::Error::BadRequest("this server does not use tokens".into());
-            return self.error(&e, None);
+            return self.error(&e.into(), None);
         }
         let permissions = match edge.authenticate(Some(token)) {
             Ok(p) => p,
@@ -468,7 +499,16 @@ impl Conn {
         None
     }
 
-    fn error(&mut self, e: &rt_core::Error, id: Option<&str>) -> Option<Close> {
+    /// The client as the edge's hooks see it.
+    fn client(&self) -> Client<'_> {
+        Client {
+            transport: crate::TRANSPORT,
+            permissions: &self.permissions,
+            attachment: &self.attachment,
+        }
+    }
+
+    fn error(&mut self, e: &rt_http::Error, id: Option<&str>) -> Option<Close> {
         self.count_auth_failure(e);
         self.out.push(protocol::error(e.code(), &e.to_string(), id));
         None
@@ -477,7 +517,7 @@ impl Conn {
     /// Reports a refused permission (a publish answered with an error, a subscription closed
     /// with 1008) to the observer. A token sent over the connection is verified (and reported)
     /// in `reauthenticate`, so an `unauthorized` refusal here is for a client without one.
-    fn count_auth_failure(&self, e: &rt_core::Error) {
+    fn count_auth_failure(&self, e: &rt_http::Error) {
         self.config
             .edge
             .count_refusal(crate::TRANSPORT, e.code(), false);
@@ -512,7 +552,10 @@ async fn expires(deadline: &mut Deadline) {
 }
 
 /// Subscribing outside the client's permissions ends the connection with 1008.
-fn policy(e: &rt_core::Error) -> Option<Close> {
+fn policy(e: &rt_http::Error) -> Option<Close> {
+    let rt_http::Error::Core(e) = e else {
+        return None;
+    };
     let why = match e {
         rt_core::Error::Forbidden(_) => reason::FORBIDDEN,
         rt_core::Error::Unauthorized(_) => reason::TOKEN_REQUIRED,

@@ -1,6 +1,8 @@
 //! The RFC 6455 opening handshake over hyper's upgrade mechanism (HTTP/1.1), and its RFC 8441
 //! form over HTTP/2 (see `h2`).
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -8,8 +10,9 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use rt_core::Permissions;
-use rt_http::{Body, Edge, Query};
+use rt_http::{Attachment, Body, Edge, Query};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
@@ -33,9 +36,18 @@ pub struct Upgrade {
     accept: Option<HeaderValue>,
     /// permessage-deflate, when offered and enabled: what was agreed and the answer.
     deflate: Option<(Agreed, HeaderValue)>,
-    refusal: Option<&'static str>,
+    refusal: Option<Refusal>,
     query: Query,
     permissions: Permissions,
+    attachment: Attachment,
+}
+
+/// Why a connection is closed right after opening: `1008` and a reason, or `1013` when a hook
+/// could not decide.
+#[derive(Debug, Clone)]
+pub(crate) struct Refusal {
+    pub(crate) code: CloseCode,
+    pub(crate) reason: Cow<'static, str>,
 }
 
 /// True when the comma-separated header `name` holds `token` (case-insensitive).
@@ -56,7 +68,9 @@ impl Upgrade {
     /// read the status of a failed upgrade, so the connection is opened and then closed with
     /// 1008 and a reason ([`Upgrade::refusal`]). Works with any request body: the upgrade is
     /// taken from the request's extensions, where hyper (and so axum) puts it.
-    pub fn new<B>(mut req: Request<B>, config: &Config) -> Result<Self, Error> {
+    ///
+    /// Awaits the edge's connect hook, if it has [`Hooks`](rt_http::Hooks).
+    pub async fn new<B>(mut req: Request<B>, config: &Config) -> Result<Self, Error> {
         let accept = match req.version() {
             Version::HTTP_2 => {
                 crate::h2::check(&mut req)?;
@@ -91,9 +105,13 @@ impl Upgrade {
             .and_then(|p| HeaderValue::from_str(p).ok());
         let deflate = deflate::negotiate(headers, &config.compression);
         let query = Query::parse(req.uri().query());
-        let (permissions, refusal) = admit(&config.edge, headers, &query);
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        // Only the headers are held while the connect hook runs, not the request body.
+        let (parts, body) = req.into_parts();
+        drop(body);
+        let (permissions, attachment, refusal) = admit(&config.edge, &parts.headers, &query).await;
         Ok(Upgrade {
-            on_upgrade: hyper::upgrade::on(&mut req),
+            on_upgrade,
             ws_config: config.websocket_config(),
             protocol,
             accept,
@@ -101,6 +119,7 @@ impl Upgrade {
             refusal,
             query,
             permissions,
+            attachment,
         })
     }
 
@@ -140,9 +159,14 @@ impl Upgrade {
         self.protocol.as_ref().and_then(|p| p.to_str().ok())
     }
 
-    /// Why the connection must be closed with 1008 right after opening (bad origin or token).
-    pub fn refusal(&self) -> Option<&'static str> {
-        self.refusal
+    /// Why the connection must be closed (with 1008, or 1013 when a hook failed) right after
+    /// opening: a bad origin or token, or a refusal by the connect hook.
+    pub fn refusal(&self) -> Option<&str> {
+        self.refusal.as_ref().map(|r| &*r.reason)
+    }
+
+    pub(crate) fn take_refusal(&mut self) -> Option<Refusal> {
+        self.refusal.take()
     }
 
     /// The request's query string.
@@ -153,6 +177,11 @@ impl Upgrade {
     /// What the client may do (nothing, when it is refused).
     pub(crate) fn permissions(&self) -> Permissions {
         self.permissions.clone()
+    }
+
+    /// What the connect hook attached, for the connection's later hooks.
+    pub(crate) fn attachment(&self) -> Attachment {
+        self.attachment.clone()
     }
 
     /// Whether permessage-deflate (RFC 7692) was agreed on.
@@ -203,16 +232,49 @@ fn accept<B>(req: &Request<B>) -> Result<HeaderValue, Error> {
         .map_err(|_| Error::Handshake("Sec-WebSocket-Key could not be answered"))
 }
 
-/// The client's permissions from the edge (origin, then token), or why the connection must be
-/// closed with 1008 right after opening.
-fn admit(edge: &Edge, headers: &HeaderMap, query: &Query) -> (Permissions, Option<&'static str>) {
-    match edge.admit(crate::TRANSPORT, headers, query) {
-        Ok(admitted) => (admitted.permissions, None),
+/// The client's permissions from the edge (origin, token, connect hook), or why the
+/// connection must be closed right after opening.
+async fn admit(
+    edge: &Edge,
+    headers: &HeaderMap,
+    query: &Query,
+) -> (Permissions, Attachment, Option<Refusal>) {
+    match edge.admit(crate::TRANSPORT, headers, query).await {
+        Ok(admitted) => (admitted.permissions, admitted.attachment, None),
         Err(e) => {
             let presented = rt_http::token(headers, query).is_some();
-            (Permissions::anonymous(), Some(refusal(&e, presented)))
+            let refusal = match &e {
+                rt_http::Error::HookFailed { reason, .. } => Refusal {
+                    code: CloseCode::Again,
+                    reason: close_reason(format!("{}: {reason}", e.code())),
+                },
+                // The application's own words, after the code (`forbidden: ...`).
+                rt_http::Error::Core(rt_core::Error::Forbidden(_)) => Refusal {
+                    code: CloseCode::Policy,
+                    reason: close_reason(e.to_string()),
+                },
+                _ => Refusal {
+                    code: CloseCode::Policy,
+                    reason: refusal(&e, presented).into(),
+                },
+            };
+            (
+                Permissions::anonymous(),
+                Attachment::default(),
+                Some(refusal),
+            )
         }
     }
+}
+
+/// `reason` cut to what a close frame can carry (123 bytes), on a character boundary.
+fn close_reason(mut reason: String) -> Cow<'static, str> {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason.truncate(end);
+    reason.into()
 }
 
 /// The machine-readable reasons of a 1008 close (`docs/protocol.md`, "Close codes"), so that

@@ -47,10 +47,10 @@
 //! | --- | --- |
 //! | 1000 | the client closed normally |
 //! | 1001 | server shutdown, or no pong within `pong_timeout` |
-//! | 1008 | a machine-readable [`reason`]: `origin_not_allowed`, `no_authenticator`, `invalid_token`, `token_expired`, `token_required`, `forbidden`, `too_many_invalid_messages`, `rate_limited` |
+//! | 1008 | a machine-readable [`reason`]: `origin_not_allowed`, `no_authenticator`, `invalid_token`, `token_expired`, `token_required`, `forbidden`, `too_many_invalid_messages`, `rate_limited`; or `forbidden: <the application's reason>` when a connect hook refuses |
 //! | 1009 | a message or frame over `max_message` / `max_frame` (inflated size for compressed messages) |
 //! | 1011 | internal server error |
-//! | 1013 | too slow to read, or too many unacknowledged events |
+//! | 1013 | too slow to read, or too many unacknowledged events, or `hook_failed` ... when a connect hook could not decide (fail-closed) |
 
 mod config;
 mod connection;
@@ -115,21 +115,25 @@ impl WebSocket {
     /// origin or token is told after the upgrade, with close 1008 and a reason, because
     /// browsers cannot read the status of a failed upgrade.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Body> {
-        let upgrade = match Upgrade::new(req, &self.config) {
+        let mut upgrade = match Upgrade::new(req, &self.config).await {
             Ok(u) => u,
             Err(e) => return e.to_response(),
         };
         let response = upgrade.response();
         let (hub, config) = (self.hub.clone(), self.config.clone());
         tokio::spawn(async move {
-            let (refusal, permissions) = (upgrade.refusal(), upgrade.permissions());
+            let admitted = connection::Admitted {
+                refusal: upgrade.take_refusal(),
+                permissions: upgrade.permissions(),
+                attachment: upgrade.attachment(),
+            };
             let http = upgrade.http();
             match upgrade.socket().await {
                 // A task of its own, so that the upgrade's state is freed rather than kept
                 // beside the connection's for as long as it lives.
                 Ok(socket) => {
                     config.edge.observer.upgraded(TRANSPORT, http);
-                    tokio::spawn(connection::run(socket, hub, config, refusal, permissions));
+                    tokio::spawn(connection::run(socket, hub, config, admitted));
                 }
                 Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
             }
