@@ -272,14 +272,6 @@ impl RedisCluster {
         self.nodes.iter().map(|n| n.port).collect()
     }
 
-    /// The ports of the nodes that are masters now.
-    pub fn masters(&self) -> Vec<u16> {
-        self.addresses()
-            .into_iter()
-            .filter(|&p| redis_cmd(&format!("redis://127.0.0.1:{p}"), &["ROLE"]).contains("master"))
-            .collect()
-    }
-
     /// The port of the master serving `key`'s slot now.
     pub fn master_of(&self, key: &str) -> u16 {
         let slot = self.cmd(&["CLUSTER", "KEYSLOT", key]);

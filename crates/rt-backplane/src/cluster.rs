@@ -38,7 +38,9 @@ use tokio::time::Instant;
 
 use crate::backplane::{answer, invocation, publish_call, run, take_batch, Pending};
 use crate::codec;
-use crate::link::{within, Backoff, Command, Conn, Shared, State, SUBSCRIBE_BATCH};
+use crate::link::{
+    unwatched, wait_out, within, Backoff, Command, Conn, Shared, State, SUBSCRIBE_BATCH,
+};
 
 /// The URL scheme of a Redis Cluster.
 const SCHEME: &str = "redis-cluster://";
@@ -253,18 +255,9 @@ async fn link(
         if let Some(conn) = conn.take() {
             break conn;
         }
-        let until = Instant::now() + backoff.delay();
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep_until(until) => break,
-                command = commands.recv() => match command {
-                    None => return,
-                    Some(Command::Watch(_, reply)) => {
-                        let _ = reply.send(Err("not connected to the Redis Cluster, retrying".into()));
-                    }
-                    Some(Command::Unwatch(_)) => {}
-                },
-            }
+        let why = "not connected to the Redis Cluster, retrying";
+        if !wait_out(backoff.delay(), &mut commands, why, drop).await {
+            return;
         }
         match connect(&shared, &client).await {
             Ok(c) => conn = Some(c),
@@ -364,13 +357,7 @@ async fn moved(
         channels = watched.len(),
         "the cluster's masters changed: subscribing again"
     );
-    let again = join_all(watched.iter().map(|channel| {
-        let topic = shared.topic(channel);
-        first.insert(topic.clone().into_bytes());
-        let mut conn = conn.clone();
-        async move { within(shared.timeout, conn.ssubscribe(topic)).await }
-    }))
-    .await;
+    let again = ssubscribe(shared, conn, watched.iter(), first).await;
     if let Some(Err(e)) = again.into_iter().find(Result::is_err) {
         shared.command_failed(&e);
     }
@@ -379,6 +366,23 @@ async fn moved(
             hub.catch_up(channel);
         }
     }
+}
+
+/// `SSUBSCRIBE`s each of `channels` on its shard's connection, all at once, noting each topic
+/// as awaiting its first confirmation; one result per channel.
+async fn ssubscribe<'a>(
+    shared: &Shared,
+    conn: &ClusterConnection,
+    channels: impl Iterator<Item = &'a Channel>,
+    first: &mut HashSet<Vec<u8>>,
+) -> Vec<Result<(), String>> {
+    join_all(channels.map(|channel| {
+        let topic = shared.topic(channel);
+        first.insert(topic.clone().into_bytes());
+        let mut conn = conn.clone();
+        async move { within(shared.timeout, conn.ssubscribe(topic)).await }
+    }))
+    .await
 }
 
 /// Subscribes to the channels of `batch` not watched yet, each on its shard's connection, and
@@ -391,21 +395,8 @@ async fn watch_all(
     first: &mut HashSet<Vec<u8>>,
     batch: Vec<(Channel, oneshot::Sender<Result<(), String>>)>,
 ) {
-    let mut fresh: Vec<Channel> = batch
-        .iter()
-        .map(|(channel, _)| channel)
-        .filter(|channel| !watched.contains(*channel))
-        .cloned()
-        .collect();
-    fresh.sort();
-    fresh.dedup();
-    let results = join_all(fresh.iter().map(|channel| {
-        let topic = shared.topic(channel);
-        first.insert(topic.clone().into_bytes());
-        let mut conn = conn.clone();
-        async move { within(shared.timeout, conn.ssubscribe(topic)).await }
-    }))
-    .await;
+    let fresh = unwatched(&batch, watched);
+    let results = ssubscribe(shared, conn, fresh.iter(), first).await;
     let mut failed = HashMap::new();
     for (channel, result) in fresh.into_iter().zip(results) {
         match result {

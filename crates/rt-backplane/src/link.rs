@@ -210,21 +210,42 @@ pub(crate) async fn run(
                 shared.state.send_replace(State::Down(reason));
             }
         }
-        let until = Instant::now() + backoff.delay();
-        // While waiting, new watches fail fast (their subscribers get 503) and unwatches apply.
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep_until(until) => break,
-                command = commands.recv() => match command {
-                    None => return,
-                    Some(Command::Watch(_, reply)) => {
-                        let _ = reply.send(Err("not connected to Redis, reconnecting".into()));
-                    }
-                    Some(Command::Unwatch(channel)) => {
-                        watched.remove(&channel);
-                    }
-                },
-            }
+        let delay = backoff.delay();
+        if !wait_out(
+            delay,
+            &mut commands,
+            "not connected to Redis, reconnecting",
+            |channel| {
+                watched.remove(&channel);
+            },
+        )
+        .await
+        {
+            return;
+        }
+    }
+}
+
+/// Waits `delay` before the next connection attempt. Meanwhile new watches fail fast with
+/// `why` (their subscribers get 503) and unwatches go to `unwatched`. Returns false when the
+/// backplane was dropped.
+pub(crate) async fn wait_out(
+    delay: Duration,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    why: &str,
+    mut unwatched: impl FnMut(Channel),
+) -> bool {
+    let until = Instant::now() + delay;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => return true,
+            command = commands.recv() => match command {
+                None => return false,
+                Some(Command::Watch(_, reply)) => {
+                    let _ = reply.send(Err(why.to_owned()));
+                }
+                Some(Command::Unwatch(channel)) => unwatched(channel),
+            },
         }
     }
 }
@@ -269,14 +290,8 @@ pub(crate) async fn within<T>(
     }
 }
 
-/// Subscribes to the channels of `batch` not watched yet, with one SUBSCRIBE, and answers each
-/// request.
-async fn watch_all(
-    shared: &Shared,
-    sink: &mut PubSubSink,
-    watched: &mut HashSet<Channel>,
-    batch: Vec<(Channel, oneshot::Sender<Result<(), String>>)>,
-) -> Result<(), String> {
+/// The channels of a batch of watch requests not watched yet, sorted, once each.
+pub(crate) fn unwatched<T>(batch: &[(Channel, T)], watched: &HashSet<Channel>) -> Vec<Channel> {
     let mut fresh: Vec<Channel> = batch
         .iter()
         .map(|(channel, _)| channel)
@@ -285,6 +300,18 @@ async fn watch_all(
         .collect();
     fresh.sort();
     fresh.dedup();
+    fresh
+}
+
+/// Subscribes to the channels of `batch` not watched yet, with one SUBSCRIBE, and answers each
+/// request.
+async fn watch_all(
+    shared: &Shared,
+    sink: &mut PubSubSink,
+    watched: &mut HashSet<Channel>,
+    batch: Vec<(Channel, oneshot::Sender<Result<(), String>>)>,
+) -> Result<(), String> {
+    let fresh = unwatched(&batch, watched);
     let result = if fresh.is_empty() {
         Ok(())
     } else {
