@@ -93,6 +93,45 @@ async fn a_master_killed_fails_over_without_lying_or_a_silent_gap() {
     scenarios::outage(&mut failover).await;
 }
 
+/// A shard down makes `/health` degraded and its channels answer `503`, while a channel on
+/// another shard keeps being published and delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_down_fails_only_its_channels() {
+    let mut redis = RedisCluster::start();
+    assert!(
+        !redis.ports().is_empty(),
+        "this test needs a cluster it owns (unset REDIS_CLUSTER_URL)"
+    );
+    let n = cluster::nodes(1, &redis.url(), "shard").await;
+    let down = redis.master_of("{down}");
+    let up = (0..100)
+        .map(|i| format!("up{i}"))
+        .find(|c| redis.master_of(&format!("{{{c}}}")) != down)
+        .unwrap();
+    let (mut ws, _) = ws_subscribe(&n[0], &[&up], None).await;
+    assert_eq!(publish(&n[0], "down", "before").await.0, StatusCode::OK);
+
+    redis.kill(down);
+    cluster::wait_health(&n[0], "degraded").await;
+    let (status, err) = publish(&n[0], "down", "while down").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{err}");
+    assert_eq!(err["error"]["code"], "unavailable", "{err}");
+    for i in 0..3 {
+        let (status, ack) = publish(&n[0], &up, &format!("u{i}")).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "a channel on a healthy shard: {ack}"
+        );
+        let e = ws_recv(&mut ws).await;
+        assert_eq!(
+            (&e["offset"], &e["data"]),
+            (&ack["offset"], &format!("u{i}").into()),
+            "{e}"
+        );
+    }
+}
+
 /// The cluster as the outage scenario's backplane: stopping it kills the master of `live`.
 struct Failover {
     redis: RedisCluster,
