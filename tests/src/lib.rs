@@ -26,7 +26,7 @@ pub mod ws;
 
 pub use nats::{nats_url, NatsServer};
 pub use node::node_modules;
-pub use redis::{redis_cmd, redis_url, RedisServer};
+pub use redis::{redis_cmd, redis_url, RedisCluster, RedisServer};
 pub use server::{server_binary, Server};
 pub use tls::{TlsCert, TlsServer};
 

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::free_port;
 use crate::service::{Owned, Service};
 
 /// Redis: a server answers PING; its files are under `target/rt-tests-redis`.
@@ -179,5 +180,264 @@ fn resp_len(buf: &[u8]) -> Option<usize> {
             Some(end)
         }
         _ => Some(after),
+    }
+}
+
+/// A Redis Cluster owned by a test: 3 masters and 3 replicas, each a `redis-server
+/// --cluster-enabled yes` on free ports of 127.0.0.1 (its cluster bus on another free port),
+/// joined by `redis-cli --cluster create ... --cluster-replicas 1`. Every process is killed
+/// when dropped. `REDIS_CLUSTER_URL` (`redis-cluster://host:port[,host:port...]`) points the
+/// tests at an existing cluster instead; such a cluster is not owned (nothing is killed, and
+/// tests that kill nodes need an owned one).
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<ClusterNode>,
+    url: String,
+    dir: std::path::PathBuf,
+}
+
+/// One `redis-server` of a [`RedisCluster`].
+#[derive(Debug)]
+struct ClusterNode {
+    port: u16,
+    bus: u16,
+    child: Option<std::process::Child>,
+}
+
+/// How long a node may be unreachable before its replica takes over: short, so failover
+/// tests stay bounded (Redis' default is 15 s).
+const CLUSTER_NODE_TIMEOUT_MS: u64 = 1000;
+
+impl RedisCluster {
+    /// `REDIS_CLUSTER_URL`'s cluster, or a fresh one of 3 masters and 3 replicas, once every
+    /// node reports `cluster_state:ok`.
+    pub fn start() -> RedisCluster {
+        match std::env::var("REDIS_CLUSTER_URL") {
+            Ok(url) if !url.is_empty() => RedisCluster {
+                nodes: Vec::new(),
+                url,
+                dir: std::path::PathBuf::new(),
+            },
+            _ => RedisCluster::launch(6),
+        }
+    }
+
+    /// A fresh cluster of `masters + masters` nodes (each master with one replica).
+    fn launch(n: usize) -> RedisCluster {
+        let dir = REDIS
+            .dir()
+            .join(format!("cluster-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).expect("create the cluster directory");
+        let mut cluster = RedisCluster {
+            nodes: Vec::new(),
+            url: String::new(),
+            dir,
+        };
+        for _ in 0..n {
+            let node = ClusterNode {
+                port: free_port(),
+                bus: free_port(),
+                child: None,
+            };
+            cluster.nodes.push(node);
+            let i = cluster.nodes.len() - 1;
+            cluster.run(i);
+        }
+        let addrs: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new(crate::system::binary("redis-tools"))
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster.url = format!("redis-cluster://{}", addrs.join(","));
+        for node in &cluster.nodes {
+            wait_cluster_ok(node.port);
+        }
+        cluster.wait_replicas_synced();
+        cluster
+    }
+
+    /// Starts node `i` (again), keeping its node id and view of the cluster (its
+    /// `nodes.conf`), and waits until it answers PING.
+    fn run(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let mut cmd = Command::new(REDIS.binary());
+        cmd.args(server_args(node.port))
+            .args(["--cluster-enabled", "yes", "--cluster-port"])
+            .arg(node.bus.to_string())
+            .arg("--cluster-config-file")
+            .arg(format!("nodes-{}.conf", node.port))
+            .arg("--cluster-node-timeout")
+            .arg(CLUSTER_NODE_TIMEOUT_MS.to_string())
+            .args(["--appendonly", "no", "--dbfilename"])
+            .arg(format!("dump-{}.rdb", node.port))
+            .arg("--dir")
+            .arg(&self.dir);
+        node.child = Some(REDIS.spawn(&mut cmd));
+        REDIS.wait_until_up(node.port);
+    }
+
+    /// `redis-cluster://127.0.0.1:p1,127.0.0.1:p2,...`: every node, as rt-server's
+    /// `--backplane` takes it.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// The ports of the nodes (empty for a `REDIS_CLUSTER_URL` cluster).
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.port).collect()
+    }
+
+    /// The port of the master serving `key`'s slot now.
+    pub fn master_of(&self, key: &str) -> u16 {
+        let slot = self.cmd(&["CLUSTER", "KEYSLOT", key]);
+        let slot: u16 = slot
+            .trim()
+            .trim_start_matches(':')
+            .parse()
+            .unwrap_or_else(|_| panic!("CLUSTER KEYSLOT answered {slot:?}"));
+        let nodes = self.cmd(&["CLUSTER", "NODES"]);
+        for line in nodes.lines() {
+            // id addr flags master ping pong epoch link slot-range...
+            let fields: Vec<&str> = line.split(' ').collect();
+            if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let owns = fields[8..].iter().any(|range| {
+                let mut ends = range.split('-').filter_map(|p| p.parse::<u16>().ok());
+                match (ends.next(), ends.next()) {
+                    (Some(a), Some(b)) => (a..=b).contains(&slot),
+                    (Some(a), None) => a == slot,
+                    _ => false,
+                }
+            });
+            if owns {
+                let addr = fields[1].split('@').next().unwrap_or_default();
+                return addr
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or_else(|| panic!("CLUSTER NODES address {addr:?}"));
+            }
+        }
+        panic!("no master owns slot {slot}")
+    }
+
+    /// Kills the node on `port` with SIGKILL (a crash: no save, no goodbye to the cluster).
+    pub fn kill(&mut self, port: u16) {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .unwrap_or_else(|| panic!("no owned node on port {port}"));
+        if let Some(mut child) = node.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the node on `port` again (after [`kill`](Self::kill)): without its data it
+    /// rejoins as a replica.
+    pub fn restart(&mut self, port: u16) {
+        let i = self
+            .nodes
+            .iter()
+            .position(|n| n.port == port)
+            .unwrap_or_else(|| panic!("no owned node on port {port}"));
+        self.run(i);
+    }
+
+    /// Waits until every running node reports `cluster_state:ok` (e.g. after a failover).
+    pub fn wait_ok(&self) {
+        for port in self.addresses() {
+            wait_cluster_ok(port);
+        }
+    }
+
+    /// Sends one command to a node that answers; see [`redis_cmd`].
+    pub fn cmd(&self, args: &[&str]) -> String {
+        let port = self.addresses()[0];
+        redis_cmd(&format!("redis://127.0.0.1:{port}"), args)
+    }
+
+    /// The ports of the running nodes (or of `REDIS_CLUSTER_URL`'s).
+    fn addresses(&self) -> Vec<u16> {
+        if self.nodes.is_empty() {
+            return self
+                .url
+                .trim_start_matches("redis-cluster://")
+                .split(',')
+                .filter_map(|a| a.rsplit(':').next()?.parse().ok())
+                .collect();
+        }
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.port)
+            .collect()
+    }
+
+    /// Waits until every replica has finished its first sync, so a failover finds data.
+    fn wait_replicas_synced(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        for port in self.addresses() {
+            loop {
+                let info = redis_cmd(
+                    &format!("redis://127.0.0.1:{port}"),
+                    &["INFO", "replication"],
+                );
+                if info.contains("role:master") || info.contains("master_link_status:up") {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the replica on {port} did not sync within 30 s: {info}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Waits up to 30 s until the node on `port` reports `cluster_state:ok`.
+fn wait_cluster_ok(port: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = redis_cmd(&format!("redis://127.0.0.1:{port}"), &["CLUSTER", "INFO"]);
+        if info.contains("cluster_state:ok") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cluster node on {port} is not ok after 30 s: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if !self.nodes.is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }

@@ -13,7 +13,7 @@ use rt_core::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::codec;
-use crate::config::{redacted, RedisConfig};
+use crate::config::{redacted, RedisConfig, Target};
 use crate::flight::Flights;
 use crate::link::{self, Command, Shared, State};
 
@@ -69,24 +69,41 @@ impl RedisBackplane {
     /// connection. An unreachable Redis is not an error: the backplane starts degraded and
     /// keeps trying, so a node can start before its Redis.
     pub async fn connect(config: RedisConfig) -> Result<Self, crate::Error> {
-        let client = config.client()?;
+        let target = config.target()?;
         let shared = Arc::new(Shared::new(
-            client,
+            matches!(target, Target::Cluster(_)),
             config.prefix.clone(),
             config.timeout,
             (config.reconnect_min, config.reconnect_max),
             config.retention.max_age,
         ));
         let (commands, queue) = mpsc::unbounded_channel();
-        tokio::spawn(link::run(shared.clone(), queue));
-        let (publishes, queue) = mpsc::unbounded_channel();
-        let window_ms = u64::try_from(config.idempotency_window.as_millis()).unwrap_or(u64::MAX);
-        tokio::spawn(publish_batches(
-            shared.clone(),
-            config.retention,
-            window_ms.min(MAX_AGE_MS),
-            queue,
-        ));
+        let (publishes, publish_queue) = mpsc::unbounded_channel();
+        let window_ms = u64::try_from(config.idempotency_window.as_millis())
+            .unwrap_or(u64::MAX)
+            .min(MAX_AGE_MS);
+        let (shared2, retention) = (shared.clone(), config.retention);
+        match target {
+            Target::Single(client) => {
+                tokio::spawn(link::run(shared.clone(), *client, queue));
+                tokio::spawn(publish_batches(
+                    shared2,
+                    retention,
+                    window_ms,
+                    publish_queue,
+                ));
+            }
+            Target::Cluster(nodes) => {
+                crate::cluster::start(shared.clone(), &nodes, queue).await?;
+                tokio::spawn(crate::cluster::publish_batches(
+                    shared2,
+                    retention,
+                    window_ms,
+                    nodes.replicas,
+                    publish_queue,
+                ));
+            }
+        }
         let backplane = RedisBackplane {
             shared,
             commands,
@@ -155,8 +172,9 @@ impl RedisBackplane {
     }
 }
 
-/// A script call in `mode` on `channel`, with the arguments every mode takes.
-fn invocation(
+/// A script call in `mode` on `channel`, with the arguments every mode takes. On Redis
+/// Cluster, `channel` also routes the call: its slot's epoch key is the call's key.
+pub(crate) fn invocation(
     shared: &Shared,
     retention: Retention,
     mode: &str,
@@ -165,6 +183,9 @@ fn invocation(
     let max_age_ms =
         u64::try_from(retention.max_age.as_millis()).map_or(MAX_AGE_MS, |ms| ms.min(MAX_AGE_MS));
     let mut call = SCRIPT.prepare_invoke();
+    if shared.cluster {
+        call.key(crate::cluster::epoch_key(&shared.prefix, channel));
+    }
     call.arg(&shared.prefix)
         .arg(mode)
         .arg(channel)
@@ -176,7 +197,7 @@ fn invocation(
 }
 
 /// Runs a script call within the timeout; a failure marks the link degraded.
-async fn run(
+pub(crate) async fn run(
     shared: &Shared,
     call: redis::ScriptInvocation<'static>,
 ) -> Result<Vec<Vec<u8>>, Error> {
@@ -195,9 +216,45 @@ async fn run(
 }
 
 /// A publish waiting for its batch.
-struct Pending {
-    event: NewEvent,
+pub(crate) struct Pending {
+    pub(crate) event: NewEvent,
     reply: oneshot::Sender<Result<Published, Error>>,
+}
+
+/// `first` and what else is queued, up to a batch.
+pub(crate) fn take_batch(
+    first: Pending,
+    queue: &mut mpsc::UnboundedReceiver<Pending>,
+) -> Vec<Pending> {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    batch.push(first);
+    while batch.len() < MAX_BATCH {
+        match queue.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// The script call storing `batch` (`channel`: see [`invocation`]).
+pub(crate) fn publish_call(
+    shared: &Shared,
+    retention: Retention,
+    window_ms: u64,
+    channel: &str,
+    batch: &[Pending],
+) -> redis::ScriptInvocation<'static> {
+    let mut call = invocation(shared, retention, "publish", channel);
+    call.arg(window_ms);
+    for Pending { event, .. } in batch {
+        call.arg(event.channel.as_str())
+            .arg(event.name.as_str())
+            .arg(codec::kind(&event.payload))
+            .arg(event.payload.bytes().as_ref())
+            .arg(event.idempotency_key.as_ref().map_or("", |k| k.as_str()));
+    }
+    call
 }
 
 /// Sends the node's publishes to Redis, in the order they were queued: everything queued
@@ -220,23 +277,8 @@ async fn publish_batches(
             Some(()) = flying.next(), if !flying.is_empty() => {}
             first = queue.recv(), if flying.len() < BATCHES_IN_FLIGHT => {
                 let Some(first) = first else { break };
-                let mut batch = Vec::with_capacity(MAX_BATCH);
-                batch.push(first);
-                while batch.len() < MAX_BATCH {
-                    match queue.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
-                let mut call = invocation(&shared, retention, "publish", "");
-                call.arg(window_ms);
-                for Pending { event, .. } in &batch {
-                    call.arg(event.channel.as_str())
-                        .arg(event.name.as_str())
-                        .arg(codec::kind(&event.payload))
-                        .arg(event.payload.bytes().as_ref())
-                        .arg(event.idempotency_key.as_ref().map_or("", |k| k.as_str()));
-                }
+                let batch = take_batch(first, &mut queue);
+                let call = publish_call(&shared, retention, window_ms, "", &batch);
                 let shared = shared.clone();
                 flying.push_back(async move {
                     let result = run(&shared, call).await;
@@ -249,7 +291,7 @@ async fn publish_batches(
 }
 
 /// Answers each publish of a batch from the script's reply (or its failure).
-fn answer(shared: &Shared, batch: Vec<Pending>, result: Result<Vec<Vec<u8>>, Error>) {
+pub(crate) fn answer(shared: &Shared, batch: Vec<Pending>, result: Result<Vec<Vec<u8>>, Error>) {
     match result {
         Ok(reply) => {
             let mut parts = reply.chunks(3);
@@ -454,30 +496,43 @@ impl Backplane for RedisBackplane {
             ReadFrom::Earliest => "e".into(),
             ReadFrom::After(after) => after.to_string(),
         };
-        // Clients resuming from one cursor ask the same: a reconnect storm shares its reads.
-        let mut key = format!("join {limit}");
-        for (channel, f) in channels {
-            key.push_str(&format!(" {channel}={}", from(f)));
-        }
-        let reply = self
-            .run_shared(key, || {
-                let mut call = self.invocation("join", "");
+        // One call for all channels; on Redis Cluster one per channel (a call sees one
+        // slot), all in flight together.
+        let calls: Vec<&[(Channel, ReadFrom)]> = if self.shared.cluster {
+            channels.chunks(1).collect()
+        } else {
+            vec![channels]
+        };
+        let replies = futures_util::future::join_all(calls.iter().map(|asked| {
+            // Clients resuming from one cursor ask the same: a reconnect storm shares reads.
+            let mut key = format!("join {limit}");
+            for (channel, f) in *asked {
+                key.push_str(&format!(" {channel}={}", from(f)));
+            }
+            let routed = if self.shared.cluster {
+                asked[0].0.as_str()
+            } else {
+                ""
+            };
+            self.run_shared(key, move || {
+                let mut call = self.invocation("join", routed);
                 call.arg(limit);
-                for (channel, f) in channels {
+                for (channel, f) in *asked {
                     call.arg(channel.as_str()).arg(from(f));
                 }
                 call
             })
-            .await?;
-        let answers = joined(&reply, channels, limit)?;
-        Ok(channels
-            .iter()
-            .zip(answers)
-            .map(|((channel, _), (retained, answer))| {
+        }))
+        .await;
+        let mut heads = Vec::with_capacity(channels.len());
+        for (asked, reply) in calls.iter().zip(replies) {
+            let answers = joined(&reply?, asked, limit)?;
+            for ((channel, _), (retained, answer)) in asked.iter().zip(answers) {
                 self.shared.retained.record(channel, retained);
-                answer
-            })
-            .collect())
+                heads.push(answer);
+            }
+        }
+        Ok(heads)
     }
 
     async fn watch(&self, channel: &Channel) -> Result<(), Error> {

@@ -20,8 +20,11 @@ use crate::error::Error;
 /// ```
 #[derive(Clone)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`, `redis+unix:///path/to/socket`, or with
-    /// the `tls` feature `rediss://[user:password@]host:port[/db]`.
+    /// `redis://[user:password@]host:port[/db]`, `redis+unix:///path/to/socket`, with the
+    /// `tls` feature `rediss://[user:password@]host:port[/db]`, or for a Redis Cluster
+    /// `redis-cluster://[user:password@]host:port[,host:port...][?replicas=N]`: any of its
+    /// nodes (the others are discovered), and how many replicas must hold an event before it
+    /// is acknowledged (default 1; 0 for a cluster without replicas).
     pub url: String,
     /// PEM certificate(s) of the authority that signed the Redis server's certificate, for
     /// `rediss://` (needs the `tls` feature). Without it, the platform's roots are trusted.
@@ -95,9 +98,22 @@ impl RedisConfig {
         self
     }
 
-    /// Checks the settings and makes the Redis client.
-    pub(crate) fn client(&self) -> Result<redis::Client, Error> {
+    /// Checks the settings and says what to connect to.
+    pub(crate) fn target(&self) -> Result<Target, Error> {
         self.validate()?;
+        if let Some(cluster) = crate::cluster::Nodes::parse(&self.url)? {
+            if self.tls_ca.is_some() {
+                return Err(Error::InvalidSetting(
+                    "TLS is not supported with redis-cluster:// URLs",
+                ));
+            }
+            return Ok(Target::Cluster(cluster));
+        }
+        self.client().map(|c| Target::Single(Box::new(c)))
+    }
+
+    /// The client of a single Redis.
+    fn client(&self) -> Result<redis::Client, Error> {
         let invalid = |e: redis::RedisError| Error::InvalidUrl(e.to_string());
         match &self.tls_ca {
             None => redis::Client::open(self.url.as_str()).map_err(invalid),
@@ -141,6 +157,12 @@ impl RedisConfig {
         }
         Ok(())
     }
+}
+
+/// What a [`RedisConfig`] connects to.
+pub(crate) enum Target {
+    Single(Box<redis::Client>),
+    Cluster(crate::cluster::Nodes),
 }
 
 /// The URL may hold a password: only its scheme and host are shown.

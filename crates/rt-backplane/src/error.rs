@@ -11,12 +11,19 @@ pub enum Error {
     /// password.
     #[error(
         "invalid Redis URL: {0}; use redis://[user:password@]host:port[/db], \
-         redis+unix:///path/to/socket, or rediss://... for TLS (rt-backplane's `tls` feature)"
+         redis+unix:///path/to/socket, rediss://... for TLS (rt-backplane's `tls` feature), \
+         or redis-cluster://[user:password@]host:port[,host:port...][?replicas=N] for a Redis Cluster"
     )]
     InvalidUrl(String),
     /// The key prefix is empty, too long or has characters outside the allowed set.
     #[error("invalid Redis key prefix {0:?}: use 1 to 64 characters of A-Z a-z 0-9 _ - . : @ /")]
     InvalidPrefix(String),
+    /// A `redis-cluster://` URL names a Redis that is not a cluster, or a cluster that
+    /// refused the connection for good (e.g. wrong credentials).
+    #[error(
+        "the Redis at {0}; use redis:// for a single Redis, redis-cluster://host:port[,host:port...] for a Redis Cluster"
+    )]
+    NotACluster(String),
     /// A setting is out of range.
     #[error("invalid Redis backplane setting: {0}")]
     InvalidSetting(&'static str),

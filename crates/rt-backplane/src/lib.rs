@@ -53,10 +53,24 @@
 //! never reused), `P:E:s:CHANNEL` (history stream), `P:E:t:CHANNEL` (event times, for trimming
 //! by age) and `P:E:i:...` (idempotency keys); live events travel on the pub/sub channel
 //! `P:c:CHANNEL`. History keys expire on their own once a channel is quiet for longer than the
-//! history age. A single Redis (or a primary with replicas and persistence) is supported;
-//! Redis Cluster is not.
+//! history age. A single Redis (or a primary with replicas and persistence) is supported, and
+//! so is Redis Cluster.
+//!
+//! # Redis Cluster
+//!
+//! With `redis-cluster://host:port[,host:port...][?replicas=N]`, every key of a channel
+//! carries the hash tag `{CHANNEL}` (`P:{CHANNEL}:E:s:CHANNEL`, ...), so each channel lives in
+//! one slot and one shard; the epoch is kept per slot (`P:{TAG}:epoch`), so a shard that lost
+//! its data starts a new epoch for its channels only. Events travel by sharded pub/sub
+//! (`SSUBSCRIBE`/`SPUBLISH` on `P:c:{CHANNEL}`, Redis 7 or later), so a publish touches only
+//! its shard. An event is acknowledged and sent to subscribers only once `N` replicas
+//! (default 1) hold it (`WAIT`), so what clients were told survives a failover; with fewer
+//! replicas up, that shard's channels answer `503` and health is degraded, while the other
+//! shards keep working. The `redis` crate's cluster client follows `MOVED`, `ASK` and
+//! failovers.
 
 mod backplane;
+mod cluster;
 mod codec;
 mod config;
 mod error;

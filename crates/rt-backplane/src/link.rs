@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use redis::AsyncConnectionConfig;
+use redis::aio::{ConnectionLike, MultiplexedConnection, PubSubSink, PubSubStream};
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, RedisFuture};
 use rt_core::{Channel, Sink};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::{timeout, Instant};
@@ -20,10 +21,10 @@ use tokio::time::{timeout, Instant};
 use crate::codec;
 use crate::retained::Retained;
 
-/// How often an idle pub/sub connection is checked, so a silently dead link is noticed.
-const PING_EVERY: Duration = Duration::from_secs(5);
+/// How often an idle pub/sub connection (or every master of a cluster) is checked, so a silently dead link is noticed.
+pub(crate) const PING_EVERY: Duration = Duration::from_secs(5);
 /// Channels per SUBSCRIBE when resubscribing after a reconnect.
-const SUBSCRIBE_BATCH: usize = 256;
+pub(crate) const SUBSCRIBE_BATCH: usize = 256;
 
 /// The link's state, as `health()` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,14 +36,15 @@ pub(crate) enum State {
 
 /// What the backplane's methods and the link task share.
 pub(crate) struct Shared {
-    pub(crate) client: redis::Client,
     pub(crate) prefix: String,
+    /// Whether Redis is a Redis Cluster (keys and pub/sub channels carry hash tags).
+    pub(crate) cluster: bool,
     pub(crate) timeout: Duration,
-    reconnect: (Duration, Duration),
-    conn: Mutex<Option<MultiplexedConnection>>,
+    pub(crate) reconnect: (Duration, Duration),
+    conn: Mutex<Option<Conn>>,
     pub(crate) state: watch::Sender<State>,
     /// A command failed: the task checks the connection (and reconnects if it is gone).
-    broken: Notify,
+    pub(crate) broken: Notify,
     pub(crate) sink: OnceLock<Arc<dyn Sink>>,
     /// Retained events per channel as Redis last reported them, for the history gauge.
     pub(crate) retained: Retained,
@@ -55,14 +57,14 @@ pub(crate) enum Command {
 
 impl Shared {
     pub(crate) fn new(
-        client: redis::Client,
+        cluster: bool,
         prefix: String,
         timeout: Duration,
         reconnect: (Duration, Duration),
         history_age: Duration,
     ) -> Self {
         Shared {
-            client,
+            cluster,
             prefix,
             timeout,
             reconnect,
@@ -75,11 +77,11 @@ impl Shared {
     }
 
     /// The command connection, if the link is up.
-    pub(crate) fn conn(&self) -> Option<MultiplexedConnection> {
+    pub(crate) fn conn(&self) -> Option<Conn> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn set_conn(&self, conn: Option<MultiplexedConnection>) {
+    pub(crate) fn set_conn(&self, conn: Option<Conn>) {
         *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = conn;
     }
 
@@ -91,9 +93,50 @@ impl Shared {
         self.broken.notify_one();
     }
 
-    /// The pub/sub channel of `channel`.
+    /// The pub/sub channel of `channel` (on Redis Cluster, a sharded one in the channel's
+    /// slot).
     pub(crate) fn topic(&self, channel: &Channel) -> String {
-        format!("{}:c:{}", self.prefix, channel)
+        if self.cluster {
+            format!("{}:c:{{{channel}}}", self.prefix)
+        } else {
+            format!("{}:c:{channel}", self.prefix)
+        }
+    }
+}
+
+/// The command connection: to one Redis, or to every node of a Redis Cluster (which routes
+/// each command to its key's slot and follows `MOVED`, `ASK` and failovers by itself).
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
     }
 }
 
@@ -105,14 +148,25 @@ enum Exit {
     Lost(String),
 }
 
-struct Backoff {
-    next: Duration,
-    min: Duration,
-    max: Duration,
+/// Capped, jittered exponential backoff between connection attempts.
+pub(crate) struct Backoff {
+    pub(crate) next: Duration,
+    pub(crate) min: Duration,
+    pub(crate) max: Duration,
 }
 
 impl Backoff {
-    fn delay(&mut self) -> Duration {
+    /// Starts at `shared`'s minimum delay.
+    pub(crate) fn new(shared: &Shared) -> Self {
+        let (min, max) = shared.reconnect;
+        Backoff {
+            next: min,
+            min,
+            max,
+        }
+    }
+
+    pub(crate) fn delay(&mut self) -> Duration {
         let d = self.next;
         self.next = (d * 2).min(self.max);
         // Between half and all of it, so that nodes cut off together do not retry together.
@@ -121,18 +175,17 @@ impl Backoff {
 }
 
 /// Runs the link until the backplane is dropped (its command queue closes).
-pub(crate) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Command>) {
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    client: redis::Client,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
     let mut watched: HashSet<Channel> = HashSet::new();
-    let (min, max) = shared.reconnect;
-    let mut backoff = Backoff {
-        next: min,
-        min,
-        max,
-    };
+    let mut backoff = Backoff::new(&shared);
     loop {
-        match connect(&shared, &watched).await {
+        match connect(&shared, &client, &watched).await {
             Ok((conn, sink, stream)) => {
-                shared.set_conn(Some(conn));
+                shared.set_conn(Some(Conn::Single(conn)));
                 shared.state.send_replace(State::Up);
                 backoff.next = backoff.min;
                 tracing::info!(prefix = %shared.prefix, channels = watched.len(), "connected to Redis");
@@ -157,42 +210,63 @@ pub(crate) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
                 shared.state.send_replace(State::Down(reason));
             }
         }
-        let until = Instant::now() + backoff.delay();
-        // While waiting, new watches fail fast (their subscribers get 503) and unwatches apply.
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep_until(until) => break,
-                command = commands.recv() => match command {
-                    None => return,
-                    Some(Command::Watch(_, reply)) => {
-                        let _ = reply.send(Err("not connected to Redis, reconnecting".into()));
-                    }
-                    Some(Command::Unwatch(channel)) => {
-                        watched.remove(&channel);
-                    }
-                },
-            }
+        let delay = backoff.delay();
+        if !wait_out(
+            delay,
+            &mut commands,
+            "not connected to Redis, reconnecting",
+            |channel| {
+                watched.remove(&channel);
+            },
+        )
+        .await
+        {
+            return;
+        }
+    }
+}
+
+/// Waits `delay` before the next connection attempt. Meanwhile new watches fail fast with
+/// `why` (their subscribers get 503) and unwatches go to `unwatched`. Returns false when the
+/// backplane was dropped.
+pub(crate) async fn wait_out(
+    delay: Duration,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    why: &str,
+    mut unwatched: impl FnMut(Channel),
+) -> bool {
+    let until = Instant::now() + delay;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => return true,
+            command = commands.recv() => match command {
+                None => return false,
+                Some(Command::Watch(_, reply)) => {
+                    let _ = reply.send(Err(why.to_owned()));
+                }
+                Some(Command::Unwatch(channel)) => unwatched(channel),
+            },
         }
     }
 }
 
 async fn connect(
     shared: &Shared,
+    client: &redis::Client,
     watched: &HashSet<Channel>,
 ) -> Result<(MultiplexedConnection, PubSubSink, PubSubStream), String> {
     let t = shared.timeout;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(t))
         .set_response_timeout(Some(t));
-    let mut conn = shared
-        .client
+    let mut conn = client
         .get_multiplexed_async_connection_with_config(&config)
         .await
         .map_err(|e| e.to_string())?;
     // Loaded before the first publish batch: batches in flight together would otherwise all
     // meet NOSCRIPT and each retry on its own (see `publish_batches`).
     within(t, crate::backplane::SCRIPT.load_async(&mut conn)).await?;
-    let pubsub = timeout(t, shared.client.get_async_pubsub())
+    let pubsub = timeout(t, client.get_async_pubsub())
         .await
         .map_err(|_| "timed out opening the pub/sub connection".to_owned())?
         .map_err(|e| e.to_string())?;
@@ -204,7 +278,8 @@ async fn connect(
     Ok((conn, sink, stream))
 }
 
-async fn within<T>(
+/// `f`, failing after `t`.
+pub(crate) async fn within<T>(
     t: Duration,
     f: impl std::future::Future<Output = redis::RedisResult<T>>,
 ) -> Result<T, String> {
@@ -215,14 +290,8 @@ async fn within<T>(
     }
 }
 
-/// Subscribes to the channels of `batch` not watched yet, with one SUBSCRIBE, and answers each
-/// request.
-async fn watch_all(
-    shared: &Shared,
-    sink: &mut PubSubSink,
-    watched: &mut HashSet<Channel>,
-    batch: Vec<(Channel, oneshot::Sender<Result<(), String>>)>,
-) -> Result<(), String> {
+/// The channels of a batch of watch requests not watched yet, sorted, once each.
+pub(crate) fn unwatched<T>(batch: &[(Channel, T)], watched: &HashSet<Channel>) -> Vec<Channel> {
     let mut fresh: Vec<Channel> = batch
         .iter()
         .map(|(channel, _)| channel)
@@ -231,6 +300,18 @@ async fn watch_all(
         .collect();
     fresh.sort();
     fresh.dedup();
+    fresh
+}
+
+/// Subscribes to the channels of `batch` not watched yet, with one SUBSCRIBE, and answers each
+/// request.
+async fn watch_all(
+    shared: &Shared,
+    sink: &mut PubSubSink,
+    watched: &mut HashSet<Channel>,
+    batch: Vec<(Channel, oneshot::Sender<Result<(), String>>)>,
+) -> Result<(), String> {
+    let fresh = unwatched(&batch, watched);
     let result = if fresh.is_empty() {
         Ok(())
     } else {

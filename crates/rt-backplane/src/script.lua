@@ -12,21 +12,31 @@
 --   P:E:i:LEN:CHANNEL:ID   idempotency key: the first publish's message, expiring
 --   P:c:CHANNEL        the pub/sub channel every node subscribes to
 --
+-- On Redis Cluster, KEYS[1] is the epoch key of the channel's hash slot (P:{TAG}:epoch, TAG
+-- any string of that slot), which replaces P:epoch: a shard that loses its data loses its
+-- slots' epochs with it, so its channels, and only they, start a new epoch. Every other key
+-- of a channel carries the hash tag {CHANNEL} (P:{CHANNEL}:E:heads, P:{CHANNEL}:E:s:CHANNEL,
+-- ...), so a channel lives in one slot; a call then works on one channel only, and events
+-- travel by sharded pub/sub (SPUBLISH P:c:{CHANNEL}) in the separate `deliver` mode, which
+-- the node calls once the events are on a replica (see cluster.rs).
+--
 -- A message is "EPOCH OFFSET TIME KIND NAME CHANNEL\nPAYLOAD" (KIND: t text, b binary); names
 -- and channels never contain spaces or newlines.
 --
--- ARGV: 1 prefix, 2 mode (publish|read|join), 3 channel ('' for publish and join), 4 fresh
+-- ARGV: 1 prefix, 2 mode (publish|read|join|deliver), 3 channel ('' for publish and join), 4 fresh
 --   epoch, 5 max_len, 6 max_age_ms,
 --   publish: 7 idempotency window ms, then per event, in order: channel, name, kind, payload,
 --            message id ('' for none)
 --   read:    7 after, 8 limit
 --   join:    7 limit, then per channel: channel, from ('' head only, 'e' the oldest retained
 --            event, else the offset to read after)
+--   deliver: 7... the messages to send on the channel's sharded pub/sub channel (Cluster)
 -- Replies are arrays of strings:
 --   publish: per event: '0' new, message, events the channel retains | '1' duplicate,
 --            message, '0'
 --   read:    {epoch, head, oldest retained offset, messages after `after`...}
 --   join:    {epoch, then per channel: head, oldest retained offset, count, count messages}
+--   deliver: {}
 
 -- Redis before 5 replicates scripts verbatim and then refuses writes after TIME; replicating
 -- the effects instead is the default since Redis 5 (and the call a no-op there).
@@ -36,22 +46,38 @@ end
 
 local prefix, mode = ARGV[1], ARGV[2]
 local max_len, max_age = tonumber(ARGV[5]), tonumber(ARGV[6])
+local cluster = #KEYS > 0
 
-local epoch = redis.call('GET', prefix .. ':epoch')
+if mode == 'deliver' then
+  for i = 7, #ARGV do
+    redis.call('SPUBLISH', prefix .. ':c:{' .. ARGV[3] .. '}', ARGV[i])
+  end
+  return {}
+end
+
+local epoch_key = prefix .. ':epoch'
+if cluster then
+  epoch_key = KEYS[1]
+end
+local epoch = redis.call('GET', epoch_key)
 if not epoch then
   epoch = ARGV[4]
-  redis.call('SET', prefix .. ':epoch', epoch)
+  redis.call('SET', epoch_key, epoch)
 end
-local base = prefix .. ':' .. epoch
-local hkey = base .. ':heads'
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 -- The channel the helpers below work on; join moves it from channel to channel.
-local channel, skey, tkey, head
+local channel, base, hkey, skey, tkey, head
 local function use(name)
   channel = name
+  if cluster then
+    base = prefix .. ':{' .. channel .. '}:' .. epoch
+  else
+    base = prefix .. ':' .. epoch
+  end
+  hkey = base .. ':heads'
   skey = base .. ':s:' .. channel
   tkey = base .. ':t:' .. channel
   head = tonumber(redis.call('HGET', hkey, channel) or '0')
@@ -162,7 +188,9 @@ if mode == 'publish' then
       if ikey and window > 0 then
         redis.call('SET', ikey, msg, 'PX', window)
       end
-      redis.call('PUBLISH', prefix .. ':c:' .. channel, msg)
+      if not cluster then
+        redis.call('PUBLISH', prefix .. ':c:' .. channel, msg)
+      end
       -- The retained count feeds the node's history gauge without another round trip.
       reply[#reply + 1], reply[#reply + 2], reply[#reply + 3] = '0', msg, int(retained)
     end

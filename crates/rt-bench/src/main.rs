@@ -51,6 +51,9 @@ enum Backplane {
     Redis,
     /// `--backplane` the `--nats` URL (JetStream).
     Nats,
+    /// `--backplane` the `--redis-cluster` URL (a Redis Cluster the bench does not start:
+    /// run it once on a 1-master and once on a 3-master cluster to compare shards).
+    RedisCluster,
 }
 
 impl Backplane {
@@ -59,6 +62,7 @@ impl Backplane {
             Backplane::Memory => "memory",
             Backplane::Redis => "redis",
             Backplane::Nats => "nats",
+            Backplane::RedisCluster => "redis-cluster",
         }
     }
 }
@@ -120,6 +124,10 @@ struct Args {
     /// bench starts `nats-server -js` on a free port.
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     nats: String,
+    /// The Redis Cluster of the backplane scenario's `redis-cluster` backplane:
+    /// `redis-cluster://host:port[,host:port...][?replicas=N]`.
+    #[arg(long)]
+    redis_cluster: Option<String>,
     /// rt-server binary (release, --features full).
     #[arg(long, default_value = "target/release/rt-server")]
     rt_server: PathBuf,
@@ -332,6 +340,12 @@ fn plan(args: &Args) -> Vec<Spec> {
                 Backplane::Memory => vec!["--backplane".into(), "memory".into()],
                 Backplane::Redis => vec!["--backplane".into(), args.redis.clone()],
                 Backplane::Nats => vec!["--backplane".into(), args.nats.clone()],
+                Backplane::RedisCluster => {
+                    vec![
+                        "--backplane".into(),
+                        args.redis_cluster.clone().unwrap_or_default(),
+                    ]
+                }
             };
             // Keys (Redis) and the stream (NATS) of the bench, apart from anything else
             // using the same server.
@@ -396,6 +410,9 @@ async fn bench(mut args: Args, threads: usize, nofile: u64) -> Result<(), String
     let mut backings = vec![];
     if args.scenario.is_empty() || args.scenario.contains(&Scenario::Backplane) {
         let wanted = args.backplanes.clone();
+        if wanted.contains(&Backplane::RedisCluster) && args.redis_cluster.is_none() {
+            return Err("--backplanes redis-cluster needs --redis-cluster redis-cluster://host:port[,...] (the bench does not start a cluster)".into());
+        }
         let services: [(Backplane, &mut String, &str, ServiceArgs); 2] = [
             (
                 Backplane::Redis,

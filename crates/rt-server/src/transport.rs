@@ -148,7 +148,8 @@ pub struct RedisArgs {
     pub redis_tls_ca: Option<std::path::PathBuf>,
 }
 
-/// The Redis backplane of `--backplane redis://...` (or `rediss://` for TLS), with the
+/// The Redis backplane of `--backplane redis://...` (`rediss://` for TLS, `redis-cluster://`
+/// for a Redis Cluster), with the
 /// server's history, prefix and idempotency settings.
 #[cfg(feature = "redis")]
 pub(crate) async fn redis(
