@@ -389,6 +389,12 @@ impl Hub {
         Ok(answer)
     }
 
+    /// Sends `signal` to every node through the backplane (this node included); see
+    /// [`Backplane::signal`] for what `Ok` means.
+    pub async fn signal(&self, signal: crate::signal::Signal) -> Result<(), Error> {
+        self.inner.backplane.signal(signal).await
+    }
+
     /// Current local load.
     pub fn stats(&self) -> HubStats {
         HubStats {
