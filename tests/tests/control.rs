@@ -267,3 +267,37 @@ async fn bad_requests_get_clear_errors() {
         assert_eq!(status, StatusCode::BAD_REQUEST);
     }
 }
+
+#[tokio::test]
+async fn the_rust_client_ends_its_stream_after_reconnect_false() {
+    use futures_util::StreamExt;
+    use rt_client::{Client, Transport, Update};
+    let server = Server::start(&["--jwt-hs256-secret", SECRET]).await;
+    for (transport, subject) in [
+        (Transport::Ws, "rs-ws"),
+        (Transport::Sse, "rs-sse"),
+        (Transport::Poll, "rs-poll"),
+    ] {
+        let mut sub = Client::connect(server.url(""))
+            .token(token(subject))
+            .transports([transport])
+            .poll_timeout(Duration::from_secs(5))
+            .subscribe(["chat:rs"])
+            .await
+            .unwrap();
+        let body = json!({"subject": subject, "reconnect": false, "reason": "banned"});
+        // A poll hears it only while one is held: repeat until it did (best effort).
+        let reason = loop {
+            let (status, v) = api(&server, "/api/disconnect", &body).await;
+            assert_eq!(status, StatusCode::OK, "{v}");
+            match tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
+                Ok(Some(Update::Disconnected { reason, .. })) => break reason,
+                Ok(Some(Update::Open { .. })) | Err(_) => continue,
+                other => panic!("{transport}: {other:?}"),
+            }
+        };
+        assert_eq!(reason, "banned");
+        let end = tokio::time::timeout(T, sub.next()).await.unwrap();
+        assert!(end.is_none(), "{transport}: the stream goes on: {end:?}");
+    }
+}

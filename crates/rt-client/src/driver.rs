@@ -100,6 +100,31 @@ impl Driver {
             if self.updates.is_closed() {
                 return;
             }
+            if let Error::ServerDisconnect {
+                reconnect: false,
+                reason: why,
+                ..
+            } = reason
+            {
+                // The server asked this client not to come back: the stream ends here.
+                match self.ready.take() {
+                    Some(ready) => {
+                        let _ = ready.send(Err(Error::ServerDisconnect {
+                            transport,
+                            reconnect: false,
+                            reason: why,
+                        }));
+                    }
+                    None => {
+                        let last = Update::Disconnected {
+                            transport,
+                            reason: why,
+                        };
+                        self.send(Item::Update(last)).await;
+                    }
+                }
+                return;
+            }
             let mut delay = Duration::ZERO;
             let refused = reason
                 .token_refusal()

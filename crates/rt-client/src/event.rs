@@ -98,6 +98,14 @@ pub struct Event {
 pub enum Update {
     /// A new event.
     Event(Event),
+    /// The server ended the subscription for the application with `reconnect: false`
+    /// (`POST /api/disconnect`): this is the last update; the stream ends after it.
+    Disconnected {
+        /// The transport it came over.
+        transport: Transport,
+        /// The application's reason.
+        reason: String,
+    },
     /// Continuity was lost on `channels` (the server's history no longer covers the gap, or
     /// its epoch changed): events were missed there, reload their state. They go on live.
     Resync {

@@ -285,6 +285,13 @@ fn close_error(frame: Option<CloseFrame>) -> Error {
     };
     let code = u16::from(frame.code);
     let reason = frame.reason.as_str().to_owned();
+    if code == 4000 || code == 4001 {
+        return Error::ServerDisconnect {
+            transport: Transport::Ws,
+            reconnect: code == 4000,
+            reason,
+        };
+    }
     if code == 1008 && TOKEN_REFUSALS.contains(&reason.as_str()) {
         return Error::TokenRefused {
             transport: Transport::Ws,
@@ -332,6 +339,20 @@ mod tests {
                 reason: reason.into(),
             }))
         };
+        assert!(matches!(
+            close(4001, "banned"),
+            Error::ServerDisconnect {
+                reconnect: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            close(4000, "moved"),
+            Error::ServerDisconnect {
+                reconnect: true,
+                ..
+            }
+        ));
         assert_eq!(
             close(1008, "token_expired").token_refusal(),
             Some("token_expired")
