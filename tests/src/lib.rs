@@ -29,7 +29,7 @@ pub use nats::{nats_url, NatsServer};
 pub use node::node_modules;
 pub use redis::{redis_cmd, redis_url, RedisServer};
 pub use server::{server_binary, Server};
-pub use signals::SignalLog;
+pub use signals::{signals_reach_every_node, SignalLog};
 pub use tls::{TlsCert, TlsServer};
 
 use std::path::PathBuf;

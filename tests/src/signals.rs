@@ -1,10 +1,10 @@
-//! A [`Sink`] that records the [`Signal`]s a backplane hands it, for backplane tests that
-//! look at signals without a hub.
+//! A [`Sink`] that records the [`Signal`]s a backplane hands it, and the check every
+//! distributed backplane's signals must pass, for backplane tests without a hub.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rt_core::{Channel, Event, Signal, Sink};
+use rt_core::{Backplane, Channel, Event, Signal, Sink};
 
 /// Records every signal; ignores events.
 #[derive(Debug, Default)]
@@ -44,4 +44,32 @@ impl Sink for SignalLog {
     fn signal(&self, signal: Signal) {
         self.signals.lock().unwrap().push(signal);
     }
+}
+
+/// Two nodes `a` and `b` of one backplane, not attached to anything yet (and connected): a
+/// signal sent by either reaches both, and none is stored as an event. `within` bounds each
+/// wait.
+pub async fn signals_reach_every_node(a: &dyn Backplane, b: &dyn Backplane, within: Duration) {
+    let (log_a, log_b) = (SignalLog::new(), SignalLog::new());
+    a.attach(log_a.clone());
+    b.attach(log_b.clone());
+    let room = Channel::new("room").unwrap();
+    let bye = Signal::Disconnect {
+        subject: "user-1".into(),
+        reconnect: false,
+        reason: "banned".into(),
+    };
+    let off = Signal::Unsubscribe {
+        subject: "user-2".into(),
+        channel: room.clone(),
+    };
+    a.signal(bye.clone()).await.unwrap();
+    b.signal(off.clone()).await.unwrap();
+    // Order across two senders is not promised: compare as sets.
+    for log in [&log_a, &log_b] {
+        let seen = log.wait_for(2, within).await;
+        assert!(seen.contains(&bye) && seen.contains(&off), "{seen:?}");
+    }
+    // Signals are not events: nothing of them is stored.
+    assert_eq!(b.head(&room).await.unwrap().1, 0);
 }

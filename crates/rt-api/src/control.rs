@@ -19,7 +19,7 @@ const MAX_REASON: usize = 123;
 /// `POST /api/disconnect`'s body, and its answer.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct Disconnect {
+pub(crate) struct Disconnect {
     subject: String,
     #[serde(default = "yes")]
     reconnect: bool,
@@ -38,52 +38,62 @@ fn default_reason() -> String {
 /// `POST /api/unsubscribe`'s body, and its answer.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct Unsubscribe {
+pub(crate) struct Unsubscribe {
     subject: String,
     channel: String,
 }
 
-/// Ends every connection of the body's subject, on every node: WebSocket closes 4000 (or
-/// 4001 with `reconnect: false`), SSE streams end with `rt.disconnect`, held polls answer
-/// with `disconnect`. Answered `200` with the request as understood once the backplane took
-/// the signal, which does not wait for any node to act on it.
-pub(crate) async fn disconnect<B>(
-    hub: &Hub,
-    config: &Config,
-    headers: &HeaderMap,
-    body: B,
-) -> Response<Body>
-where
-    B: http_body::Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let result = async {
-        let request: Disconnect = read(config, headers, body).await?;
-        check_subject(&request.subject)?;
-        if request.reason.len() > MAX_REASON {
+/// A request that becomes a signal about its subject.
+pub(crate) trait Request: for<'de> Deserialize<'de> + Serialize {
+    fn subject(&self) -> &str;
+
+    /// The signal to send, or why the request is refused.
+    fn signal(&self) -> Result<Signal, h::Error>;
+}
+
+/// Ends every connection of the subject, on every node: WebSocket closes 4000 (or 4001 with
+/// `reconnect: false`), SSE streams end with `rt.disconnect`, held polls answer with
+/// `disconnect`.
+impl Request for Disconnect {
+    fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    fn signal(&self) -> Result<Signal, h::Error> {
+        if self.reason.len() > MAX_REASON {
             return Err(bad(format!(
                 "reason is {} bytes; at most {MAX_REASON} fit a WebSocket close frame",
-                request.reason.len()
+                self.reason.len()
             )));
         }
-        hub.signal(Signal::Disconnect {
-            subject: request.subject.clone(),
-            reconnect: request.reconnect,
-            reason: request.reason.clone(),
+        Ok(Signal::Disconnect {
+            subject: self.subject.clone(),
+            reconnect: self.reconnect,
+            reason: self.reason.clone(),
         })
-        .await?;
-        Ok::<_, h::Error>(request)
-    };
-    match result.await {
-        Ok(done) => h::json(StatusCode::OK, &done),
-        Err(e) => e.to_response(),
     }
 }
 
-/// Takes the body's channel out of every subscription of its subject, on every node; each
+/// Takes the channel out of every subscription of the subject, on every node; each
 /// transport tells the client (`unsubscribed`). The subject may subscribe again if its
-/// token allows. Answered like [`disconnect`].
-pub(crate) async fn unsubscribe<B>(
+/// token allows.
+impl Request for Unsubscribe {
+    fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    fn signal(&self) -> Result<Signal, h::Error> {
+        Ok(Signal::Unsubscribe {
+            subject: self.subject.clone(),
+            channel: Channel::new(&self.channel)?,
+        })
+    }
+}
+
+/// Reads a `T` from the body, checks its subject and sends its signal to every node.
+/// Answered `200` with the request as understood (defaults filled in) once the backplane took
+/// the signal, which does not wait for any node to act on it.
+pub(crate) async fn answer<T: Request, B>(
     hub: &Hub,
     config: &Config,
     headers: &HeaderMap,
@@ -94,14 +104,9 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let result = async {
-        let request: Unsubscribe = read(config, headers, body).await?;
-        check_subject(&request.subject)?;
-        let channel = Channel::new(&request.channel)?;
-        hub.signal(Signal::Unsubscribe {
-            subject: request.subject.clone(),
-            channel,
-        })
-        .await?;
+        let request: T = read(config, headers, body).await?;
+        check_subject(request.subject())?;
+        hub.signal(request.signal()?).await?;
         Ok::<_, h::Error>(request)
     };
     match result.await {

@@ -107,10 +107,12 @@ impl Api {
                 crate::broadcast::answer(&self.hub, config, &parts.headers, body, limit).await
             }
             "disconnect" => {
-                crate::control::disconnect(&self.hub, config, &parts.headers, body).await
+                use crate::control::{answer, Disconnect};
+                answer::<Disconnect, _>(&self.hub, config, &parts.headers, body).await
             }
             "unsubscribe" => {
-                crate::control::unsubscribe(&self.hub, config, &parts.headers, body).await
+                use crate::control::{answer, Unsubscribe};
+                answer::<Unsubscribe, _>(&self.hub, config, &parts.headers, body).await
             }
             _ => crate::history::answer(&self.hub, config, parts.uri.query()).await,
         }

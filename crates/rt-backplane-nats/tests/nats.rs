@@ -9,7 +9,7 @@ use std::time::Duration;
 use rt_backplane_nats::{NatsBackplane, NatsConfig};
 use rt_core::{
     Backplane, Channel, Delivery, Error, Health, Hub, HubConfig, MessageId, NewEvent, Payload,
-    ReadFrom, Signal, Since, Start, Subscription,
+    ReadFrom, Since, Start, Subscription,
 };
 use rt_tests::{nats_url, NatsServer};
 
@@ -431,26 +431,6 @@ async fn signals_reach_every_node_including_the_sender() {
         NatsBackplane::connect(config.clone()).await.unwrap(),
         NatsBackplane::connect(config).await.unwrap(),
     );
-    let (log_a, log_b) = (rt_tests::SignalLog::new(), rt_tests::SignalLog::new());
-    a.attach(log_a.clone());
-    b.attach(log_b.clone());
     assert!(a.wait_until_up(WAIT).await && b.wait_until_up(WAIT).await);
-    let bye = Signal::Disconnect {
-        subject: "user-1".into(),
-        reconnect: true,
-        reason: "moved".into(),
-    };
-    let off = Signal::Unsubscribe {
-        subject: "user-2".into(),
-        channel: ch("room"),
-    };
-    a.signal(bye.clone()).await.unwrap();
-    b.signal(off.clone()).await.unwrap();
-    // Order across two senders is not promised: compare as sets.
-    for log in [&log_a, &log_b] {
-        let seen = log.wait_for(2, WAIT).await;
-        assert!(seen.contains(&bye) && seen.contains(&off), "{seen:?}");
-    }
-    // Signals are not events: nothing of them is stored in the stream.
-    assert_eq!(b.head(&ch("room")).await.unwrap().1, 0);
+    rt_tests::signals_reach_every_node(&a, &b, WAIT).await;
 }

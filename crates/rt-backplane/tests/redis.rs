@@ -10,7 +10,7 @@ use std::time::Duration;
 use rt_backplane::{RedisBackplane, RedisConfig};
 use rt_core::{
     Backplane, Channel, ChannelHead, Cursor, Delivery, Health, Hub, HubConfig, MessageId, NewEvent,
-    Payload, ReadFrom, Signal, Since, Start, Subscription,
+    Payload, ReadFrom, Since, Start, Subscription,
 };
 use rt_tests::{redis_cmd, redis_url, RedisServer};
 
@@ -846,24 +846,6 @@ async fn signals_reach_every_node_including_the_sender() {
         RedisBackplane::connect(config.clone()).await.unwrap(),
         RedisBackplane::connect(config).await.unwrap(),
     );
-    let (log_a, log_b) = (rt_tests::SignalLog::new(), rt_tests::SignalLog::new());
-    a.attach(log_a.clone());
-    b.attach(log_b.clone());
     assert!(a.wait_until_up(WAIT).await && b.wait_until_up(WAIT).await);
-    let bye = Signal::Disconnect {
-        subject: "user-1".into(),
-        reconnect: false,
-        reason: "banned".into(),
-    };
-    let off = Signal::Unsubscribe {
-        subject: "user-2".into(),
-        channel: ch("room"),
-    };
-    a.signal(bye.clone()).await.unwrap();
-    b.signal(off.clone()).await.unwrap();
-    for log in [&log_a, &log_b] {
-        assert_eq!(log.wait_for(2, WAIT).await, [bye.clone(), off.clone()]);
-    }
-    // Signals are not events: nothing of them is stored in history.
-    assert_eq!(b.head(&ch("room")).await.unwrap().1, 0);
+    rt_tests::signals_reach_every_node(&a, &b, WAIT).await;
 }
