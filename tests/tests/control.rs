@@ -269,7 +269,7 @@ async fn bad_requests_get_clear_errors() {
 }
 
 #[tokio::test]
-async fn the_rust_client_ends_its_stream_after_reconnect_false() {
+async fn the_rust_client_surfaces_unsubscribed_and_ends_after_reconnect_false() {
     use futures_util::StreamExt;
     use rt_client::{Client, Transport, Update};
     let server = Server::start(&["--jwt-hs256-secret", SECRET]).await;
@@ -282,9 +282,20 @@ async fn the_rust_client_ends_its_stream_after_reconnect_false() {
             .token(token(subject))
             .transports([transport])
             .poll_timeout(Duration::from_secs(5))
-            .subscribe(["chat:rs"])
+            .subscribe(["chat:rs", "chat:rs-off"])
             .await
             .unwrap();
+        let off = json!({"subject": subject, "channel": "chat:rs-off"});
+        let channels = loop {
+            let (status, v) = api(&server, "/api/unsubscribe", &off).await;
+            assert_eq!(status, StatusCode::OK, "{v}");
+            match tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
+                Ok(Some(Update::Unsubscribed { channels, .. })) => break channels,
+                Ok(Some(Update::Open { .. })) | Err(_) => continue,
+                other => panic!("{transport}: {other:?}"),
+            }
+        };
+        assert_eq!(channels, [rt_core::Channel::new("chat:rs-off").unwrap()]);
         let body = json!({"subject": subject, "reconnect": false, "reason": "banned"});
         // A poll hears it only while one is held: repeat until it did (best effort).
         let reason = loop {

@@ -203,6 +203,12 @@ impl Stream {
                     code: "token_expired".into(),
                 });
             }
+            ("unsubscribed", cursor) => {
+                if let Some(c) = cursor {
+                    conn.position(&c, false).await?;
+                }
+                conn.unsubscribed(body.channels).await?;
+            }
             ("disconnect", cursor) => {
                 if let Some(c) = cursor {
                     conn.position(&c, false).await?;

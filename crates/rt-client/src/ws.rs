@@ -46,6 +46,13 @@ enum ServerMessage {
         #[serde(default)]
         cursor: Option<String>,
     },
+    /// The answer to an `unsubscribe`, or with `server: true` the server taking channels out.
+    Unsubscribed {
+        #[serde(default)]
+        channels: Vec<String>,
+        #[serde(default)]
+        server: bool,
+    },
     Published(PublishAck),
     Error {
         code: String,
@@ -54,7 +61,7 @@ enum ServerMessage {
         #[serde(default)]
         id: Option<String>,
     },
-    /// `heartbeat`, `pong`, `unsubscribed`, `authenticated` and anything newer than this
+    /// `heartbeat`, `pong`, `authenticated` and anything newer than this
     /// client: liveness only.
     #[serde(other)]
     Other,
@@ -239,6 +246,11 @@ async fn control(
             }
             conn.resync(channels).await?;
         }
+        ServerMessage::Unsubscribed {
+            channels,
+            server: true,
+        } => conn.unsubscribed(channels).await?,
+        ServerMessage::Unsubscribed { server: false, .. } => {}
         ServerMessage::Published(ack) => link.answer(&ack.id.clone(), Answer::Ack(ack)),
         ServerMessage::Error { code, message, id } => match id {
             Some(id) => link.answer(&id, Answer::Refused { code, message }),
