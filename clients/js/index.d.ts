@@ -117,6 +117,17 @@ export class Client {
   onStatus(handler: (status: Status) => void): () => void;
   onResync(handler: (resync: Resync) => void): () => void;
   onError(handler: (error: Error & { transport?: TransportName; status?: number; code?: string }) => void): () => void;
+  /**
+   * The server ended this client's connection for the application (`POST /api/disconnect`).
+   * With `reconnect: false` the client is closed for good; otherwise it reconnects and
+   * resumes from its cursor.
+   */
+  onDisconnect(handler: (disconnect: { reconnect: boolean; reason: string; transport: TransportName }) => void): () => void;
+  /**
+   * The server took channels out of this client (`POST /api/unsubscribe`); they leave
+   * `channels` and are not subscribed again on reconnect.
+   */
+  onUnsubscribed(handler: (unsubscribed: { channels: string[]; transport: TransportName }) => void): () => void;
   status(): Status;
   /**
    * Publishes and resolves once the server stored the event. Retried with the same message

@@ -58,6 +58,13 @@ assert len(page["events"]) == 2 and page["more"], page
 exchange("history next page", "GET", f"/api/history?channel=oa&since={page['cursor']}", 200)
 exchange("history bad limit", "GET", "/api/history?channel=oa&limit=5000", 400, valid_request=False)
 exchange("history bad cursor", "GET", "/api/history?channel=oa&since=zz", 400)
+exchange("disconnect", "POST", "/api/disconnect", 200, {"subject": "u1", "reconnect": False, "reason": "banned"})
+exchange("disconnect with defaults", "POST", "/api/disconnect", 200, {"subject": "u1"})
+exchange("disconnect without subject", "POST", "/api/disconnect", 400, {"reason": "x"}, valid_request=False)
+exchange("unsubscribe", "POST", "/api/unsubscribe", 200, {"subject": "u1", "channel": "oa"})
+exchange("unsubscribe bad channel", "POST", "/api/unsubscribe", 400, {"subject": "u1", "channel": "bad name"})
+exchange("unsubscribe without a key", "POST", "/api/unsubscribe", 401, {"subject": "u1", "channel": "oa"},
+         headers={"x-api-key": "wrong"})
 exchange("health", "GET", "/health", 200)
 
 # The check can fail: the same history answer with a field the spec does not have is refused.

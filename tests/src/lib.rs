@@ -19,6 +19,7 @@ mod redis;
 pub mod relay;
 mod server;
 mod service;
+mod signals;
 pub mod sse;
 mod system;
 mod tls;
@@ -28,6 +29,7 @@ pub use nats::{nats_url, NatsServer};
 pub use node::node_modules;
 pub use redis::{redis_cmd, redis_url, RedisCluster, RedisServer};
 pub use server::{server_binary, Server};
+pub use signals::{signals_reach_every_node, SignalLog};
 pub use tls::{TlsCert, TlsServer};
 
 use std::path::PathBuf;

@@ -58,6 +58,8 @@ export class Client {
   #statusHandlers = new Set();
   #resyncHandlers = new Set();
   #errorHandlers = new Set();
+  #disconnectHandlers = new Set();
+  #unsubscribedHandlers = new Set();
   #pending = new Map();
   #start;
   #tokenSource;
@@ -128,6 +130,25 @@ export class Client {
   onError(handler) {
     this.#errorHandlers.add(handler);
     return () => this.#errorHandlers.delete(handler);
+  }
+
+  /**
+   * Calls `handler({reconnect, reason, transport})` when the server ends the connection on the
+   * application's behalf (`POST /api/disconnect`). With `reconnect: false` the client closes
+   * for good; otherwise it reconnects and resumes from its cursor.
+   */
+  onDisconnect(handler) {
+    this.#disconnectHandlers.add(handler);
+    return () => this.#disconnectHandlers.delete(handler);
+  }
+
+  /**
+   * Calls `handler({channels, transport})` when the server takes channels out of this client
+   * (`POST /api/unsubscribe`): they leave `client.channels` and are not resubscribed.
+   */
+  onUnsubscribed(handler) {
+    this.#unsubscribedHandlers.add(handler);
+    return () => this.#unsubscribedHandlers.delete(handler);
   }
 
   /** A snapshot of the connection state. */
@@ -228,8 +249,12 @@ export class Client {
     // Channels whose loss was reported on this connection and that had no event since: the
     // server may signal one loss twice (`recovered: false` and a `resync` message).
     const lost = new Set();
+    const client = this;
     const ctx = {
-      channels: this.channels,
+      // Read at each request: the server may take channels out (`unsubscribed`).
+      get channels() {
+        return client.channels;
+      },
       token,
       urls: this.urls,
       impl: this.impl,
@@ -271,6 +296,25 @@ export class Client {
         if (entry) this.#publishDone(entry, Object.assign(new Error(`publish ${id}: ${err.message ?? err.code}`), { code: err.code }));
       },
       error: (e) => live() && this.#emit(this.#errorHandlers, e),
+      unsubscribed: (channels) => {
+        if (!live()) return;
+        const gone = channels.filter((c) => this.channels.includes(c));
+        if (gone.length === 0) return;
+        // Later connections (and the cursor they resume from) leave them out.
+        this.channels = this.channels.filter((c) => !gone.includes(c));
+        this.#emit(this.#unsubscribedHandlers, { channels: gone, transport: name });
+      },
+      disconnect: ({ reconnect, reason }) => {
+        if (!live()) return;
+        this.#emit(this.#disconnectHandlers, { reconnect, reason, transport: name });
+        if (!reconnect) {
+          this.close();
+          return;
+        }
+        const conn = this.#connection;
+        this.#teardown();
+        this.#dropped(name, conn, null);
+      },
       closed: (reason) => {
         if (!live()) return;
         const conn = this.#connection;

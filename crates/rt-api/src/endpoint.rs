@@ -9,8 +9,8 @@ use rt_http::{self as h, Body};
 use crate::config::Config;
 
 /// The server API endpoint. Cheap to clone; a `tower_service::Service` over any request body.
-/// It answers the paths ending in `/publish`, `/broadcast` and `/history` (mount it on
-/// `/api/*`), anything else with `404`.
+/// It answers the paths ending in `/publish`, `/broadcast`, `/history`, `/disconnect` and
+/// `/unsubscribe` (mount it on `/api/*`), anything else with `404`.
 #[derive(Debug, Clone)]
 pub struct Api {
     hub: Hub,
@@ -24,7 +24,7 @@ struct Route {
     method: Method,
 }
 
-const ROUTES: [Route; 3] = [
+const ROUTES: [Route; 5] = [
     Route {
         segment: "publish",
         label: "api_publish",
@@ -40,6 +40,16 @@ const ROUTES: [Route; 3] = [
         label: "api_history",
         method: Method::GET,
     },
+    Route {
+        segment: "disconnect",
+        label: "api_disconnect",
+        method: Method::POST,
+    },
+    Route {
+        segment: "unsubscribe",
+        label: "api_unsubscribe",
+        method: Method::POST,
+    },
 ];
 
 impl Api {
@@ -53,7 +63,7 @@ impl Api {
 
     /// The labels its routes report refused keys under (`api_publish`, ...), for an observer
     /// that registers its series ahead of use.
-    pub fn routes() -> [&'static str; 3] {
+    pub fn routes() -> [&'static str; 5] {
         ROUTES.map(|r| r.label)
     }
 
@@ -66,7 +76,8 @@ impl Api {
         rt_http::host_from_authority(&mut req);
         let segment = req.uri().path().rsplit('/').next().unwrap_or_default();
         let Some(route) = ROUTES.iter().find(|r| r.segment == segment) else {
-            let message = "the server API has /api/publish, /api/broadcast and /api/history";
+            let message = "the server API has /api/publish, /api/broadcast, /api/history, \
+                           /api/disconnect and /api/unsubscribe";
             return h::error(http::StatusCode::NOT_FOUND, "not_found", message);
         };
         if *req.method() != route.method {
@@ -94,6 +105,14 @@ impl Api {
             "broadcast" => {
                 let limit = limit.saturating_mul(2);
                 crate::broadcast::answer(&self.hub, config, &parts.headers, body, limit).await
+            }
+            "disconnect" => {
+                use crate::control::{answer, Disconnect};
+                answer::<Disconnect, _>(&self.hub, config, &parts.headers, body).await
+            }
+            "unsubscribe" => {
+                use crate::control::{answer, Unsubscribe};
+                answer::<Unsubscribe, _>(&self.hub, config, &parts.headers, body).await
             }
             _ => crate::history::answer(&self.hub, config, parts.uri.query()).await,
         }

@@ -5,6 +5,8 @@
 //! | `POST /api/publish` | one event to one channel; the answer is its position |
 //! | `POST /api/broadcast` | one event to many channels, each at its own position; the answer lists the positions or each channel's error |
 //! | `GET /api/history?channel=..&since=..&limit=..` | a channel's retained events after an offset (or `earliest`), with its head and epoch |
+//! | `POST /api/disconnect` | end every connection of a subject (the token's `sub`) on every node, saying whether it may reconnect |
+//! | `POST /api/unsubscribe` | take a channel out of every subscription of a subject, on every node |
 //!
 //! [`Api`] is a `tower_service::Service` over any request body, like rt's transports: mount
 //! it on `/api/*` in axum or serve it with hyper. Every route needs the [`ApiKey`] of its
@@ -19,9 +21,11 @@
 //! | `endpoint` | [`Api`]: routing, the key and origin checks, publish |
 //! | `broadcast` | `POST /api/broadcast` |
 //! | `history` | `GET /api/history` |
+//! | `control` | `POST /api/disconnect`, `POST /api/unsubscribe` |
 
 mod broadcast;
 mod config;
+mod control;
 mod endpoint;
 mod history;
 

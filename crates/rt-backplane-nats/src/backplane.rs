@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use rt_core::{
     now_ms, Backplane, Channel, ChannelHead, Epoch, Error, Event, EventName, Health, NewEvent,
-    Payload, Position, Published, Read, ReadFrom, Retention, Since, Sink, Text,
+    Payload, Position, Published, Read, ReadFrom, Retention, Signal, Since, Sink, Text,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
@@ -44,6 +44,8 @@ const MAX_ATTEMPTS: usize = 64;
 pub struct NatsBackplane {
     shared: Arc<Shared>,
     supervisor: AbortHandle,
+    /// Hands the signals every node sends to the sink.
+    signals: AbortHandle,
     url: String,
 }
 
@@ -145,6 +147,11 @@ fn malformed() -> Error {
 }
 
 impl Shared {
+    /// The core NATS subject of signals: outside the stream's `P.ch.>`, so never stored.
+    fn signal_subject(&self) -> String {
+        format!("{}.signal", self.prefix)
+    }
+
     fn subject(&self, channel: &Channel) -> String {
         format!("{}.ch.{}", self.prefix, token(channel))
     }
@@ -652,14 +659,36 @@ impl NatsBackplane {
             sink: OnceLock::new(),
             watched: Mutex::new(HashMap::new()),
         });
+        // The client subscribes again by itself after a reconnect.
+        let mut signals = shared
+            .client
+            .subscribe(shared.signal_subject())
+            .await
+            .map_err(|e| crate::Error::Signals(e.to_string()))?;
         let task = shared.clone();
         let supervisor = tokio::spawn(async move {
             supervise(&task, &mut event_rx, (min, max)).await;
         })
         .abort_handle();
+        let task = shared.clone();
+        let signals = tokio::spawn(async move {
+            while let Some(message) = signals.next().await {
+                match Signal::decode(&message.payload) {
+                    Ok(signal) => {
+                        if let Some(sink) = task.sink.get() {
+                            sink.signal(signal);
+                        }
+                    }
+                    // Sent by a newer node, or by another program under our prefix.
+                    Err(e) => tracing::debug!(error = %e, "ignored a signal"),
+                }
+            }
+        })
+        .abort_handle();
         let backplane = NatsBackplane {
             shared,
             supervisor,
+            signals,
             url: redacted(&config.url),
         };
         backplane.wait_until_up(config.timeout).await;
@@ -811,11 +840,26 @@ impl Backplane for NatsBackplane {
             State::Down(reason) => Health::Degraded(format!("NATS: {reason}")),
         }
     }
+
+    /// A core NATS publish (not JetStream) on the signal subject, flushed so that `Ok` means
+    /// NATS has it.
+    async fn signal(&self, signal: Signal) -> Result<(), Error> {
+        let shared = &self.shared;
+        if shared.client.connection_state() != Conn::Connected {
+            return Err(unavailable("not connected (reconnecting)"));
+        }
+        let subject = shared.signal_subject();
+        shared
+            .within(shared.client.publish(subject, signal.encode().into()))
+            .await?;
+        shared.within(shared.client.flush()).await
+    }
 }
 
 impl Drop for NatsBackplane {
     fn drop(&mut self) {
         self.supervisor.abort();
+        self.signals.abort();
         for (_, task) in lock(&self.shared.watched).drain() {
             task.abort();
         }

@@ -19,6 +19,9 @@ pub enum Error {
     /// A setting is out of range.
     #[error("invalid NATS backplane setting: {0}")]
     InvalidSetting(&'static str),
+    /// The subscription to the signal subject (messages between nodes) could not be made.
+    #[error("cannot subscribe to the NATS signal subject: {0}; is the connection closed?")]
+    Signals(String),
     /// The credentials could not be parsed.
     #[error("invalid NATS credentials: {0}")]
     Credentials(String),

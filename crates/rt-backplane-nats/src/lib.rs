@@ -19,6 +19,8 @@
 //!   1 so the head survives) and by age at read time (events older than the history age are
 //!   not served). Reads scan the channel's retained messages with a short-lived consumer.
 //! - **Fan-out**: one ordered consumer per node and watched channel, not per client.
+//! - **Signals** between nodes ([`rt_core::Signal`]) are core NATS messages on `P.signal`,
+//!   outside the stream: not stored, best effort, received by every node.
 //! - **Joining** the channels of a subscribe reads them concurrently, each with one direct
 //!   get (its head) and, when history is asked for, one scan.
 //! - **Faults**: while NATS is unreachable, publishes fail at once with `503` and health is

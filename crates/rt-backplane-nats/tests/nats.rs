@@ -423,3 +423,14 @@ async fn join_answers_every_channel_of_a_subscribe_at_once() {
         }
     }
 }
+
+#[tokio::test]
+async fn signals_reach_every_node_including_the_sender() {
+    let config = NatsConfig::new(nats_url()).prefix(prefix("signals"));
+    let (a, b) = (
+        NatsBackplane::connect(config.clone()).await.unwrap(),
+        NatsBackplane::connect(config).await.unwrap(),
+    );
+    assert!(a.wait_until_up(WAIT).await && b.wait_until_up(WAIT).await);
+    rt_tests::signals_reach_every_node(&a, &b, WAIT).await;
+}

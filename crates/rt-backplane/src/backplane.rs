@@ -8,7 +8,7 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
 use rt_core::{
     Backplane, Channel, ChannelHead, Epoch, Error, Event, Health, NewEvent, Published, Read,
-    ReadFrom, Retention, Since, Sink,
+    ReadFrom, Retention, Signal, Since, Sink,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -562,6 +562,26 @@ impl Backplane for RedisBackplane {
             State::Connecting => Health::Degraded("connecting to Redis".into()),
             State::Down(reason) => Health::Degraded(format!("Redis: {reason}")),
         }
+    }
+
+    /// One PUBLISH on the node's signal topic, which every node's pub/sub connection
+    /// listens to (this one's too).
+    async fn signal(&self, signal: Signal) -> Result<(), Error> {
+        let Some(mut conn) = self.shared.conn() else {
+            return Err(Error::Unavailable(
+                "not connected to Redis (reconnecting)".into(),
+            ));
+        };
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(self.shared.signal_topic()).arg(signal.encode());
+        let t = self.shared.timeout;
+        let reason = match tokio::time::timeout(t, publish.query_async::<i64>(&mut conn)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("Redis did not answer within {t:?}"),
+        };
+        self.shared.command_failed(&reason);
+        Err(Error::Unavailable(format!("Redis: {reason}")))
     }
 }
 

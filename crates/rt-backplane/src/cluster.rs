@@ -16,6 +16,8 @@
 //! - Subscriptions: `SSUBSCRIBE`, which the cluster client sends on its connection to the
 //!   slot's master: one subscription per shard connection per watched channel. After the
 //!   client resubscribes (a reconnect, a failover), the channel is caught up from history.
+//! - Signals: a plain `PUBLISH`/`SUBSCRIBE` on `P:signal`, which Redis Cluster carries to
+//!   every node; they are rare and best effort, so the broadcast costs nothing that matters.
 //! - Health: every [`CHECK_EVERY`] (and when a node connection drops) the cluster's view of
 //!   itself is read and every shard pinged; a failing node, a shard not answering, or a
 //!   master with fewer replicas than publishes wait for makes the node degraded, while
@@ -32,7 +34,7 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
 use redis::{ProtocolVersion, PushInfo, PushKind, Value};
-use rt_core::{Channel, Epoch, Error, Retention};
+use rt_core::{Channel, Epoch, Error, Retention, Signal};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
@@ -189,6 +191,7 @@ async fn connect(shared: &Shared, client: &ClusterClient) -> Result<ClusterConne
     let mut conn = within(t, client.get_async_connection()).await?;
     within(t, crate::backplane::SCRIPT.load_async(&mut conn)).await?;
     init_epochs(shared, &mut conn).await?;
+    within(t, conn.subscribe(shared.signal_topic())).await?;
     Ok(conn)
 }
 
@@ -427,7 +430,7 @@ fn received(
         Some(Value::BulkString(b)) => Some(b.clone()),
         _ => None,
     };
-    if push.kind != PushKind::SMessage {
+    if !matches!(push.kind, PushKind::SMessage | PushKind::Message) {
         tracing::debug!(?push, "push from the cluster");
     }
     match push.kind {
@@ -454,6 +457,12 @@ fn received(
                 hub.catch_up(&channel);
             }
         }
+        PushKind::Message => match bytes(push.data.get(1)).map(|m| Signal::decode(&m)) {
+            Some(Ok(signal)) => hub.signal(signal),
+            // Sent by a newer node, or by another program under our prefix.
+            Some(Err(e)) => tracing::debug!(error = %e, "ignored a signal"),
+            None => {}
+        },
         // A node connection dropped: the client reconnects; health says so meanwhile.
         PushKind::Disconnection => shared.broken.notify_one(),
         _ => {}

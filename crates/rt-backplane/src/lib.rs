@@ -52,7 +52,7 @@
 //! `P:epoch`, and per epoch `P:E:heads` (latest offset of every channel, kept so offsets are
 //! never reused), `P:E:s:CHANNEL` (history stream), `P:E:t:CHANNEL` (event times, for trimming
 //! by age) and `P:E:i:...` (idempotency keys); live events travel on the pub/sub channel
-//! `P:c:CHANNEL`. History keys expire on their own once a channel is quiet for longer than the
+//! `P:c:CHANNEL`, and signals between nodes ([`rt_core::Signal`]) on `P:signal`. History keys expire on their own once a channel is quiet for longer than the
 //! history age. A single Redis (or a primary with replicas and persistence) is supported, and
 //! so is Redis Cluster.
 //!

@@ -5,6 +5,9 @@
 //! unwatched and watched again at once ends up subscribed, whatever the timing. After every
 //! reconnect the task resubscribes and asks the hub to catch up each watched channel from
 //! history: whatever was published while the link was down is replayed from Redis.
+//!
+//! The pub/sub connection also listens to the node's signal topic from the moment it
+//! connects; signals sent while it was down are lost (they are best effort).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -14,7 +17,7 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, MultiplexedConnection, PubSubSink, PubSubStream};
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, RedisFuture};
-use rt_core::{Channel, Sink};
+use rt_core::{Channel, Signal, Sink};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::{timeout, Instant};
 
@@ -101,6 +104,12 @@ impl Shared {
         } else {
             format!("{}:c:{channel}", self.prefix)
         }
+    }
+
+    /// The pub/sub channel of signals, which no event channel's topic can equal (those all
+    /// start with `P:c:`).
+    pub(crate) fn signal_topic(&self) -> String {
+        format!("{}:signal", self.prefix)
     }
 }
 
@@ -271,6 +280,7 @@ async fn connect(
         .map_err(|_| "timed out opening the pub/sub connection".to_owned())?
         .map_err(|e| e.to_string())?;
     let (mut sink, stream) = pubsub.split();
+    within(t, sink.subscribe(shared.signal_topic())).await?;
     let topics: Vec<String> = watched.iter().map(|c| shared.topic(c)).collect();
     for batch in topics.chunks(SUBSCRIBE_BATCH) {
         within(t, sink.subscribe(batch)).await?;
@@ -337,6 +347,7 @@ async fn serve(
     mut stream: PubSubStream,
 ) -> Exit {
     let t = shared.timeout;
+    let signals = shared.signal_topic();
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     loop {
         tokio::select! {
@@ -382,6 +393,17 @@ async fn serve(
             },
             message = stream.next() => match message {
                 None => return Exit::Lost("the pub/sub connection closed".into()),
+                Some(message) if message.get_channel_name() == signals => {
+                    match Signal::decode(message.get_payload_bytes()) {
+                        Ok(signal) => {
+                            if let Some(hub) = shared.sink.get() {
+                                hub.signal(signal);
+                            }
+                        }
+                        // Sent by a newer node, or by another program under our prefix.
+                        Err(e) => tracing::debug!(error = %e, "ignored a signal"),
+                    }
+                }
                 Some(message) => match codec::decode(message.get_payload_bytes()) {
                     Some(event) if watched.contains(event.channel()) => {
                         if let Some(hub) = shared.sink.get() {

@@ -384,11 +384,17 @@ async fn reconnect_replays_what_was_missed() {
     // Cut every pub/sub connection; node A waits at least 400 ms before reconnecting.
     let killed = redis.cmd(&["CLIENT", "KILL", "TYPE", "pubsub"]);
     assert!(!killed.starts_with(":0"), "{killed}");
+    // Node B's pub/sub connection, which listens for signals, was cut too: its publishes
+    // fail until it is back, within its own shorter backoff. Retried with an id, each is
+    // stored once.
     for i in 4..=6 {
-        b.hub
-            .publish(NewEvent::new(c.clone(), text(format!("{i}"))))
-            .await
-            .unwrap();
+        let mut event = NewEvent::new(c.clone(), text(format!("{i}")));
+        event.idempotency_key = Some(MessageId::new(&format!("m-{i}")).unwrap());
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while let Err(e) = b.hub.publish(event.clone()).await {
+            assert!(tokio::time::Instant::now() < deadline, "{e}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     // Node A reconnects by itself and its subscriber gets exactly what it missed, then live.
     assert!(a.backplane.wait_until_up(WAIT).await);
@@ -836,4 +842,16 @@ async fn a_reconnect_storm_from_one_cursor_shares_its_history_reads() {
     for sub in &mut subs {
         assert_eq!(next_event(sub).await.offset(), 6);
     }
+}
+
+#[tokio::test]
+async fn signals_reach_every_node_including_the_sender() {
+    let redis = redis_url();
+    let config = RedisConfig::new(redis.as_str()).prefix(prefix("signals"));
+    let (a, b) = (
+        RedisBackplane::connect(config.clone()).await.unwrap(),
+        RedisBackplane::connect(config).await.unwrap(),
+    );
+    assert!(a.wait_until_up(WAIT).await && b.wait_until_up(WAIT).await);
+    rt_tests::signals_reach_every_node(&a, &b, WAIT).await;
 }

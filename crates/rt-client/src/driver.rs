@@ -100,6 +100,31 @@ impl Driver {
             if self.updates.is_closed() {
                 return;
             }
+            if let Error::ServerDisconnect {
+                reconnect: false,
+                reason: why,
+                ..
+            } = reason
+            {
+                // The server asked this client not to come back: the stream ends here.
+                match self.ready.take() {
+                    Some(ready) => {
+                        let _ = ready.send(Err(Error::ServerDisconnect {
+                            transport,
+                            reconnect: false,
+                            reason: why,
+                        }));
+                    }
+                    None => {
+                        let last = Update::Disconnected {
+                            transport,
+                            reason: why,
+                        };
+                        self.send(Item::Update(last)).await;
+                    }
+                }
+                return;
+            }
             let mut delay = Duration::ZERO;
             let refused = reason
                 .token_refusal()
@@ -302,6 +327,26 @@ impl Conn<'_> {
     }
 
     /// The server lost continuity on `channels` (all subscribed ones when empty).
+    /// The server took `channels` out (`POST /api/unsubscribe`): later connections leave
+    /// them out, and the application is told.
+    pub(crate) async fn unsubscribed(&mut self, channels: Vec<String>) -> Result<(), Error> {
+        let held = &mut self.driver.channels;
+        let gone: Vec<Channel> = channels
+            .iter()
+            .filter_map(|c| Channel::new(c).ok())
+            .filter(|c| held.contains(c))
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        held.retain(|c| !gone.contains(c));
+        self.send(Item::Update(Update::Unsubscribed {
+            channels: gone,
+            transport: self.transport,
+        }))
+        .await
+    }
+
     pub(crate) async fn resync(&mut self, channels: Vec<String>) -> Result<(), Error> {
         let named: Vec<Channel> = if channels.is_empty() {
             self.driver.channels.clone()

@@ -80,6 +80,19 @@ pub enum Error {
     /// stopped); the client resumes from its cursor.
     #[error("{0}")]
     Disconnected(String),
+    /// The server ended the connection for the application (`POST /api/disconnect`):
+    /// WebSocket close 4000/4001, SSE `rt.disconnect`, a poll's `disconnect`. With
+    /// `reconnect: false` the subscription ends ([`Update::Disconnected`](crate::Update));
+    /// otherwise it reconnects and resumes.
+    #[error("{transport}: the server ended the connection ({reason}); {}", if *reconnect { "reconnecting" } else { "not coming back, as it asked" })]
+    ServerDisconnect {
+        /// The transport it came over.
+        transport: Transport,
+        /// Whether the server allows coming back.
+        reconnect: bool,
+        /// The application's reason.
+        reason: String,
+    },
     /// The WebSocket failed (handshake or I/O).
     #[error("WebSocket: {0}")]
     WebSocket(#[from] Box<tokio_tungstenite::tungstenite::Error>),

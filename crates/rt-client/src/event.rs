@@ -98,6 +98,22 @@ pub struct Event {
 pub enum Update {
     /// A new event.
     Event(Event),
+    /// The server took `channels` out of the subscription for the application
+    /// (`POST /api/unsubscribe`): nothing more of them comes, and reconnects leave them out.
+    Unsubscribed {
+        /// The channels taken out.
+        channels: Vec<Channel>,
+        /// The transport that told.
+        transport: Transport,
+    },
+    /// The server ended the subscription for the application with `reconnect: false`
+    /// (`POST /api/disconnect`): this is the last update; the stream ends after it.
+    Disconnected {
+        /// The transport it came over.
+        transport: Transport,
+        /// The application's reason.
+        reason: String,
+    },
     /// Continuity was lost on `channels` (the server's history no longer covers the gap, or
     /// its epoch changed): events were missed there, reload their state. They go on live.
     Resync {

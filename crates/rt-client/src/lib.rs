@@ -34,6 +34,7 @@
 //! | resume | one cursor (`<epoch>,<channel>=<offset>,…`) for all channels, on every transport: the WebSocket `subscribe`'s `cursor`, SSE `lastEventId`, the poll `cursor`. Save [`Subscription::cursor`] and pass it to [`Client::cursor`] to resume after a restart. |
 //! | reconnects | capped exponential [`Backoff`] with full jitter (1 s base, 30 s cap); it starts over only after a connection stayed up 5 s. |
 //! | exactly once | events at or below the last offset seen on their channel (same epoch) are dropped. |
+//! | server disconnects | `POST /api/disconnect` with `reconnect: false` ends the stream after [`Update::Disconnected`]; otherwise the client reconnects and resumes |
 //! | lost continuity | [`Update::Resync`] names the channels whose gap history could not cover; they go on live. |
 //! | acks | with [`Client::acks`], WebSocket connections opt into acknowledgements: cumulative `ack`s of what reached the subscription's queue, so the server never has more than its ack window in flight. |
 //! | publishing | [`Subscription::publish`] / [`Client::publish`] give each message an id and retry with the same id (over the open WebSocket, else HTTP) until acknowledged. |

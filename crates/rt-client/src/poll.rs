@@ -25,6 +25,19 @@ struct Answer {
     recovered: bool,
     #[serde(default)]
     resynced: Vec<String>,
+    /// Channels the application took out (`POST /api/unsubscribe`).
+    #[serde(default)]
+    unsubscribed: Vec<String>,
+    /// The application ended the connection (`POST /api/disconnect`).
+    #[serde(default)]
+    disconnect: Option<Disconnect>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Disconnect {
+    reconnect: bool,
+    #[serde(default)]
+    reason: String,
 }
 
 fn yes() -> bool {
@@ -85,6 +98,16 @@ async fn session(conn: &mut Conn<'_>, long: bool) -> Result<Infallible, Error> {
             conn.deliver(Incoming::from_wire(wire, None)?).await?;
         }
         conn.position(&cursor, !answer.recovered).await?;
+        if !answer.unsubscribed.is_empty() {
+            conn.unsubscribed(answer.unsubscribed).await?;
+        }
+        if let Some(d) = answer.disconnect {
+            return Err(Error::ServerDisconnect {
+                transport: Transport::Poll,
+                reconnect: d.reconnect,
+                reason: d.reason,
+            });
+        }
         // A short poll that got events asks again at once: more may be waiting (batching).
         if !long && empty {
             tokio::time::sleep(conn.config().poll_interval).await;

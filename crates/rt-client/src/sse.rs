@@ -124,6 +124,11 @@ struct Control {
     cursor: Option<String>,
     #[serde(default)]
     channels: Vec<String>,
+    /// Of `rt.disconnect`.
+    #[serde(default)]
+    reconnect: Option<bool>,
+    #[serde(default)]
+    reason: String,
 }
 
 impl Stream {
@@ -196,6 +201,22 @@ impl Stream {
                 return Err(Error::TokenRefused {
                     transport: Transport::Sse,
                     code: "token_expired".into(),
+                });
+            }
+            ("unsubscribed", cursor) => {
+                if let Some(c) = cursor {
+                    conn.position(&c, false).await?;
+                }
+                conn.unsubscribed(body.channels).await?;
+            }
+            ("disconnect", cursor) => {
+                if let Some(c) = cursor {
+                    conn.position(&c, false).await?;
+                }
+                return Err(Error::ServerDisconnect {
+                    transport: Transport::Sse,
+                    reconnect: body.reconnect != Some(false),
+                    reason: body.reason,
                 });
             }
             // rt.lagged and rt.shutdown end the stream; the reconnect resumes from here.

@@ -46,6 +46,13 @@ enum ServerMessage {
         #[serde(default)]
         cursor: Option<String>,
     },
+    /// The answer to an `unsubscribe`, or with `server: true` the server taking channels out.
+    Unsubscribed {
+        #[serde(default)]
+        channels: Vec<String>,
+        #[serde(default)]
+        server: bool,
+    },
     Published(PublishAck),
     Error {
         code: String,
@@ -54,7 +61,7 @@ enum ServerMessage {
         #[serde(default)]
         id: Option<String>,
     },
-    /// `heartbeat`, `pong`, `unsubscribed`, `authenticated` and anything newer than this
+    /// `heartbeat`, `pong`, `authenticated` and anything newer than this
     /// client: liveness only.
     #[serde(other)]
     Other,
@@ -239,6 +246,11 @@ async fn control(
             }
             conn.resync(channels).await?;
         }
+        ServerMessage::Unsubscribed {
+            channels,
+            server: true,
+        } => conn.unsubscribed(channels).await?,
+        ServerMessage::Unsubscribed { server: false, .. } => {}
         ServerMessage::Published(ack) => link.answer(&ack.id.clone(), Answer::Ack(ack)),
         ServerMessage::Error { code, message, id } => match id {
             Some(id) => link.answer(&id, Answer::Refused { code, message }),
@@ -285,6 +297,13 @@ fn close_error(frame: Option<CloseFrame>) -> Error {
     };
     let code = u16::from(frame.code);
     let reason = frame.reason.as_str().to_owned();
+    if code == 4000 || code == 4001 {
+        return Error::ServerDisconnect {
+            transport: Transport::Ws,
+            reconnect: code == 4000,
+            reason,
+        };
+    }
     if code == 1008 && TOKEN_REFUSALS.contains(&reason.as_str()) {
         return Error::TokenRefused {
             transport: Transport::Ws,
@@ -332,6 +351,20 @@ mod tests {
                 reason: reason.into(),
             }))
         };
+        assert!(matches!(
+            close(4001, "banned"),
+            Error::ServerDisconnect {
+                reconnect: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            close(4000, "moved"),
+            Error::ServerDisconnect {
+                reconnect: true,
+                ..
+            }
+        ));
         assert_eq!(
             close(1008, "token_expired").token_refusal(),
             Some("token_expired")

@@ -15,6 +15,7 @@ use crate::event::{Epoch, Event, Payload};
 use crate::history::Since;
 use crate::name::Channel;
 use crate::name::EventName;
+use crate::signal::Signal;
 
 /// An event to publish, before it has a position.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,6 +133,13 @@ pub trait Sink: Send + Sync + 'static {
     /// The backplane may have missed live events of `channel` (e.g. it reconnected):
     /// subscribers must re-read history from their last offset.
     fn catch_up(&self, channel: &Channel);
+
+    /// A [`Signal`] sent by some node (this one included) with [`Backplane::signal`].
+    ///
+    /// The default ignores it, for sinks that only want events.
+    fn signal(&self, signal: Signal) {
+        let _ = signal;
+    }
 }
 
 /// Orders, stores and distributes events. See the module docs.
@@ -224,4 +232,17 @@ pub trait Backplane: Send + Sync + fmt::Debug + 'static {
 
     /// Current health.
     fn health(&self) -> Health;
+
+    /// Sends `signal` to the [`Sink`] of every node, this one included. Not stored and not
+    /// replayed: a node cut off from the backplane meanwhile misses it. `Ok` means it was
+    /// handed to the backplane, not that any node received it.
+    ///
+    /// The default fails with [`Error::Unavailable`]: a backplane must opt in to carrying
+    /// signals.
+    async fn signal(&self, signal: Signal) -> Result<(), Error> {
+        let _ = signal;
+        Err(Error::Unavailable(format!(
+            "the backplane {self:?} does not carry signals between nodes"
+        )))
+    }
 }

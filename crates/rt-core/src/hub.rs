@@ -1,10 +1,10 @@
 //! The hub: publishing, and fanning out live events to local subscriptions.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{broadcast, watch, OnceCell};
+use tokio::sync::{broadcast, mpsc, watch, OnceCell};
 
 use crate::auth::Permissions;
 use crate::backplane::{Backplane, ChannelHead, Health, NewEvent, Published, ReadFrom, Sink};
@@ -12,6 +12,7 @@ use crate::cursor::Start;
 use crate::error::Error;
 use crate::event::Event;
 use crate::name::Channel;
+use crate::signal::Signal;
 use crate::subscription::Subscription;
 
 /// Tuning of a [`Hub`].
@@ -113,15 +114,69 @@ impl Drop for Unwatching<'_> {
     }
 }
 
+/// Where a subscription of a subject receives the signals about that subject.
+type Listener = (u64, mpsc::UnboundedSender<Signal>);
+
 /// The local fan-out table, shared with the backplane as its [`Sink`].
 pub(crate) struct Dispatch {
     channels: Mutex<HashMap<Channel, Local>>,
     capacity: usize,
+    /// The local subscriptions of each subject (the token's `sub`), for signals about them.
+    subjects: Mutex<HashMap<Arc<str>, Vec<Listener>>>,
+    next_listener: AtomicU64,
+}
+
+/// A subscription's place in [`Dispatch`]'s subject index; leaves it when dropped.
+pub(crate) struct Listening {
+    dispatch: Arc<Dispatch>,
+    subject: Arc<str>,
+    id: u64,
+    pub(crate) signals: mpsc::UnboundedReceiver<Signal>,
+}
+
+impl Listening {
+    /// The subject listened for.
+    pub(crate) fn subject(&self) -> &str {
+        &self.subject
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let mut subjects = self.dispatch.subjects();
+        if let Some(listeners) = subjects.get_mut(&self.subject) {
+            listeners.retain(|(id, _)| *id != self.id);
+            if listeners.is_empty() {
+                subjects.remove(&self.subject);
+            }
+        }
+    }
 }
 
 impl Dispatch {
     fn channels(&self) -> MutexGuard<'_, HashMap<Channel, Local>> {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn subjects(&self) -> MutexGuard<'_, HashMap<Arc<str>, Vec<Listener>>> {
+        self.subjects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Enters a subscription of `subject` in the subject index.
+    pub(crate) fn listen(self: &Arc<Self>, subject: &str) -> Listening {
+        let id = self.next_listener.fetch_add(1, Ordering::Relaxed);
+        let (tx, signals) = mpsc::unbounded_channel();
+        let subject: Arc<str> = subject.into();
+        self.subjects()
+            .entry(subject.clone())
+            .or_default()
+            .push((id, tx));
+        Listening {
+            dispatch: self.clone(),
+            subject,
+            id,
+            signals,
+        }
     }
 
     /// Joins `channel`'s broadcast, creating it if needed.
@@ -182,6 +237,21 @@ impl Sink for Dispatch {
     fn catch_up(&self, channel: &Channel) {
         self.send(channel, Live::CatchUp);
     }
+
+    /// Hands a signal about a subject to each of its local subscriptions, which act on it
+    /// when next polled (see [`Subscription::next`]). Only queues: no backplane call and no
+    /// wait, as the [`Sink`] contract asks.
+    fn signal(&self, signal: Signal) {
+        let subject = match &signal {
+            Signal::Disconnect { subject, .. } | Signal::Unsubscribe { subject, .. } => subject,
+        };
+        if let Some(listeners) = self.subjects().get(subject.as_str()) {
+            for (_, tx) in listeners {
+                // An error only means the subscription is being dropped.
+                let _ = tx.send(signal.clone());
+            }
+        }
+    }
 }
 
 pub(crate) struct Inner {
@@ -234,6 +304,8 @@ impl Hub {
         let dispatch = Arc::new(Dispatch {
             channels: Mutex::new(HashMap::new()),
             capacity: config.queue_capacity.max(1),
+            subjects: Mutex::new(HashMap::new()),
+            next_listener: AtomicU64::new(0),
         });
         backplane.attach(dispatch.clone());
         Hub {
@@ -387,6 +459,16 @@ impl Hub {
             answer.page = Some(read.since);
         }
         Ok(answer)
+    }
+
+    /// Sends `signal` to every node through the backplane (this node included); see
+    /// [`Backplane::signal`] for what `Ok` means. Each node hands a
+    /// [`Disconnect`](Signal::Disconnect) or [`Unsubscribe`](Signal::Unsubscribe) to the local
+    /// subscriptions of its subject (those whose [`Permissions`] name it), which yield
+    /// [`Delivery::Disconnected`](crate::Delivery::Disconnected) or
+    /// [`Delivery::Unsubscribed`](crate::Delivery::Unsubscribed).
+    pub async fn signal(&self, signal: crate::signal::Signal) -> Result<(), Error> {
+        self.inner.backplane.signal(signal).await
     }
 
     /// Current local load.

@@ -10,7 +10,8 @@
 //!   cursor and then go live, with nothing lost or repeated at the seam, and tell the client
 //!   ([`Delivery::Resync`], `recovered: false`) when continuity could not be kept;
 //! - a [`Backplane`] orders and stores events; [`MemoryBackplane`] is the embedded default and
-//!   `rt-backplane` provides Redis for many nodes.
+//!   `rt-backplane` provides Redis for many nodes. It also carries [`Signal`]s, messages to
+//!   every node that are not events (end a user's connections, take a user off a channel).
 //!
 //! Publishes never wait on subscribers: each channel's live stream is a bounded queue, and a
 //! subscriber that falls a whole queue behind catches up in place: it reads history from its
@@ -62,6 +63,7 @@ mod memory;
 mod name;
 mod publish;
 mod seam;
+mod signal;
 mod subscription;
 pub mod telemetry;
 
@@ -77,4 +79,5 @@ pub use hub::{Hub, HubConfig, HubStats};
 pub use memory::MemoryBackplane;
 pub use name::{Channel, EventName};
 pub use publish::{PublishAck, PublishRequest};
+pub use signal::Signal;
 pub use subscription::{Delivery, Joined, Subscription};

@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::event::{now_ms, Epoch, Event, Position};
 use crate::history::{History, Retention};
 use crate::name::Channel;
+use crate::signal::Signal;
 
 /// Keeps history in this process. Its epoch is drawn at construction, so a restarted server
 /// tells resuming clients that their cursors can no longer be honoured.
@@ -213,5 +214,13 @@ impl Backplane for MemoryBackplane {
 
     fn health(&self) -> Health {
         Health::Up
+    }
+
+    /// This process is the only node: the signal goes straight to the hub.
+    async fn signal(&self, signal: Signal) -> Result<(), Error> {
+        if let Some(sink) = self.sink.get() {
+            sink.signal(signal);
+        }
+        Ok(())
     }
 }

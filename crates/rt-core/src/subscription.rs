@@ -17,9 +17,10 @@ use crate::backplane::{Read, ReadFrom};
 use crate::cursor::{Cursor, Start};
 use crate::error::Error;
 use crate::event::Event;
-use crate::hub::{Inner, Live};
+use crate::hub::{Inner, Listening, Live};
 use crate::name::Channel;
 use crate::seam::{Action, Arrival, Seam};
+use crate::signal::Signal;
 use crate::telemetry::names;
 
 /// What a subscription yields.
@@ -37,6 +38,22 @@ pub enum Delivery {
     Resync {
         /// The channels whose stream has a hole.
         channels: Vec<Channel>,
+    },
+    /// The application took `channel` out of this subscription (a
+    /// [`Signal::Unsubscribe`], e.g. from the server API): it is no longer held, and nothing
+    /// more of it is delivered. The client may subscribe to it again if its permissions allow.
+    Unsubscribed {
+        /// The channel no longer held.
+        channel: Channel,
+    },
+    /// The application ended the connections of this subscription's subject (a
+    /// [`Signal::Disconnect`]). The transport ends the connection in its documented way;
+    /// `reconnect: false` asks the client not to come back.
+    Disconnected {
+        /// Whether the client may connect again.
+        reconnect: bool,
+        /// Why, as the application said.
+        reason: String,
     },
 }
 
@@ -71,6 +88,8 @@ pub struct Subscription {
     /// subscription waits, so the per-event path touches no shared counter.
     unreported: u64,
     permissions: Option<Permissions>,
+    /// Signals about the subject of `permissions`, if they name one.
+    listening: Option<Listening>,
 }
 
 /// How far [`Subscription::advance`] may go for the next delivery.
@@ -108,14 +127,29 @@ impl Subscription {
             retry: Duration::ZERO,
             unreported: 0,
             permissions: None,
+            listening: None,
         }
     }
 
     /// Restricts later [`add`](Self::add)s to the channels `permissions` allow (by default a
     /// subscription may add any channel). Channels already held are kept: a transport that
     /// re-authenticates a connection decides itself what to do with them.
+    ///
+    /// Permissions that name a subject also make the subscription receive the signals about
+    /// it (see [`Hub::signal`](crate::Hub::signal)).
     pub fn set_permissions(&mut self, permissions: Permissions) {
+        let subject = permissions.subject();
+        let listening = self.listening.as_ref().map(|l| l.subject());
+        if subject != listening {
+            self.listening = subject.map(|s| self.hub.dispatch.listen(s));
+        }
         self.permissions = Some(permissions);
+    }
+
+    /// Whether signals about a subject can reach this subscription: then
+    /// [`next`](Self::next) waits for them even while no channel is held.
+    pub fn has_subject(&self) -> bool {
+        self.listening.is_some()
     }
 
     /// [`set_permissions`](Self::set_permissions) in builder form.
@@ -216,7 +250,8 @@ impl Subscription {
         }
     }
 
-    /// The next delivery, or `None` once the subscription has ended (it holds no channel).
+    /// The next delivery, or `None` once the subscription has ended (it holds no channel and
+    /// has no subject: with a subject it waits for a [`Delivery::Disconnected`]).
     /// Cancel-safe.
     pub async fn next(&mut self) -> Option<Delivery> {
         self.advance(Reach::Wait).await
@@ -234,6 +269,9 @@ impl Subscription {
     /// when a channel is catching up from history: [`next`](Self::next) or
     /// [`next_ready`](Self::next_ready) read it.
     pub fn try_next(&mut self) -> Option<Delivery> {
+        if let Some(d) = self.take_signal() {
+            return Some(d);
+        }
         loop {
             match self.seam.poll() {
                 Action::Deliver(d) => return Some(self.count(d)),
@@ -254,9 +292,25 @@ impl Subscription {
     /// than `reach` allows.
     async fn advance(&mut self, reach: Reach) -> Option<Delivery> {
         loop {
+            if let Some(d) = self.take_signal() {
+                return Some(d);
+            }
             match self.seam.poll() {
                 Action::Deliver(d) => return Some(self.count(d)),
-                Action::End => return None,
+                Action::End => {
+                    let listening = self.listening.as_mut().filter(|_| reach == Reach::Wait);
+                    match listening {
+                        Some(l) => match l.signals.recv().await {
+                            Some(signal) => {
+                                if let Some(d) = self.on_signal(signal) {
+                                    return Some(d);
+                                }
+                            }
+                            None => return None,
+                        },
+                        None => return None,
+                    }
+                }
                 Action::Read {
                     lane,
                     channel,
@@ -287,7 +341,13 @@ impl Subscription {
                 Action::Live => {
                     let (i, arrival) = match self.take_live() {
                         Some(taken) => taken,
-                        None if reach == Reach::Wait => self.wait().await,
+                        None if reach == Reach::Wait => match self.wait().await {
+                            Woken::Live(i, arrival) => (i, arrival),
+                            Woken::Signal(signal) => match self.on_signal(signal) {
+                                Some(d) => return Some(d),
+                                None => continue,
+                            },
+                        },
                         None => return None,
                     };
                     if let Some(d) = self.seam.on_live(i, arrival) {
@@ -323,19 +383,52 @@ impl Subscription {
         })
     }
 
-    /// Waits until a live queue holds something, and takes it.
-    async fn wait(&mut self) -> (usize, Arrival) {
+    /// A signal already queued for this subscription, acted on.
+    fn take_signal(&mut self) -> Option<Delivery> {
+        loop {
+            let signal = self.listening.as_mut()?.signals.try_recv().ok()?;
+            if let Some(d) = self.on_signal(signal) {
+                return Some(d);
+            }
+        }
+    }
+
+    /// Acts on a signal about this subscription's subject; `None` when it changes nothing here.
+    fn on_signal(&mut self, signal: Signal) -> Option<Delivery> {
+        match signal {
+            Signal::Disconnect {
+                reconnect, reason, ..
+            } => Some(Delivery::Disconnected { reconnect, reason }),
+            Signal::Unsubscribe { channel, .. } => {
+                if !self.seam.channels().any(|held| *held == channel) {
+                    return None;
+                }
+                self.remove(&channel);
+                Some(Delivery::Unsubscribed { channel })
+            }
+        }
+    }
+
+    /// Waits until a live queue holds something, and takes it, or until a signal arrives.
+    async fn wait(&mut self) -> Woken {
         // About to wait: a burst taken with `try_next` is counted once.
         report(&mut self.unreported);
-        if let [rx] = &mut self.live[..] {
-            return (0, rx.recv().await.into());
+        let mut signals = self.listening.as_mut().map(|l| &mut l.signals);
+        if let ([rx], None) = (&mut self.live[..], &signals) {
+            return Woken::Live(0, rx.recv().await.into());
         }
         // A receive future borrows its receiver, so one per lane is built for each wait.
         let mut waits: Vec<_> = self.live.iter_mut().map(|rx| Box::pin(rx.recv())).collect();
         std::future::poll_fn(|cx| {
+            if let Some(signals) = &mut signals {
+                // A closed queue (the subscription is being dropped) is never ready.
+                if let Poll::Ready(Some(signal)) = signals.poll_recv(cx) {
+                    return Poll::Ready(Woken::Signal(signal));
+                }
+            }
             for (i, w) in waits.iter_mut().enumerate() {
                 if let Poll::Ready(r) = w.as_mut().poll(cx) {
-                    return Poll::Ready((i, r.into()));
+                    return Poll::Ready(Woken::Live(i, r.into()));
                 }
             }
             Poll::Pending
@@ -348,9 +441,18 @@ impl Subscription {
         match &d {
             Delivery::Event(_) => self.unreported += 1,
             Delivery::Resync { .. } => metrics::counter!(names::RESYNCS).increment(1),
+            Delivery::Unsubscribed { .. } | Delivery::Disconnected { .. } => {}
         }
         d
     }
+}
+
+/// What ended a wait.
+enum Woken {
+    /// Lane `.0` had something.
+    Live(usize, Arrival),
+    /// A signal about the subject.
+    Signal(Signal),
 }
 
 /// An add in progress; dropped before it is done, it takes back the lanes it added.

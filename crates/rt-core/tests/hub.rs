@@ -445,3 +445,62 @@ async fn channel_sets_whose_cursor_could_not_come_back_are_refused() {
     let cursor = sub.cursor().to_string();
     assert_eq!(cursor.parse::<Cursor>().unwrap(), sub.cursor());
 }
+
+fn as_subject(subject: &str) -> Permissions {
+    Permissions::new(Some(subject.to_owned()), None).allow_subscribe([ChannelPattern::any()])
+}
+
+async fn next(sub: &mut Subscription) -> Option<Delivery> {
+    tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("no delivery in time")
+}
+
+#[tokio::test]
+async fn signals_reach_the_subscriptions_of_their_subject_only() {
+    let hub = hub();
+    let (a, b) = (ch("a"), ch("b"));
+    let mut alice = hub
+        .subscribe_as(&as_subject("alice"), [a.clone(), b.clone()], Start::Live)
+        .await
+        .unwrap();
+    let mut bob = hub
+        .subscribe_as(&as_subject("bob"), [a.clone()], Start::Live)
+        .await
+        .unwrap();
+    // No channel yet, but a subject: a disconnect still reaches it.
+    let mut idle = hub
+        .empty_subscription()
+        .with_permissions(as_subject("alice"));
+    let unsubscribe = Signal::Unsubscribe {
+        subject: "alice".into(),
+        channel: a.clone(),
+    };
+    hub.signal(unsubscribe).await.unwrap();
+    assert_eq!(
+        next(&mut alice).await,
+        Some(Delivery::Unsubscribed { channel: a.clone() })
+    );
+    assert_eq!(alice.channels().collect::<Vec<_>>(), [&b]);
+
+    publish(&hub, &a, "for bob").await;
+    publish(&hub, &b, "for alice").await;
+    assert_eq!(next_event(&mut alice).await.channel(), &b);
+    assert_eq!(next_event(&mut bob).await.channel(), &a);
+
+    let bye = Signal::Disconnect {
+        subject: "alice".into(),
+        reconnect: false,
+        reason: "banned".into(),
+    };
+    hub.signal(bye).await.unwrap();
+    let disconnected = Some(Delivery::Disconnected {
+        reconnect: false,
+        reason: "banned".into(),
+    });
+    assert_eq!(next(&mut alice).await, disconnected);
+    assert_eq!(next(&mut idle).await, disconnected);
+    assert!(bob.try_next().is_none(), "bob heard nothing");
+    // Without a subject, an empty subscription has ended.
+    assert_eq!(next(&mut hub.empty_subscription()).await, None);
+}

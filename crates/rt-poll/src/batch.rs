@@ -13,6 +13,10 @@ pub(crate) struct Batch {
     /// Channels whose requested position could not be honoured (or lost continuity while the
     /// poll was held): the client must reload them.
     resynced: Vec<Channel>,
+    /// Channels the application took out of the subscription while the poll was held.
+    unsubscribed: Vec<Channel>,
+    /// The application ended the subject's connections: whether to come back, and why.
+    disconnect: Option<Disconnect>,
     /// The subscription ended; answer with what was taken.
     ended: bool,
     limit: usize,
@@ -26,6 +30,8 @@ impl Batch {
         Batch {
             events: Vec::new(),
             resynced: joined.resynced,
+            unsubscribed: Vec::new(),
+            disconnect: None,
             ended: false,
             limit: limit.max(1),
         }
@@ -38,7 +44,10 @@ impl Batch {
 
     /// Whether there is something to answer with at once.
     pub(crate) fn is_ready(&self) -> bool {
-        !self.events.is_empty() || !self.resynced.is_empty() || self.ended
+        !self.events.is_empty()
+            || !self.resynced.is_empty()
+            || !self.unsubscribed.is_empty()
+            || self.ended
     }
 
     /// Adds one delivery (`None`: the subscription ended).
@@ -51,6 +60,11 @@ impl Batch {
                         self.resynced.push(channel);
                     }
                 }
+            }
+            Some(Delivery::Unsubscribed { channel }) => self.unsubscribed.push(channel),
+            Some(Delivery::Disconnected { reconnect, reason }) => {
+                self.disconnect = Some(Disconnect { reconnect, reason });
+                self.ended = true;
             }
             None => self.ended = true,
         }
@@ -69,18 +83,25 @@ impl Batch {
     }
 
     /// `{"events":[...],"cursor":"...","recovered":bool,"resynced":[...]}`, with each event's
-    /// shared, once-encoded JSON spliced in as is.
+    /// shared, once-encoded JSON spliced in as is, and `unsubscribed` and `disconnect` when
+    /// there are such.
     pub(crate) fn encode(&self, cursor: &Cursor) -> Bytes {
         #[derive(Serialize)]
         struct Tail<'a> {
             cursor: String,
             recovered: bool,
             resynced: &'a [Channel],
+            #[serde(skip_serializing_if = "<[Channel]>::is_empty")]
+            unsubscribed: &'a [Channel],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            disconnect: Option<&'a Disconnect>,
         }
         let tail = serde_json::to_vec(&Tail {
             cursor: cursor.to_string(),
             recovered: self.resynced.is_empty(),
             resynced: &self.resynced,
+            unsubscribed: &self.unsubscribed,
+            disconnect: self.disconnect.as_ref(),
         })
         // Strings and booleans always serialise.
         .unwrap_or_default();
@@ -99,6 +120,13 @@ impl Batch {
         out.extend_from_slice(tail.get(1..).unwrap_or(b"}"));
         Bytes::from(out)
     }
+}
+
+/// `"disconnect"` of an answer: the application ended the subject's connections.
+#[derive(Debug, Serialize)]
+struct Disconnect {
+    reconnect: bool,
+    reason: String,
 }
 
 #[cfg(test)]
@@ -150,5 +178,26 @@ mod tests {
         assert_eq!(v["events"], serde_json::json!([]));
         assert_eq!(v["recovered"], false);
         assert_eq!(v["resynced"], serde_json::json!(["c", "d"]));
+        assert!(v.get("unsubscribed").is_none() && v.get("disconnect").is_none());
+    }
+
+    #[test]
+    fn signals_end_the_poll_and_are_reported() {
+        let mut batch = Batch::new(Joined::default(), 10);
+        batch.push(Some(Delivery::Unsubscribed {
+            channel: Channel::new("c").unwrap(),
+        }));
+        assert!(batch.is_ready());
+        batch.push(Some(Delivery::Disconnected {
+            reconnect: false,
+            reason: "banned".into(),
+        }));
+        let v: serde_json::Value =
+            serde_json::from_slice(&batch.encode(&Cursor::new(Epoch(1)))).unwrap();
+        assert_eq!(v["unsubscribed"], serde_json::json!(["c"]));
+        assert_eq!(
+            v["disconnect"],
+            serde_json::json!({"reconnect": false, "reason": "banned"})
+        );
     }
 }

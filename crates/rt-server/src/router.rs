@@ -13,7 +13,7 @@ use crate::config::{Config, Transport};
 /// The server's routes: path, the `route` label of their metrics (every other path is
 /// `other`, so that scanners cannot blow up the series count), and the transport that
 /// `--disable` turns off.
-const ROUTES: [(&str, &str, Option<Transport>); 9] = [
+const ROUTES: [(&str, &str, Option<Transport>); 11] = [
     ("/ws", "ws", Some(Transport::Ws)),
     ("/sse", "sse", Some(Transport::Sse)),
     ("/poll", "poll", Some(Transport::Poll)),
@@ -21,6 +21,8 @@ const ROUTES: [(&str, &str, Option<Transport>); 9] = [
     ("/api/publish", "api_publish", None),
     ("/api/broadcast", "api_broadcast", None),
     ("/api/history", "api_history", None),
+    ("/api/disconnect", "api_disconnect", None),
+    ("/api/unsubscribe", "api_unsubscribe", None),
     ("/health", "health", None),
     ("/metrics", "metrics", None),
 ];
@@ -133,7 +135,7 @@ impl App {
             (&Method::GET | &Method::HEAD, _, path) if self.demo && crate::demo::serves(path) => {
                 crate::demo::get(path)
             }
-            (_, "api_publish" | "api_broadcast" | "api_history", _) => self.api.handle(req).await,
+            (_, route, _) if route.starts_with("api_") => self.api.handle(req).await,
             #[cfg(feature = "ws")]
             (_, "ws", _) => self.ws.handle(req).await,
             #[cfg(feature = "sse")]

@@ -178,6 +178,7 @@ impl Sse {
                         let mut buf = BytesMut::new();
                         let mut next = Some(first);
                         let mut events = 0;
+                        let mut ending = None;
                         while let Some(delivery) = next.take() {
                             match delivery {
                                 Delivery::Event(event) => {
@@ -188,7 +189,15 @@ impl Sse {
                                 }
                                 Delivery::Resync { channels } => {
                                     cursor = sub.cursor();
-                                    buf.extend_from_slice(&resync(&cursor, &channels));
+                                    buf.extend_from_slice(&notice(frame::RESYNC, "resync", &cursor, &channels));
+                                }
+                                Delivery::Unsubscribed { channel } => {
+                                    cursor = sub.cursor();
+                                    buf.extend_from_slice(&notice(frame::UNSUBSCRIBED, "unsubscribed", &cursor, &[channel]));
+                                }
+                                Delivery::Disconnected { reconnect, reason } => {
+                                    ending = Some(frame::disconnect(&cursor, reconnect, &reason));
+                                    break;
                                 }
                             }
                             if buf.len() < BATCH_BYTES {
@@ -196,7 +205,14 @@ impl Sse {
                             }
                         }
                         conn.delivered(events);
-                        yield data(buf.freeze());
+                        if !buf.is_empty() {
+                            yield data(buf.freeze());
+                        }
+                        if let Some(last) = ending.take() {
+                            conn.close(Close::End);
+                            yield data(last);
+                            break;
+                        }
                     }
                     Step::Deliver(None) => {
                         conn.close(Close::End);
@@ -241,13 +257,14 @@ fn data(bytes: Bytes) -> Result<Frame<Bytes>, Infallible> {
     Ok(Frame::data(bytes))
 }
 
-fn resync(cursor: &Cursor, channels: &[Channel]) -> Bytes {
+/// A control event about some channels ([`frame::RESYNC`], [`frame::UNSUBSCRIBED`]).
+fn notice(name: &str, r#type: &'static str, cursor: &Cursor, channels: &[Channel]) -> Bytes {
     let body = frame::Resync {
-        r#type: "resync",
+        r#type,
         channels,
         cursor: cursor.to_string(),
     };
-    frame::control(frame::RESYNC, &body, Some(cursor), None)
+    frame::control(name, &body, Some(cursor), None)
 }
 
 /// The resume value: the `Last-Event-ID` header (what a reconnecting EventSource sends), else

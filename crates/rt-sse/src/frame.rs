@@ -24,6 +24,11 @@ pub const RESYNC: &str = "rt.resync";
 pub const SHUTDOWN: &str = "rt.shutdown";
 /// Name of the last event of a stream whose token expired.
 pub const EXPIRED: &str = "rt.expired";
+/// Name of the control event sent when the application took a channel out of the stream.
+pub const UNSUBSCRIBED: &str = "rt.unsubscribed";
+/// Name of the last event of a stream ended by the application (the server API's
+/// `POST /api/disconnect`).
+pub const DISCONNECT: &str = "rt.disconnect";
 
 /// The heartbeat comment.
 pub(crate) const PING: &[u8] = b": ping\n\n";
@@ -128,7 +133,7 @@ pub(crate) struct Open<'a> {
     pub(crate) channels: Vec<&'a Channel>,
 }
 
-/// Data of [`RESYNC`].
+/// Data of [`RESYNC`] and [`UNSUBSCRIBED`].
 #[derive(Serialize)]
 pub(crate) struct Resync<'a> {
     pub(crate) r#type: &'static str,
@@ -155,6 +160,25 @@ pub(crate) fn end(name: &'static str, cursor: &Cursor, retry: Option<Duration>) 
         cursor: cursor.to_string(),
     };
     control(name, &body, Some(cursor), retry)
+}
+
+/// The last block of a stream ended by the application: [`DISCONNECT`], saying whether the
+/// client may come back, with the cursor to resume from if it does.
+pub(crate) fn disconnect(cursor: &Cursor, reconnect: bool, reason: &str) -> Bytes {
+    #[derive(Serialize)]
+    struct Disconnect<'a> {
+        r#type: &'static str,
+        reconnect: bool,
+        reason: &'a str,
+        cursor: String,
+    }
+    let body = Disconnect {
+        r#type: "disconnect",
+        reconnect,
+        reason,
+        cursor: cursor.to_string(),
+    };
+    control(DISCONNECT, &body, Some(cursor), None)
 }
 
 #[derive(Serialize)]

@@ -14,6 +14,8 @@
 //! | `event: rt.resync` | continuity lost on the named channels; they go on live |
 //! | `event: rt.shutdown` + `retry:` | last block: the server is stopping |
 //! | `event: rt.expired` | last block: the client's token expired |
+//! | `event: rt.unsubscribed` | the application took a channel out of the stream (`POST /api/unsubscribe`) |
+//! | `event: rt.disconnect` | last block: the application ended the subject's connections (`POST /api/disconnect`); `reconnect: false` asks the client not to come back |
 //! | `: ping` | heartbeat comment when idle ([`Config::heartbeat`]) |
 //!
 //! Resume values: the `Last-Event-ID` header, else the `lastEventId` (or Mercure's
@@ -64,4 +66,4 @@ mod frame;
 pub use config::Config;
 pub use endpoint::Sse;
 pub use error::Error;
-pub use frame::{BINARY_SUFFIX, EXPIRED, OPEN, RESYNC, SHUTDOWN};
+pub use frame::{BINARY_SUFFIX, DISCONNECT, EXPIRED, OPEN, RESYNC, SHUTDOWN, UNSUBSCRIBED};

@@ -5,6 +5,7 @@
 //! within the stall timeout closes the connection (1013), so a slow socket holds up only its
 //! own task.
 
+use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
@@ -27,15 +28,46 @@ use crate::limits::{RateLimit, Unacked};
 use crate::protocol::{self, Inbound, Rejected};
 use crate::socket::Socket;
 
+/// Close code of a connection ended by the application (the server API's
+/// `POST /api/disconnect`) that may connect again; the reason is the application's.
+pub const CLOSE_DISCONNECT: u16 = 4000;
+/// Close code of a connection ended by the application with `reconnect: false`: the client
+/// should not connect again.
+pub const CLOSE_DISCONNECT_FINAL: u16 = 4001;
+
+/// The longest close reason: a control frame's payload is at most 125 bytes, 2 of them the code.
+const MAX_REASON: usize = 123;
+
 /// How the server ends a connection.
 #[derive(Debug)]
-struct Close(CloseCode, &'static str);
+struct Close(CloseCode, Cow<'static, str>);
 
 impl Close {
+    fn new(code: CloseCode, reason: impl Into<Cow<'static, str>>) -> Self {
+        Close(code, reason.into())
+    }
+
+    /// The close of a [`Delivery::Disconnected`]: its reason cut to fit a close frame.
+    fn disconnect(reconnect: bool, reason: &str) -> Self {
+        let code = if reconnect {
+            CLOSE_DISCONNECT
+        } else {
+            CLOSE_DISCONNECT_FINAL
+        };
+        let mut end = reason.len().min(MAX_REASON);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        Close(CloseCode::from(code), Cow::Owned(reason[..end].to_owned()))
+    }
+
     fn frame(self) -> CloseFrame {
         CloseFrame {
             code: self.0,
-            reason: self.1.into(),
+            reason: match self.1 {
+                Cow::Borrowed(s) => s.into(),
+                Cow::Owned(s) => s.into(),
+            },
         }
     }
 }
@@ -93,7 +125,7 @@ pub(crate) async fn run(socket: Socket, hub: Hub, config: Arc<Config>, admitted:
         None => AssertUnwindSafe(conn.serve(&mut socket))
             .catch_unwind()
             .await
-            .unwrap_or(Some(Close(CloseCode::Error, "internal server error")))
+            .unwrap_or(Some(Close::new(CloseCode::Error, "internal server error")))
             .map(Close::frame),
     };
     if let Some(close) = close {
@@ -191,10 +223,10 @@ impl Conn {
                         self.answer_publishes().await;
                         let _ = self.write(socket).await;
                     }
-                    return Some(Close(CloseCode::Away, "server shutting down"));
+                    return Some(Close::new(CloseCode::Away, "server shutting down"));
                 }
                 () = expires(&mut self.expiry), if self.expiry.is_some() => {
-                    return Some(Close(CloseCode::Policy, reason::TOKEN_EXPIRED));
+                    return Some(Close::new(CloseCode::Policy, reason::TOKEN_EXPIRED));
                 }
                 Some(done) = self.publishing.next(), if publishing => {
                     self.answer_publish(done);
@@ -217,7 +249,8 @@ impl Conn {
                     // stream then ends.
                     Some(Ok(_)) => continue,
                 },
-                d = self.sub.next(), if subscribed && !window_full => {
+                // With a subject, signals about it arrive even while no channel is held.
+                d = self.sub.next(), if (subscribed || self.sub.has_subject()) && !window_full => {
                     self.out.reserve(self.last_batch);
                     let before = self.out.len();
                     let mut events = match self.take(d) {
@@ -241,10 +274,10 @@ impl Conn {
                     continue;
                 }
                 () = expires(&mut stall), if stall.is_some() => {
-                    return Some(Close(CloseCode::Again, "too many unacknowledged events; resume from your cursor"));
+                    return Some(Close::new(CloseCode::Again, "too many unacknowledged events; resume from your cursor"));
                 }
                 () = expires(&mut pong), if pong.is_some() => {
-                    return Some(Close(CloseCode::Away, "no pong within the timeout"));
+                    return Some(Close::new(CloseCode::Away, "no pong within the timeout"));
                 }
                 _ = ping.tick() => {
                     if pong.is_none() {
@@ -305,8 +338,20 @@ impl Conn {
                         .push(protocol::channels_message("resync", &channels, &cursor)),
                 }
             }
+            Some(Delivery::Unsubscribed { channel }) => {
+                if let Some(u) = &mut self.acks {
+                    u.forget(&channel);
+                }
+                self.out.push(protocol::unsubscribed_by_server(
+                    &channel,
+                    &self.sub.cursor(),
+                ));
+            }
+            Some(Delivery::Disconnected { reconnect, reason }) => {
+                return Err(Close::disconnect(reconnect, &reason));
+            }
             None => {
-                return Err(Close(
+                return Err(Close::new(
                     CloseCode::Error,
                     "internal server error: subscription ended",
                 ))
@@ -336,7 +381,7 @@ impl Conn {
             None => tokio::time::timeout(self.config.stall_timeout, write)
                 .await
                 .map_err(|_| {
-                    Some(Close(
+                    Some(Close::new(
                         CloseCode::Again,
                         "too slow: events are not being read; resume from your cursor",
                     ))
@@ -475,7 +520,7 @@ impl Conn {
             Ok(p) => p,
             Err(e) => {
                 edge.count_refusal(crate::TRANSPORT, e.code(), true);
-                return Some(Close(CloseCode::Policy, refusal_reason(&e, true)));
+                return Some(Close::new(CloseCode::Policy, refusal_reason(&e, true)));
             }
         };
         let dropped: Vec<Channel> = self
@@ -533,7 +578,7 @@ impl Conn {
     ) -> Option<Close> {
         self.strikes += 1;
         if self.strikes > self.config.max_strikes {
-            return Some(Close(CloseCode::Policy, why));
+            return Some(Close::new(CloseCode::Policy, why));
         }
         self.out.push(protocol::error(code, message, id));
         None
@@ -562,16 +607,19 @@ fn policy(e: &rt_http::Error) -> Option<Close> {
         rt_core::Error::TokenExpired => reason::TOKEN_EXPIRED,
         _ => return None,
     };
-    Some(Close(CloseCode::Policy, why))
+    Some(Close::new(CloseCode::Policy, why))
 }
 
 /// The close that answers a read error, when the socket can still carry one.
 fn read_error(e: WsError) -> Option<Close> {
     tracing::debug!(error = %e, "websocket read error");
     match e {
-        WsError::Capacity(_) => Some(Close(CloseCode::Size, "message too big")),
-        WsError::Utf8(_) => Some(Close(CloseCode::Invalid, "text frame is not valid UTF-8")),
-        WsError::Protocol(_) => Some(Close(CloseCode::Protocol, "protocol error")),
+        WsError::Capacity(_) => Some(Close::new(CloseCode::Size, "message too big")),
+        WsError::Utf8(_) => Some(Close::new(
+            CloseCode::Invalid,
+            "text frame is not valid UTF-8",
+        )),
+        WsError::Protocol(_) => Some(Close::new(CloseCode::Protocol, "protocol error")),
         _ => None,
     }
 }

@@ -51,6 +51,8 @@
 //! | 1009 | a message or frame over `max_message` / `max_frame` (inflated size for compressed messages) |
 //! | 1011 | internal server error |
 //! | 1013 | too slow to read, or too many unacknowledged events, or `hook_failed` ... when a connect hook could not decide (fail-closed) |
+//! | 4000 | [`CLOSE_DISCONNECT`]: the application ended the subject's connections; the reason is its own; the client may reconnect (with its cursor) |
+//! | 4001 | [`CLOSE_DISCONNECT_FINAL`]: the same with `reconnect: false`: the client should not come back |
 
 mod config;
 mod connection;
@@ -70,6 +72,7 @@ use rt_core::Hub;
 use rt_http::Body;
 
 pub use config::Config;
+pub use connection::{CLOSE_DISCONNECT, CLOSE_DISCONNECT_FINAL};
 pub use deflate::Compression;
 pub use error::Error;
 pub use handshake::{reason, Upgrade};

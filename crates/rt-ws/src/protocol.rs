@@ -351,6 +351,25 @@ pub(crate) fn channels_json(kind: &'static str, channels: &[Channel], cursor: &C
     })
 }
 
+/// `{"type":"unsubscribed","channels":[..],"cursor":"..","server":true}`: the application took
+/// `channel` out of the connection (the answer to the client's own `unsubscribe` has no
+/// `server`).
+pub(crate) fn unsubscribed_by_server(channel: &Channel, cursor: &Cursor) -> Message {
+    #[derive(Serialize)]
+    struct M<'a> {
+        r#type: &'static str,
+        channels: [&'a Channel; 1],
+        cursor: String,
+        server: bool,
+    }
+    json_frame(&M {
+        r#type: "unsubscribed",
+        channels: [channel],
+        cursor: cursor.to_string(),
+        server: true,
+    })
+}
+
 /// `{"type":"error","code":"..","message":"..","id":".."}`
 pub(crate) fn error(code: &'static str, message: &str, id: Option<&str>) -> Message {
     rt_http::count_error(code);

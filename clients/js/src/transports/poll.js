@@ -52,6 +52,13 @@ export function openPoll(ctx, { long = true } = {}) {
     for (const e of body.events ?? []) ctx.event(e);
     if (typeof body.cursor === 'string' && body.cursor) ctx.position(body.cursor, { replace: body.recovered === false });
     if (body.recovered === false) ctx.resync(body.resynced?.length ? body.resynced : ctx.channels);
+    if (body.unsubscribed?.length) ctx.unsubscribed(body.unsubscribed);
+    if (body.disconnect) {
+      ended = true;
+      abort.abort();
+      ctx.disconnect({ reconnect: body.disconnect.reconnect !== false, reason: body.disconnect.reason ?? '' });
+      return 0;
+    }
     return (body.events ?? []).length;
   };
 

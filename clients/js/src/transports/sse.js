@@ -91,6 +91,17 @@ export function openSse(ctx) {
         if (cursor) ctx.position(cursor.toString(), { replace: true });
         ctx.resync(body.channels ?? ctx.channels);
         break;
+      case 'rt.unsubscribed':
+        if (cursor) ctx.position(cursor.toString(), { replace: false });
+        ctx.unsubscribed(body.channels ?? []);
+        break;
+      case 'rt.disconnect':
+        // The last event: the application ended this subject's connections.
+        if (cursor) ctx.position(cursor.toString(), { replace: false });
+        ended = true;
+        abort.abort();
+        ctx.disconnect({ reconnect: body.reconnect !== false, reason: body.reason ?? '' });
+        break;
       case 'rt.expired':
         // The token expired: reconnect with a fresh one (see TOKEN_REFUSALS in client.js).
         if (cursor) ctx.position(cursor.toString(), { replace: false });

@@ -3,6 +3,10 @@
 
 import { base64, withQuery } from '../url.js';
 
+/** Close codes of `POST /api/disconnect` (docs/protocol.md, "Close codes"). */
+export const CLOSE_DISCONNECT = 4000;
+export const CLOSE_DISCONNECT_FINAL = 4001;
+
 /**
  * Opens a WebSocket connection for `ctx` (see client.js, `Connection`). The connection
  * counts as open when the server answers the subscribe with `subscribed`.
@@ -80,6 +84,10 @@ export function openWebSocket(ctx) {
       case 'published':
         ctx.published(msg);
         break;
+      case 'unsubscribed':
+        // Without `server`, the answer to this client's own unsubscribe.
+        if (msg.server === true) ctx.unsubscribed(msg.channels ?? []);
+        break;
       case 'resync':
         if (typeof msg.cursor === 'string' && msg.cursor) ctx.position(msg.cursor, { replace: true });
         ctx.resync(msg.channels ?? ctx.channels);
@@ -97,7 +105,16 @@ export function openWebSocket(ctx) {
     }
   };
   socket.onerror = () => {};
-  socket.onclose = (e) => end(closeError(e));
+  socket.onclose = (e) => {
+    if (!ended && (e.code === CLOSE_DISCONNECT || e.code === CLOSE_DISCONNECT_FINAL)) {
+      // The application ended this subject's connections: the client decides what follows.
+      ended = true;
+      clearInterval(pinger);
+      ctx.disconnect({ reconnect: e.code === CLOSE_DISCONNECT, reason: e.reason ?? '' });
+      return;
+    }
+    end(closeError(e));
+  };
 
   return {
     close: () => end(null),

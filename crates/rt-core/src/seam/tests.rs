@@ -350,6 +350,10 @@ impl World {
                         at[k] = cursor.offset(c);
                     }
                 }
+                // The seam never hands these out: signals are the subscription's.
+                Delivery::Unsubscribed { .. } | Delivery::Disconnected { .. } => {
+                    panic!("a signal out of the seam: {d:?}")
+                }
             }
             for (k, o) in at.iter().enumerate() {
                 if o.is_some() {
