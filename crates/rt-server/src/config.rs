@@ -128,17 +128,17 @@ pub struct Config {
     /// WebSocket options.
     #[cfg(feature = "ws")]
     #[command(flatten)]
-    pub ws: crate::transport::WsArgs,
+    pub ws: rt_ws::WsArgs,
 
     /// SSE options.
     #[cfg(feature = "sse")]
     #[command(flatten)]
-    pub sse: crate::transport::SseArgs,
+    pub sse: rt_sse::SseArgs,
 
     /// Polling options.
     #[cfg(feature = "poll")]
     #[command(flatten)]
-    pub poll: crate::transport::PollArgs,
+    pub poll: rt_poll::PollArgs,
 
     /// TLS options.
     #[command(flatten)]
@@ -147,10 +147,10 @@ pub struct Config {
     /// Redis backplane options.
     #[cfg(feature = "redis")]
     #[command(flatten)]
-    pub redis: crate::transport::RedisArgs,
+    pub redis: rt_backplane::RedisArgs,
 
     /// NATS backplane options.
     #[cfg(feature = "nats")]
     #[command(flatten)]
-    pub nats: crate::transport::NatsArgs,
+    pub nats: rt_backplane_nats::NatsArgs,
 }

@@ -8,7 +8,7 @@
 //! | `config`, `config_file`, `auth`, `limits`, `transport`, `tls` | options from flags, the environment and a `--config` TOML file ([`Config::load`]), and what each builds |
 //! | `router` | the one route table |
 //! | `serve` | the backplane, the hub, rt-http's `Listener` and the graceful shutdown ([`Server`]) |
-//! | `health`, `metrics`, `demo` | `/health`, the Prometheus exporter, the demo page (the server API is rt-api's) |
+//! | `metrics`, `demo` | the Prometheus exporter, the demo page (`/health` is rt-http's, the server API rt-api's) |
 //!
 //! The binary is a thin `main` over this library, which tests and embedders can use directly:
 //!
@@ -28,7 +28,6 @@ mod config;
 mod config_file;
 mod demo;
 mod error;
-mod health;
 mod limits;
 mod metrics;
 mod router;
@@ -41,15 +40,15 @@ pub use config::{Config, LogFormat, Transport};
 pub use config_file::ConfigError;
 pub use error::Error;
 pub use limits::LimitArgs;
+#[cfg(feature = "redis")]
+pub use rt_backplane::RedisArgs;
+#[cfg(feature = "nats")]
+pub use rt_backplane_nats::NatsArgs;
+#[cfg(feature = "poll")]
+pub use rt_poll::PollArgs;
+#[cfg(feature = "sse")]
+pub use rt_sse::SseArgs;
+#[cfg(feature = "ws")]
+pub use rt_ws::WsArgs;
 pub use serve::Server;
 pub use tls::TlsArgs;
-#[cfg(feature = "nats")]
-pub use transport::NatsArgs;
-#[cfg(feature = "poll")]
-pub use transport::PollArgs;
-#[cfg(feature = "redis")]
-pub use transport::RedisArgs;
-#[cfg(feature = "sse")]
-pub use transport::SseArgs;
-#[cfg(feature = "ws")]
-pub use transport::WsArgs;

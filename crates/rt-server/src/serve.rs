@@ -19,7 +19,7 @@ pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
     config: Config,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<rt_http::Tls>,
 }
 
 /// The backplane every part of the server shares.
@@ -75,7 +75,7 @@ impl Server {
             // Installed before anything records, so that no early count is lost.
             crate::metrics::recorder();
         }
-        let tls = crate::tls::server_config(&config.tls)?;
+        let tls = config.tls.tls()?;
         let edge = config.auth.edge(config.demo)?;
         config.limits.check()?;
         let hub = HubConfig {
@@ -126,12 +126,12 @@ impl Server {
             let app = handler.clone();
             async move { app.handle(req).await }
         });
-        let handshake = move |stream| {
-            let tls = tls.clone();
-            async move { crate::tls::accept(tls.as_ref(), stream).await }
-        };
         let (picker, answerer) = (app.clone(), app.clone());
-        let graceful = Listener::new(listener, config.limits.connection_limits())
+        let mut listener = Listener::new(listener, config.limits.connection_limits());
+        if let Some(tls) = tls {
+            listener = listener.tls(tls);
+        }
+        let graceful = listener
             // SSE over HTTP/1.1 without hyper's per-connection buffers (rt_http::LeanHttp1).
             .lean(
                 move |head| picker.lean(head),
@@ -140,7 +140,7 @@ impl Server {
                     async move { app.handle_lean(req).await }
                 },
             )
-            .serve_with(service, handshake, shutdown)
+            .serve(service, shutdown)
             .await;
         tracing::info!("shutting down");
         app.hub.begin_shutdown();

@@ -43,6 +43,9 @@
 //! echo endpoint (same handshake and limits) that `cargo xtask autobahn` runs the Autobahn
 //! test suite against.
 //!
+//! Feature `clap`: `WsArgs`, these options as command-line flags (`--ws-ping-interval`...),
+//! for a program's own `clap` parser.
+//!
 //! | close code | when |
 //! | --- | --- |
 //! | 1000 | the client closed normally |
@@ -52,6 +55,8 @@
 //! | 1011 | internal server error |
 //! | 1013 | too slow to read, or too many unacknowledged events |
 
+#[cfg(feature = "clap")]
+mod args;
 mod config;
 mod connection;
 mod deflate;
@@ -68,6 +73,8 @@ use http::{Request, Response};
 use rt_core::Hub;
 use rt_http::Body;
 
+#[cfg(feature = "clap")]
+pub use args::WsArgs;
 pub use config::Config;
 pub use deflate::Compression;
 pub use error::Error;
