@@ -45,6 +45,10 @@ pub enum Error {
     /// A request to a server-side route without the right API key.
     #[error("missing or wrong API key: send it in the X-Api-Key header")]
     WrongApiKey,
+    /// A command-line option is out of range (`LimitArgs::limits`, feature `clap`); the
+    /// message names it. Raised when a server starts, never in answer to a request.
+    #[error("{0}")]
+    InvalidOption(&'static str),
 }
 
 impl Error {
@@ -59,6 +63,7 @@ impl Error {
             Error::NoAuthenticator | Error::NoApiKey | Error::WrongApiKey => {
                 StatusCode::UNAUTHORIZED
             }
+            Error::InvalidOption(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -71,6 +76,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::BodyTimeout(_) => "request_timeout",
             Error::NoAuthenticator | Error::NoApiKey | Error::WrongApiKey => "unauthorized",
+            Error::InvalidOption(_) => "invalid_option",
         }
     }
 

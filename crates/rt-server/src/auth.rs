@@ -89,8 +89,12 @@ impl AuthArgs {
                     .jwt_algorithm
                     .parse()
                     .map_err(|e| config("--jwt-algorithm", e))?;
-                let pem = std::fs::read(path)
-                    .map_err(|e| Error::unreadable("--jwt-public-key", path, e))?;
+                let pem = std::fs::read(path).map_err(|e| {
+                    Error::Config(format!(
+                        "--jwt-public-key: cannot read {}: {e}",
+                        path.display()
+                    ))
+                })?;
                 TokenVerifier::from_pem(algorithm, &pem)
                     .map_err(|e| config("--jwt-public-key", e))?
             }

@@ -123,7 +123,12 @@ pub struct Config {
 
     /// Connection limits.
     #[command(flatten)]
-    pub limits: crate::limits::LimitArgs,
+    pub limits: rt_http::LimitArgs,
+
+    /// How long a publish body (`POST /api/publish`, `/poll/publish`) may take to arrive;
+    /// slower is answered `408` and counted in rt_connections_cut_off_total{reason="body_timeout"}.
+    #[arg(long, env = "RT_BODY_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
 
     /// WebSocket options.
     #[cfg(feature = "ws")]

@@ -5,7 +5,7 @@
 //!
 //! | module | what |
 //! | --- | --- |
-//! | `config`, `config_file`, `auth`, `limits`, `transport`, `tls` | options from flags, the environment and a `--config` TOML file ([`Config::load`]), and what each builds |
+//! | `config`, `config_file`, `auth`, `transport`, `tls` | options from flags, the environment and a `--config` TOML file ([`Config::load`]), and what each builds |
 //! | `router` | the one route table |
 //! | `serve` | the backplane, the hub, rt-http's `Listener` and the graceful shutdown ([`Server`]) |
 //! | `metrics`, `demo` | the Prometheus exporter, the demo page (`/health` is rt-http's, the server API rt-api's) |
@@ -28,7 +28,6 @@ mod config;
 mod config_file;
 mod demo;
 mod error;
-mod limits;
 mod metrics;
 mod router;
 mod serve;
@@ -39,11 +38,11 @@ pub use auth::AuthArgs;
 pub use config::{Config, LogFormat, Transport};
 pub use config_file::ConfigError;
 pub use error::Error;
-pub use limits::LimitArgs;
 #[cfg(feature = "redis")]
 pub use rt_backplane::RedisArgs;
 #[cfg(feature = "nats")]
 pub use rt_backplane_nats::NatsArgs;
+pub use rt_http::LimitArgs;
 #[cfg(feature = "poll")]
 pub use rt_poll::PollArgs;
 #[cfg(feature = "sse")]

@@ -70,7 +70,7 @@ impl App {
             .key(ApiKey::new(config.api_key.clone()))
             .origins(origins)
             .observer(observer.clone())
-            .body_timeout(config.limits.body_read_timeout);
+            .body_timeout(config.body_read_timeout);
         App {
             #[cfg(feature = "ws")]
             ws: rt_ws::WebSocket::new(hub.clone(), config.ws.config().edge(edge.clone())),
@@ -83,7 +83,7 @@ impl App {
                     .poll
                     .config()
                     .edge(edge)
-                    .body_timeout(config.limits.body_read_timeout),
+                    .body_timeout(config.body_read_timeout),
             ),
             api: rt_api::Api::new(hub.clone(), api),
             observer,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use hyper::service::service_fn;
 use rt_core::{Backplane, Hub, HubConfig, MemoryBackplane, Retention};
-use rt_http::Listener;
+use rt_http::{ConnectionLimits, Listener};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -19,6 +19,7 @@ pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
     config: Config,
+    limits: ConnectionLimits,
     tls: Option<rt_http::Tls>,
 }
 
@@ -66,6 +67,11 @@ async fn backplane(config: &Config) -> Result<SharedBackplane, Error> {
 impl Server {
     /// Sets up the backplane and hub and binds the listen address.
     pub async fn bind(config: Config) -> Result<Self, Error> {
+        if config.body_read_timeout.is_zero() {
+            return Err(Error::Config(
+                "--body-read-timeout must be more than 0s".into(),
+            ));
+        }
         if config.max_channels == 0 || config.queue_capacity == 0 || config.max_payload == 0 {
             return Err(Error::Config(
                 "--max-channels, --queue-capacity and --max-payload must be at least 1".into(),
@@ -77,7 +83,8 @@ impl Server {
         }
         let tls = config.tls.tls()?;
         let edge = config.auth.edge(config.demo)?;
-        config.limits.check()?;
+        let limits = config.limits.limits();
+        let limits = limits.map_err(|e| Error::Config(e.to_string()))?;
         let hub = HubConfig {
             queue_capacity: config.queue_capacity,
             max_channels: config.max_channels,
@@ -95,6 +102,7 @@ impl Server {
             listener,
             app: Arc::new(App::new(hub, &config, edge)),
             config,
+            limits,
             tls,
         })
     }
@@ -117,6 +125,7 @@ impl Server {
             listener,
             app,
             config,
+            limits,
             tls,
         } = self;
         let addr = listener.local_addr().unwrap_or(config.listen);
@@ -127,7 +136,7 @@ impl Server {
             async move { app.handle(req).await }
         });
         let (picker, answerer) = (app.clone(), app.clone());
-        let mut listener = Listener::new(listener, config.limits.connection_limits());
+        let mut listener = Listener::new(listener, limits);
         if let Some(tls) = tls {
             listener = listener.tls(tls);
         }
