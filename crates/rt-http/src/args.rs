@@ -1,9 +1,19 @@
-//! The connection limits as command-line flags (feature `clap`), the ones rt-server has, for
-//! programs that build their own command line: flatten [`LimitArgs`] into a `clap::Parser`
-//! and serve with [`LimitArgs::limits`].
+//! The connection limits and, with feature `jwt`, the token options as command-line flags
+//! (feature `clap`), the ones rt-server has, for programs that build their own command line:
+//! flatten [`LimitArgs`] (and `AuthArgs`) into a `clap::Parser`, serve with
+//! [`LimitArgs::limits`] and build the edge with `AuthArgs::edge`.
 
+#[cfg(feature = "jwt")]
+use std::path::PathBuf;
+#[cfg(feature = "jwt")]
+use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "jwt")]
+use rt_core::ChannelPattern;
+
+#[cfg(feature = "jwt")]
+use crate::Edge;
 use crate::{ConnectionLimits, Error};
 
 /// Connection limits (`--max-connections`, ..., environment `RT_*`); their defaults are
@@ -81,8 +91,143 @@ impl LimitArgs {
                 .h2_max_streams(self.h2_max_streams)
                 .write_stall_timeout(self.write_stall_timeout));
         };
-        Err(Error::InvalidOption(invalid))
+        Err(Error::InvalidOption(invalid.to_owned()))
     }
+}
+
+/// Who may connect (`--jwt-*`, `--anonymous-*`, `--dev`, environment `RT_*`), feature `jwt`
+/// too: connection tokens verified by a [`TokenVerifier`](crate::TokenVerifier), or without
+/// token options the anonymous grants; [`AuthArgs::edge`] builds the [`Edge`].
+///
+/// ```
+/// use clap::Parser;
+///
+/// #[derive(Parser)]
+/// struct Cli {
+///     #[command(flatten)]
+///     auth: rt_http::AuthArgs,
+/// }
+///
+/// let cli = Cli::parse_from(["app", "--jwt-hs256-secret", "s3cret"]);
+/// let edge = cli.auth.edge(&[])?;
+/// # Ok::<(), rt_http::Error>(())
+/// ```
+#[cfg(feature = "jwt")]
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthArgs {
+    /// Require connection tokens (JWT) signed with this HS256 secret. Without this or
+    /// --jwt-public-key, clients need no token: they get the anonymous grants (see
+    /// --anonymous-subscribe, --anonymous-publish and --dev; docs/security.md).
+    #[arg(long, env = "RT_JWT_HS256_SECRET", hide_env_values = true)]
+    pub jwt_hs256_secret: Option<String>,
+
+    /// Require connection tokens (JWT) verified with this PEM public key (see
+    /// --jwt-algorithm).
+    #[arg(long, env = "RT_JWT_PUBLIC_KEY", conflicts_with = "jwt_hs256_secret")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Algorithm of --jwt-public-key: RS256 or ES256.
+    #[arg(long, env = "RT_JWT_ALGORITHM", default_value = "RS256")]
+    pub jwt_algorithm: String,
+
+    /// Tolerated clock difference with the token issuer; a connection is ended this long after
+    /// its token's `exp`.
+    #[arg(long, env = "RT_JWT_LEEWAY", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub jwt_leeway: Duration,
+
+    /// Only accept tokens whose `aud` claim names this audience.
+    #[arg(long, env = "RT_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Only accept tokens whose `iss` claim is this issuer.
+    #[arg(long, env = "RT_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Channel patterns anyone may SUBSCRIBE to without a token (comma-separated, e.g.
+    /// `public:*,news`). Default: `*` without token options (every channel), none with them.
+    #[arg(long, env = "RT_ANONYMOUS_SUBSCRIBE", alias = "anonymous")]
+    pub anonymous_subscribe: Option<String>,
+
+    /// Channel patterns anyone may PUBLISH on without a token (comma-separated, e.g.
+    /// `chat:*`). Default: none, except the demo page's `demo` channel while the demo is
+    /// served and no token options are given.
+    #[arg(long, env = "RT_ANONYMOUS_PUBLISH", default_value = "")]
+    pub anonymous_publish: String,
+
+    /// Development mode: anyone may subscribe and publish on every channel without a token.
+    /// Never in production.
+    #[arg(long, env = "RT_DEV", conflicts_with_all = ["jwt_hs256_secret", "jwt_public_key"])]
+    pub dev: bool,
+}
+
+#[cfg(feature = "jwt")]
+impl AuthArgs {
+    /// The edge every endpoint shares: tokens verified as configured (anonymous grants from
+    /// `--anonymous-*`, none by default), or without token options the anonymous grants
+    /// (subscribe: every channel by default) plus `open`, which anyone may subscribe and
+    /// publish on (rt-server: the demo page's channel), or with `--dev` open to everyone. The
+    /// error names the option at fault.
+    pub fn edge(&self, open: &[ChannelPattern]) -> Result<Edge, Error> {
+        use crate::{AnonymousGrants, TokenAlgorithm, TokenVerifier};
+        let invalid = |option: &str, e: &dyn std::fmt::Display| {
+            Error::InvalidOption(format!("{option}: {e}"))
+        };
+        let patterns = |option: &str, list: &str| {
+            ChannelPattern::parse_list(list).map_err(|e| invalid(option, &e))
+        };
+        let subscribe = self.anonymous_subscribe.as_deref();
+        let subscribe =
+            |default: &str| patterns("--anonymous-subscribe", subscribe.unwrap_or(default));
+        let publish = patterns("--anonymous-publish", &self.anonymous_publish)?;
+        let verifier = match (&self.jwt_hs256_secret, &self.jwt_public_key) {
+            (Some(secret), _) => TokenVerifier::hs256(secret.as_bytes())
+                .map_err(|e| invalid("--jwt-hs256-secret", &e))?,
+            (None, Some(path)) => {
+                let algorithm: TokenAlgorithm =
+                    (self.jwt_algorithm.parse()).map_err(|e| invalid("--jwt-algorithm", &e))?;
+                let pem = std::fs::read(path).map_err(|e| {
+                    let e = format!("cannot read {}: {e}", path.display());
+                    invalid("--jwt-public-key", &e)
+                })?;
+                TokenVerifier::from_pem(algorithm, &pem)
+                    .map_err(|e| invalid("--jwt-public-key", &e))?
+            }
+            (None, None) if self.dev => {
+                tracing::warn!("--dev: anyone may subscribe and publish on any channel without a token; never use it in production");
+                return Ok(Edge::default().allow_anonymous());
+            }
+            (None, None) => {
+                let (mut subscribe, mut publish) = (subscribe("*")?, publish);
+                subscribe.extend_from_slice(open);
+                publish.extend_from_slice(open);
+                tracing::info!(
+                    subscribe = %list(&subscribe),
+                    publish = %list(&publish),
+                    "no token options: clients need no token and get these anonymous grants"
+                );
+                let grants = AnonymousGrants::new(subscribe, publish);
+                return Ok(Edge::default().authenticator(Arc::new(grants)));
+            }
+        };
+        let mut verifier = verifier
+            .leeway(self.jwt_leeway)
+            .anonymous_subscribe(subscribe("")?)
+            .anonymous_publish(publish);
+        if let Some(aud) = &self.jwt_audience {
+            verifier = verifier.audience(aud);
+        }
+        if let Some(iss) = &self.jwt_issuer {
+            verifier = verifier.issuer(iss);
+        }
+        Ok(Edge::default().authenticator(Arc::new(verifier)))
+    }
+}
+
+/// Patterns as the comma-separated list they were given in.
+#[cfg(feature = "jwt")]
+fn list(patterns: &[ChannelPattern]) -> String {
+    let names: Vec<String> = patterns.iter().map(ToString::to_string).collect();
+    names.join(",")
 }
 
 #[cfg(test)]
@@ -131,5 +276,65 @@ mod tests {
                 .write_stall_timeout,
             Duration::ZERO
         );
+    }
+
+    #[cfg(feature = "jwt")]
+    #[derive(Debug, Parser)]
+    struct AuthCli {
+        #[command(flatten)]
+        auth: AuthArgs,
+    }
+
+    /// What a client without a token may do on the edge that `args` build (with `demo` open).
+    #[cfg(feature = "jwt")]
+    fn anonymous(args: &[&str]) -> Result<rt_core::Permissions, String> {
+        let argv = ["app"].iter().chain(args);
+        let auth = AuthCli::try_parse_from(argv).unwrap().auth;
+        let edge = auth.edge(&[ChannelPattern::new("demo").unwrap()]);
+        let edge = edge.map_err(|e| e.to_string())?;
+        let query = crate::Query::parse(None);
+        let admitted = edge.admit("api", &http::HeaderMap::new(), &query);
+        admitted.map(|a| a.permissions).map_err(|e| e.to_string())
+    }
+
+    #[cfg(feature = "jwt")]
+    #[test]
+    fn anonymous_grants_follow_the_options() {
+        let [news, demo] = ["news", "demo"].map(|c| rt_core::Channel::new(c).unwrap());
+        let by_default = anonymous(&[]).unwrap();
+        assert!(by_default.can_subscribe(&news) && by_default.can_publish(&demo));
+        assert!(!by_default.can_publish(&news));
+        let dev = anonymous(&["--dev"]).unwrap();
+        assert!(dev.can_publish(&news));
+        let granted = anonymous(&["--anonymous-publish", "news"]).unwrap();
+        assert!(granted.can_publish(&news));
+        // With tokens required, only the anonymous namespaces are open (none by default).
+        let tokens = anonymous(&["--jwt-hs256-secret", "s", "--anonymous", "news"]).unwrap();
+        assert!(tokens.can_subscribe(&news) && !tokens.can_subscribe(&demo));
+        assert!(!tokens.can_publish(&demo));
+    }
+
+    #[cfg(feature = "jwt")]
+    #[test]
+    fn bad_auth_options_are_named() {
+        for (args, named) in [
+            (&["--anonymous-publish", "a*b"][..], "--anonymous-publish"),
+            (
+                &["--jwt-hs256-secret", "s", "--anonymous", "a*b"],
+                "--anonymous-subscribe",
+            ),
+            (
+                &["--jwt-public-key", "/nonexistent.pem"],
+                "--jwt-public-key: cannot read",
+            ),
+            (
+                &["--jwt-public-key", "/dev/null", "--jwt-algorithm", "HS512"],
+                "--jwt-algorithm",
+            ),
+        ] {
+            let e = anonymous(args).unwrap_err();
+            assert!(e.starts_with(named), "{args:?}: {e}");
+        }
+        assert!(AuthCli::try_parse_from(["app", "--dev", "--jwt-hs256-secret", "s"]).is_err());
     }
 }

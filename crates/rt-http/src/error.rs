@@ -45,10 +45,11 @@ pub enum Error {
     /// A request to a server-side route without the right API key.
     #[error("missing or wrong API key: send it in the X-Api-Key header")]
     WrongApiKey,
-    /// A command-line option is out of range (`LimitArgs::limits`, feature `clap`); the
-    /// message names it. Raised when a server starts, never in answer to a request.
+    /// A command-line option is invalid (`LimitArgs::limits`, `AuthArgs::edge`, feature
+    /// `clap`); the message names it. Raised when a server starts, never in answer to a
+    /// request.
     #[error("{0}")]
-    InvalidOption(&'static str),
+    InvalidOption(String),
 }
 
 impl Error {

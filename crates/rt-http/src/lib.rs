@@ -16,7 +16,7 @@
 //! | [`publish`] | the HTTP publish answer every publish route shares |
 //! | [`StallGuard`], `StallListener` | cut connections whose writes stall (half-open clients) |
 //! | `Listener`, `ConnectionLimits` | serve an app over hyper with connection limits, the stall guard and graceful shutdown |
-//! | `LimitArgs` | the `ConnectionLimits` as `clap` flags, checked |
+//! | `LimitArgs`, `AuthArgs` | the `ConnectionLimits` and the token options (`TokenVerifier` or anonymous grants) as `clap` flags, checked |
 //! | `Tls` | HTTPS for the `Listener`: rustls from PEM files, ALPN `h2` and `http/1.1` |
 //! | [`health`] | the `GET /health` answer: the backplane's state and the hub's load |
 //! | [`LeanHttp1`] | serves HTTP/1.1 event streams on the connection itself, without hyper's per-connection buffers (hands everything else to hyper) |
@@ -31,7 +31,7 @@
 //! | `jwt` | `TokenVerifier`: JSON Web Token (HS256, RS256, ES256) [`Authenticator`] | no |
 //! | `axum` | [`StallListener`] implements `axum::serve::Listener` | no |
 //! | `server` | `Listener`: hyper's HTTP/1.1 and HTTP/2 server within `ConnectionLimits` | no |
-//! | `clap` | `LimitArgs`: `ConnectionLimits` as command-line flags; implies `server` | no |
+//! | `clap` | `LimitArgs` (`ConnectionLimits`) and, with `jwt`, `AuthArgs` (the edge's authenticator) as command-line flags; implies `server` | no |
 //! | `tls` | `Tls` and `Listener::tls`: HTTPS with rustls (`ring`); implies `server` | no |
 
 mod api_key;
@@ -59,6 +59,8 @@ mod stall;
 mod tls;
 
 pub use api_key::ApiKey;
+#[cfg(all(feature = "clap", feature = "jwt"))]
+pub use args::AuthArgs;
 #[cfg(feature = "clap")]
 pub use args::LimitArgs;
 pub use auth::{token, AnonymousGrants, Authenticator};

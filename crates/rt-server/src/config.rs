@@ -119,7 +119,7 @@ pub struct Config {
 
     /// Authentication: connection tokens and anonymous namespaces.
     #[command(flatten)]
-    pub auth: crate::auth::AuthArgs,
+    pub auth: rt_http::AuthArgs,
 
     /// Connection limits.
     #[command(flatten)]

@@ -5,7 +5,7 @@
 //!
 //! | module | what |
 //! | --- | --- |
-//! | `config`, `config_file`, `auth`, `transport`, `tls` | options from flags, the environment and a `--config` TOML file ([`Config::load`]), and what each builds |
+//! | `config`, `config_file`, `transport`, `tls` | options from flags, the environment and a `--config` TOML file ([`Config::load`]), and what each builds |
 //! | `router` | the one route table |
 //! | `serve` | the backplane, the hub, rt-http's `Listener` and the graceful shutdown ([`Server`]) |
 //! | `metrics`, `demo` | the Prometheus exporter, the demo page (`/health` is rt-http's, the server API rt-api's) |
@@ -23,7 +23,6 @@
 //! # }
 //! ```
 
-mod auth;
 mod config;
 mod config_file;
 mod demo;
@@ -34,7 +33,6 @@ mod serve;
 mod tls;
 mod transport;
 
-pub use auth::AuthArgs;
 pub use config::{Config, LogFormat, Transport};
 pub use config_file::ConfigError;
 pub use error::Error;
@@ -42,7 +40,7 @@ pub use error::Error;
 pub use rt_backplane::RedisArgs;
 #[cfg(feature = "nats")]
 pub use rt_backplane_nats::NatsArgs;
-pub use rt_http::LimitArgs;
+pub use rt_http::{AuthArgs, LimitArgs};
 #[cfg(feature = "poll")]
 pub use rt_poll::PollArgs;
 #[cfg(feature = "sse")]

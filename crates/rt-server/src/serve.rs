@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper::service::service_fn;
-use rt_core::{Backplane, Hub, HubConfig, MemoryBackplane, Retention};
+use rt_core::{Backplane, ChannelPattern, Hub, HubConfig, MemoryBackplane, Retention};
 use rt_http::{ConnectionLimits, Listener};
 use tokio::net::TcpListener;
 
@@ -22,6 +22,9 @@ pub struct Server {
     limits: ConnectionLimits,
     tls: Option<rt_http::Tls>,
 }
+
+/// The channel the demo page uses, open to anonymous clients while the demo is served.
+const DEMO_CHANNEL: &str = "demo";
 
 /// The backplane every part of the server shares.
 pub(crate) type SharedBackplane = Arc<dyn Backplane>;
@@ -82,7 +85,13 @@ impl Server {
             crate::metrics::recorder();
         }
         let tls = config.tls.tls()?;
-        let edge = config.auth.edge(config.demo)?;
+        // Without token options, anonymous clients may also publish on the demo page's channel.
+        let demo = config.demo.then(|| ChannelPattern::new(DEMO_CHANNEL));
+        let demo = demo
+            .transpose()
+            .map_err(|e| Error::Config(format!("demo: {e}")))?;
+        let edge = config.auth.edge(demo.as_slice());
+        let edge = edge.map_err(|e| Error::Config(e.to_string()))?;
         let limits = config.limits.limits();
         let limits = limits.map_err(|e| Error::Config(e.to_string()))?;
         let hub = HubConfig {
