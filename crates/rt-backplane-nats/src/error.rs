@@ -25,4 +25,14 @@ pub enum Error {
     /// The credentials could not be parsed.
     #[error("invalid NATS credentials: {0}")]
     Credentials(String),
+    /// A file that an option names cannot be read, or does not hold what it should.
+    #[error("{option}: cannot read {path}: {reason}")]
+    File {
+        /// The option naming the file (`--nats-creds`...).
+        option: &'static str,
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }

@@ -27,7 +27,8 @@
 //!   degraded; the client reconnects with jittered exponential backoff, then every watched
 //!   channel gets a new live consumer and is caught up from history.
 //! - **Authentication and TLS**: `user:password@` in the URL, a `.creds` file, an NKey seed
-//!   file, a CA file and a client certificate ([`NatsConfig`]'s `*_file` setters).
+//!   file, a CA file and a client certificate ([`NatsConfig`]'s `*_file` setters; with the
+//!   `clap` feature, `NatsArgs` gives them as rt-server's `--nats-*` flags).
 //!
 //! docs/scaling.md explains why this is exact and how to size it.
 //!
@@ -47,10 +48,14 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "clap")]
+mod args;
 mod backplane;
 mod config;
 mod error;
 
+#[cfg(feature = "clap")]
+pub use args::NatsArgs;
 pub use backplane::NatsBackplane;
 pub use config::NatsConfig;
 pub use error::Error;

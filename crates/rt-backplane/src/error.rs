@@ -27,4 +27,14 @@ pub enum Error {
     /// A setting is out of range.
     #[error("invalid Redis backplane setting: {0}")]
     InvalidSetting(&'static str),
+    /// A file that an option names cannot be read.
+    #[error("{option}: cannot read {path}: {reason}")]
+    File {
+        /// The option naming the file (`--redis-tls-ca`).
+        option: &'static str,
+        /// The file.
+        path: String,
+        /// Why it cannot be read.
+        reason: String,
+    },
 }

@@ -42,6 +42,7 @@
 //! | feature | what it adds |
 //! |---------|--------------|
 //! | `tls`   | `rediss://` URLs: TLS with rustls, trusting the platform's roots or the CA given with [`RedisConfig::tls_ca`] |
+//! | `clap`  | `RedisArgs`: `--redis-tls-ca` as a `clap` flag, as rt-server has it |
 //!
 //! Without features, URLs are `redis://[user:password@]host:port[/db]` and
 //! `redis+unix:///path/to/socket`.
@@ -69,6 +70,8 @@
 //! shards keep working. The `redis` crate's cluster client follows `MOVED`, `ASK` and
 //! failovers.
 
+#[cfg(feature = "clap")]
+mod args;
 mod backplane;
 mod cluster;
 mod codec;
@@ -78,6 +81,8 @@ mod flight;
 mod link;
 mod retained;
 
+#[cfg(feature = "clap")]
+pub use args::RedisArgs;
 pub use backplane::RedisBackplane;
 pub use config::RedisConfig;
 pub use error::Error;

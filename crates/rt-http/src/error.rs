@@ -54,6 +54,11 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// A command-line option is invalid (`LimitArgs::limits`, `AuthArgs::edge`, feature
+    /// `clap`); the message names it. Raised when a server starts, never in answer to a
+    /// request.
+    #[error("{0}")]
+    InvalidOption(String),
 }
 
 impl Error {
@@ -69,6 +74,7 @@ impl Error {
                 StatusCode::UNAUTHORIZED
             }
             Error::HookFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::InvalidOption(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -82,6 +88,7 @@ impl Error {
             Error::BodyTimeout(_) => "request_timeout",
             Error::NoAuthenticator | Error::NoApiKey | Error::WrongApiKey => "unauthorized",
             Error::HookFailed { .. } => "hook_failed",
+            Error::InvalidOption(_) => "invalid_option",
         }
     }
 

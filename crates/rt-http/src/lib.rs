@@ -17,6 +17,9 @@
 //! | [`publish`] | the HTTP publish answer every publish route shares |
 //! | [`StallGuard`], `StallListener` | cut connections whose writes stall (half-open clients) |
 //! | `Listener`, `ConnectionLimits` | serve an app over hyper with connection limits, the stall guard and graceful shutdown |
+//! | `LimitArgs`, `AuthArgs` | the `ConnectionLimits` and the token options (`TokenVerifier` or anonymous grants) as `clap` flags, checked |
+//! | `Tls` | HTTPS for the `Listener`: rustls from PEM files, ALPN `h2` and `http/1.1` |
+//! | [`health`] | the `GET /health` answer: the backplane's state and the hub's load |
 //! | [`LeanHttp1`] | serves HTTP/1.1 event streams on the connection itself, without hyper's per-connection buffers (hands everything else to hyper) |
 //! | [`JsonParseErrors`] | the JSON error body on the `400`/`414`/`431` answers hyper writes by itself |
 //! | [`endpoint_service!`] | makes an endpoint a `tower_service::Service` over any request body |
@@ -29,12 +32,17 @@
 //! | `jwt` | `TokenVerifier`: JSON Web Token (HS256, RS256, ES256) [`Authenticator`] | no |
 //! | `axum` | [`StallListener`] implements `axum::serve::Listener` | no |
 //! | `server` | `Listener`: hyper's HTTP/1.1 and HTTP/2 server within `ConnectionLimits` | no |
+//! | `clap` | `LimitArgs` (`ConnectionLimits`) and, with `jwt`, `AuthArgs` (the edge's authenticator) as command-line flags; implies `server` | no |
+//! | `tls` | `Tls` and `Listener::tls`: HTTPS with rustls (`ring`); implies `server` | no |
 
 mod api_key;
+#[cfg(feature = "clap")]
+mod args;
 mod auth;
 mod body;
 mod edge;
 mod error;
+mod health;
 mod hooks;
 #[cfg(feature = "jwt")]
 mod jwt;
@@ -49,12 +57,19 @@ mod publish;
 mod query;
 mod service;
 mod stall;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use api_key::ApiKey;
+#[cfg(all(feature = "clap", feature = "jwt"))]
+pub use args::AuthArgs;
+#[cfg(feature = "clap")]
+pub use args::LimitArgs;
 pub use auth::{token, AnonymousGrants, Authenticator};
 pub use body::{empty, full, json, json_bytes, Body};
 pub use edge::{Admitted, Edge};
 pub use error::{count_error, error, status, Error, ErrorCode, ERRORS};
+pub use health::health;
 pub use hooks::{Attachment, Client, ConnectRequest, Connected, HookFuture, Hooks};
 #[cfg(feature = "jwt")]
 pub use jwt::{Claims, TokenAlgorithm, TokenVerifier};
@@ -76,3 +91,5 @@ pub use service::ResponseFuture;
 #[cfg(feature = "axum")]
 pub use stall::StallListener;
 pub use stall::{StallGuard, CUT_OFF, DEFAULT_WRITE_STALL};
+#[cfg(feature = "tls")]
+pub use tls::Tls;

@@ -87,6 +87,8 @@ pub struct Listener {
     tcp: TcpListener,
     limits: ConnectionLimits,
     lean: Option<Lean>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::Tls>,
 }
 
 /// The requests served on the lean HTTP/1.1 path ([`Listener::lean`]), and how.
@@ -120,7 +122,17 @@ impl Listener {
             tcp,
             limits,
             lean: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
+    }
+
+    /// Serves HTTPS (feature `tls`): [`serve`](Self::serve) runs the TLS handshake on each
+    /// admitted connection, and HTTP/2 is chosen through ALPN.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::Tls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Serves the bodiless HTTP/1.1 `GET` requests that `pick` chooses (SSE streams) with
@@ -145,10 +157,11 @@ impl Listener {
         self.tcp.local_addr()
     }
 
-    /// Serves every connection with `service` until `shutdown` resolves. Returns the
-    /// connections still open: `shutdown()` on it tells them to finish and waits for them.
+    /// Serves every connection with `service` (over TLS when [`tls`](Self::tls) was called)
+    /// until `shutdown` resolves. Returns the connections still open: `shutdown()` on it tells
+    /// them to finish and waits for them.
     pub async fn serve<S, B>(
-        self,
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))] mut self,
         service: S,
         shutdown: impl Future<Output = ()>,
     ) -> GracefulShutdown
@@ -160,12 +173,21 @@ impl Listener {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.take() {
+            let handshake = move |stream| {
+                let tls = tls.clone();
+                async move { tls.accept(stream).await }
+            };
+            return self.serve_with(service, handshake, shutdown).await;
+        }
         self.serve_with(service, |stream| async { Ok(stream) }, shutdown)
             .await
     }
 
-    /// [`serve`](Self::serve), with `handshake` run on each admitted connection before HTTP:
-    /// typically a TLS accept. Its failures end that connection only.
+    /// [`serve`](Self::serve), with `handshake` run on each admitted connection before HTTP
+    /// (instead of the TLS handshake of [`tls`](Self::tls)). Its failures end that connection
+    /// only.
     pub async fn serve_with<S, B, H, F, Io>(
         self,
         service: S,
@@ -183,7 +205,9 @@ impl Listener {
         F: Future<Output = io::Result<Io>> + Send,
         Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let Listener { tcp, limits, lean } = self;
+        let Listener {
+            tcp, limits, lean, ..
+        } = self;
         // Shared: each connection's task holds it, a copy would be 240 bytes per connection.
         let builder = Arc::new(builder(&limits));
         let lean_http1 = crate::LeanHttp1::new(limits.max_header_bytes, limits.header_read_timeout);

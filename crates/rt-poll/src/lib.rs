@@ -55,13 +55,18 @@
 //!
 //! # Features
 //!
-//! None: the crate needs only rt-core, rt-http and tokio.
+//! `clap`: `PollArgs`, these options as command-line flags (`--poll-batch`...), for a
+//! program's own `clap` parser. Without it the crate needs only rt-core, rt-http and tokio.
 
+#[cfg(feature = "clap")]
+mod args;
 mod batch;
 mod config;
 mod error;
 mod poll;
 mod request;
 
+#[cfg(feature = "clap")]
+pub use args::PollArgs;
 pub use config::Config;
 pub use poll::Poll;

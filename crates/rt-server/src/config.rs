@@ -120,30 +120,35 @@ pub struct Config {
 
     /// Authentication: connection tokens and anonymous namespaces.
     #[command(flatten)]
-    pub auth: crate::auth::AuthArgs,
+    pub auth: rt_http::AuthArgs,
 
     /// Backend hooks.
     #[command(flatten)]
-    pub proxy: crate::auth::ProxyArgs,
+    pub proxy: rt_proxy::ProxyArgs,
 
     /// Connection limits.
     #[command(flatten)]
-    pub limits: crate::limits::LimitArgs,
+    pub limits: rt_http::LimitArgs,
+
+    /// How long a publish body (`POST /api/publish`, `/poll/publish`) may take to arrive;
+    /// slower is answered `408` and counted in rt_connections_cut_off_total{reason="body_timeout"}.
+    #[arg(long, env = "RT_BODY_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
 
     /// WebSocket options.
     #[cfg(feature = "ws")]
     #[command(flatten)]
-    pub ws: crate::transport::WsArgs,
+    pub ws: rt_ws::WsArgs,
 
     /// SSE options.
     #[cfg(feature = "sse")]
     #[command(flatten)]
-    pub sse: crate::transport::SseArgs,
+    pub sse: rt_sse::SseArgs,
 
     /// Polling options.
     #[cfg(feature = "poll")]
     #[command(flatten)]
-    pub poll: crate::transport::PollArgs,
+    pub poll: rt_poll::PollArgs,
 
     /// TLS options.
     #[command(flatten)]
@@ -152,10 +157,10 @@ pub struct Config {
     /// Redis backplane options.
     #[cfg(feature = "redis")]
     #[command(flatten)]
-    pub redis: crate::transport::RedisArgs,
+    pub redis: rt_backplane::RedisArgs,
 
     /// NATS backplane options.
     #[cfg(feature = "nats")]
     #[command(flatten)]
-    pub nats: crate::transport::NatsArgs,
+    pub nats: rt_backplane_nats::NatsArgs,
 }

@@ -19,14 +19,3 @@ pub enum Error {
     #[error("backplane: {0}")]
     Backplane(String),
 }
-
-impl Error {
-    /// The file that `option` names cannot be read.
-    pub(crate) fn unreadable(
-        option: &str,
-        path: &std::path::Path,
-        e: impl std::fmt::Display,
-    ) -> Self {
-        Error::Config(format!("{option}: cannot read {}: {e}", path.display()))
-    }
-}

@@ -5,10 +5,10 @@
 //!
 //! | module | what |
 //! | --- | --- |
-//! | `config`, `config_file`, `auth`, `limits`, `transport`, `tls` | options from flags, the environment and a `--config` TOML file ([`Config::load`]), and what each builds |
+//! | `config`, `config_file`, `transport`, `tls` | options from flags, the environment and a `--config` TOML file ([`Config::load`]), and what each builds |
 //! | `router` | the one route table |
 //! | `serve` | the backplane, the hub, rt-http's `Listener` and the graceful shutdown ([`Server`]) |
-//! | `health`, `metrics`, `demo` | `/health`, the Prometheus exporter, the demo page (the server API is rt-api's) |
+//! | `metrics`, `demo` | the Prometheus exporter, the demo page (`/health` is rt-http's, the server API rt-api's) |
 //!
 //! The binary is a thin `main` over this library, which tests and embedders can use directly:
 //!
@@ -23,33 +23,30 @@
 //! # }
 //! ```
 
-mod auth;
 mod config;
 mod config_file;
 mod demo;
 mod error;
-mod health;
-mod limits;
 mod metrics;
 mod router;
 mod serve;
 mod tls;
 mod transport;
 
-pub use auth::{AuthArgs, ProxyArgs};
 pub use config::{Config, LogFormat, Transport};
 pub use config_file::ConfigError;
 pub use error::Error;
-pub use limits::LimitArgs;
+#[cfg(feature = "redis")]
+pub use rt_backplane::RedisArgs;
+#[cfg(feature = "nats")]
+pub use rt_backplane_nats::NatsArgs;
+pub use rt_http::{AuthArgs, LimitArgs};
+#[cfg(feature = "poll")]
+pub use rt_poll::PollArgs;
+pub use rt_proxy::ProxyArgs;
+#[cfg(feature = "sse")]
+pub use rt_sse::SseArgs;
+#[cfg(feature = "ws")]
+pub use rt_ws::WsArgs;
 pub use serve::Server;
 pub use tls::TlsArgs;
-#[cfg(feature = "nats")]
-pub use transport::NatsArgs;
-#[cfg(feature = "poll")]
-pub use transport::PollArgs;
-#[cfg(feature = "redis")]
-pub use transport::RedisArgs;
-#[cfg(feature = "sse")]
-pub use transport::SseArgs;
-#[cfg(feature = "ws")]
-pub use transport::WsArgs;

@@ -72,16 +72,21 @@ impl App {
             .key(ApiKey::new(config.api_key.clone()))
             .origins(origins)
             .observer(observer.clone())
-            .body_timeout(config.limits.body_read_timeout);
+            .body_timeout(config.body_read_timeout);
         App {
             #[cfg(feature = "ws")]
-            ws: config.ws.build(&hub, edge.clone()),
+            ws: rt_ws::WebSocket::new(hub.clone(), config.ws.config().edge(edge.clone())),
             #[cfg(feature = "sse")]
-            sse: config.sse.build(&hub, edge.clone()),
+            sse: rt_sse::Sse::new(hub.clone(), config.sse.config().edge(edge.clone())),
             #[cfg(feature = "poll")]
-            poll: config
-                .poll
-                .build(&hub, edge, config.limits.body_read_timeout),
+            poll: rt_poll::Poll::new(
+                hub.clone(),
+                config
+                    .poll
+                    .config()
+                    .edge(edge)
+                    .body_timeout(config.body_read_timeout),
+            ),
             api: rt_api::Api::new(hub.clone(), api),
             observer,
             disabled: config.disable.clone(),
@@ -123,7 +128,7 @@ impl App {
             .map_or(("other", None), |&(_, route, transport)| (route, transport));
         let disabled = transport.is_some_and(|t| self.disabled.contains(&t));
         let res = match (req.method(), route, req.uri().path()) {
-            (&Method::GET | &Method::HEAD, "health", _) => crate::health::answer(&self.hub),
+            (&Method::GET | &Method::HEAD, "health", _) => h::health(&self.hub),
             (&Method::GET | &Method::HEAD, "metrics", _) if self.metrics => {
                 crate::metrics::render(&self.hub, crate::metrics::recorder().as_ref())
             }

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper::service::service_fn;
-use rt_core::{Backplane, Hub, HubConfig, MemoryBackplane, Retention};
-use rt_http::Listener;
+use rt_core::{Backplane, ChannelPattern, Hub, HubConfig, MemoryBackplane, Retention};
+use rt_http::{ConnectionLimits, Listener};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -19,8 +19,12 @@ pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
     config: Config,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: ConnectionLimits,
+    tls: Option<rt_http::Tls>,
 }
+
+/// The channel the demo page uses, open to anonymous clients while the demo is served.
+const DEMO_CHANNEL: &str = "demo";
 
 /// The backplane every part of the server shares.
 pub(crate) type SharedBackplane = Arc<dyn Backplane>;
@@ -66,6 +70,11 @@ async fn backplane(config: &Config) -> Result<SharedBackplane, Error> {
 impl Server {
     /// Sets up the backplane and hub and binds the listen address.
     pub async fn bind(config: Config) -> Result<Self, Error> {
+        if config.body_read_timeout.is_zero() {
+            return Err(Error::Config(
+                "--body-read-timeout must be more than 0s".into(),
+            ));
+        }
         if config.max_channels == 0 || config.queue_capacity == 0 || config.max_payload == 0 {
             return Err(Error::Config(
                 "--max-channels, --queue-capacity and --max-payload must be at least 1".into(),
@@ -75,9 +84,18 @@ impl Server {
             // Installed before anything records, so that no early count is lost.
             crate::metrics::recorder();
         }
-        let tls = crate::tls::server_config(&config.tls)?;
-        let edge = config.proxy.hooks(config.auth.edge(config.demo)?)?;
-        config.limits.check()?;
+        let tls = config.tls.tls()?;
+        // Without token options, anonymous clients may also publish on the demo page's channel.
+        let demo = config.demo.then(|| ChannelPattern::new(DEMO_CHANNEL));
+        let demo = demo
+            .transpose()
+            .map_err(|e| Error::Config(format!("demo: {e}")))?;
+        let edge = config.auth.edge(demo.as_slice());
+        let edge = edge.map_err(|e| Error::Config(e.to_string()))?;
+        let edge = config.proxy.hooks(edge);
+        let edge = edge.map_err(|e| Error::Config(format!("--proxy-*: {e}")))?;
+        let limits = config.limits.limits();
+        let limits = limits.map_err(|e| Error::Config(e.to_string()))?;
         let hub = HubConfig {
             queue_capacity: config.queue_capacity,
             max_channels: config.max_channels,
@@ -95,6 +113,7 @@ impl Server {
             listener,
             app: Arc::new(App::new(hub, &config, edge)),
             config,
+            limits,
             tls,
         })
     }
@@ -117,6 +136,7 @@ impl Server {
             listener,
             app,
             config,
+            limits,
             tls,
         } = self;
         let addr = listener.local_addr().unwrap_or(config.listen);
@@ -126,12 +146,12 @@ impl Server {
             let app = handler.clone();
             async move { app.handle(req).await }
         });
-        let handshake = move |stream| {
-            let tls = tls.clone();
-            async move { crate::tls::accept(tls.as_ref(), stream).await }
-        };
         let (picker, answerer) = (app.clone(), app.clone());
-        let graceful = Listener::new(listener, config.limits.connection_limits())
+        let mut listener = Listener::new(listener, limits);
+        if let Some(tls) = tls {
+            listener = listener.tls(tls);
+        }
+        let graceful = listener
             // SSE over HTTP/1.1 without hyper's per-connection buffers (rt_http::LeanHttp1).
             .lean(
                 move |head| picker.lean(head),
@@ -140,7 +160,7 @@ impl Server {
                     async move { app.handle_lean(req).await }
                 },
             )
-            .serve_with(service, handshake, shutdown)
+            .serve(service, shutdown)
             .await;
         tracing::info!("shutting down");
         app.hub.begin_shutdown();

@@ -57,12 +57,19 @@
 //! `examples/axum.rs` is a whole app (with the write-stall guard and a JSON route publishing
 //! on the same hub); `cargo run -p rt-sse --example ticker` serves a ticking channel with
 //! plain hyper, to try with `curl -N`. `docs/embedding.md` lists every knob.
+//!
+//! Feature `clap`: `SseArgs`, these options as command-line flags (`--sse-heartbeat`...), for
+//! a program's own `clap` parser.
 
+#[cfg(feature = "clap")]
+mod args;
 mod config;
 mod endpoint;
 mod error;
 mod frame;
 
+#[cfg(feature = "clap")]
+pub use args::SseArgs;
 pub use config::Config;
 pub use endpoint::Sse;
 pub use error::Error;

@@ -43,6 +43,9 @@
 //! echo endpoint (same handshake and limits) that `cargo xtask autobahn` runs the Autobahn
 //! test suite against.
 //!
+//! Feature `clap`: `WsArgs`, these options as command-line flags (`--ws-ping-interval`...),
+//! for a program's own `clap` parser.
+//!
 //! | close code | when |
 //! | --- | --- |
 //! | 1000 | the client closed normally |
@@ -54,6 +57,8 @@
 //! | 4000 | [`CLOSE_DISCONNECT`]: the application ended the subject's connections; the reason is its own; the client may reconnect (with its cursor) |
 //! | 4001 | [`CLOSE_DISCONNECT_FINAL`]: the same with `reconnect: false`: the client should not come back |
 
+#[cfg(feature = "clap")]
+mod args;
 mod config;
 mod connection;
 mod deflate;
@@ -71,6 +76,8 @@ use http::{Request, Response};
 use rt_core::Hub;
 use rt_http::Body;
 
+#[cfg(feature = "clap")]
+pub use args::WsArgs;
 pub use config::Config;
 pub use connection::{CLOSE_DISCONNECT, CLOSE_DISCONNECT_FINAL};
 pub use deflate::Compression;

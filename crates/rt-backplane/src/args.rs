@@ -1,0 +1,77 @@
+//! The Redis TLS option as a command-line flag (feature `clap`), as rt-server has it, for
+//! programs that build their own command line: flatten [`RedisArgs`] into a `clap::Parser`
+//! and apply it to a [`RedisConfig`] with [`RedisArgs::apply`].
+
+use std::path::PathBuf;
+
+use crate::{Error, RedisConfig};
+
+/// Redis options beyond the URL, prefix and history (`--redis-*`, environment `RT_REDIS_*`).
+///
+/// ```
+/// use clap::Parser;
+/// use rt_backplane::{RedisArgs, RedisConfig};
+///
+/// #[derive(Parser)]
+/// struct Cli {
+///     #[command(flatten)]
+///     redis: RedisArgs,
+/// }
+///
+/// let cli = Cli::parse_from(["app", "--redis-tls-ca", "/nonexistent/ca.pem"]);
+/// let refused = cli.redis.apply(RedisConfig::new("rediss://127.0.0.1:6380"));
+/// assert!(refused.unwrap_err().to_string().starts_with("--redis-tls-ca: cannot read"));
+/// ```
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisArgs {
+    /// PEM file with the CA certificate(s) that signed the Redis server's certificate, for a
+    /// `rediss://` backplane (default: the platform's root certificates).
+    #[arg(long, env = "RT_REDIS_TLS_CA")]
+    pub redis_tls_ca: Option<PathBuf>,
+}
+
+impl RedisArgs {
+    /// `config` with the CA file read into [`RedisConfig::tls_ca`]; the error names the option
+    /// and the file.
+    pub fn apply(&self, config: RedisConfig) -> Result<RedisConfig, Error> {
+        let Some(path) = &self.redis_tls_ca else {
+            return Ok(config);
+        };
+        let pem = std::fs::read(path).map_err(|e| Error::File {
+            option: "--redis-tls-ca",
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(config.tls_ca(pem))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        redis: RedisArgs,
+    }
+
+    #[test]
+    fn the_ca_file_is_read() {
+        let path = std::env::temp_dir().join(format!("rt-redis-args-{}.pem", std::process::id()));
+        std::fs::write(&path, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let url = || RedisConfig::new("rediss://127.0.0.1:6380");
+        let cli = Cli::try_parse_from(["app"]).unwrap();
+        assert_eq!(cli.redis.apply(url()).unwrap().tls_ca, None);
+        let cli = Cli::try_parse_from(["app", "--redis-tls-ca", path.to_str().unwrap()]).unwrap();
+        let config = cli.redis.apply(url()).unwrap();
+        assert_eq!(
+            config.tls_ca.as_deref(),
+            Some(&b"-----BEGIN CERTIFICATE-----\n"[..])
+        );
+        std::fs::remove_file(path).unwrap();
+    }
+}
