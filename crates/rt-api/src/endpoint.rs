@@ -7,10 +7,11 @@ use rt_core::{Hub, Permissions};
 use rt_http::{self as h, Body};
 
 use crate::config::Config;
+use crate::presence::Read;
 
 /// The server API endpoint. Cheap to clone; a `tower_service::Service` over any request body.
-/// It answers the paths ending in `/publish`, `/broadcast` and `/history` (mount it on
-/// `/api/*`), anything else with `404`.
+/// It answers the paths ending in `/publish`, `/broadcast`, `/history`, `/presence`,
+/// `/presence-stats` and `/channels` (mount it on `/api/*`), anything else with `404`.
 #[derive(Debug, Clone)]
 pub struct Api {
     hub: Hub,
@@ -24,7 +25,7 @@ struct Route {
     method: Method,
 }
 
-const ROUTES: [Route; 3] = [
+const ROUTES: [Route; 6] = [
     Route {
         segment: "publish",
         label: "api_publish",
@@ -40,6 +41,21 @@ const ROUTES: [Route; 3] = [
         label: "api_history",
         method: Method::GET,
     },
+    Route {
+        segment: "presence",
+        label: "api_presence",
+        method: Method::GET,
+    },
+    Route {
+        segment: "presence-stats",
+        label: "api_presence_stats",
+        method: Method::GET,
+    },
+    Route {
+        segment: "channels",
+        label: "api_channels",
+        method: Method::GET,
+    },
 ];
 
 impl Api {
@@ -53,7 +69,7 @@ impl Api {
 
     /// The labels its routes report refused keys under (`api_publish`, ...), for an observer
     /// that registers its series ahead of use.
-    pub fn routes() -> [&'static str; 3] {
+    pub fn routes() -> [&'static str; 6] {
         ROUTES.map(|r| r.label)
     }
 
@@ -66,7 +82,8 @@ impl Api {
         rt_http::host_from_authority(&mut req);
         let segment = req.uri().path().rsplit('/').next().unwrap_or_default();
         let Some(route) = ROUTES.iter().find(|r| r.segment == segment) else {
-            let message = "the server API has /api/publish, /api/broadcast and /api/history";
+            let message = "the server API has /api/publish, /api/broadcast, /api/history, \
+                           /api/presence, /api/presence-stats and /api/channels";
             return h::error(http::StatusCode::NOT_FOUND, "not_found", message);
         };
         if *req.method() != route.method {
@@ -95,7 +112,15 @@ impl Api {
                 let limit = limit.saturating_mul(2);
                 crate::broadcast::answer(&self.hub, config, &parts.headers, body, limit).await
             }
-            _ => crate::history::answer(&self.hub, config, parts.uri.query()).await,
+            "history" => crate::history::answer(&self.hub, config, parts.uri.query()).await,
+            segment => {
+                let read = match segment {
+                    "presence" => Read::Members,
+                    "presence-stats" => Read::Stats,
+                    _ => Read::Channels,
+                };
+                crate::presence::answer(&self.hub, config, read, parts.uri.query()).await
+            }
         }
     }
 }

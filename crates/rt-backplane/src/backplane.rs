@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
 use rt_core::{
-    Backplane, Channel, ChannelHead, Epoch, Error, Event, Health, NewEvent, Published, Read,
-    ReadFrom, Retention, Since, Sink,
+    Backplane, Channel, ChannelHead, Epoch, Error, Event, Health, NewEvent, Presence, Published,
+    Read, ReadFrom, Retention, Since, Sink,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -16,6 +16,7 @@ use crate::codec;
 use crate::config::{redacted, RedisConfig};
 use crate::flight::Flights;
 use crate::link::{self, Command, Shared, State};
+use crate::presence::RedisPresence;
 
 /// Positions are assigned and history is read by this one script; see its header.
 pub(crate) static SCRIPT: LazyLock<redis::Script> =
@@ -62,6 +63,7 @@ pub struct RedisBackplane {
     url: String,
     /// Identical history reads (`read` and `join` scripts with the same arguments) in flight.
     reads: Flights<Result<Arc<Vec<Vec<u8>>>, Error>>,
+    presence: RedisPresence,
 }
 
 impl RedisBackplane {
@@ -87,7 +89,9 @@ impl RedisBackplane {
             window_ms.min(MAX_AGE_MS),
             queue,
         ));
+        let presence = RedisPresence::start(shared.clone(), config.presence_ttl);
         let backplane = RedisBackplane {
+            presence,
             shared,
             commands,
             retention: config.retention,
@@ -176,7 +180,7 @@ fn invocation(
 }
 
 /// Runs a script call within the timeout; a failure marks the link degraded.
-async fn run(
+pub(crate) async fn run(
     shared: &Shared,
     call: redis::ScriptInvocation<'static>,
 ) -> Result<Vec<Vec<u8>>, Error> {
@@ -288,13 +292,13 @@ impl Drop for RedisBackplane {
     }
 }
 
-fn malformed(what: &str) -> Error {
+pub(crate) fn malformed(what: &str) -> Error {
     Error::Unavailable(format!(
         "unexpected reply from Redis ({what}); is another program writing under this key prefix?"
     ))
 }
 
-fn number(field: Option<&Vec<u8>>, what: &str) -> Result<u64, Error> {
+pub(crate) fn number(field: Option<&Vec<u8>>, what: &str) -> Result<u64, Error> {
     field
         .and_then(|f| std::str::from_utf8(f).ok())
         .and_then(|s| s.parse().ok())
@@ -499,6 +503,10 @@ impl Backplane for RedisBackplane {
     fn unwatch(&self, channel: &Channel) {
         // Only fails when the link task is gone, and then nothing is subscribed anyway.
         let _ = self.commands.send(Command::Unwatch(channel.clone()));
+    }
+
+    fn presence(&self) -> Option<&dyn Presence> {
+        Some(&self.presence)
     }
 
     fn health(&self) -> Health {

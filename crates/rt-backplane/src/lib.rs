@@ -53,7 +53,10 @@
 //! never reused), `P:E:s:CHANNEL` (history stream), `P:E:t:CHANNEL` (event times, for trimming
 //! by age) and `P:E:i:...` (idempotency keys); live events travel on the pub/sub channel
 //! `P:c:CHANNEL`. History keys expire on their own once a channel is quiet for longer than the
-//! history age. A single Redis (or a primary with replicas and persistence) is supported;
+//! history age. Presence and the registry of active channels are keys per node that expire
+//! unless the node's heartbeat refreshes them (`P:nodes`, `P:n:NODE:...`, `P:p:CHANNEL:...`;
+//! see `presence.lua`), so a node that dies drops out within [`RedisConfig::presence_ttl`]. A
+//! single Redis (or a primary with replicas and persistence) is supported;
 //! Redis Cluster is not.
 
 mod backplane;
@@ -62,6 +65,7 @@ mod config;
 mod error;
 mod flight;
 mod link;
+mod presence;
 mod retained;
 
 pub use backplane::RedisBackplane;

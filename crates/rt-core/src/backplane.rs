@@ -15,6 +15,7 @@ use crate::event::{Epoch, Event, Payload};
 use crate::history::Since;
 use crate::name::Channel;
 use crate::name::EventName;
+use crate::presence::Presence;
 
 /// An event to publish, before it has a position.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -224,4 +225,10 @@ pub trait Backplane: Send + Sync + fmt::Debug + 'static {
 
     /// Current health.
     fn health(&self) -> Health;
+
+    /// The backplane's presence and channel registry, shared by its nodes; `None` (the
+    /// default) for a backplane without them.
+    fn presence(&self) -> Option<&dyn Presence> {
+        None
+    }
 }

@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::event::{now_ms, Epoch, Event, Position};
 use crate::history::{History, Retention};
 use crate::name::Channel;
+use crate::presence::{LocalPresence, Presence};
 
 /// Keeps history in this process. Its epoch is drawn at construction, so a restarted server
 /// tells resuming clients that their cursors can no longer be honoured.
@@ -33,6 +34,7 @@ pub struct MemoryBackplane {
     idempotency_window: Duration,
     state: Mutex<State>,
     sink: OnceLock<Arc<dyn Sink>>,
+    presence: LocalPresence,
 }
 
 #[derive(Default)]
@@ -55,6 +57,7 @@ impl MemoryBackplane {
             idempotency_window: Duration::from_secs(120),
             state: Mutex::new(State::default()),
             sink: OnceLock::new(),
+            presence: LocalPresence::default(),
         }
     }
 
@@ -213,5 +216,9 @@ impl Backplane for MemoryBackplane {
 
     fn health(&self) -> Health {
         Health::Up
+    }
+
+    fn presence(&self) -> Option<&dyn Presence> {
+        Some(&self.presence)
     }
 }

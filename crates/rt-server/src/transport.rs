@@ -146,6 +146,11 @@ pub struct RedisArgs {
     /// `rediss://` backplane (default: the platform's root certificates).
     #[arg(long, env = "RT_REDIS_TLS_CA")]
     pub redis_tls_ca: Option<std::path::PathBuf>,
+
+    /// How long a node's presence and channel-registry entries in Redis outlive it (it
+    /// refreshes them every third of this): a node that dies drops out this long after.
+    #[arg(long, env = "RT_PRESENCE_TTL", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub presence_ttl: std::time::Duration,
 }
 
 /// The Redis backplane of `--backplane redis://...` (or `rediss://` for TLS), with the
@@ -158,7 +163,8 @@ pub(crate) async fn redis(
     let mut redis = RedisConfig::new(config.backplane.as_str())
         .prefix(config.redis_prefix.as_str())
         .history(config.history_size, config.history_age)
-        .idempotency_window(config.idempotency_window);
+        .idempotency_window(config.idempotency_window)
+        .presence_ttl(config.redis.presence_ttl);
     if let Some(path) = &config.redis.redis_tls_ca {
         let pem =
             std::fs::read(path).map_err(|e| crate::Error::unreadable("--redis-tls-ca", path, e))?;
