@@ -428,3 +428,23 @@ async fn three_nodes_over_redis_share_presence_and_a_killed_node_expires() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_backplane_without_presence_refuses_to_start_with_presence() {
+    let nats = rt_tests::nats_url();
+    let prefix = cluster::prefix("presence_nats");
+    let out = tokio::process::Command::new(rt_tests::server_binary())
+        .args(["--listen", "127.0.0.1:0", "--dev", "--backplane", &nats])
+        .args(["--redis-prefix", &prefix, "--presence", "chat:*"])
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), out)
+        .await
+        .expect("rt-server should exit at once")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--presence") && stderr.contains("does not keep it"),
+        "{stderr}"
+    );
+}
