@@ -227,6 +227,14 @@ async fn write(
     }
 }
 
+/// Cuts a page the script read one item past (`limit + 1`) down to `limit`; whether another
+/// page follows.
+fn cut<T>(items: &mut Vec<T>, limit: usize) -> bool {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    more
+}
+
 #[async_trait]
 impl Presence for RedisPresence {
     fn join(&self, channel: &Channel, member: &Member) {
@@ -261,12 +269,9 @@ impl Presence for RedisPresence {
                     .ok_or_else(|| malformed("presence entry"))
             })
             .collect::<Result<Vec<Member>, Error>>()?;
-        let next = if members.len() > limit {
-            members.truncate(limit);
-            members.last().map(|m| m.client.clone())
-        } else {
-            None
-        };
+        let next = cut(&mut members, limit)
+            .then(|| members.last().map(|m| m.client.clone()))
+            .flatten();
         Ok(MembersPage { members, next })
     }
 
@@ -307,12 +312,9 @@ impl Presence for RedisPresence {
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        let next = if channels.len() > limit {
-            channels.truncate(limit);
-            channels.last().map(|c| c.channel.clone())
-        } else {
-            None
-        };
+        let next = cut(&mut channels, limit)
+            .then(|| channels.last().map(|c| c.channel.clone()))
+            .flatten();
         Ok(ChannelsPage { channels, next })
     }
 }
