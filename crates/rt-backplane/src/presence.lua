@@ -15,7 +15,8 @@
 --
 -- ARGV: 1 prefix, 2 mode, 3 node, 4 ttl ms, then by mode:
 --   write:   ops: 'j' CH CLIENT ENTRY SUBJECT | 'l' CH CLIENT ENTRY SUBJECT | 'c' CH COUNT
---            (SUBJECT '' for none; COUNT is the node's absolute count). Reply: {}
+--            | 'd' CH (SUBJECT '' for none; COUNT is the node's absolute count; 'd' drops
+--            the node's members of CH, before writing them again). Reply: {}
 --   beat:    channels with members on this node. Reply: {'1'} when the node had to be
 --            registered anew (first beat, or Redis lost its data): it then writes everything
 --            again; else {'0'}
@@ -31,20 +32,22 @@ local deadline = now + ttl
 
 local function pkey(ch, rest) return P .. ':p:' .. ch .. ':' .. rest end
 
--- Takes the nodes whose deadline passed out of CH's presence, with their subject counts.
-local function sweep(ch)
-  local nodes = pkey(ch, 'nodes')
-  local dead = redis.call('ZRANGEBYSCORE', nodes, '-inf', '(' .. now)
-  for _, d in ipairs(dead) do
-    local counts = redis.call('HGETALL', pkey(ch, d .. ':s'))
-    for i = 1, #counts, 2 do
-      if redis.call('HINCRBY', pkey(ch, 'subj'), counts[i], -1) <= 0 then
-        redis.call('HDEL', pkey(ch, 'subj'), counts[i])
-      end
+-- Takes node D out of CH's presence, with its subject counts.
+local function remove(ch, d)
+  local counts = redis.call('HGETALL', pkey(ch, d .. ':s'))
+  for i = 1, #counts, 2 do
+    if redis.call('HINCRBY', pkey(ch, 'subj'), counts[i], -1) <= 0 then
+      redis.call('HDEL', pkey(ch, 'subj'), counts[i])
     end
-    redis.call('DEL', pkey(ch, d), pkey(ch, d .. ':s'))
-    redis.call('ZREM', nodes, d)
   end
+  redis.call('DEL', pkey(ch, d), pkey(ch, d .. ':s'))
+  redis.call('ZREM', pkey(ch, 'nodes'), d)
+end
+
+-- Takes the nodes whose deadline passed out of CH's presence.
+local function sweep(ch)
+  local dead = redis.call('ZRANGEBYSCORE', pkey(ch, 'nodes'), '-inf', '(' .. now)
+  for _, d in ipairs(dead) do remove(ch, d) end
 end
 
 -- Keeps this node's keys of CH's presence alive.
@@ -90,6 +93,9 @@ if mode == 'write' then
         redis.call('ZREM', chl, ch)
       end
       i = i + 3
+    elseif op == 'd' then
+      remove(ch, node)
+      i = i + 2
     else
       local entry, subject = ARGV[i + 3], ARGV[i + 4]
       local s, subj = pkey(ch, node .. ':s'), pkey(ch, 'subj')

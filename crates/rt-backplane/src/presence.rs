@@ -28,6 +28,14 @@ enum Op {
     Count(Channel, i64),
 }
 
+impl Op {
+    fn channel(&self) -> &Channel {
+        match self {
+            Op::Join(c, _) | Op::Leave(c, _) | Op::Count(c, _) => c,
+        }
+    }
+}
+
 /// The node's presence and channel registry in Redis.
 pub(crate) struct RedisPresence {
     shared: Arc<Shared>,
@@ -136,9 +144,12 @@ impl Local {
         }
     }
 
-    /// Every write needed to put this node's state into an empty Redis, in batches.
+    /// Every write needed to put this node's state into Redis again, in batches: `stale`
+    /// channels (whose writes failed, so Redis may hold what the node no longer has) are
+    /// first dropped and their counts set.
     fn everything(
         &self,
+        stale: &BTreeSet<Channel>,
         new: impl Fn() -> redis::ScriptInvocation<'static>,
     ) -> Vec<redis::ScriptInvocation<'static>> {
         let mut calls = Vec::new();
@@ -151,6 +162,14 @@ impl Local {
                 *ops = 0;
             }
         };
+        for channel in stale {
+            call.arg("d").arg(channel.as_str());
+            next(&mut call, &mut ops);
+            if !self.counts.contains_key(channel) {
+                call.arg("c").arg(channel.as_str()).arg(0);
+                next(&mut call, &mut ops);
+            }
+        }
         for (channel, n) in &self.counts {
             call.arg("c").arg(channel.as_str()).arg(*n);
             next(&mut call, &mut ops);
@@ -174,7 +193,8 @@ impl Local {
 
 /// The node's writer: sends what the hub reports in batches, and beats every third of the
 /// ttl so the node's keys stay alive; writes everything again when a beat finds that Redis
-/// forgot the node (or a write failed). Ends when the [`RedisPresence`] is dropped.
+/// forgot the node, or after a write failed (first dropping what Redis may still hold of the
+/// channels whose writes failed, so that a lost leave leaves no ghost member). Ends when the [`RedisPresence`] is dropped.
 async fn write(
     shared: Arc<Shared>,
     node: String,
@@ -185,6 +205,8 @@ async fn write(
     let mut local = Local::default();
     let mut beat = tokio::time::interval(ttl / 3);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Channels whose writes failed since the last complete rewrite.
+    let mut stale = BTreeSet::new();
     let mut lost = false;
     loop {
         tokio::select! {
@@ -192,16 +214,19 @@ async fn write(
                 let Some(op) = op else { break };
                 let mut call = new();
                 let mut dirty = BTreeSet::new();
-                local.apply(op, &mut call, &mut dirty);
-                for _ in 1..MAX_OPS {
-                    match queue.try_recv() {
-                        Ok(op) => local.apply(op, &mut call, &mut dirty),
-                        Err(_) => break,
-                    }
+                let mut touched = BTreeSet::new();
+                let mut next = Some(op);
+                for _ in 0..MAX_OPS {
+                    let Some(op) = next.take().or_else(|| queue.try_recv().ok()) else {
+                        break;
+                    };
+                    touched.insert(op.channel().clone());
+                    local.apply(op, &mut call, &mut dirty);
                 }
                 local.counts(&mut call, dirty);
                 if run(&shared, call).await.is_err() {
                     lost = true;
+                    stale.extend(touched);
                 }
             }
             _ = beat.tick() => {
@@ -212,11 +237,14 @@ async fn write(
                 match run(&shared, call).await {
                     Ok(reply) if lost || reply.first().is_some_and(|f| f == b"1") => {
                         lost = false;
-                        for call in local.everything(new) {
+                        for call in local.everything(&stale, new) {
                             if run(&shared, call).await.is_err() {
                                 lost = true;
                                 break;
                             }
+                        }
+                        if !lost {
+                            stale.clear();
                         }
                     }
                     Ok(_) => {}
