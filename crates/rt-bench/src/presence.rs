@@ -222,10 +222,13 @@ async fn settle(http: &mut Http, path: &str, n: usize) -> Result<(), String> {
     };
     let end = Instant::now() + Duration::from_secs(60);
     loop {
-        let body = http.get(path).await?;
-        if body.contains(&want) {
-            return Ok(());
-        }
+        // A 503 (Redis slow to answer under the join storm) is retried like a short count.
+        let body = match http.get(path).await {
+            Ok(body) if body.contains(&want) => return Ok(()),
+            Ok(body) => body,
+            Err(e) if e.contains("503") => e,
+            Err(e) => return Err(e),
+        };
         if Instant::now() > end {
             return Err(format!("the channel registry never reached {n}: {body}"));
         }
