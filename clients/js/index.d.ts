@@ -62,6 +62,28 @@ export interface PublishOptions {
   id?: string;
 }
 
+/** One connection in a channel's presence. */
+export interface PresenceMember {
+  /** The connection's id. */
+  client: string;
+  /** The token's `sub`, if any. */
+  subject?: string;
+  /** The token's `info` claim, if any. */
+  info?: unknown;
+}
+
+/** What `client.presence()` resolves to. */
+export interface PresencePage {
+  channel: string;
+  /** Connections subscribed, on every node. */
+  connections: number;
+  /** Distinct subjects among them. */
+  subjects: number;
+  members: PresenceMember[];
+  /** Pass as `cursor` for the next page; null after the last. */
+  cursor: string | null;
+}
+
 export interface ConnectOptions {
   /** Channels to subscribe to (at least one). */
   channels: string[];
@@ -97,8 +119,8 @@ export interface ConnectOptions {
   publishTimeout?: number;
   /** How long to wait for a WebSocket publish ack before sending again (ms, default 5000). */
   ackTimeout?: number;
-  /** Endpoint paths on the server. Defaults `/ws`, `/sse`, `/poll`, `/poll/publish`. */
-  paths?: { ws?: string; sse?: string; poll?: string; publish?: string };
+  /** Endpoint paths on the server. Defaults `/ws`, `/sse`, `/poll`, `/poll/publish`, `/presence`. */
+  paths?: { ws?: string; sse?: string; poll?: string; publish?: string; presence?: string };
   /** WebSocket constructor (e.g. the `ws` package in Node 20). Default `globalThis.WebSocket`. */
   WebSocket?: unknown;
   /** fetch implementation. Default `globalThis.fetch`. */
@@ -135,6 +157,12 @@ export class Client {
    * idempotency window. Non-string `data` (other than bytes) is sent as JSON.
    */
   publish(channel: string, data: string | Uint8Array | ArrayBuffer | unknown, options?: PublishOptions): Promise<PublishAck>;
+  /**
+   * A page of `channel`'s presence from the server's `/presence`, read with this client's
+   * token (its `presence` claim must grant the channel; else it rejects with `status` 401 or
+   * 403, and 404 `presence_disabled` for a channel whose presence the server does not keep).
+   */
+  presence(channel: string, options?: { cursor?: string; limit?: number }): Promise<PresencePage>;
   /** Closes for good; pending publishes reject. */
   close(): void;
 }

@@ -66,6 +66,18 @@ exchange("unsubscribe bad channel", "POST", "/api/unsubscribe", 400, {"subject":
 exchange("unsubscribe without a key", "POST", "/api/unsubscribe", 401, {"subject": "u1", "channel": "oa"},
          headers={"x-api-key": "wrong"})
 exchange("health", "GET", "/health", 200)
+# The Rust test keeps two connections subscribed to `oa`, whose presence is kept.
+req, res = exchange("presence", "GET", "/api/presence?channel=oa&limit=1", 200)
+assert len(res.json()["members"]) == 1 and res.json()["cursor"], res.text
+exchange("presence next page", "GET", f"/api/presence?channel=oa&cursor={res.json()['cursor']}", 200)
+exchange("presence stats", "GET", "/api/presence-stats?channel=oa", 200)
+exchange("presence not kept", "GET", "/api/presence-stats?channel=ob", 404)
+exchange("presence bad cursor", "GET", "/api/presence?channel=oa&cursor=zz", 400, valid_request=False)
+exchange("presence bad limit", "GET", "/api/presence?channel=oa&limit=0", 400, valid_request=False)
+req, res = exchange("channels", "GET", "/api/channels?pattern=o*&limit=1", 200)
+assert res.json()["channels"] == [{"channel": "oa", "subscribers": 2}], res.text
+exchange("channels bad pattern", "GET", "/api/channels?pattern=a*b", 400)
+exchange("client presence", "GET", "/presence?channel=oa", 200)
 
 # The check can fail: the same history answer with a field the spec does not have is refused.
 wrong = requests.models.Response()

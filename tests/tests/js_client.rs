@@ -1,5 +1,6 @@
 //! The JavaScript client (`clients/js`): its unit tests with Node's test runner, and the
-//! client in Node against the real rt-server (`tests/js/client-node.mjs`).
+//! client in Node against the real rt-server (`tests/js/client-node.mjs`, and
+//! `tests/js/client-presence.mjs` for `client.presence()`).
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::process::Command;
@@ -40,6 +41,28 @@ async fn client_in_node_against_the_server() {
     .await;
     assert!(
         out.contains("# fail 0") && !out.contains("# pass 0"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_presence_in_node_against_the_server() {
+    let mut server = Server::start(&[
+        "--jwt-hs256-secret",
+        "presence-js-secret",
+        "--presence",
+        "room:*",
+    ])
+    .await;
+    let out = run_node_script(
+        "client-presence.mjs",
+        &mut server,
+        &[],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        out.contains("# fail 0") && out.contains("# pass 2"),
         "{out}"
     );
 }

@@ -11,7 +11,14 @@ async fn the_server_api_answers_as_docs_openapi_yaml_says() {
         "openapi",
         &root.join("tests/python/openapi-requirements.txt"),
     );
-    let server = Server::start(&[]).await;
+    let server = Server::start(&["--presence", "oa"]).await;
+    // Two members of `oa`'s presence for the presence and channels routes to list.
+    let mut members = Vec::new();
+    for _ in 0..2 {
+        let mut ws = rt_tests::ws::connect(&server.ws_url("/ws"), &[]).await;
+        rt_tests::ws::subscribe(&mut ws, &["oa"], None).await;
+        members.push(ws);
+    }
     let base = server.url("");
     let base = base.trim_end_matches('/').to_owned();
     let out = tokio::task::spawn_blocking(move || {
@@ -31,6 +38,8 @@ async fn the_server_api_answers_as_docs_openapi_yaml_says() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{text}");
+    assert!(text.contains("ok presence next page: 200"), "{text}");
+    drop(members);
     assert!(text.contains("ok health: 200"), "{text}");
     assert!(
         text.contains("an answer outside the spec is refused"),

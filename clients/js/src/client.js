@@ -3,7 +3,7 @@
 import { Backoff } from './backoff.js';
 import { Cursor } from './cursor.js';
 import { Dedupe } from './dedupe.js';
-import { base64, endpoints } from './url.js';
+import { base64, endpoints, withQuery } from './url.js';
 import { errorFromResponse } from './transports/http.js';
 import { openPoll } from './transports/poll.js';
 import { openSse } from './transports/sse.js';
@@ -465,14 +465,33 @@ export class Client {
     );
   }
 
+  /**
+   * A page of `channel`'s presence (its members, one per connection on every node, and its
+   * counts) from the server's `/presence`, read with this client's token, which must grant
+   * the channel in its `presence` claim. Pass the answer's `cursor` back for the next page.
+   */
+  async presence(channel, { cursor, limit } = {}) {
+    const params = [['channel', channel]];
+    if (cursor != null) params.push(['cursor', cursor]);
+    if (limit != null) params.push(['limit', limit]);
+    const res = await this.#fetchAuthorized(withQuery(this.urls.presence, params), { method: 'GET', headers: {} });
+    if (!res.ok) throw await errorFromResponse(res, 'presence');
+    return res.json();
+  }
+
   async #publishHttp(body) {
-    if (typeof this.impl.fetch !== 'function') throw new Error('no fetch implementation: pass options.fetch');
     const headers = { 'Content-Type': 'application/json' };
-    const token = typeof this.#tokenSource === 'function' ? await this.#tokenSource() : this.#tokenSource;
-    if (token) headers.Authorization = `Bearer ${token}`;
-    const res = await this.impl.fetch(this.urls.publish, { method: 'POST', headers, body: JSON.stringify(body) });
+    const res = await this.#fetchAuthorized(this.urls.publish, { method: 'POST', headers, body: JSON.stringify(body) });
     if (!res.ok) throw await errorFromResponse(res, 'publish');
     return res.json();
+  }
+
+  /** fetch with the client's current token as `Authorization: Bearer`. */
+  async #fetchAuthorized(url, init) {
+    if (typeof this.impl.fetch !== 'function') throw new Error('no fetch implementation: pass options.fetch');
+    const token = typeof this.#tokenSource === 'function' ? await this.#tokenSource() : this.#tokenSource;
+    if (token) init.headers.Authorization = `Bearer ${token}`;
+    return this.impl.fetch(url, init);
   }
 
   #acked(ack) {

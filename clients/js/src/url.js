@@ -32,6 +32,7 @@ export function endpoints(base, paths = {}) {
     sse: at(paths.sse ?? '/sse'),
     poll: at(paths.poll ?? '/poll'),
     publish: at(paths.publish ?? '/poll/publish'),
+    presence: at(paths.presence ?? '/presence'),
   };
 }
 

@@ -16,7 +16,7 @@ pub struct Config {
     /// Default: same-origin only.
     pub origins: Origins,
     /// Hears refused keys (as `auth_failed` of route `api_publish`, `api_broadcast`,
-    /// `api_history`). Default: [`Log`].
+    /// `api_history`, `api_presence`, `api_presence_stats`, `api_channels`). Default: [`Log`].
     pub observer: Arc<dyn Observer>,
     /// How long a request body may take to arrive (`408` after). Default 10 s.
     pub body_timeout: Duration,
@@ -24,6 +24,9 @@ pub struct Config {
     pub max_broadcast_channels: usize,
     /// Most events in one history answer; a `limit` above it is refused. Default 1,000.
     pub max_history_limit: usize,
+    /// Most members or channels in one presence or channels page; a `limit` above it is
+    /// refused. Default 1,000.
+    pub max_page_limit: usize,
 }
 
 impl Default for Config {
@@ -35,6 +38,7 @@ impl Default for Config {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             max_broadcast_channels: 1_000,
             max_history_limit: 1_000,
+            max_page_limit: 1_000,
         }
     }
 }
@@ -46,4 +50,5 @@ rt_http::setters!(Config {
     body_timeout: Duration,
     max_broadcast_channels: usize,
     max_history_limit: usize,
+    max_page_limit: usize,
 });

@@ -7,10 +7,12 @@ use rt_core::{Hub, Permissions};
 use rt_http::{self as h, Body};
 
 use crate::config::Config;
+use crate::presence::Read;
 
 /// The server API endpoint. Cheap to clone; a `tower_service::Service` over any request body.
-/// It answers the paths ending in `/publish`, `/broadcast`, `/history`, `/disconnect` and
-/// `/unsubscribe` (mount it on `/api/*`), anything else with `404`.
+/// It answers the paths ending in `/publish`, `/broadcast`, `/history`, `/disconnect`,
+/// `/unsubscribe`, `/presence`, `/presence-stats` and `/channels` (mount it on `/api/*`),
+/// anything else with `404`.
 #[derive(Debug, Clone)]
 pub struct Api {
     hub: Hub,
@@ -24,7 +26,7 @@ struct Route {
     method: Method,
 }
 
-const ROUTES: [Route; 5] = [
+const ROUTES: [Route; 8] = [
     Route {
         segment: "publish",
         label: "api_publish",
@@ -50,6 +52,21 @@ const ROUTES: [Route; 5] = [
         label: "api_unsubscribe",
         method: Method::POST,
     },
+    Route {
+        segment: "presence",
+        label: "api_presence",
+        method: Method::GET,
+    },
+    Route {
+        segment: "presence-stats",
+        label: "api_presence_stats",
+        method: Method::GET,
+    },
+    Route {
+        segment: "channels",
+        label: "api_channels",
+        method: Method::GET,
+    },
 ];
 
 impl Api {
@@ -63,7 +80,7 @@ impl Api {
 
     /// The labels its routes report refused keys under (`api_publish`, ...), for an observer
     /// that registers its series ahead of use.
-    pub fn routes() -> [&'static str; 5] {
+    pub fn routes() -> [&'static str; 8] {
         ROUTES.map(|r| r.label)
     }
 
@@ -77,7 +94,8 @@ impl Api {
         let segment = req.uri().path().rsplit('/').next().unwrap_or_default();
         let Some(route) = ROUTES.iter().find(|r| r.segment == segment) else {
             let message = "the server API has /api/publish, /api/broadcast, /api/history, \
-                           /api/disconnect and /api/unsubscribe";
+                           /api/disconnect, /api/unsubscribe,
+                           /api/presence, /api/presence-stats and /api/channels";
             return h::error(http::StatusCode::NOT_FOUND, "not_found", message);
         };
         if *req.method() != route.method {
@@ -114,7 +132,15 @@ impl Api {
                 use crate::control::{answer, Unsubscribe};
                 answer::<Unsubscribe, _>(&self.hub, config, &parts.headers, body).await
             }
-            _ => crate::history::answer(&self.hub, config, parts.uri.query()).await,
+            "history" => crate::history::answer(&self.hub, config, parts.uri.query()).await,
+            segment => {
+                let read = match segment {
+                    "presence" => Read::Members,
+                    "presence-stats" => Read::Stats,
+                    _ => Read::Channels,
+                };
+                crate::presence::answer(&self.hub, config, read, parts.uri.query()).await
+            }
         }
     }
 }

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
 use rt_core::{
-    Backplane, Channel, ChannelHead, Epoch, Error, Event, Health, NewEvent, Published, Read,
-    ReadFrom, Retention, Signal, Since, Sink,
+    Backplane, Channel, ChannelHead, Epoch, Error, Event, Health, NewEvent, Presence, Published,
+    Read, ReadFrom, Retention, Signal, Since, Sink,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -16,6 +16,7 @@ use crate::codec;
 use crate::config::{redacted, RedisConfig, Target};
 use crate::flight::Flights;
 use crate::link::{self, Command, Shared, State};
+use crate::presence::RedisPresence;
 
 /// Positions are assigned and history is read by this one script; see its header.
 pub(crate) static SCRIPT: LazyLock<redis::Script> =
@@ -62,6 +63,8 @@ pub struct RedisBackplane {
     url: String,
     /// Identical history reads (`read` and `join` scripts with the same arguments) in flight.
     reads: Flights<Result<Arc<Vec<Vec<u8>>>, Error>>,
+    /// `None` on a Redis Cluster.
+    presence: Option<RedisPresence>,
 }
 
 impl RedisBackplane {
@@ -83,7 +86,8 @@ impl RedisBackplane {
             .unwrap_or(u64::MAX)
             .min(MAX_AGE_MS);
         let (shared2, retention) = (shared.clone(), config.retention);
-        match target {
+        // Presence's keys span slots: kept on a single Redis only.
+        let presence = match target {
             Target::Single(client) => {
                 tokio::spawn(link::run(shared.clone(), *client, queue));
                 tokio::spawn(publish_batches(
@@ -92,6 +96,7 @@ impl RedisBackplane {
                     window_ms,
                     publish_queue,
                 ));
+                Some(RedisPresence::start(shared.clone(), config.presence_ttl))
             }
             Target::Cluster(nodes) => {
                 crate::cluster::start(shared.clone(), &nodes, queue).await?;
@@ -102,9 +107,11 @@ impl RedisBackplane {
                     nodes.replicas,
                     publish_queue,
                 ));
+                None
             }
-        }
+        };
         let backplane = RedisBackplane {
+            presence,
             shared,
             commands,
             retention: config.retention,
@@ -330,13 +337,13 @@ impl Drop for RedisBackplane {
     }
 }
 
-fn malformed(what: &str) -> Error {
+pub(crate) fn malformed(what: &str) -> Error {
     Error::Unavailable(format!(
         "unexpected reply from Redis ({what}); is another program writing under this key prefix?"
     ))
 }
 
-fn number(field: Option<&Vec<u8>>, what: &str) -> Result<u64, Error> {
+pub(crate) fn number(field: Option<&Vec<u8>>, what: &str) -> Result<u64, Error> {
     field
         .and_then(|f| std::str::from_utf8(f).ok())
         .and_then(|s| s.parse().ok())
@@ -554,6 +561,10 @@ impl Backplane for RedisBackplane {
     fn unwatch(&self, channel: &Channel) {
         // Only fails when the link task is gone, and then nothing is subscribed anyway.
         let _ = self.commands.send(Command::Unwatch(channel.clone()));
+    }
+
+    fn presence(&self) -> Option<&dyn Presence> {
+        self.presence.as_ref().map(|p| p as &dyn Presence)
     }
 
     fn health(&self) -> Health {

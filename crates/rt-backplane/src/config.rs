@@ -43,11 +43,16 @@ pub struct RedisConfig {
     /// Cap of the reconnect delay. Each delay is randomised between half and all of it, so
     /// that many nodes do not reconnect in lockstep.
     pub reconnect_max: Duration,
+    /// How long a node's presence and channel-registry entries outlive its last heartbeat
+    /// (it beats every third of this): a node that dies drops out of presence this long
+    /// after.
+    pub presence_ttl: Duration,
 }
 
 impl RedisConfig {
     /// Defaults: prefix `rt`, 1000 events / 5 minutes of history per channel, 2-minute
-    /// idempotency window, 2 s timeout, reconnect delays from 100 ms doubling up to 5 s.
+    /// idempotency window, 2 s timeout, reconnect delays from 100 ms doubling up to 5 s,
+    /// presence entries that outlive a dead node by 15 s.
     pub fn new(url: impl Into<String>) -> Self {
         RedisConfig {
             url: url.into(),
@@ -58,6 +63,7 @@ impl RedisConfig {
             timeout: Duration::from_secs(2),
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
+            presence_ttl: Duration::from_secs(15),
         }
     }
 
@@ -76,6 +82,12 @@ impl RedisConfig {
     /// Sets the idempotency window.
     pub fn idempotency_window(mut self, window: Duration) -> Self {
         self.idempotency_window = window;
+        self
+    }
+
+    /// Sets how long a dead node's presence entries last.
+    pub fn presence_ttl(mut self, ttl: Duration) -> Self {
+        self.presence_ttl = ttl;
         self
     }
 
@@ -148,6 +160,11 @@ impl RedisConfig {
         if self.reconnect_min.is_zero() || self.reconnect_max < self.reconnect_min {
             return Err(Error::InvalidSetting(
                 "reconnect delays must be above zero, the maximum at least the minimum",
+            ));
+        }
+        if self.presence_ttl < Duration::from_millis(300) {
+            return Err(Error::InvalidSetting(
+                "the presence ttl must be at least 300 ms",
             ));
         }
         if self.retention.max_age < Duration::from_millis(1) {

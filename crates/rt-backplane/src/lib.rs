@@ -57,6 +57,11 @@
 //! history age. A single Redis (or a primary with replicas and persistence) is supported, and
 //! so is Redis Cluster.
 //!
+//! Presence and the registry of active channels are keys per node that expire unless the
+//! node's heartbeat refreshes them (`P:nodes`, `P:n:NODE:...`, `P:p:CHANNEL:...`; see
+//! `presence.lua`), so a node that dies drops out within [`RedisConfig::presence_ttl`]; they
+//! are kept on a single Redis, not on Redis Cluster (their keys span slots).
+//!
 //! # Redis Cluster
 //!
 //! With `redis-cluster://host:port[,host:port...][?replicas=N]`, every key of a channel
@@ -79,6 +84,7 @@ mod config;
 mod error;
 mod flight;
 mod link;
+mod presence;
 mod retained;
 
 #[cfg(feature = "clap")]

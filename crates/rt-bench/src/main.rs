@@ -6,6 +6,7 @@
 mod fleet;
 mod hist;
 mod marker;
+mod presence;
 mod proc;
 mod publisher;
 mod report;
@@ -40,6 +41,10 @@ enum Scenario {
     /// A burst of publishes far past the live queue, at 10,000 WebSocket subscribers (rt
     /// only): how many subscribers the server closes, and what reaches the others.
     Burst,
+    /// 10,000 WebSocket members joining and leaving one channel, and its counts read through
+    /// the server API, with presence off and on, on memory and on a Redis of its own (rt
+    /// only): the cost per join in rt-server and in Redis.
+    Presence,
 }
 
 /// Where rt-server orders and stores events, in the backplane scenario.
@@ -432,6 +437,21 @@ async fn bench(mut args: Args, threads: usize, nofile: u64) -> Result<(), String
     }
     let specs = plan(&args);
     let server_cpus = args.pin.then_some("0");
+    let presence = if args.scenario.is_empty() || args.scenario.contains(&Scenario::Presence) {
+        // A Redis of its own (nothing answers on port 1), so that its command counts and CPU
+        // are the scenario's alone even when other programs share the machine's Redis.
+        Some(
+            Backing::ensure(
+                "redis://127.0.0.1:1",
+                "redis-server",
+                redis_args,
+                &programs.logs,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let started = std::time::SystemTime::now();
     let mut reports = vec![];
     let mut failures = vec![];
@@ -456,6 +476,30 @@ async fn bench(mut args: Args, threads: usize, nofile: u64) -> Result<(), String
             }
         }
     }
+    if let Some(redis) = &presence {
+        let (members, read_secs) = if args.smoke { (50, 0.5) } else { (10_000, 3.0) };
+        let members = args.subscribers.unwrap_or(members);
+        match presence::run(&programs, server_cpus, &redis.url, members, read_secs).await {
+            Ok(outcomes) => {
+                let md = presence::markdown(&outcomes);
+                let json = serde_json::to_string_pretty(&outcomes).map_err(|e| e.to_string())?;
+                for (name, text) in [("presence.md", md), ("presence.json", json)] {
+                    let path = args.out.join(name);
+                    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
+                    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+                }
+                eprintln!(
+                    "rt-bench: presence results in {}",
+                    args.out.join("presence.md").display()
+                );
+            }
+            Err(e) => {
+                eprintln!("  failed: {e}");
+                failures.push(format!("presence: {e}"));
+            }
+        }
+    }
+    drop(presence);
     let setup = report::Setup {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         smoke: args.smoke,

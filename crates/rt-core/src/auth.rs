@@ -68,6 +68,16 @@ impl ChannelPattern {
         }
     }
 
+    /// The part before the `*` (the whole name for an exact pattern, empty for `*`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Whether the pattern ends in `*` (matches every channel starting with its prefix).
+    pub fn is_prefix(&self) -> bool {
+        self.wildcard
+    }
+
     /// Whether `channel` matches.
     pub fn matches(&self, channel: &Channel) -> bool {
         if self.wildcard {
@@ -138,6 +148,10 @@ pub struct Permissions {
     authenticated: bool,
     subscribe: Arc<[ChannelPattern]>,
     publish: Arc<[ChannelPattern]>,
+    /// Channels whose presence may be read.
+    presence: Arc<[ChannelPattern]>,
+    /// What the token says about the client (its `info` claim), shown in presence.
+    info: Option<Arc<serde_json::Value>>,
     expires_at: Option<SystemTime>,
 }
 
@@ -149,6 +163,8 @@ impl Permissions {
             authenticated: true,
             subscribe: Arc::new([ChannelPattern::any()]),
             publish: Arc::new([ChannelPattern::any()]),
+            presence: Arc::new([ChannelPattern::any()]),
+            info: None,
             expires_at: None,
         });
         OPEN.clone()
@@ -162,6 +178,8 @@ impl Permissions {
             authenticated: false,
             subscribe: Arc::new([]),
             publish: Arc::new([]),
+            presence: Arc::new([]),
+            info: None,
             expires_at: None,
         }
     }
@@ -173,6 +191,8 @@ impl Permissions {
             authenticated: true,
             subscribe: Arc::new([]),
             publish: Arc::new([]),
+            presence: Arc::new([]),
+            info: None,
             expires_at,
         }
     }
@@ -187,6 +207,23 @@ impl Permissions {
     pub fn allow_publish(mut self, patterns: impl IntoIterator<Item = ChannelPattern>) -> Self {
         self.publish = self.publish.iter().cloned().chain(patterns).collect();
         self
+    }
+
+    /// Also allows reading the presence of channels matching `patterns`.
+    pub fn allow_presence(mut self, patterns: impl IntoIterator<Item = ChannelPattern>) -> Self {
+        self.presence = self.presence.iter().cloned().chain(patterns).collect();
+        self
+    }
+
+    /// Attaches what the token says about the client (its `info` claim); presence shows it.
+    pub fn with_info(mut self, info: Option<serde_json::Value>) -> Self {
+        self.info = info.map(Arc::new);
+        self
+    }
+
+    /// What the token says about the client, if anything.
+    pub fn info(&self) -> Option<&serde_json::Value> {
+        self.info.as_deref()
     }
 
     /// Who the token was issued to (its `sub` claim), if anyone.
@@ -244,6 +281,11 @@ impl Permissions {
         &self.publish
     }
 
+    /// The patterns of channels whose presence may be read.
+    pub fn presence_patterns(&self) -> &[ChannelPattern] {
+        &self.presence
+    }
+
     /// Whether `channel` may be subscribed to.
     pub fn can_subscribe(&self, channel: &Channel) -> bool {
         self.subscribe.iter().any(|p| p.matches(channel))
@@ -265,6 +307,13 @@ impl Permissions {
     /// [`check_subscribe`](Self::check_subscribe).
     pub fn check_publish(&self, channel: &Channel) -> Result<(), Error> {
         self.check(channel, self.can_publish(channel), "publish on")
+    }
+
+    /// `Ok` if `channel`'s presence may be read; the errors are those of
+    /// [`check_subscribe`](Self::check_subscribe).
+    pub fn check_presence(&self, channel: &Channel) -> Result<(), Error> {
+        let allowed = self.presence.iter().any(|p| p.matches(channel));
+        self.check(channel, allowed, "read the presence of")
     }
 
     fn check(&self, channel: &Channel, allowed: bool, what: &str) -> Result<(), Error> {

@@ -15,6 +15,7 @@ use crate::event::{Epoch, Event, Payload};
 use crate::history::Since;
 use crate::name::Channel;
 use crate::name::EventName;
+use crate::presence::Presence;
 use crate::signal::Signal;
 
 /// An event to publish, before it has a position.
@@ -244,5 +245,11 @@ pub trait Backplane: Send + Sync + fmt::Debug + 'static {
         Err(Error::Unavailable(format!(
             "the backplane {self:?} does not carry signals between nodes"
         )))
+    }
+
+    /// The backplane's presence and channel registry, shared by its nodes; `None` (the
+    /// default) for a backplane without them.
+    fn presence(&self) -> Option<&dyn Presence> {
+        None
     }
 }

@@ -94,6 +94,12 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// Presence was asked of a channel that does not keep it.
+    #[error("presence is not enabled for channel {0:?}; the server keeps it only for the channels matching its --presence patterns")]
+    PresenceDisabled(String),
+    /// The backplane cannot do what was asked (e.g. presence on a backplane without it).
+    #[error("not supported: {0}")]
+    Unsupported(String),
     /// A token verification key is unusable (a server configuration error).
     #[error("invalid token key: {0}")]
     InvalidKey(String),
@@ -117,6 +123,8 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::InvalidPattern { .. } => "invalid_pattern",
             Error::InvalidKey(_) => "invalid_key",
+            Error::PresenceDisabled(_) => "presence_disabled",
+            Error::Unsupported(_) => "unsupported",
         }
     }
 }

@@ -2,16 +2,17 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use tokio::sync::{broadcast, mpsc, watch, OnceCell};
 
-use crate::auth::Permissions;
+use crate::auth::{ChannelPattern, Permissions};
 use crate::backplane::{Backplane, ChannelHead, Health, NewEvent, Published, ReadFrom, Sink};
 use crate::cursor::Start;
 use crate::error::Error;
 use crate::event::Event;
 use crate::name::Channel;
+use crate::presence::{ChannelsPage, MembersPage, Presence, PresenceStats};
 use crate::signal::Signal;
 use crate::subscription::Subscription;
 
@@ -261,6 +262,17 @@ pub(crate) struct Inner {
     pub(crate) dispatch: Arc<Dispatch>,
     pub(crate) config: HubConfig,
     pub(crate) subscriptions: AtomicUsize,
+    /// The channels whose members are kept in the backplane's presence.
+    pub(crate) presence: OnceLock<Arc<[ChannelPattern]>>,
+}
+
+impl Inner {
+    /// Whether `channel`'s subscriptions join its presence.
+    pub(crate) fn presence_enabled(&self, channel: &Channel) -> bool {
+        self.presence
+            .get()
+            .is_some_and(|patterns| patterns.iter().any(|p| p.matches(channel)))
+    }
 }
 
 /// Publishes events and hands out [`Subscription`]s. Cheap to clone; every transport of a
@@ -315,6 +327,7 @@ impl Hub {
                 dispatch,
                 config,
                 subscriptions: AtomicUsize::new(0),
+                presence: OnceLock::new(),
             }),
         }
     }
@@ -469,6 +482,74 @@ impl Hub {
     /// [`Delivery::Unsubscribed`](crate::Delivery::Unsubscribed).
     pub async fn signal(&self, signal: crate::signal::Signal) -> Result<(), Error> {
         self.inner.backplane.signal(signal).await
+    }
+
+    /// Keeps presence for the channels matching `patterns`: from now on, each subscription to
+    /// one of them joins its presence, on every node of the backplane, until it leaves.
+    /// [`Error::Unsupported`] when the backplane keeps no presence or presence was enabled
+    /// already (every node of a deployment should be given the same patterns).
+    pub fn enable_presence(
+        &self,
+        patterns: impl IntoIterator<Item = ChannelPattern>,
+    ) -> Result<(), Error> {
+        if self.inner.backplane.presence().is_none() {
+            return Err(Error::Unsupported(format!(
+                "presence: the backplane ({:?}) does not keep it",
+                self.inner.backplane
+            )));
+        }
+        self.inner
+            .presence
+            .set(patterns.into_iter().collect())
+            .map_err(|_| Error::Unsupported("presence can be enabled only once".into()))
+    }
+
+    /// Whether subscriptions to `channel` join its presence.
+    pub fn presence_enabled(&self, channel: &Channel) -> bool {
+        self.inner.presence_enabled(channel)
+    }
+
+    /// The backplane's presence, for a channel where it is enabled.
+    fn presence_of(&self, channel: &Channel) -> Result<&dyn Presence, Error> {
+        if !self.presence_enabled(channel) {
+            return Err(Error::PresenceDisabled(channel.to_string()));
+        }
+        self.registry()
+    }
+
+    fn registry(&self) -> Result<&dyn Presence, Error> {
+        self.inner.backplane.presence().ok_or_else(|| {
+            Error::Unsupported("the backplane keeps no presence or channel registry".into())
+        })
+    }
+
+    /// Up to `limit` of `channel`'s members (one per connection, on every node) after the
+    /// client id `after`. [`Error::PresenceDisabled`] unless presence is enabled for it.
+    pub async fn presence(
+        &self,
+        channel: &Channel,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<MembersPage, Error> {
+        self.presence_of(channel)?
+            .members(channel, after, limit)
+            .await
+    }
+
+    /// `channel`'s presence counts, read without listing members.
+    pub async fn presence_stats(&self, channel: &Channel) -> Result<PresenceStats, Error> {
+        self.presence_of(channel)?.stats(channel).await
+    }
+
+    /// Up to `limit` channels with subscribers on any node, matching `pattern`, in name order
+    /// after `after`, each with its number of subscriptions.
+    pub async fn channels(
+        &self,
+        pattern: &ChannelPattern,
+        after: Option<&Channel>,
+        limit: usize,
+    ) -> Result<ChannelsPage, Error> {
+        self.registry()?.channels(pattern, after, limit).await
     }
 
     /// Current local load.

@@ -50,6 +50,10 @@
 //! refuse channels outside them with [`Error::Unauthorized`] or [`Error::Forbidden`]. Turning
 //! a token into permissions happens at the HTTP edge (`rt-http`).
 //!
+//! [`Presence`] says who is subscribed to a channel on every node (for the channels where
+//! [`Hub::enable_presence`] turned it on) and which channels are active, through the
+//! backplane, with counts that are read without listing anyone.
+//!
 //! rt-core does no I/O of its own and knows nothing of HTTP or of any transport.
 
 mod auth;
@@ -61,6 +65,7 @@ mod history;
 mod hub;
 mod memory;
 mod name;
+mod presence;
 mod publish;
 mod seam;
 mod signal;
@@ -78,6 +83,7 @@ pub use history::{History, Retention, Since};
 pub use hub::{Hub, HubConfig, HubStats};
 pub use memory::MemoryBackplane;
 pub use name::{Channel, EventName};
+pub use presence::{ChannelCount, ChannelsPage, Member, MembersPage, Presence, PresenceStats};
 pub use publish::{PublishAck, PublishRequest};
 pub use signal::Signal;
 pub use subscription::{Delivery, Joined, Subscription};

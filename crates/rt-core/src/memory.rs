@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::event::{now_ms, Epoch, Event, Position};
 use crate::history::{History, Retention};
 use crate::name::Channel;
+use crate::presence::{LocalPresence, Presence};
 use crate::signal::Signal;
 
 /// Keeps history in this process. Its epoch is drawn at construction, so a restarted server
@@ -34,6 +35,7 @@ pub struct MemoryBackplane {
     idempotency_window: Duration,
     state: Mutex<State>,
     sink: OnceLock<Arc<dyn Sink>>,
+    presence: LocalPresence,
 }
 
 #[derive(Default)]
@@ -56,6 +58,7 @@ impl MemoryBackplane {
             idempotency_window: Duration::from_secs(120),
             state: Mutex::new(State::default()),
             sink: OnceLock::new(),
+            presence: LocalPresence::default(),
         }
     }
 
@@ -222,5 +225,9 @@ impl Backplane for MemoryBackplane {
             sink.signal(signal);
         }
         Ok(())
+    }
+
+    fn presence(&self) -> Option<&dyn Presence> {
+        Some(&self.presence)
     }
 }

@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::event::Event;
 use crate::hub::{Inner, Listening, Live};
 use crate::name::Channel;
+use crate::presence::Member;
 use crate::seam::{Action, Arrival, Seam};
 use crate::signal::Signal;
 use crate::telemetry::names;
@@ -90,6 +91,8 @@ pub struct Subscription {
     permissions: Option<Permissions>,
     /// Signals about the subject of `permissions`, if they name one.
     listening: Option<Listening>,
+    /// This connection's entry in presence, made when it first joins a channel that keeps it.
+    member: Option<Member>,
 }
 
 /// How far [`Subscription::advance`] may go for the next delivery.
@@ -128,6 +131,7 @@ impl Subscription {
             unreported: 0,
             permissions: None,
             listening: None,
+            member: None,
         }
     }
 
@@ -211,7 +215,31 @@ impl Subscription {
         };
         adding.sub.join(&adding.asked).await?;
         adding.done = true;
-        Ok(adding.sub.seam.end_add())
+        let asked = std::mem::take(&mut adding.asked);
+        drop(adding);
+        for (channel, _) in &asked {
+            self.present(channel, 1);
+        }
+        Ok(self.seam.end_add())
+    }
+
+    /// Tells the backplane's presence that this subscription gained (`delta` 1) or lost
+    /// (`-1`) `channel`: its subscriber count, and its members where presence is enabled.
+    fn present(&mut self, channel: &Channel, delta: i64) {
+        let Some(presence) = self.hub.backplane.presence() else {
+            return;
+        };
+        presence.count(channel, delta);
+        if !self.hub.presence_enabled(channel) {
+            return;
+        }
+        let permissions = self.permissions.as_ref();
+        let member = self.member.get_or_insert_with(|| Member::new(permissions));
+        if delta > 0 {
+            presence.join(channel, member);
+        } else {
+            presence.leave(channel, member);
+        }
     }
 
     /// Joins the channels the seam is adding: each is watched before any head or history is
@@ -247,6 +275,7 @@ impl Subscription {
         if let Some(i) = self.seam.remove(channel) {
             drop(self.live.remove(i));
             self.hub.dispatch.release(channel, &*self.hub.backplane);
+            self.present(channel, -1);
         }
     }
 
@@ -495,6 +524,7 @@ impl Drop for Subscription {
         drop(std::mem::take(&mut self.live));
         for channel in channels {
             self.hub.dispatch.release(&channel, &*self.hub.backplane);
+            self.present(&channel, -1);
         }
     }
 }

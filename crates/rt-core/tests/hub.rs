@@ -504,3 +504,67 @@ async fn signals_reach_the_subscriptions_of_their_subject_only() {
     // Without a subject, an empty subscription has ended.
     assert_eq!(next(&mut hub.empty_subscription()).await, None);
 }
+
+#[tokio::test]
+async fn subscriptions_join_and_leave_presence_where_it_is_enabled() {
+    let hub = hub();
+    hub.enable_presence(ChannelPattern::parse_list("chat:*").unwrap())
+        .unwrap();
+    assert_eq!(
+        hub.enable_presence([ChannelPattern::any()])
+            .unwrap_err()
+            .code(),
+        "unsupported",
+        "presence is enabled once"
+    );
+    let alice = Permissions::new(Some("alice".into()), None)
+        .allow_subscribe([ChannelPattern::any()])
+        .with_info(Some(serde_json::json!({"name": "Alice"})));
+    let mut a = hub
+        .subscribe_as(&alice, [ch("chat:1"), ch("news")], Start::Live)
+        .await
+        .unwrap();
+    let b = hub.subscribe([ch("chat:1")], Start::Live).await.unwrap();
+    let stats = hub.presence_stats(&ch("chat:1")).await.unwrap();
+    assert_eq!((stats.connections, stats.subjects), (2, 1));
+    let page = hub.presence(&ch("chat:1"), None, 10).await.unwrap();
+    let named: Vec<_> = page
+        .members
+        .iter()
+        .filter(|m| m.subject.is_some())
+        .collect();
+    assert_eq!(named.len(), 1);
+    assert_eq!(named[0].info, Some(serde_json::json!({"name": "Alice"})));
+    assert_eq!(
+        hub.presence(&ch("news"), None, 10)
+            .await
+            .unwrap_err()
+            .code(),
+        "presence_disabled"
+    );
+    // The registry counts every channel, presence or not.
+    let all = hub
+        .channels(&ChannelPattern::any(), None, 10)
+        .await
+        .unwrap();
+    let counts: Vec<_> = all
+        .channels
+        .iter()
+        .map(|c| (c.channel.as_str(), c.subscribers))
+        .collect();
+    assert_eq!(counts, [("chat:1", 2), ("news", 1)]);
+
+    a.remove(&ch("chat:1"));
+    let stats = hub.presence_stats(&ch("chat:1")).await.unwrap();
+    assert_eq!((stats.connections, stats.subjects), (1, 0));
+    drop((a, b));
+    let all = hub
+        .channels(&ChannelPattern::any(), None, 10)
+        .await
+        .unwrap();
+    assert!(all.channels.is_empty(), "{all:?}");
+    assert_eq!(
+        hub.presence_stats(&ch("chat:1")).await.unwrap(),
+        PresenceStats::default()
+    );
+}

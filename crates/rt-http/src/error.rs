@@ -112,6 +112,8 @@ pub fn status(e: &rt_core::Error) -> StatusCode {
         E::Unauthorized(_) | E::TokenExpired => StatusCode::UNAUTHORIZED,
         E::Forbidden(_) => StatusCode::FORBIDDEN,
         E::InvalidKey(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        E::PresenceDisabled(_) => StatusCode::NOT_FOUND,
+        E::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
         _ => StatusCode::BAD_REQUEST,
     }
 }

@@ -22,11 +22,13 @@ fn excerpt(s: &str) -> String {
 /// The claims rt reads from a connection token.
 ///
 /// ```json
-/// {"sub": "alice", "exp": 1767225600, "subscribe": ["chat:*", "news"], "publish": ["chat:alice"]}
+/// {"sub": "alice", "exp": 1767225600, "subscribe": ["chat:*", "news"], "publish": ["chat:alice"],
+///  "presence": ["chat:*"], "info": {"name": "Alice"}}
 /// ```
 ///
 /// `exp` (seconds since the Unix epoch) is required: rt accepts no token that lives forever.
-/// `subscribe` and `publish` are lists of [`ChannelPattern`]s (missing means none). `nbf`,
+/// `subscribe`, `publish` and `presence` (whose presence may be read) are lists of
+/// [`ChannelPattern`]s (missing means none); `info` is shown to who reads presence. `nbf`,
 /// `aud` and `iss` are checked when present and configured. Other claims are ignored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
@@ -41,6 +43,12 @@ pub struct Claims {
     /// Channel patterns the holder may publish on.
     #[serde(default)]
     pub publish: Vec<String>,
+    /// Channel patterns whose presence the holder may read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub presence: Vec<String>,
+    /// What others see of the holder in presence (any JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<serde_json::Value>,
 }
 
 /// How tokens are signed.
@@ -232,6 +240,7 @@ impl TokenVerifier {
         };
         let subscribe = patterns(&claims.subscribe, "subscribe")?;
         let publish = patterns(&claims.publish, "publish")?;
+        let presence = patterns(&claims.presence, "presence")?;
         let expires_at = UNIX_EPOCH
             .checked_add(Duration::from_secs(claims.exp))
             .and_then(|t| t.checked_add(Duration::from_secs(self.validation.leeway)))
@@ -240,7 +249,10 @@ impl TokenVerifier {
             .allow_subscribe(subscribe)
             .allow_subscribe(self.anonymous.subscribe_patterns().iter().cloned())
             .allow_publish(publish)
-            .allow_publish(self.anonymous.publish_patterns().iter().cloned()))
+            .allow_publish(self.anonymous.publish_patterns().iter().cloned())
+            .allow_presence(presence)
+            .allow_presence(self.anonymous.presence_patterns().iter().cloned())
+            .with_info(claims.info))
     }
 }
 

@@ -56,6 +56,12 @@ pub struct Config {
     #[arg(long, env = "RT_REDIS_PREFIX", default_value = "rt")]
     pub redis_prefix: String,
 
+    /// Channel patterns whose presence is kept (who is subscribed, on every node), read with
+    /// `/api/presence`, `/api/presence-stats` and clients' `/presence` (repeat the flag or
+    /// separate with commas, e.g. `chat:*`). Default: none.
+    #[arg(long, env = "RT_PRESENCE", value_delimiter = ',', value_parser = rt_core::ChannelPattern::new)]
+    pub presence: Vec<rt_core::ChannelPattern>,
+
     /// Events kept per channel for resuming clients.
     #[arg(long, env = "RT_HISTORY_SIZE", default_value_t = 1000)]
     pub history_size: usize,

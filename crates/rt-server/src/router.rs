@@ -13,7 +13,7 @@ use crate::config::{Config, Transport};
 /// The server's routes: path, the `route` label of their metrics (every other path is
 /// `other`, so that scanners cannot blow up the series count), and the transport that
 /// `--disable` turns off.
-const ROUTES: [(&str, &str, Option<Transport>); 11] = [
+const ROUTES: [(&str, &str, Option<Transport>); 15] = [
     ("/ws", "ws", Some(Transport::Ws)),
     ("/sse", "sse", Some(Transport::Sse)),
     ("/poll", "poll", Some(Transport::Poll)),
@@ -23,6 +23,10 @@ const ROUTES: [(&str, &str, Option<Transport>); 11] = [
     ("/api/history", "api_history", None),
     ("/api/disconnect", "api_disconnect", None),
     ("/api/unsubscribe", "api_unsubscribe", None),
+    ("/api/presence", "api_presence", None),
+    ("/api/presence-stats", "api_presence_stats", None),
+    ("/api/channels", "api_channels", None),
+    ("/presence", "presence", None),
     ("/health", "health", None),
     ("/metrics", "metrics", None),
 ];
@@ -33,6 +37,8 @@ pub(crate) struct App {
     pub(crate) hub: Hub,
     /// The server API (`/api/*`), keyed by `--api-key`.
     api: rt_api::Api,
+    /// Clients' `/presence`, with their tokens.
+    presence: rt_api::ClientPresence,
     /// Every transport reports its connections here.
     pub(crate) observer: Arc<Metrics>,
     disabled: Vec<Transport>,
@@ -84,9 +90,10 @@ impl App {
                 config
                     .poll
                     .config()
-                    .edge(edge)
+                    .edge(edge.clone())
                     .body_timeout(config.body_read_timeout),
             ),
+            presence: rt_api::ClientPresence::new(hub.clone(), edge, api.clone()),
             api: rt_api::Api::new(hub.clone(), api),
             observer,
             disabled: config.disable.clone(),
@@ -140,6 +147,7 @@ impl App {
             (&Method::GET | &Method::HEAD, _, path) if self.demo && crate::demo::serves(path) => {
                 crate::demo::get(path)
             }
+            (_, "presence", _) => self.presence.handle(req).await,
             (_, route, _) if route.starts_with("api_") => self.api.handle(req).await,
             #[cfg(feature = "ws")]
             (_, "ws", _) => self.ws.handle(req).await,

@@ -103,6 +103,10 @@ impl Server {
             ..HubConfig::default()
         };
         let hub = Hub::new(backplane(&config).await?, hub);
+        if !config.presence.is_empty() {
+            let enabled = hub.enable_presence(config.presence.iter().cloned());
+            enabled.map_err(|e| Error::Config(format!("--presence: {e}")))?;
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {

@@ -1,0 +1,58 @@
+// @rt/client's presence() in Node against the real rt-server (RT_URL), started with
+// `--jwt-hs256-secret presence-js-secret --presence room:*`: members seen with their token
+// info, pages chained, and refusals for a token without the grant and without a token.
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import WebSocket from 'ws';
+import { connect } from '../../clients/js/src/index.js';
+import { base, until } from './browser-lib.mjs';
+
+const SECRET = 'presence-js-secret';
+
+/** An HS256 JWT for `claims`, valid for ten minutes. */
+function jwt(claims) {
+  const part = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ exp: Math.floor(Date.now() / 1000) + 600, ...claims })}`;
+  return `${body}.${createHmac('sha256', SECRET).update(body).digest('base64url')}`;
+}
+
+const clients = [];
+function open(token, channels) {
+  const c = connect(base, { channels, token, WebSocket, transports: ['ws'], connectTimeout: 5000 });
+  clients.push(c);
+  return c;
+}
+after(() => clients.forEach((c) => c.close()));
+
+test('presence() lists the members of a channel the token grants, a page at a time', async () => {
+  const alice = open(jwt({ sub: 'alice', subscribe: ['room:*'], presence: ['room:*'], info: { name: 'Alice' } }), ['room:1']);
+  open(jwt({ sub: 'bob', subscribe: ['room:*'] }), ['room:1']);
+  open(jwt({ sub: 'bob', subscribe: ['room:*'] }), ['room:1', 'room:2']);
+  const full = await until('three members', async () => {
+    const page = await alice.presence('room:1');
+    return page.connections === 3 ? page : null;
+  });
+  assert.equal(full.subjects, 2);
+  const first = await alice.presence('room:1', { limit: 2 });
+  assert.equal(first.members.length, 2);
+  assert.ok(first.cursor);
+  const rest = await alice.presence('room:1', { limit: 2, cursor: first.cursor });
+  assert.equal(rest.members.length, 1);
+  assert.equal(rest.cursor, null);
+  const members = [...first.members, ...rest.members];
+  assert.equal(new Set(members.map((m) => m.client)).size, 3);
+  const mine = members.filter((m) => m.subject === 'alice');
+  assert.deepEqual(mine.map((m) => m.info), [{ name: 'Alice' }]);
+});
+
+test('presence() rejects with the status and code the server refused with', async () => {
+  const bob = open(jwt({ sub: 'bob', subscribe: ['room:*'], presence: ['lobby'] }), ['room:3']);
+  await assert.rejects(bob.presence('room:1'), (e) => e.status === 403 && e.code === 'forbidden');
+  const carol = open(jwt({ sub: 'carol', subscribe: ['room:*'], presence: ['*'] }), ['room:3']);
+  await assert.rejects(carol.presence('lobby'), (e) => e.status === 404 && e.code === 'presence_disabled');
+  await assert.rejects(carol.presence('room:1', { limit: 0 }), (e) => e.status === 400);
+  const res = await fetch(`${base}/presence?channel=room:1`);
+  assert.equal(res.status, 401);
+});

@@ -1,0 +1,507 @@
+//! Presence and the channel registry through the real rt-server binary: on one node, across
+//! three nodes over Redis, a SIGKILLed node's entries expiring, pagination, counts,
+//! permissions, and bad input to every route.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod cluster;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{Method, StatusCode};
+use jsonwebtoken::{encode, EncodingKey, Header};
+use rt_tests::http::send;
+use rt_tests::Server;
+use serde_json::{json, Value};
+
+const KEY: (&str, &str) = ("x-api-key", "test-key");
+const SECRET: &str = "presence-test-secret";
+
+/// `GET path` with `headers`: the status and JSON body.
+async fn get(server: &Server, path: &str, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+    let (status, _, body) = send(Method::GET, &server.url(path), headers, "")
+        .await
+        .unwrap();
+    let body = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body:?}"));
+    (status, body)
+}
+
+/// `GET path` with the API key until `ok` holds for its `200` answer (presence is written
+/// without waiting, so reads see it a moment later; `503` while the backplane reconnects is
+/// waited past); returns that answer.
+async fn until(server: &Server, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = get(server, path, &[KEY]).await;
+        // 503 while the backplane reconnects is an answer to wait past.
+        if status != StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        }
+        if status == StatusCode::OK && ok(&body) {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} never got there: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn stats_are(connections: u64, subjects: u64) -> impl Fn(&Value) -> bool {
+    move |b| b["connections"] == connections && b["subjects"] == subjects
+}
+
+fn token(sub: &str, presence: &[&str], info: Value) -> String {
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let claims =
+        json!({"sub": sub, "exp": exp, "subscribe": ["*"], "presence": presence, "info": info});
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A WebSocket on `server` as the holder of `token` (anonymous without), subscribed to
+/// `channels`.
+async fn member(server: &Server, token: Option<&str>, channels: &[&str]) -> cluster::Ws {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .iter()
+        .map(|b| ("authorization", b.as_str()))
+        .collect();
+    let mut ws = cluster::ws::connect(&server.ws_url("/ws"), &headers).await;
+    cluster::ws::subscribe(&mut ws, channels, None).await;
+    ws
+}
+
+/// Every member of `channel`, read through `server` `limit` at a time; the pages must chain.
+async fn all_members(server: &Server, channel: &str, limit: usize) -> Vec<Value> {
+    let mut members = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..100 {
+        let path = format!("/api/presence?channel={channel}&limit={limit}{cursor}");
+        let (status, page) = get(server, &path, &[KEY]).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let got = page["members"].as_array().unwrap();
+        assert!(got.len() <= limit, "{page}");
+        members.extend(got.iter().cloned());
+        match page["cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return members,
+        }
+    }
+    panic!("presence pages never ended");
+}
+
+fn clients(members: &[Value]) -> BTreeSet<String> {
+    members
+        .iter()
+        .map(|m| m["client"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn presence_on_one_node_counts_pages_and_follows_leaves() {
+    let server = Server::start(&["--presence", "chat:*"]).await;
+    let mut chat = Vec::new();
+    for _ in 0..5 {
+        chat.push(member(&server, None, &["chat:a"]).await);
+    }
+    let _news = member(&server, None, &["news", "chat:b"]).await;
+    // Anonymous connections are members without a subject.
+    until(
+        &server,
+        "/api/presence-stats?channel=chat:a",
+        stats_are(5, 0),
+    )
+    .await;
+    let members = all_members(&server, "chat:a", 2).await;
+    assert_eq!(members.len(), 5);
+    assert_eq!(clients(&members).len(), 5, "one entry per connection");
+    assert!(members.iter().all(|m| m.get("subject").is_none()));
+    let (_, page) = get(&server, "/api/presence?channel=chat:a&limit=3", &[KEY]).await;
+    assert_eq!(
+        (&page["connections"], &page["subjects"]),
+        (&json!(5), &json!(0))
+    );
+
+    // The registry lists every channel with subscribers, presence or not, by pattern.
+    let (_, all) = get(&server, "/api/channels", &[KEY]).await;
+    assert_eq!(
+        all["channels"],
+        json!([
+            {"channel": "chat:a", "subscribers": 5},
+            {"channel": "chat:b", "subscribers": 1},
+            {"channel": "news", "subscribers": 1},
+        ]),
+        "{all}"
+    );
+    let (_, first) = get(&server, "/api/channels?pattern=chat:*&limit=1", &[KEY]).await;
+    assert_eq!(first["channels"][0]["channel"], "chat:a", "{first}");
+    let next = first["cursor"].as_str().unwrap();
+    let (_, rest) = get(
+        &server,
+        &format!("/api/channels?pattern=chat:*&limit=1&cursor={next}"),
+        &[KEY],
+    )
+    .await;
+    assert_eq!(
+        (&rest["channels"][0]["channel"], &rest["cursor"]),
+        (&json!("chat:b"), &Value::Null),
+        "{rest}"
+    );
+    let (_, exact) = get(&server, "/api/channels?pattern=news", &[KEY]).await;
+    assert_eq!(exact["channels"].as_array().unwrap().len(), 1, "{exact}");
+
+    // Leaving (closing the socket) takes the connection out of presence and the counts.
+    chat.truncate(2);
+    until(
+        &server,
+        "/api/presence-stats?channel=chat:a",
+        stats_are(2, 0),
+    )
+    .await;
+    until(&server, "/api/channels?pattern=chat:a", |b| {
+        b["channels"][0]["subscribers"] == 2
+    })
+    .await;
+    chat.clear();
+    until(&server, "/api/channels?pattern=chat:a", |b| {
+        b["channels"] == json!([])
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_input_to_every_presence_route_is_a_clear_4xx() {
+    let server = Server::start(&["--presence", "chat:*"]).await;
+    let cases: [(&str, StatusCode, &str); 16] = [
+        ("/api/presence", StatusCode::BAD_REQUEST, "bad_request"),
+        (
+            "/api/presence?channel=news",
+            StatusCode::NOT_FOUND,
+            "presence_disabled",
+        ),
+        (
+            "/api/presence?channel=no%20spaces",
+            StatusCode::BAD_REQUEST,
+            "invalid_channel",
+        ),
+        (
+            "/api/presence?channel=chat:a&limit=0",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/presence?channel=chat:a&limit=1001",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/presence?channel=chat:a&limit=x",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/presence?channel=chat:a&cursor=not-hex!",
+            StatusCode::BAD_REQUEST,
+            "invalid_cursor",
+        ),
+        (
+            "/api/presence-stats",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/presence-stats?channel=news",
+            StatusCode::NOT_FOUND,
+            "presence_disabled",
+        ),
+        (
+            "/api/presence-stats?channel=a%2Ab",
+            StatusCode::BAD_REQUEST,
+            "invalid_channel",
+        ),
+        (
+            "/api/channels?pattern=a*b",
+            StatusCode::BAD_REQUEST,
+            "invalid_pattern",
+        ),
+        (
+            "/api/channels?pattern=",
+            StatusCode::BAD_REQUEST,
+            "invalid_pattern",
+        ),
+        (
+            "/api/channels?limit=5000",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/channels?cursor=no%20spaces",
+            StatusCode::BAD_REQUEST,
+            "invalid_cursor",
+        ),
+        (
+            "/presence?channel=chat:a&limit=0",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        ("/presence", StatusCode::BAD_REQUEST, "bad_request"),
+    ];
+    for (path, status, code) in cases {
+        let headers: &[(&str, &str)] = if path.starts_with("/api") {
+            &[KEY]
+        } else {
+            &[]
+        };
+        let (got, body) = get(&server, path, headers).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{path}: {body}"
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+    }
+    for path in [
+        "/api/presence?channel=chat:a",
+        "/api/presence-stats?channel=chat:a",
+        "/api/channels",
+    ] {
+        let (status, body) = get(&server, path, &[]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+        let (status, _, _) = send(Method::POST, &server.url(path), &[KEY], "")
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn clients_read_presence_only_where_their_token_allows() {
+    let server = Server::start(&["--jwt-hs256-secret", SECRET, "--presence", "room:*"]).await;
+    let alice = token("alice", &["room:*"], json!({"name": "Alice"}));
+    let bob = token("bob", &["lobby"], Value::Null);
+    let _a = member(&server, Some(&alice), &["room:1"]).await;
+    let _b = member(&server, Some(&bob), &["room:1"]).await;
+    until(
+        &server,
+        "/api/presence-stats?channel=room:1",
+        stats_are(2, 2),
+    )
+    .await;
+
+    let bearer = |t: &str| format!("Bearer {t}");
+    let (status, body) = get(&server, "/presence?channel=room:1", &[]).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::UNAUTHORIZED, &json!("unauthorized")),
+        "{body}"
+    );
+    let (status, body) = get(
+        &server,
+        "/presence?channel=room:1",
+        &[("authorization", &bearer(&bob))],
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::FORBIDDEN, &json!("forbidden")),
+        "{body}"
+    );
+    let (status, body) = get(
+        &server,
+        "/presence?channel=room:1",
+        &[("authorization", "Bearer forged")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = get(
+        &server,
+        &format!("/presence?channel=room:1&token={alice}"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut seen: Vec<(Value, Value)> = body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["subject"].clone(), m["info"].clone()))
+        .collect();
+    seen.sort_by_key(|(s, _)| s.to_string());
+    assert_eq!(
+        seen,
+        [
+            (json!("alice"), json!({"name": "Alice"})),
+            (json!("bob"), Value::Null)
+        ],
+        "{body}"
+    );
+    // A channel without presence is refused even to a token that allows it.
+    let wide = token("carol", &["*"], Value::Null);
+    let (status, body) = get(
+        &server,
+        "/presence?channel=lobby",
+        &[("authorization", &bearer(&wide))],
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::NOT_FOUND, &json!("presence_disabled")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn three_nodes_over_redis_share_presence_and_a_killed_node_expires() {
+    let url = rt_tests::redis_url();
+    let prefix = cluster::prefix("presence");
+    let args = [
+        "--backplane",
+        &url,
+        "--redis-prefix",
+        &prefix,
+        "--jwt-hs256-secret",
+        SECRET,
+        "--presence",
+        "room:*",
+        "--presence-ttl",
+        "2s",
+    ];
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Server::start(&args).await);
+    }
+    let alice = token("alice", &[], json!({"name": "Alice"}));
+    let bob = token("bob", &[], Value::Null);
+    // alice twice on node 0, once on node 1; bob on node 1; node 2 has nobody.
+    let _a1 = member(&nodes[0], Some(&alice), &["room:x"]).await;
+    let _a2 = member(&nodes[0], Some(&alice), &["room:x", "room:y"]).await;
+    let a3 = member(&nodes[1], Some(&alice), &["room:x"]).await;
+    let b1 = member(&nodes[1], Some(&bob), &["room:x"]).await;
+
+    until(
+        &nodes[2],
+        "/api/presence-stats?channel=room:x",
+        stats_are(4, 2),
+    )
+    .await;
+    let members = all_members(&nodes[2], "room:x", 3).await;
+    assert_eq!(clients(&members).len(), 4, "{members:?}");
+    let alices = members.iter().filter(|m| m["subject"] == "alice").count();
+    assert_eq!(alices, 3);
+    assert!(members
+        .iter()
+        .filter(|m| m["subject"] == "alice")
+        .all(|m| m["info"] == json!({"name": "Alice"})));
+    let (_, channels) = get(&nodes[2], "/api/channels?pattern=room:*", &[KEY]).await;
+    assert_eq!(
+        channels["channels"],
+        json!([{"channel": "room:x", "subscribers": 4}, {"channel": "room:y", "subscribers": 1}]),
+        "{channels}"
+    );
+
+    // A crash: node 1 says nothing, its entries expire after the ttl (2 s).
+    nodes[1].kill();
+    drop((a3, b1));
+    until(
+        &nodes[2],
+        "/api/presence-stats?channel=room:x",
+        stats_are(2, 1),
+    )
+    .await;
+    let members = all_members(&nodes[0], "room:x", 1).await;
+    assert_eq!(members.len(), 2);
+    assert!(members.iter().all(|m| m["subject"] == "alice"));
+    until(&nodes[2], "/api/channels?pattern=room:x", |b| {
+        b["channels"] == json!([{"channel": "room:x", "subscribers": 2}])
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_backplane_without_presence_refuses_to_start_with_presence() {
+    let nats = rt_tests::nats_url();
+    let prefix = cluster::prefix("presence_nats");
+    let out = tokio::process::Command::new(rt_tests::server_binary())
+        .args(["--listen", "127.0.0.1:0", "--dev", "--backplane", &nats])
+        .args(["--redis-prefix", &prefix, "--presence", "chat:*"])
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), out)
+        .await
+        .expect("rt-server should exit at once")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--presence") && stderr.contains("does not keep it"),
+        "{stderr}"
+    );
+}
+
+/// A node on a Redis of its own, keeping presence of `room:*`.
+async fn node_on(redis: &rt_tests::RedisServer) -> Server {
+    let url = redis.url();
+    Server::start(&[
+        "--backplane",
+        &url,
+        "--presence",
+        "room:*",
+        "--presence-ttl",
+        "5s",
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn presence_comes_back_after_redis_lost_its_data() {
+    let mut redis = rt_tests::RedisServer::start();
+    let node = node_on(&redis).await;
+    let _members = [
+        member(&node, None, &["room:1"]).await,
+        member(&node, None, &["room:1"]).await,
+    ];
+    until(&node, "/api/presence-stats?channel=room:1", stats_are(2, 0)).await;
+    // A restart without persistence: every key is gone, the node writes its state again.
+    redis.stop();
+    redis.resume();
+    until(&node, "/api/presence-stats?channel=room:1", stats_are(2, 0)).await;
+    until(&node, "/api/channels", |b| {
+        b["channels"] == json!([{"channel": "room:1", "subscribers": 2}])
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_leave_written_while_redis_was_down_leaves_no_ghost() {
+    let mut redis = rt_tests::RedisServer::start_persistent();
+    let node = node_on(&redis).await;
+    let stays = member(&node, None, &["room:1"]).await;
+    let leaves = member(&node, None, &["room:1"]).await;
+    until(&node, "/api/presence-stats?channel=room:1", stats_are(2, 0)).await;
+    // The leave cannot be written while Redis is down; Redis comes back with both members.
+    redis.stop();
+    drop(leaves);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.resume();
+    until(&node, "/api/presence-stats?channel=room:1", stats_are(1, 0)).await;
+    until(&node, "/api/channels", |b| {
+        b["channels"] == json!([{"channel": "room:1", "subscribers": 1}])
+    })
+    .await;
+    drop(stays);
+}
