@@ -433,12 +433,19 @@ async fn three_nodes_over_redis_share_presence_and_a_killed_node_expires() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backplane_without_presence_refuses_to_start_with_presence() {
-    let nats = rt_tests::nats_url();
-    let prefix = cluster::prefix("presence_nats");
+    refused_with_presence(&rt_tests::nats_url(), "presence_nats").await;
+    // Presence's keys span hash slots: a Redis Cluster keeps none.
+    let redis = rt_tests::RedisCluster::start();
+    refused_with_presence(&redis.url(), "presence_cluster").await;
+}
+
+/// rt-server on `backplane` with `--presence` exits at once with a clear error.
+async fn refused_with_presence(backplane: &str, name: &str) {
+    let prefix = cluster::prefix(name);
     let out = tokio::process::Command::new(rt_tests::server_binary())
-        .args(["--listen", "127.0.0.1:0", "--dev", "--backplane", &nats])
+        .args(["--listen", "127.0.0.1:0", "--dev", "--backplane", backplane])
         .args(["--redis-prefix", &prefix, "--presence", "chat:*"])
         .output();
     let out = tokio::time::timeout(Duration::from_secs(30), out)
