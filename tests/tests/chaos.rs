@@ -1,7 +1,8 @@
-//! A node killed under load: three real `rt-server` processes on one real Redis, clients over
-//! WebSocket, SSE and long polling spread over them, one steady publisher; one node gets
-//! SIGKILL and its clients resume on the others with their cursors. Every client must end
-//! with every acknowledged event exactly once, in order. Then the same as a reconnect storm:
+//! A node killed under load: three real `rt-server` processes on one real Redis (and on a
+//! real Redis Cluster, with channels on every shard), clients over WebSocket, SSE and long
+//! polling spread over them, one steady publisher; one node gets SIGKILL and its clients
+//! resume on the others with their cursors. Every client must end with every acknowledged
+//! event exactly once, in order. Then the same as a reconnect storm:
 //! thousands of clients of the killed node come back at once, and their identical history
 //! reads must share Redis calls.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
@@ -20,7 +21,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
 use rt_tests::http::{http1, post_json};
 use rt_tests::sse::SseStream;
-use rt_tests::{ws, Server};
+use rt_tests::{ws, RedisCluster, Server};
 use serde_json::{json, Value};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -39,10 +40,13 @@ enum Kind {
     Poll,
 }
 
-/// What every client shares: the nodes' base URLs (`http://addr`), how many clients have
-/// received an event, and the gate a new connection passes before it resumes.
+/// What every client shares: the nodes' base URLs (`http://addr`), the channels, how many
+/// clients have received an event, and the gate a new connection passes before it resumes.
 struct World {
     nodes: Vec<String>,
+    /// Each channel and its epoch. The `i`th client subscribes to channel `(i / 3) % len`:
+    /// clients start on node `i % 3`, so every node has clients of every channel.
+    channels: Vec<(String, String)>,
     started: AtomicUsize,
     /// Connections that failed or ended after their client's first event.
     moved: AtomicUsize,
@@ -87,10 +91,10 @@ impl Drop for OnNode<'_> {
     }
 }
 
-/// Three nodes on the Redis at `url`, the first event published (every client resumes from
-/// it) and the world of their clients, the gate open. Returns the nodes, the world and the
-/// epoch.
-async fn three_nodes(url: &str) -> (Vec<Server>, Arc<World>, String) {
+/// Three nodes on the backplane at `url` (a single Redis or a Redis Cluster), the first event
+/// published on each of `channels` (every client resumes from it) and the world of their
+/// clients, the gate open.
+async fn three_nodes(url: &str, channels: &[&str]) -> (Vec<Server>, Arc<World>) {
     let prefix = cluster::prefix("chaos");
     let mut nodes = Vec::new();
     for _ in 0..3 {
@@ -107,13 +111,18 @@ async fn three_nodes(url: &str) -> (Vec<Server>, Arc<World>, String) {
         ];
         nodes.push(Server::start(&args).await);
     }
-    let first = publish(&nodes[0], 1).await;
-    let epoch = first["epoch"].as_str().unwrap().to_owned();
+    let mut epochs = Vec::new();
+    for channel in channels {
+        let first = publish(&nodes[0], channel, 1).await;
+        let epoch = first["epoch"].as_str().unwrap().to_owned();
+        epochs.push((channel.to_string(), epoch));
+    }
     let world = Arc::new(World {
         nodes: nodes
             .iter()
             .map(|n| n.url("").trim_end_matches('/').to_owned())
             .collect(),
+        channels: epochs,
         started: AtomicUsize::new(0),
         moved: AtomicUsize::new(0),
         gate: watch::Sender::new(true),
@@ -121,12 +130,13 @@ async fn three_nodes(url: &str) -> (Vec<Server>, Arc<World>, String) {
         on_node: (0..3).map(|_| AtomicUsize::new(0)).collect(),
         dialing: Semaphore::new(256),
     });
-    (nodes, world, epoch)
+    (nodes, world)
 }
 
-/// Publishes event `i` (with an idempotency key) through `node` and checks its ack.
-async fn publish(node: &Server, i: u64) -> Value {
-    let body = json!({"channel": CHANNEL, "data": format!("e{i}"), "id": format!("m{i}")});
+/// Publishes event `i` on `channel` (with an idempotency key) through `node` and checks its
+/// ack.
+async fn publish(node: &Server, channel: &str, i: u64) -> Value {
+    let body = json!({"channel": channel, "data": format!("e{i}"), "id": format!("m{channel}{i}")});
     let (status, ack) = publish_json(node, &body).await;
     assert_eq!(status, StatusCode::OK, "{ack}");
     assert_eq!(ack["offset"].as_u64(), Some(i), "{ack}");
@@ -137,7 +147,6 @@ async fn publish(node: &Server, i: u64) -> Value {
 /// gives the `i`th, each until it has offset `last`.
 fn spawn_clients(
     world: &Arc<World>,
-    epoch: &str,
     per_transport: usize,
     node: impl Fn(usize) -> usize,
     last: u64,
@@ -145,12 +154,9 @@ fn spawn_clients(
     let mut clients = Vec::new();
     for kind in [Kind::Ws, Kind::Sse, Kind::Poll] {
         for _ in 0..per_transport {
-            let (world, epoch) = (world.clone(), epoch.to_owned());
             let (node, id) = (node(clients.len()), clients.len());
-            clients.push((
-                kind,
-                tokio::spawn(client(world, kind, node, id, epoch, last)),
-            ));
+            let client = client(world.clone(), kind, node, id, last);
+            clients.push((kind, tokio::spawn(client)));
         }
     }
     clients
@@ -191,18 +197,13 @@ fn retryable(status: StatusCode) -> bool {
     status == StatusCode::OK || status == StatusCode::SERVICE_UNAVAILABLE
 }
 
-/// One client (the `id`th): from `cursor` on node `node`, moving on to another node
+/// One client (the `id`th): from offset 1 of its channel on node `node`, moving on to another node
 /// whenever its connection fails (its own stride through the nodes, so that a dead node's
 /// clients spread over the others), until it has offset `last`; returns the offsets it
 /// received, in order. Each new connection waits at the world's gate before it resumes.
-async fn client(
-    world: Arc<World>,
-    kind: Kind,
-    mut node: usize,
-    id: usize,
-    epoch: String,
-    last: u64,
-) -> Vec<u64> {
+async fn client(world: Arc<World>, kind: Kind, mut node: usize, id: usize, last: u64) -> Vec<u64> {
+    let channels = &world.channels;
+    let (channel, epoch) = channels[(id / world.nodes.len()) % channels.len()].clone();
     let stride = 1 + id % (world.nodes.len() - 1);
     let mut got: Vec<u64> = Vec::new();
     let mut counted = false;
@@ -213,7 +214,7 @@ async fn client(
             world.started.fetch_add(1, Ordering::Relaxed);
         }
     };
-    let cursor = |got: &[u64]| format!("{epoch},{CHANNEL}={}", got.last().unwrap_or(&1));
+    let cursor = |got: &[u64]| format!("{epoch},{channel}={}", got.last().unwrap_or(&1));
     loop {
         let base = &world.nodes[node];
         let authority = base.trim_start_matches("http://");
@@ -227,7 +228,7 @@ async fn client(
                 if let Ok(mut s) = dialed {
                     let _on = world.pass_gate(node).await;
                     let subscribe =
-                        json!({"type": "subscribe", "channels": [CHANNEL], "cursor": cursor(&got)});
+                        json!({"type": "subscribe", "channels": [channel], "cursor": cursor(&got)});
                     ws::send(&mut s, subscribe).await;
                     // A killed node resets the socket: that ends this connection, not the test.
                     while let Ok(Some(Ok(frame))) =
@@ -257,7 +258,7 @@ async fn client(
             Kind::Sse => {
                 if let Ok(mut conn) = world.dial_http1(authority).await {
                     let _on = world.pass_gate(node).await;
-                    let req = Request::get(format!("/sse?channel={CHANNEL}"))
+                    let req = Request::get(format!("/sse?channel={channel}"))
                         .header("host", authority)
                         .header("last-event-id", cursor(&got))
                         .body(Empty::new())
@@ -276,7 +277,7 @@ async fn client(
                             if block.event.is_some() {
                                 continue; // rt.open
                             }
-                            let (e, offset) = position(id, CHANNEL);
+                            let (e, offset) = position(id, &channel);
                             assert_eq!(e, epoch);
                             note(&mut got, offset);
                             if offset == last {
@@ -291,7 +292,7 @@ async fn client(
                     let _on = world.pass_gate(node).await;
                     // Poll after poll on this connection while the node answers.
                     loop {
-                        let path = format!("/poll?channel={CHANNEL}&cursor={}", enc(&cursor(&got)));
+                        let path = format!("/poll?channel={channel}&cursor={}", enc(&cursor(&got)));
                         let req = Request::get(path)
                             .header("host", authority)
                             .body(Empty::new())
@@ -331,13 +332,39 @@ async fn client(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_under_load_loses_and_repeats_nothing() {
     let _turn = ONE_AT_A_TIME.lock().await;
+    node_kill(&rt_tests::redis_url(), &[CHANNEL]).await;
+}
+
+/// The same on a Redis Cluster of 3 masters and 3 replicas, with a channel on each shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_under_load_on_a_redis_cluster_loses_and_repeats_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let redis = RedisCluster::start();
+    // The first channel name served by each master.
+    let mut channels: Vec<(u16, String)> = Vec::new();
+    for name in (0..100).map(|i| format!("chaos{i}")) {
+        let master = redis.master_of(&format!("{{{name}}}"));
+        if channels.iter().all(|(m, _)| *m != master) {
+            channels.push((master, name));
+        }
+    }
+    assert_eq!(channels.len(), 3, "channels on every shard: {channels:?}");
+    let names: Vec<&str> = channels.iter().map(|(_, name)| name.as_str()).collect();
+    node_kill(&redis.url(), &names).await;
+}
+
+/// 300 clients on three nodes on the backplane at `url`, spread over `channels`; a steady
+/// publisher of 100 events on every channel; a node SIGKILLed a third of the way in. Every
+/// client gets every acknowledged event of its channel once, in order.
+async fn node_kill(url: &str, channels: &[&str]) {
     /// Clients per transport.
     const PER_TRANSPORT: usize = 100;
     /// Publishes after the first (which only gives the clients their starting cursor).
     const PUBLISHES: u64 = 100;
-    let (mut nodes, world, epoch) = three_nodes(&rt_tests::redis_url()).await;
+    let (mut nodes, world) = three_nodes(url, channels).await;
     let last = 1 + PUBLISHES;
-    let clients = spawn_clients(&world, &epoch, PER_TRANSPORT, |i| i % 3, last);
+    let clients = spawn_clients(&world, PER_TRANSPORT, |i| i % 3, last);
+    let start = tokio::time::Instant::now();
 
     // A steady publisher on node 0, which stays up; node 2 is killed a third of the way in,
     // once every client has received something.
@@ -348,13 +375,21 @@ async fn a_node_killed_under_load_loses_and_repeats_nothing() {
             wait_count(started, total, "clients that received an event").await;
             nodes[2].kill();
         }
-        publish(&nodes[0], i).await;
+        for channel in channels {
+            publish(&nodes[0], channel, i).await;
+        }
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     check(clients, last).await;
     // The killed node's clients (a third of them) did move; SSE and WebSocket clients of the
     // other nodes never had to.
     let moved = world.moved.load(Ordering::Relaxed);
+    eprintln!(
+        "{url}: {total} clients on {} channels, {PUBLISHES} events each: all had every event \
+         once after {:?}; {moved} connections moved to another node",
+        channels.len(),
+        start.elapsed()
+    );
     let on_killed = total / 3;
     assert!(
         moved >= on_killed,
@@ -374,13 +409,13 @@ async fn a_reconnect_storm_after_a_node_kill_shares_its_history_reads() {
     rlimit::increase_nofile_limit(u64::MAX).unwrap();
     // A Redis of its own: commandstats counts every client's commands.
     let redis = rt_tests::RedisServer::start();
-    let (mut nodes, world, epoch) = three_nodes(&redis.url()).await;
+    let (mut nodes, world) = three_nodes(&redis.url(), &[CHANNEL]).await;
     let last = 2 + MISSED;
-    let clients = spawn_clients(&world, &epoch, PER_TRANSPORT, |_| 2, last);
+    let clients = spawn_clients(&world, PER_TRANSPORT, |_| 2, last);
     let total = clients.len();
     // Every client receives event 2 live from node 2, which is then killed. They all connect
     // to node 0 or 1 and wait at the gate, while the events they missed are published.
-    publish(&nodes[0], 2).await;
+    publish(&nodes[0], CHANNEL, 2).await;
     let started = || world.started.load(Ordering::Relaxed);
     wait_count(started, total, "clients that received event 2").await;
     world.gate.send_replace(false);
@@ -394,7 +429,7 @@ async fn a_reconnect_storm_after_a_node_kill_shares_its_history_reads() {
     wait_count(settled, total, "clients reconnected to nodes 0 and 1").await;
     let storm = world.parked.load(Ordering::Relaxed);
     for i in 3..=last {
-        publish(&nodes[0], i).await;
+        publish(&nodes[0], CHANNEL, i).await;
     }
     // The storm: all resume at once, from the same cursor. (Their connections were set up
     // before: on this machine, thousands of connections take seconds, which would spread the
