@@ -206,6 +206,7 @@ fn ci() -> Result<(), String> {
     let crates = [
         "rt-core",
         "rt-http",
+        "rt-proxy",
         "rt-api",
         "rt-ws",
         "rt-sse",
