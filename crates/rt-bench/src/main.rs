@@ -90,10 +90,11 @@ struct Args {
         default_value = "rt,baseline,ws,socketio,nchan"
     )]
     targets: Vec<Target>,
-    /// Fan-out subscribers (default 10,000; smoke 50).
+    /// Fan-out subscribers (default 10,000; smoke 50); also the sse and presence scenarios'.
     #[arg(long)]
     subscribers: Option<usize>,
-    /// Fan-out publish rates per second (default 1,5,10,25,50,100,200,400).
+    /// Fan-out publish rates per second (default 1,5,10,25,50,100,200,400); also the sse and
+    /// backplane scenarios'.
     #[arg(long, value_delimiter = ',')]
     rates: Vec<f64>,
     /// Idle connections per transport (default 19,000: see docs/benchmarks.md).
@@ -305,7 +306,12 @@ fn plan(args: &Args) -> Vec<Spec> {
     }
     if wants(Scenario::Sse) {
         let (n, streams) = if smoke { (50, 10) } else { (5_000, 100) };
-        let rates = if smoke {
+        // --subscribers and --rates shape it like a fan-out run, so that SSE and the raw
+        // WebSocket baseline can be compared in one go (`--scenario fanout,sse`).
+        let n = args.subscribers.unwrap_or(n);
+        let rates = if !args.rates.is_empty() {
+            args.rates.clone()
+        } else if smoke {
             vec![20.0]
         } else {
             vec![10.0, 50.0, 100.0, 200.0]
