@@ -193,14 +193,26 @@ async fn bad_requests_get_clear_errors() {
 }
 
 #[tokio::test]
-async fn broadcast_on_one_node_is_history_on_another_over_redis() {
-    let nodes = cluster::nodes(2, &rt_tests::redis_url(), "server-api").await;
+async fn publish_and_broadcast_on_one_node_are_history_on_the_others_over_redis() {
+    let nodes = cluster::nodes(3, &rt_tests::redis_url(), "server-api").await;
     let (status, sent) = broadcast(&nodes[0], &json!({"channels":["x","y"],"data":"hello"})).await;
     assert_eq!(status, StatusCode::OK, "{sent}");
-    for channel in ["x", "y"] {
-        let (status, read) = history(&nodes[1], &format!("channel={channel}")).await;
-        assert_eq!(status, StatusCode::OK, "{read}");
-        assert_eq!(read["events"][0]["data"], "hello", "{read}");
-        assert_eq!(read["epoch"], sent["results"][0]["epoch"]);
+    let url = nodes[2].url("/api/publish");
+    let (status, published) = post_json(&url, &[KEY], &json!({"channel":"x","data":"again"})).await;
+    assert_eq!(status, StatusCode::OK, "{published}");
+    assert_eq!(published["offset"], 2, "{published}");
+    for node in &nodes[1..] {
+        for (channel, data) in [("x", vec!["hello", "again"]), ("y", vec!["hello"])] {
+            let (status, read) = history(node, &format!("channel={channel}&since=earliest")).await;
+            assert_eq!(status, StatusCode::OK, "{read}");
+            let got: Vec<&str> = read["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["data"].as_str().unwrap())
+                .collect();
+            assert_eq!(got, data, "{read}");
+            assert_eq!(read["epoch"], sent["results"][0]["epoch"]);
+        }
     }
 }
