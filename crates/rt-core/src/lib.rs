@@ -58,6 +58,7 @@
 
 mod auth;
 mod backplane;
+mod changes;
 mod cursor;
 mod error;
 mod event;
@@ -76,6 +77,7 @@ pub use auth::{ChannelPattern, Permissions};
 pub use backplane::{
     Backplane, ChannelHead, Health, MessageId, NewEvent, Published, Read, ReadFrom, Sink,
 };
+pub use changes::Changes;
 pub use cursor::{Cursor, Start};
 pub use error::Error;
 pub use event::{now_ms, Epoch, Event, Payload, Position, Text, Wire};

@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::changes::Changes;
 use crate::error::Error;
 use crate::name::Channel;
 
@@ -43,13 +44,19 @@ pub enum Signal {
         /// The channel they lose.
         channel: Channel,
     },
+    /// Joins and leaves of a presence channel on the sending node, for the local subscribers
+    /// of that channel on every node.
+    Presence(Changes),
 }
 
 impl Signal {
-    /// The subject the signal is about.
-    pub fn subject(&self) -> &str {
+    /// The subject the signal is about, if it is about one.
+    pub fn subject(&self) -> Option<&str> {
         match self {
-            Signal::Disconnect { subject, .. } | Signal::Unsubscribe { subject, .. } => subject,
+            Signal::Disconnect { subject, .. } | Signal::Unsubscribe { subject, .. } => {
+                Some(subject)
+            }
+            Signal::Presence(_) => None,
         }
     }
 
@@ -82,7 +89,7 @@ mod tests {
             r#"{"type":"unsubscribe","subject":"u","channel":"chat"}"#
         );
         assert_eq!(Signal::decode(&s.encode()).unwrap(), s);
-        assert_eq!(s.subject(), "u");
+        assert_eq!(s.subject(), Some("u"));
     }
 
     #[test]
