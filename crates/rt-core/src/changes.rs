@@ -99,3 +99,46 @@ async fn gather(backplane: Arc<dyn Backplane>, mut rx: mpsc::UnboundedReceiver<C
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ChannelPattern, Delivery, Hub, HubConfig, MemoryBackplane, Retention, Start};
+
+    #[tokio::test]
+    async fn a_burst_of_joins_reaches_subscribers_as_a_few_batches() {
+        let hub = Hub::new(
+            Arc::new(MemoryBackplane::new(Retention::default())),
+            HubConfig::default(),
+        );
+        hub.enable_presence([ChannelPattern::new("room:*").unwrap()])
+            .unwrap();
+        let room = Channel::new("room:1").unwrap();
+        let mut watcher = hub.subscribe([room.clone()], Start::Live).await.unwrap();
+        let mut crowd = Vec::new();
+        for _ in 0..1200 {
+            crowd.push(hub.subscribe([room.clone()], Start::Live).await.unwrap());
+        }
+        // The watcher's own join, then the crowd's: 1,201 joins in at most 500 per batch.
+        let (mut joins, mut batches) = (0, 0);
+        while joins < 1201 {
+            match watcher.next().await {
+                Some(Delivery::Presence(c)) => {
+                    assert_eq!(c.channel, room);
+                    assert!(c.joins.len() <= MAX_BATCH && c.leaves.is_empty());
+                    joins += c.joins.len();
+                    batches += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(batches <= 30, "{batches} batches");
+        drop(crowd);
+        let mut leaves = 0;
+        while leaves < 1200 {
+            if let Some(Delivery::Presence(c)) = watcher.next().await {
+                leaves += c.leaves.len();
+            }
+        }
+    }
+}
