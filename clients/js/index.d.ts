@@ -152,7 +152,7 @@ export class Client {
   onUnsubscribed(handler: (unsubscribed: { channels: string[]; transport: TransportName }) => void): () => void;
   /**
    * Connections joined a channel of this client that keeps presence (server `--presence`, and
-   * a token allowed to read it). Gathered by each node for about 100 ms: one call may carry
+   * a token allowed to read it), over WebSocket and SSE. Gathered by each node for about 100 ms: one call may carry
    * many members.
    */
   onJoin(handler: (join: { channel: string; members: PresenceMember[]; transport: TransportName }) => void): () => void;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rt_core::{Changes, Channel, Cursor, Delivery, Event, Joined, Subscription};
+use rt_core::{Channel, Cursor, Delivery, Event, Joined, Subscription};
 use serde::Serialize;
 
 /// What one poll answers with.
@@ -15,8 +15,6 @@ pub(crate) struct Batch {
     resynced: Vec<Channel>,
     /// Channels the application took out of the subscription while the poll was held.
     unsubscribed: Vec<Channel>,
-    /// Joins and leaves of presence channels seen while the poll was held.
-    presence: Vec<Arc<Changes>>,
     /// The application ended the subject's connections: whether to come back, and why.
     disconnect: Option<Disconnect>,
     /// The subscription ended; answer with what was taken.
@@ -33,7 +31,6 @@ impl Batch {
             events: Vec::new(),
             resynced: joined.resynced,
             unsubscribed: Vec::new(),
-            presence: Vec::new(),
             disconnect: None,
             ended: false,
             limit: limit.max(1),
@@ -50,7 +47,6 @@ impl Batch {
         !self.events.is_empty()
             || !self.resynced.is_empty()
             || !self.unsubscribed.is_empty()
-            || !self.presence.is_empty()
             || self.ended
     }
 
@@ -66,7 +62,10 @@ impl Batch {
                 }
             }
             Some(Delivery::Unsubscribed { channel }) => self.unsubscribed.push(channel),
-            Some(Delivery::Presence(changes)) => self.presence.push(changes),
+            // Not for polls: each poll is a subscription of its own that joins and leaves, so
+            // answering a held poll with joins would have pollers answer each other's polls
+            // in a loop.
+            Some(Delivery::Presence(_)) => {}
             Some(Delivery::Disconnected { reconnect, reason }) => {
                 self.disconnect = Some(Disconnect { reconnect, reason });
                 self.ended = true;
@@ -88,8 +87,8 @@ impl Batch {
     }
 
     /// `{"events":[...],"cursor":"...","recovered":bool,"resynced":[...]}`, with each event's
-    /// shared, once-encoded JSON spliced in as is, and `unsubscribed`, `presence` and
-    /// `disconnect` when there are such.
+    /// shared, once-encoded JSON spliced in as is, and `unsubscribed` and `disconnect` when
+    /// there are such.
     pub(crate) fn encode(&self, cursor: &Cursor) -> Bytes {
         #[derive(Serialize)]
         struct Tail<'a> {
@@ -98,8 +97,6 @@ impl Batch {
             resynced: &'a [Channel],
             #[serde(skip_serializing_if = "<[Channel]>::is_empty")]
             unsubscribed: &'a [Channel],
-            #[serde(skip_serializing_if = "Vec::is_empty")]
-            presence: Vec<&'a Changes>,
             #[serde(skip_serializing_if = "Option::is_none")]
             disconnect: Option<&'a Disconnect>,
         }
@@ -108,7 +105,6 @@ impl Batch {
             recovered: self.resynced.is_empty(),
             resynced: &self.resynced,
             unsubscribed: &self.unsubscribed,
-            presence: self.presence.iter().map(|c| &**c).collect(),
             disconnect: self.disconnect.as_ref(),
         })
         // Strings and booleans always serialise.

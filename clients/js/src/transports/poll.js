@@ -53,7 +53,6 @@ export function openPoll(ctx, { long = true } = {}) {
     if (typeof body.cursor === 'string' && body.cursor) ctx.position(body.cursor, { replace: body.recovered === false });
     if (body.recovered === false) ctx.resync(body.resynced?.length ? body.resynced : ctx.channels);
     if (body.unsubscribed?.length) ctx.unsubscribed(body.unsubscribed);
-    for (const changes of body.presence ?? []) ctx.presence(changes);
     if (body.disconnect) {
       ended = true;
       abort.abort();
