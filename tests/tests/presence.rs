@@ -366,22 +366,27 @@ async fn clients_read_presence_only_where_their_token_allows() {
     );
 }
 
-#[tokio::test]
-async fn three_nodes_over_redis_share_presence_and_a_killed_node_expires() {
-    let url = rt_tests::redis_url();
-    let prefix = cluster::prefix("presence");
-    let args = [
+/// The arguments of a node on the Redis at `url` under `prefix`, with tokens, keeping presence
+/// of `room:*`.
+fn over_redis<'a>(url: &'a str, prefix: &'a str) -> Vec<&'a str> {
+    vec![
         "--backplane",
-        &url,
+        url,
         "--redis-prefix",
-        &prefix,
+        prefix,
         "--jwt-hs256-secret",
         SECRET,
         "--presence",
         "room:*",
-        "--presence-ttl",
-        "2s",
-    ];
+    ]
+}
+
+#[tokio::test]
+async fn three_nodes_over_redis_share_presence_and_a_killed_node_expires() {
+    let url = rt_tests::redis_url();
+    let prefix = cluster::prefix("presence");
+    let mut args = over_redis(&url, &prefix);
+    args.extend(["--presence-ttl", "2s"]);
     let mut nodes = Vec::new();
     for _ in 0..3 {
         nodes.push(Server::start(&args).await);
@@ -561,16 +566,7 @@ async fn sse_sees(
 async fn joins_and_leaves_reach_ws_and_sse_on_two_nodes_and_a_storm_comes_batched() {
     let url = rt_tests::redis_url();
     let prefix = cluster::prefix("joins");
-    let args = [
-        "--backplane",
-        &url,
-        "--redis-prefix",
-        &prefix,
-        "--jwt-hs256-secret",
-        SECRET,
-        "--presence",
-        "room:*",
-    ];
+    let args = over_redis(&url, &prefix);
     let a = Server::start(&args).await;
     let b = Server::start(&args).await;
     let watcher = token("watcher", &["room:*"], Value::Null);

@@ -19,7 +19,8 @@ pub(crate) const WINDOW: Duration = Duration::from_millis(100);
 /// The most joins plus leaves one [`Changes`] carries; a larger gathering is split.
 pub(crate) const MAX_BATCH: usize = 500;
 
-/// Who joined and who left a channel's presence on one node during one [`WINDOW`].
+/// Who joined and who left a channel's presence on one node during one gathering window
+/// (100 ms).
 ///
 /// # Examples
 ///

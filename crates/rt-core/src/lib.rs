@@ -52,7 +52,9 @@
 //!
 //! [`Presence`] says who is subscribed to a channel on every node (for the channels where
 //! [`Hub::enable_presence`] turned it on) and which channels are active, through the
-//! backplane, with counts that are read without listing anyone.
+//! backplane, with counts that are read without listing anyone; subscribers of such a channel
+//! also get its joins and leaves ([`Delivery::Presence`]), gathered per node into a few
+//! [`Changes`].
 //!
 //! rt-core does no I/O of its own and knows nothing of HTTP or of any transport.
 
