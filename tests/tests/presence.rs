@@ -581,6 +581,14 @@ async fn joins_and_leaves_reach_ws_and_sse_on_two_nodes_and_a_storm_comes_batche
     let blind = token("blind", &[], Value::Null);
     let mut blind_ws = member(&a, Some(&blind), &["room:j"]).await;
 
+    // A held poll with the same grant: polls carry no join events (see protocol.md).
+    let held = b.url(&format!("/poll?channel=room:j&timeout=2&token={watcher}"));
+    let poll = tokio::spawn(async move {
+        let started = tokio::time::Instant::now();
+        (rt_tests::http::get(&held).await.unwrap(), started.elapsed())
+    });
+    until(&a, "/api/presence-stats?channel=room:j", stats_are(4, 2)).await;
+
     let carol = token("carol", &[], json!({"name": "Carol"}));
     let carol_ws = member(&a, Some(&carol), &["room:j"]).await;
     let seen = tokio::time::timeout(cluster::T, ws_sees(&mut ws, "room:j", "joins", "carol"))
@@ -602,6 +610,14 @@ async fn joins_and_leaves_reach_ws_and_sse_on_two_nodes_and_a_storm_comes_batche
         .unwrap()
         .iter()
         .any(|j| j["client"] == join["client"]));
+
+    let ((status, _, body), held_for) = poll.await.unwrap();
+    // Held to its timeout: joins (its own included) neither answer nor end it.
+    assert!(held_for >= Duration::from_millis(1900), "{held_for:?}");
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["events"], json!([]), "{answer}");
+    assert!(answer.get("presence").is_none(), "{answer}");
 
     drop(carol_ws);
     tokio::time::timeout(cluster::T, ws_sees(&mut ws, "room:j", "leaves", "carol"))
