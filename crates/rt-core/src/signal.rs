@@ -3,9 +3,10 @@
 //! An application backend asks one node to end a user's connections, or to take a user off a
 //! channel; that user may be connected to any node. The node sends a [`Signal`] through
 //! [`Backplane::signal`](crate::Backplane::signal), and every node (the sender included)
-//! receives it on its [`Sink::signal`](crate::Sink::signal). Unlike events, signals are not
-//! stored, have no offsets and are not replayed: a node that is cut off from the backplane
-//! while a signal is sent never sees it (best effort).
+//! receives it on its [`Sink::signal`](crate::Sink::signal). Each node also sends the joins and
+//! leaves of its presence channels as signals ([`Signal::Presence`]). Unlike events, signals
+//! are not stored, have no offsets and are not replayed: a node that is cut off from the
+//! backplane while a signal is sent never sees it (best effort).
 
 use serde::{Deserialize, Serialize};
 
