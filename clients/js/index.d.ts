@@ -150,6 +150,14 @@ export class Client {
    * `channels` and are not subscribed again on reconnect.
    */
   onUnsubscribed(handler: (unsubscribed: { channels: string[]; transport: TransportName }) => void): () => void;
+  /**
+   * Connections joined a channel of this client that keeps presence (server `--presence`, and
+   * a token allowed to read it), over WebSocket and SSE. Gathered by each node for about 100 ms: one call may carry
+   * many members.
+   */
+  onJoin(handler: (join: { channel: string; members: PresenceMember[]; transport: TransportName }) => void): () => void;
+  /** Like `onJoin`, for connections that left the channel. */
+  onLeave(handler: (leave: { channel: string; members: PresenceMember[]; transport: TransportName }) => void): () => void;
   status(): Status;
   /**
    * Publishes and resolves once the server stored the event. Retried with the same message

@@ -1,6 +1,7 @@
 // @rt/client's presence() in Node against the real rt-server (RT_URL), started with
 // `--jwt-hs256-secret presence-js-secret --presence room:*`: members seen with their token
-// info, pages chained, and refusals for a token without the grant and without a token.
+// info, pages chained, and refusals for a token without the grant and without a token; and
+// onJoin/onLeave over WebSocket and SSE.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -55,4 +56,29 @@ test('presence() rejects with the status and code the server refused with', asyn
   await assert.rejects(carol.presence('room:1', { limit: 0 }), (e) => e.status === 400);
   const res = await fetch(`${base}/presence?channel=room:1`);
   assert.equal(res.status, 401);
+});
+
+test('onJoin and onLeave surface who joins and leaves, over WebSocket and SSE', async () => {
+  const grant = { subscribe: ['room:*'], presence: ['room:*'] };
+  const viaWs = open(jwt({ sub: 'w', ...grant }), ['room:9']);
+  const viaSse = connect(base, { channels: ['room:9'], token: jwt({ sub: 's', ...grant }), transports: ['sse'], connectTimeout: 5000 });
+  clients.push(viaSse);
+  const seen = { join: { ws: [], sse: [] }, leave: { ws: [], sse: [] } };
+  viaWs.onJoin((j) => seen.join.ws.push(j));
+  viaSse.onJoin((j) => seen.join.sse.push(j));
+  viaWs.onLeave((l) => seen.leave.ws.push(l));
+  viaSse.onLeave((l) => seen.leave.sse.push(l));
+  await until('both watchers in presence', async () => (await viaWs.presence('room:9')).connections === 2);
+  const dave = open(jwt({ sub: 'dave', ...grant, info: { name: 'Dave' } }), ['room:9']);
+  const daves = (list) => list.find((j) => j.members.some((m) => m.subject === 'dave'));
+  for (const t of ['ws', 'sse']) {
+    const join = await until(`dave's join over ${t}`, async () => daves(seen.join[t]), 15000, () => seen.join[t]);
+    assert.equal(join.channel, 'room:9');
+    assert.equal(join.transport, t);
+    assert.deepEqual(join.members.find((m) => m.subject === 'dave').info, { name: 'Dave' });
+  }
+  dave.close();
+  for (const t of ['ws', 'sse']) {
+    await until(`dave's leave over ${t}`, async () => daves(seen.leave[t]), 15000, () => seen.leave[t]);
+  }
 });

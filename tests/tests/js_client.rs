@@ -62,7 +62,7 @@ async fn client_presence_in_node_against_the_server() {
     )
     .await;
     assert!(
-        out.contains("# fail 0") && out.contains("# pass 2"),
+        out.contains("# fail 0") && out.contains("# pass 3"),
         "{out}"
     );
 }

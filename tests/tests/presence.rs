@@ -366,22 +366,27 @@ async fn clients_read_presence_only_where_their_token_allows() {
     );
 }
 
-#[tokio::test]
-async fn three_nodes_over_redis_share_presence_and_a_killed_node_expires() {
-    let url = rt_tests::redis_url();
-    let prefix = cluster::prefix("presence");
-    let args = [
+/// The arguments of a node on the Redis at `url` under `prefix`, with tokens, keeping presence
+/// of `room:*`.
+fn over_redis<'a>(url: &'a str, prefix: &'a str) -> Vec<&'a str> {
+    vec![
         "--backplane",
-        &url,
+        url,
         "--redis-prefix",
-        &prefix,
+        prefix,
         "--jwt-hs256-secret",
         SECRET,
         "--presence",
         "room:*",
-        "--presence-ttl",
-        "2s",
-    ];
+    ]
+}
+
+#[tokio::test]
+async fn three_nodes_over_redis_share_presence_and_a_killed_node_expires() {
+    let url = rt_tests::redis_url();
+    let prefix = cluster::prefix("presence");
+    let mut args = over_redis(&url, &prefix);
+    args.extend(["--presence-ttl", "2s"]);
     let mut nodes = Vec::new();
     for _ in 0..3 {
         nodes.push(Server::start(&args).await);
@@ -511,4 +516,153 @@ async fn a_leave_written_while_redis_was_down_leaves_no_ghost() {
     })
     .await;
     drop(stays);
+}
+
+/// Reads `ws` until a `presence` message of `channel` lists `subject` among its `joins` (or
+/// `leaves`); other messages, and presence messages about others, are skipped.
+async fn ws_sees(ws: &mut cluster::Ws, channel: &str, list: &str, subject: &str) -> Value {
+    loop {
+        let m = cluster::ws_recv(ws).await;
+        if m["type"] == "presence"
+            && m["channel"] == channel
+            && m[list]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|j| j["subject"] == subject)
+        {
+            return m;
+        }
+    }
+}
+
+/// Reads `sse` until an `rt.presence` block of `channel` lists `subject` in `list`.
+async fn sse_sees(
+    sse: &mut rt_tests::sse::SseStream,
+    channel: &str,
+    list: &str,
+    subject: &str,
+) -> Value {
+    loop {
+        let block = sse.event().await;
+        if block.event.as_deref() != Some("rt.presence") {
+            continue;
+        }
+        let m = block.data_json();
+        assert!(block.id.is_none(), "a presence block moves no cursor");
+        if m["channel"] == channel
+            && m[list]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|j| j["subject"] == subject)
+        {
+            return m;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_leaves_reach_ws_and_sse_on_two_nodes_and_a_storm_comes_batched() {
+    let url = rt_tests::redis_url();
+    let prefix = cluster::prefix("joins");
+    let args = over_redis(&url, &prefix);
+    let a = Server::start(&args).await;
+    let b = Server::start(&args).await;
+    let watcher = token("watcher", &["room:*"], Value::Null);
+    let mut ws = member(&a, Some(&watcher), &["room:j"]).await;
+    let mut sse = rt_tests::sse::SseStream::open_ok(
+        &b.url(&format!("/sse?channel=room:j&token={watcher}")),
+        &[],
+    )
+    .await;
+    until(&a, "/api/presence-stats?channel=room:j", stats_are(2, 1)).await;
+    // A member without the presence permission sees no join events, but is one.
+    let blind = token("blind", &[], Value::Null);
+    let mut blind_ws = member(&a, Some(&blind), &["room:j"]).await;
+
+    // A held poll with the same grant: polls carry no join events (see protocol.md).
+    let held = b.url(&format!("/poll?channel=room:j&timeout=2&token={watcher}"));
+    let poll = tokio::spawn(async move {
+        let started = tokio::time::Instant::now();
+        (rt_tests::http::get(&held).await.unwrap(), started.elapsed())
+    });
+    until(&a, "/api/presence-stats?channel=room:j", stats_are(4, 2)).await;
+
+    let carol = token("carol", &[], json!({"name": "Carol"}));
+    let carol_ws = member(&a, Some(&carol), &["room:j"]).await;
+    let seen = tokio::time::timeout(cluster::T, ws_sees(&mut ws, "room:j", "joins", "carol"))
+        .await
+        .expect("no join on the WebSocket of the same node");
+    let join = seen["joins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["subject"] == "carol")
+        .unwrap();
+    assert_eq!(join["info"], json!({"name": "Carol"}), "{seen}");
+    assert!(join["client"].as_str().unwrap().len() >= 8, "{seen}");
+    let over_sse = tokio::time::timeout(cluster::T, sse_sees(&mut sse, "room:j", "joins", "carol"))
+        .await
+        .expect("no join on the SSE stream of the other node");
+    assert!(over_sse["joins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|j| j["client"] == join["client"]));
+
+    let ((status, _, body), held_for) = poll.await.unwrap();
+    // Held to its timeout: joins (its own included) neither answer nor end it.
+    assert!(held_for >= Duration::from_millis(1900), "{held_for:?}");
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["events"], json!([]), "{answer}");
+    assert!(answer.get("presence").is_none(), "{answer}");
+
+    drop(carol_ws);
+    tokio::time::timeout(cluster::T, ws_sees(&mut ws, "room:j", "leaves", "carol"))
+        .await
+        .expect("no leave on the WebSocket");
+    tokio::time::timeout(cluster::T, sse_sees(&mut sse, "room:j", "leaves", "carol"))
+        .await
+        .expect("no leave on the SSE stream");
+    // Published after carol left: the blind member's next message is this event, not a join.
+    cluster::publish(&a, "room:j", "after").await;
+    let next = loop {
+        let m = cluster::ws_recv(&mut blind_ws).await;
+        if m["type"] != "heartbeat" {
+            break m;
+        }
+    };
+    assert_eq!(next["type"], "event", "{next}");
+
+    // A storm: N connections join on node A; the SSE watcher on node B gets them in a few
+    // batches, not one message each.
+    const N: usize = 200;
+    let storm = token("storm", &[], Value::Null);
+    let mut crowd = Vec::new();
+    for _ in 0..N {
+        crowd.push(member(&a, Some(&storm), &["room:j"]).await);
+    }
+    let (mut joins, mut messages) = (0, 0);
+    while joins < N {
+        let block = tokio::time::timeout(cluster::T, sse.event())
+            .await
+            .unwrap_or_else(|_| panic!("only {joins} of {N} joins came"));
+        if block.event.as_deref() == Some("rt.presence") {
+            messages += 1;
+            let m = block.data_json();
+            joins += m["joins"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|j| j["subject"] == "storm")
+                .count();
+        }
+    }
+    assert_eq!(joins, N);
+    assert!(
+        messages <= N / 10,
+        "{N} joins came in {messages} presence messages"
+    );
 }

@@ -60,6 +60,8 @@ export class Client {
   #errorHandlers = new Set();
   #disconnectHandlers = new Set();
   #unsubscribedHandlers = new Set();
+  #joinHandlers = new Set();
+  #leaveHandlers = new Set();
   #pending = new Map();
   #start;
   #tokenSource;
@@ -149,6 +151,23 @@ export class Client {
   onUnsubscribed(handler) {
     this.#unsubscribedHandlers.add(handler);
     return () => this.#unsubscribedHandlers.delete(handler);
+  }
+
+  /**
+   * Calls `handler({channel, members, transport})` when connections join one of this client's
+   * channels that keeps presence (the server's `--presence`, and a token allowed to read it).
+   * Each node gathers joins for about 100 ms, so `members` may hold many: a reconnect storm is
+   * a few calls, not one per connection. Best effort: read `presence()` for the full list.
+   */
+  onJoin(handler) {
+    this.#joinHandlers.add(handler);
+    return () => this.#joinHandlers.delete(handler);
+  }
+
+  /** Like {@link onJoin}, for connections that left the channel. */
+  onLeave(handler) {
+    this.#leaveHandlers.add(handler);
+    return () => this.#leaveHandlers.delete(handler);
   }
 
   /** A snapshot of the connection state. */
@@ -296,6 +315,11 @@ export class Client {
         if (entry) this.#publishDone(entry, Object.assign(new Error(`publish ${id}: ${err.message ?? err.code}`), { code: err.code }));
       },
       error: (e) => live() && this.#emit(this.#errorHandlers, e),
+      presence: ({ channel, joins, leaves }) => {
+        if (!live()) return;
+        if (joins?.length) this.#emit(this.#joinHandlers, { channel, members: joins, transport: name });
+        if (leaves?.length) this.#emit(this.#leaveHandlers, { channel, members: leaves, transport: name });
+      },
       unsubscribed: (channels) => {
         if (!live()) return;
         const gone = channels.filter((c) => this.channels.includes(c));

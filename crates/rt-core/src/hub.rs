@@ -8,6 +8,7 @@ use tokio::sync::{broadcast, mpsc, watch, OnceCell};
 
 use crate::auth::{ChannelPattern, Permissions};
 use crate::backplane::{Backplane, ChannelHead, Health, NewEvent, Published, ReadFrom, Sink};
+use crate::changes::{self, Change, Changes};
 use crate::cursor::Start;
 use crate::error::Error;
 use crate::event::Event;
@@ -47,6 +48,8 @@ pub(crate) enum Live {
     Event(Arc<Event>),
     /// The backplane may have missed events: re-read history.
     CatchUp,
+    /// Joins and leaves of the channel's presence.
+    Presence(Arc<Changes>),
 }
 
 /// A channel with local subscribers.
@@ -239,12 +242,18 @@ impl Sink for Dispatch {
         self.send(channel, Live::CatchUp);
     }
 
-    /// Hands a signal about a subject to each of its local subscriptions, which act on it
-    /// when next polled (see [`Subscription::next`]). Only queues: no backplane call and no
+    /// Hands join and leave events to the local subscribers of their channel, and a signal
+    /// about a subject to each of its local subscriptions, which act on it when next polled (see [`Subscription::next`]). Only queues: no backplane call and no
     /// wait, as the [`Sink`] contract asks.
     fn signal(&self, signal: Signal) {
-        let subject = match &signal {
-            Signal::Disconnect { subject, .. } | Signal::Unsubscribe { subject, .. } => subject,
+        let subject = match signal {
+            Signal::Presence(changes) => {
+                let channel = changes.channel.clone();
+                return self.send(&channel, Live::Presence(Arc::new(changes)));
+            }
+            Signal::Disconnect { ref subject, .. } | Signal::Unsubscribe { ref subject, .. } => {
+                subject.clone()
+            }
         };
         if let Some(listeners) = self.subjects().get(subject.as_str()) {
             for (_, tx) in listeners {
@@ -264,6 +273,8 @@ pub(crate) struct Inner {
     pub(crate) subscriptions: AtomicUsize,
     /// The channels whose members are kept in the backplane's presence.
     pub(crate) presence: OnceLock<Arc<[ChannelPattern]>>,
+    /// Where this node's joins and leaves of presence channels go to be gathered and sent.
+    pub(crate) changes: OnceLock<mpsc::UnboundedSender<Change>>,
 }
 
 impl Inner {
@@ -328,6 +339,7 @@ impl Hub {
                 config,
                 subscriptions: AtomicUsize::new(0),
                 presence: OnceLock::new(),
+                changes: OnceLock::new(),
             }),
         }
     }
@@ -485,9 +497,13 @@ impl Hub {
     }
 
     /// Keeps presence for the channels matching `patterns`: from now on, each subscription to
-    /// one of them joins its presence, on every node of the backplane, until it leaves.
-    /// [`Error::Unsupported`] when the backplane keeps no presence or presence was enabled
-    /// already (every node of a deployment should be given the same patterns).
+    /// one of them joins its presence, on every node of the backplane, until it leaves, and
+    /// the subscribers of such a channel get its joins and leaves as
+    /// [`Delivery::Presence`](crate::Delivery::Presence), gathered by each node for
+    /// 100 ms. Must be called inside a Tokio runtime (the
+    /// gathering is a task). [`Error::Unsupported`] when the backplane keeps no presence or
+    /// presence was enabled already (every node of a deployment should be given the same
+    /// patterns).
     pub fn enable_presence(
         &self,
         patterns: impl IntoIterator<Item = ChannelPattern>,
@@ -501,7 +517,12 @@ impl Hub {
         self.inner
             .presence
             .set(patterns.into_iter().collect())
-            .map_err(|_| Error::Unsupported("presence can be enabled only once".into()))
+            .map_err(|_| Error::Unsupported("presence can be enabled only once".into()))?;
+        let _ = self
+            .inner
+            .changes
+            .set(changes::start(self.inner.backplane.clone()));
+        Ok(())
     }
 
     /// Whether subscriptions to `channel` join its presence.

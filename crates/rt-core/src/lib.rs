@@ -52,12 +52,15 @@
 //!
 //! [`Presence`] says who is subscribed to a channel on every node (for the channels where
 //! [`Hub::enable_presence`] turned it on) and which channels are active, through the
-//! backplane, with counts that are read without listing anyone.
+//! backplane, with counts that are read without listing anyone; subscribers of such a channel
+//! also get its joins and leaves ([`Delivery::Presence`]), gathered per node into a few
+//! [`Changes`].
 //!
 //! rt-core does no I/O of its own and knows nothing of HTTP or of any transport.
 
 mod auth;
 mod backplane;
+mod changes;
 mod cursor;
 mod error;
 mod event;
@@ -76,6 +79,7 @@ pub use auth::{ChannelPattern, Permissions};
 pub use backplane::{
     Backplane, ChannelHead, Health, MessageId, NewEvent, Published, Read, ReadFrom, Sink,
 };
+pub use changes::Changes;
 pub use cursor::{Cursor, Start};
 pub use error::Error;
 pub use event::{now_ms, Epoch, Event, Payload, Position, Text, Wire};

@@ -19,6 +19,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use crate::backplane::{ChannelHead, Read, ReadFrom};
+use crate::changes::Changes;
 use crate::cursor::{Cursor, Start};
 use crate::error::Error;
 use crate::event::{Epoch, Event};
@@ -52,6 +53,8 @@ pub(crate) enum Action {
 pub(crate) enum Arrival {
     /// The next live event of the channel.
     Event(Arc<Event>),
+    /// Joins and leaves of the channel's presence: passed on as they come.
+    Presence(Arc<Changes>),
     /// The backplane may have missed events: re-read history.
     CatchUp,
     /// The queue overflowed: events were dropped from it.
@@ -390,6 +393,7 @@ impl Seam {
             // A lagging lane catches up in place: it reads history from its own position
             // and rejoins the live stream when it reaches the end. Only history that no
             // longer covers the position costs a resync.
+            Arrival::Presence(changes) => Some(Delivery::Presence(changes)),
             Arrival::CatchUp | Arrival::Lagged => {
                 self.lanes[i].state = State::Behind;
                 None

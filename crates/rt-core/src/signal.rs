@@ -3,12 +3,14 @@
 //! An application backend asks one node to end a user's connections, or to take a user off a
 //! channel; that user may be connected to any node. The node sends a [`Signal`] through
 //! [`Backplane::signal`](crate::Backplane::signal), and every node (the sender included)
-//! receives it on its [`Sink::signal`](crate::Sink::signal). Unlike events, signals are not
-//! stored, have no offsets and are not replayed: a node that is cut off from the backplane
-//! while a signal is sent never sees it (best effort).
+//! receives it on its [`Sink::signal`](crate::Sink::signal). Each node also sends the joins and
+//! leaves of its presence channels as signals ([`Signal::Presence`]). Unlike events, signals
+//! are not stored, have no offsets and are not replayed: a node that is cut off from the
+//! backplane while a signal is sent never sees it (best effort).
 
 use serde::{Deserialize, Serialize};
 
+use crate::changes::Changes;
 use crate::error::Error;
 use crate::name::Channel;
 
@@ -43,13 +45,19 @@ pub enum Signal {
         /// The channel they lose.
         channel: Channel,
     },
+    /// Joins and leaves of a presence channel on the sending node, for the local subscribers
+    /// of that channel on every node.
+    Presence(Changes),
 }
 
 impl Signal {
-    /// The subject the signal is about.
-    pub fn subject(&self) -> &str {
+    /// The subject the signal is about, if it is about one.
+    pub fn subject(&self) -> Option<&str> {
         match self {
-            Signal::Disconnect { subject, .. } | Signal::Unsubscribe { subject, .. } => subject,
+            Signal::Disconnect { subject, .. } | Signal::Unsubscribe { subject, .. } => {
+                Some(subject)
+            }
+            Signal::Presence(_) => None,
         }
     }
 
@@ -82,7 +90,7 @@ mod tests {
             r#"{"type":"unsubscribe","subject":"u","channel":"chat"}"#
         );
         assert_eq!(Signal::decode(&s.encode()).unwrap(), s);
-        assert_eq!(s.subject(), "u");
+        assert_eq!(s.subject(), Some("u"));
     }
 
     #[test]

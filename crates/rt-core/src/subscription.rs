@@ -14,6 +14,7 @@ use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
 use crate::auth::Permissions;
 use crate::backplane::{Read, ReadFrom};
+use crate::changes::Changes;
 use crate::cursor::{Cursor, Start};
 use crate::error::Error;
 use crate::event::Event;
@@ -56,6 +57,11 @@ pub enum Delivery {
         /// Why, as the application said.
         reason: String,
     },
+    /// Connections joined or left a channel of this subscription that keeps presence (see
+    /// [`Hub::enable_presence`](crate::Hub::enable_presence)); only for subscriptions whose
+    /// permissions allow reading that channel's presence. Gathered per node over a short
+    /// window, so a reconnect storm is a few of these, not one per connection.
+    Presence(Arc<Changes>),
 }
 
 /// Outcome of joining channels.
@@ -109,6 +115,7 @@ impl From<Result<Live, RecvError>> for Arrival {
         match r {
             Ok(Live::Event(event)) => Arrival::Event(event),
             Ok(Live::CatchUp) => Arrival::CatchUp,
+            Ok(Live::Presence(changes)) => Arrival::Presence(changes),
             Err(RecvError::Lagged(_)) => {
                 metrics::counter!(names::LAGGED).increment(1);
                 Arrival::Lagged
@@ -240,6 +247,10 @@ impl Subscription {
         } else {
             presence.leave(channel, member);
         }
+        if let Some(changes) = self.hub.changes.get() {
+            // An error only means the hub is being dropped.
+            let _ = changes.send((channel.clone(), delta > 0, member.clone()));
+        }
     }
 
     /// Joins the channels the seam is adding: each is watched before any head or history is
@@ -307,7 +318,7 @@ impl Subscription {
                 Action::End | Action::Read { .. } => return None,
                 Action::Live => match self.take_live() {
                     Some((i, arrival)) => {
-                        if let Some(d) = self.seam.on_live(i, arrival) {
+                        if let Some(d) = self.seam.on_live(i, arrival).filter(|d| self.may_see(d)) {
                             return Some(self.count(d));
                         }
                     }
@@ -379,7 +390,7 @@ impl Subscription {
                         },
                         None => return None,
                     };
-                    if let Some(d) = self.seam.on_live(i, arrival) {
+                    if let Some(d) = self.seam.on_live(i, arrival).filter(|d| self.may_see(d)) {
                         return Some(self.count(d));
                     }
                 }
@@ -435,6 +446,8 @@ impl Subscription {
                 self.remove(&channel);
                 Some(Delivery::Unsubscribed { channel })
             }
+            // Sent to a channel's broadcast, never to a subject's listeners.
+            Signal::Presence(_) => None,
         }
     }
 
@@ -465,12 +478,23 @@ impl Subscription {
         .await
     }
 
+    /// Whether the caller may see `d`: join and leave events need the permission to read the
+    /// channel's presence.
+    fn may_see(&self, d: &Delivery) -> bool {
+        match (d, &self.permissions) {
+            (Delivery::Presence(c), Some(p)) => p.check_presence(&c.channel).is_ok(),
+            _ => true,
+        }
+    }
+
     /// Counts a delivery on its way to the caller.
     fn count(&mut self, d: Delivery) -> Delivery {
         match &d {
             Delivery::Event(_) => self.unreported += 1,
             Delivery::Resync { .. } => metrics::counter!(names::RESYNCS).increment(1),
-            Delivery::Unsubscribed { .. } | Delivery::Disconnected { .. } => {}
+            Delivery::Unsubscribed { .. }
+            | Delivery::Disconnected { .. }
+            | Delivery::Presence(_) => {}
         }
         d
     }

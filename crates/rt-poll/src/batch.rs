@@ -62,6 +62,10 @@ impl Batch {
                 }
             }
             Some(Delivery::Unsubscribed { channel }) => self.unsubscribed.push(channel),
+            // Not for polls: each poll is a subscription of its own that joins and leaves, so
+            // answering a held poll with joins would have pollers answer each other's polls
+            // in a loop.
+            Some(Delivery::Presence(_)) => {}
             Some(Delivery::Disconnected { reconnect, reason }) => {
                 self.disconnect = Some(Disconnect { reconnect, reason });
                 self.ended = true;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http::header::{HeaderMap, HOST, ORIGIN};
 use http::{Method, Request, Response, StatusCode};
-use rt_core::Hub;
+use rt_core::{Delivery, Hub};
 use rt_http::{self as h, Body, Client, Close, Connection, Origins, Query};
 
 use crate::batch::Batch;
@@ -145,7 +145,16 @@ impl Poll {
             tokio::select! {
                 // An event that is ready at the deadline still goes out.
                 biased;
-                delivery = sub.next() => {
+                // Join and leave events are not for polls (see `Batch::push`): they do not end
+                // the hold.
+                delivery = async {
+                    loop {
+                        match sub.next().await {
+                            Some(Delivery::Presence(_)) => continue,
+                            other => break other,
+                        }
+                    }
+                } => {
                     batch.push(delivery);
                     batch.fill(&mut sub).await;
                 }

@@ -199,6 +199,9 @@ impl Sse {
                                     ending = Some(frame::disconnect(&cursor, reconnect, &reason));
                                     break;
                                 }
+                                Delivery::Presence(changes) => {
+                                    buf.extend_from_slice(&frame::control(frame::PRESENCE, &*changes, None, None));
+                                }
                             }
                             if buf.len() < BATCH_BYTES {
                                 next = sub.try_next();

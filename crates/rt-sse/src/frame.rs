@@ -29,6 +29,8 @@ pub const UNSUBSCRIBED: &str = "rt.unsubscribed";
 /// Name of the last event of a stream ended by the application (the server API's
 /// `POST /api/disconnect`).
 pub const DISCONNECT: &str = "rt.disconnect";
+/// Name of the control event that carries joins and leaves of a presence channel.
+pub const PRESENCE: &str = "rt.presence";
 
 /// The heartbeat comment.
 pub(crate) const PING: &[u8] = b": ping\n\n";

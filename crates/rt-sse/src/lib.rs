@@ -16,6 +16,7 @@
 //! | `event: rt.expired` | last block: the client's token expired |
 //! | `event: rt.unsubscribed` | the application took a channel out of the stream (`POST /api/unsubscribe`) |
 //! | `event: rt.disconnect` | last block: the application ended the subject's connections (`POST /api/disconnect`); `reconnect: false` asks the client not to come back |
+//! | `event: rt.presence` | connections joined or left a presence channel of the stream: `{"channel","joins","leaves"}` |
 //! | `: ping` | heartbeat comment when idle ([`Config::heartbeat`]) |
 //!
 //! Resume values: the `Last-Event-ID` header, else the `lastEventId` (or Mercure's
@@ -73,4 +74,6 @@ pub use args::SseArgs;
 pub use config::Config;
 pub use endpoint::Sse;
 pub use error::Error;
-pub use frame::{BINARY_SUFFIX, DISCONNECT, EXPIRED, OPEN, RESYNC, SHUTDOWN, UNSUBSCRIBED};
+pub use frame::{
+    BINARY_SUFFIX, DISCONNECT, EXPIRED, OPEN, PRESENCE, RESYNC, SHUTDOWN, UNSUBSCRIBED,
+};

@@ -350,6 +350,7 @@ impl Conn {
             Some(Delivery::Disconnected { reconnect, reason }) => {
                 return Err(Close::disconnect(reconnect, &reason));
             }
+            Some(Delivery::Presence(changes)) => self.out.push(protocol::presence(&changes)),
             None => {
                 return Err(Close::new(
                     CloseCode::Error,

@@ -370,6 +370,21 @@ pub(crate) fn unsubscribed_by_server(channel: &Channel, cursor: &Cursor) -> Mess
     })
 }
 
+/// `{"type":"presence","channel":"..","joins":[..],"leaves":[..]}`: connections joined or
+/// left a presence channel of this connection.
+pub(crate) fn presence(changes: &rt_core::Changes) -> Message {
+    #[derive(Serialize)]
+    struct M<'a> {
+        r#type: &'static str,
+        #[serde(flatten)]
+        changes: &'a rt_core::Changes,
+    }
+    json_frame(&M {
+        r#type: "presence",
+        changes,
+    })
+}
+
 /// `{"type":"error","code":"..","message":"..","id":".."}`
 pub(crate) fn error(code: &'static str, message: &str, id: Option<&str>) -> Message {
     rt_http::count_error(code);

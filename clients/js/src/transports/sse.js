@@ -91,6 +91,9 @@ export function openSse(ctx) {
         if (cursor) ctx.position(cursor.toString(), { replace: true });
         ctx.resync(body.channels ?? ctx.channels);
         break;
+      case 'rt.presence':
+        ctx.presence(body);
+        break;
       case 'rt.unsubscribed':
         if (cursor) ctx.position(cursor.toString(), { replace: false });
         ctx.unsubscribed(body.channels ?? []);

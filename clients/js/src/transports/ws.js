@@ -84,6 +84,9 @@ export function openWebSocket(ctx) {
       case 'published':
         ctx.published(msg);
         break;
+      case 'presence':
+        ctx.presence(msg);
+        break;
       case 'unsubscribed':
         // Without `server`, the answer to this client's own unsubscribe.
         if (msg.server === true) ctx.unsubscribed(msg.channels ?? []);

@@ -350,8 +350,11 @@ impl World {
                         at[k] = cursor.offset(c);
                     }
                 }
-                // The seam never hands these out: signals are the subscription's.
-                Delivery::Unsubscribed { .. } | Delivery::Disconnected { .. } => {
+                // The seam never hands these out: signals are the subscription's, and this
+                // model sends no join or leave events.
+                Delivery::Unsubscribed { .. }
+                | Delivery::Disconnected { .. }
+                | Delivery::Presence(_) => {
                     panic!("a signal out of the seam: {d:?}")
                 }
             }
