@@ -52,7 +52,6 @@ impl Op {
 }
 
 /// Whose keys a write touches, which decides its hash slot.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Place {
     /// A channel's presence (`P:{CH}:p:...`).
     Channel(Channel),
@@ -437,5 +436,48 @@ impl Presence for RedisPresence {
             .then(|| channels.last().map(|c| c.channel.clone()))
             .flatten();
         Ok(ChannelsPage { channels, next })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keys {
+        let shared = Shared::new(
+            true,
+            "rt".into(),
+            Duration::from_secs(1),
+            (Duration::from_millis(10), Duration::from_secs(1)),
+            Duration::from_secs(60),
+        );
+        Keys {
+            shared: Arc::new(shared),
+            node: "00ab".into(),
+            ttl: Duration::from_secs(15),
+        }
+    }
+
+    #[test]
+    fn a_channels_presence_is_in_the_slot_of_its_history() {
+        let keys = keys();
+        for name in ["news", "chat:1", "a/b@c", "n:00ab", "nodes"] {
+            let channel = Channel::new(name).unwrap();
+            let presence = Slot::for_key(keys.key(&Place::Channel(channel)));
+            assert_eq!(
+                presence,
+                Slot::for_key(crate::cluster::epoch_key("rt", name)),
+                "{name}"
+            );
+            // The member keys presence.lua writes, by their names there.
+            assert_eq!(presence, Slot::for_key(format!("rt:{{{name}}}:p:00ab:s")));
+        }
+        let node = Slot::for_key(keys.key(&Place::Node));
+        assert_eq!(node, Slot::for_key("rt:{n:00ab}:chl"));
+        assert_eq!(node, Slot::for_key(keys.node_key("00ab")));
+        assert_eq!(
+            Slot::for_key(keys.key(&Place::Nodes)),
+            Slot::for_key("nodes")
+        );
     }
 }

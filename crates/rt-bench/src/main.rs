@@ -42,8 +42,8 @@ enum Scenario {
     /// only): how many subscribers the server closes, and what reaches the others.
     Burst,
     /// 10,000 WebSocket members joining and leaving one channel, and its counts read through
-    /// the server API, with presence off and on, on memory and on a Redis of its own (rt
-    /// only): the cost per join in rt-server and in Redis.
+    /// the server API, with presence off and on, on memory, on a Redis of its own and on the
+    /// `--redis-cluster` if given (rt only): the cost per join in rt-server and in Redis.
     Presence,
 }
 
