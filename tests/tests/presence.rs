@@ -1,6 +1,6 @@
 //! Presence and the channel registry through the real rt-server binary: on one node, across
-//! three nodes over Redis, a SIGKILLed node's entries expiring, pagination, counts,
-//! permissions, and bad input to every route.
+//! three nodes over Redis and over a Redis Cluster, a SIGKILLed node's entries expiring,
+//! pagination, counts, permissions, and bad input to every route.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod cluster;
@@ -441,9 +441,6 @@ async fn three_nodes_over_redis_share_presence_and_a_killed_node_expires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backplane_without_presence_refuses_to_start_with_presence() {
     refused_with_presence(&rt_tests::nats_url(), "presence_nats").await;
-    // Presence's keys span hash slots: a Redis Cluster keeps none.
-    let redis = rt_tests::RedisCluster::start();
-    refused_with_presence(&redis.url(), "presence_cluster").await;
 }
 
 /// rt-server on `backplane` with `--presence` exits at once with a clear error.
@@ -665,4 +662,263 @@ async fn joins_and_leaves_reach_ws_and_sse_on_two_nodes_and_a_storm_comes_batche
         messages <= N / 10,
         "{N} joins came in {messages} presence messages"
     );
+}
+
+/// `n` channels `room:...`, each on another master of `redis`.
+fn on_every_shard(redis: &rt_tests::RedisCluster, n: usize) -> Vec<String> {
+    let mut masters = BTreeSet::new();
+    let mut channels = Vec::new();
+    for i in 0..1000 {
+        let channel = format!("room:{i}");
+        if masters.insert(redis.master_of(&format!("{{{channel}}}"))) {
+            channels.push(channel);
+            if channels.len() == n {
+                return channels;
+            }
+        }
+    }
+    panic!("fewer than {n} masters");
+}
+
+/// Presence and the channel registry on a Redis Cluster: channels on every shard, members on
+/// two of three nodes, read from the third (counts, chained pages, `/api/channels` merged over
+/// the nodes' registries); a shard that lost its data gets the node's members back at the next
+/// heartbeat; a SIGKILLed node's members expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_on_a_redis_cluster_spans_shards_and_nodes_and_expires_a_killed_node() {
+    let redis = rt_tests::RedisCluster::start();
+    let url = redis.url();
+    let prefix = cluster::prefix("pres_cluster");
+    let mut args = over_redis(&url, &prefix);
+    args.extend(["--presence-ttl", "3s"]);
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Server::start(&args).await);
+    }
+    let rooms = on_every_shard(&redis, 3);
+    let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+    let alice = token("alice", &[], json!({"name": "Alice"}));
+    let bob = token("bob", &[], Value::Null);
+    // alice on node 0 in every room, and on node 1 in the first; bob on node 1 everywhere.
+    let _a0 = member(&nodes[0], Some(&alice), &rooms).await;
+    let a1 = member(&nodes[1], Some(&alice), &rooms[..1]).await;
+    let b1 = member(&nodes[1], Some(&bob), &rooms).await;
+
+    for (i, room) in rooms.iter().enumerate() {
+        let want = if i == 0 { (3, 2) } else { (2, 2) };
+        let path = format!("/api/presence-stats?channel={room}");
+        until(&nodes[2], &path, stats_are(want.0, want.1)).await;
+        let members = all_members(&nodes[2], room, 1).await;
+        assert_eq!(clients(&members).len(), want.0 as usize, "{members:?}");
+        // The channel's presence is on its own shard, in its hash tag's slot.
+        let master = redis.master_of(&format!("{{{room}}}"));
+        let key = format!("{prefix}:{{{room}}}:p:nodes");
+        assert_eq!(
+            rt_tests::redis_cmd(&format!("redis://127.0.0.1:{master}"), &["EXISTS", &key]),
+            ":1\r\n",
+            "{key} is not on master {master}"
+        );
+    }
+    let counts = |first: u64, rest: u64| {
+        let mut want: Vec<Value> = rooms
+            .iter()
+            .enumerate()
+            .map(|(i, room)| json!({"channel": room, "subscribers": if i == 0 { first } else { rest }}))
+            .collect();
+        want.sort_by_key(|c| c["channel"].as_str().unwrap().to_owned());
+        want
+    };
+    // The registry pages across the nodes' registries, one channel at a time.
+    let mut paged = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..10 {
+        let path = format!("/api/channels?pattern=room:*&limit=1{cursor}");
+        let (status, page) = get(&nodes[2], &path, &[KEY]).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        paged.extend(page["channels"].as_array().unwrap().iter().cloned());
+        match page["cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, counts(3, 2));
+
+    // A shard that lost its data (here: flushed) gets the nodes' members back at their next
+    // heartbeat (a third of the ttl), and nothing more.
+    let master = redis.master_of(&format!("{{{}}}", rooms[1]));
+    let port = format!("redis://127.0.0.1:{master}");
+    rt_tests::redis_cmd(&port, &["FLUSHALL"]);
+    let path = format!("/api/presence-stats?channel={}", rooms[1]);
+    let (_, after) = get(&nodes[2], &path, &[KEY]).await;
+    assert_eq!(after["connections"], 0, "{after}");
+    until(&nodes[2], &path, stats_are(2, 2)).await;
+
+    // A crash: node 1 says nothing, its entries expire after the ttl (3 s).
+    nodes[1].kill();
+    drop((a1, b1));
+    for room in &rooms {
+        let path = format!("/api/presence-stats?channel={room}");
+        until(&nodes[2], &path, stats_are(1, 1)).await;
+        let members = all_members(&nodes[0], room, 1).await;
+        assert_eq!(members.len(), 1);
+        assert_eq!(members[0]["subject"], "alice");
+    }
+    until(&nodes[2], "/api/channels?pattern=room:*", |b| {
+        b["channels"] == json!(counts(1, 1))
+    })
+    .await;
+}
+
+/// Join and leave events on a Redis Cluster: a member joining on one node is announced to a
+/// WebSocket watcher on the other, and to an SSE watcher on its own node; so is its leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_leaves_reach_both_nodes_on_a_redis_cluster() {
+    let redis = rt_tests::RedisCluster::start();
+    let url = redis.url();
+    let prefix = cluster::prefix("joins_cluster");
+    let args = over_redis(&url, &prefix);
+    let a = Server::start(&args).await;
+    let b = Server::start(&args).await;
+    let watcher = token("watcher", &["room:*"], Value::Null);
+    let mut ws = member(&a, Some(&watcher), &["room:j"]).await;
+    let mut sse = rt_tests::sse::SseStream::open_ok(
+        &b.url(&format!("/sse?channel=room:j&token={watcher}")),
+        &[],
+    )
+    .await;
+    until(&a, "/api/presence-stats?channel=room:j", stats_are(2, 1)).await;
+
+    let carol = token("carol", &[], json!({"name": "Carol"}));
+    let carol_ws = member(&b, Some(&carol), &["room:j"]).await;
+    let seen = tokio::time::timeout(cluster::T, ws_sees(&mut ws, "room:j", "joins", "carol"))
+        .await
+        .expect("no join on the WebSocket of the other node");
+    let join = seen["joins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["subject"] == "carol")
+        .unwrap();
+    assert_eq!(join["info"], json!({"name": "Carol"}), "{seen}");
+    tokio::time::timeout(cluster::T, sse_sees(&mut sse, "room:j", "joins", "carol"))
+        .await
+        .expect("no join on the SSE stream of the same node");
+    until(&a, "/api/presence-stats?channel=room:j", stats_are(3, 2)).await;
+
+    drop(carol_ws);
+    tokio::time::timeout(cluster::T, ws_sees(&mut ws, "room:j", "leaves", "carol"))
+        .await
+        .expect("no leave on the WebSocket");
+    tokio::time::timeout(cluster::T, sse_sees(&mut sse, "room:j", "leaves", "carol"))
+        .await
+        .expect("no leave on the SSE stream");
+    until(&b, "/api/presence-stats?channel=room:j", stats_are(2, 1)).await;
+}
+
+/// What the masters at `urls` have run: script calls, their Redis µs, and the commands run
+/// inside scripts (every command but the scripts themselves and what the tests, the cluster
+/// client and health checks send around them).
+async fn redis_work(urls: &[String]) -> (u64, u64, u64) {
+    let (mut scripts, mut us, mut inside) = (0, 0, 0);
+    for url in urls {
+        let url = url.clone();
+        let info = tokio::task::spawn_blocking(move || {
+            rt_tests::redis_cmd(&url, &["INFO", "commandstats"])
+        })
+        .await
+        .unwrap();
+        for line in info.lines() {
+            let Some((name, stats)) = line
+                .strip_prefix("cmdstat_")
+                .and_then(|l| l.split_once(':'))
+            else {
+                continue;
+            };
+            let field = |f: &str| {
+                stats
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(f)?.strip_prefix('='))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            match name {
+                "evalsha" | "eval" => {
+                    scripts += field("calls");
+                    us += field("usec");
+                }
+                "info" | "ping" | "cluster" | "client" | "hello" | "command" | "select"
+                | "readonly" | "script" | "subscribe" | "ssubscribe" | "sunsubscribe"
+                | "unsubscribe" | "wait" => {}
+                _ => inside += field("calls"),
+            }
+        }
+    }
+    (scripts, us, inside)
+}
+
+/// Per join of a storm of `N` connections joining one channel on the backplane at `url`
+/// (Redis masters `masters`): the script calls, Redis µs and commands inside scripts, on a
+/// channel without presence (a join then costs the history read and the channel registry)
+/// and on one with presence.
+async fn join_cost(url: &str, masters: &[String]) -> [[f64; 3]; 2] {
+    const N: usize = 100;
+    let prefix = cluster::prefix("join_cost");
+    let mut args = over_redis(url, &prefix);
+    // No heartbeat during the measure.
+    args.extend(["--presence-ttl", "60s"]);
+    let node = Server::start(&args).await;
+    let who = token("storm", &[], Value::Null);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut cost = Vec::new();
+    let mut held = Vec::new();
+    for channel in [["other:storm"], ["room:storm"]] {
+        let before = redis_work(masters).await;
+        let storm = (0..N).map(|_| member(&node, Some(&who), &channel));
+        held.extend(futures_util::future::join_all(storm).await);
+        until(
+            &node,
+            &format!("/api/channels?pattern={}", channel[0]),
+            |b| b["channels"][0]["subscribers"] == N,
+        )
+        .await;
+        // Past the writer's linger, so that every join is written.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after = redis_work(masters).await;
+        cost.push([after.0 - before.0, after.1 - before.1, after.2 - before.2]);
+    }
+    until(
+        &node,
+        "/api/presence-stats?channel=room:storm",
+        stats_are(N as u64, 1),
+    )
+    .await;
+    let per_join = |c: [u64; 3]| c.map(|v| v as f64 / N as f64);
+    [per_join(cost[0]), per_join(cost[1])]
+}
+
+/// The Redis cost of a presence join, on one Redis and on a Redis Cluster (printed; run with
+/// `--nocapture` to read it): a storm's joins are written in a few batched calls on both, not
+/// one call per join (on a cluster a batch is one call per slot it touches: here the
+/// channel's, plus the node registry's for the counts, which the baseline pays too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_presence_join_costs_a_fraction_of_a_script_call_on_redis_and_on_a_cluster() {
+    let single = rt_tests::RedisServer::start();
+    let one = join_cost(&single.url(), &[single.url()]).await;
+    let redis = rt_tests::RedisCluster::start();
+    let masters: Vec<String> = redis
+        .ports()
+        .into_iter()
+        .map(|p| format!("redis://127.0.0.1:{p}"))
+        .filter(|u| rt_tests::redis_cmd(u, &["INFO", "replication"]).contains("role:master"))
+        .collect();
+    assert_eq!(masters.len(), 3);
+    let many = join_cost(&redis.url(), &masters).await;
+    for (name, [off, on]) in [("one Redis", one), ("Redis Cluster", many)] {
+        let [calls, us, inside] = [0, 1, 2].map(|i| on[i] - off[i]);
+        println!(
+            "per join on {name}: presence off {:.3} script calls, {:.1} Redis us, {:.2} commands inside scripts; presence on {:.3}, {:.1} us, {:.2}; presence adds {calls:.3} script calls, {us:.1} us, {inside:.2} commands",
+            off[0], off[1], off[2], on[0], on[1], on[2]
+        );
+        assert!(calls < 0.5, "{name}: {calls} script calls per join");
+    }
 }
