@@ -87,7 +87,10 @@ pub use history::{History, Retention, Since};
 pub use hub::{Hub, HubConfig, HubStats};
 pub use memory::MemoryBackplane;
 pub use name::{Channel, EventName};
-pub use presence::{ChannelCount, ChannelsPage, Member, MembersPage, Presence, PresenceStats};
+pub use presence::{
+    ChannelCount, ChannelsPage, Member, MembersPage, Membership, Presence, PresenceChanges,
+    PresenceStats,
+};
 pub use publish::{PublishAck, PublishRequest};
 pub use signal::Signal;
 pub use subscription::{Delivery, Joined, Subscription};
