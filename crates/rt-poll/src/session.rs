@@ -392,6 +392,115 @@ impl fmt::Debug for Attached {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rt_core::{ChannelPattern, HubConfig, Member, MemoryBackplane, Retention};
+
+    fn ch(s: &str) -> Channel {
+        Channel::new(s).unwrap()
+    }
+
+    fn hub() -> Hub {
+        let hub = Hub::new(
+            Arc::new(MemoryBackplane::new(Retention::default())),
+            HubConfig::default(),
+        );
+        hub.enable_presence([ChannelPattern::new("room:*").unwrap()])
+            .unwrap();
+        hub
+    }
+
+    fn joins(channel: &str, n: usize) -> Arc<Changes> {
+        Arc::new(Changes {
+            channel: ch(channel),
+            joins: (0..n).map(|_| Member::new(None)).collect(),
+            leaves: vec![],
+        })
+    }
+
+    fn can_read(patterns: &[&str]) -> Permissions {
+        Permissions::new(Some("u".into()), None)
+            .allow_subscribe([ChannelPattern::any()])
+            .allow_presence(patterns.iter().map(|p| ChannelPattern::new(p).unwrap()))
+    }
+
+    #[tokio::test]
+    async fn the_buffer_keeps_the_newest_batches_and_says_when_it_dropped_some() {
+        let hub = hub();
+        let sessions = Sessions::new(&Config::default().presence_buffer(5));
+        let room = ch("room:1");
+        let me = can_read(&["room:*"]);
+        let poll = sessions.attach(&hub, None, &me, &[room.clone(), ch("other")]);
+        assert!(!poll.has_presence());
+        for n in [2, 2, 2] {
+            sessions.shared.route(&joins("room:1", n));
+        }
+        // Not held: nothing routed.
+        sessions.shared.route(&joins("room:2", 1));
+        assert!(poll.has_presence());
+        let taken = poll.take(&[room.clone()], &me);
+        assert_eq!(taken.batches.len(), 2, "4 of 6 members fit in 5");
+        assert!(taken.lost);
+        let again = poll.take(&[room.clone()], &me);
+        assert!(again.batches.is_empty() && !again.lost);
+        // One batch larger than the buffer is kept whole.
+        sessions.shared.route(&joins("room:1", 9));
+        let taken = poll.take(&[room.clone()], &me);
+        assert_eq!((taken.batches.len(), taken.lost), (1, false));
+    }
+
+    #[tokio::test]
+    async fn batches_go_only_to_sessions_that_may_read_them() {
+        let hub = hub();
+        let sessions = Sessions::new(&Config::default());
+        let room = ch("room:1");
+        let blind = sessions.attach(&hub, None, &can_read(&[]), &[room.clone()]);
+        sessions.shared.route(&joins("room:1", 1));
+        assert!(!blind.has_presence());
+        // A later poll with a token that may read it gets the later batches only.
+        let id = blind.id();
+        drop(blind);
+        let seer = can_read(&["room:1"]);
+        let poll = sessions.attach(&hub, Some(id), &seer, &[room.clone()]);
+        assert_eq!(poll.id(), id, "same subject: same session");
+        sessions.shared.route(&joins("room:1", 1));
+        assert_eq!(poll.take(&[room.clone()], &seer).batches.len(), 1);
+        // Another subject with the id gets a session of its own.
+        let other =
+            Permissions::new(Some("v".into()), None).allow_subscribe([ChannelPattern::any()]);
+        let theirs = sessions.attach(&hub, Some(id), &other, &[room.clone()]);
+        assert_ne!(theirs.id(), id);
+        assert_eq!(hub.presence_stats(&room).await.unwrap().connections, 2);
+    }
+
+    #[tokio::test]
+    async fn a_session_leaves_after_the_grace_and_never_while_a_poll_is_held() {
+        let hub = hub();
+        let grace = Duration::from_secs(10);
+        let sessions = Sessions::new(&Config::default().session_grace(grace));
+        let room = ch("room:1");
+        let me = can_read(&["room:*"]);
+        let poll = sessions.attach(&hub, None, &me, &[room.clone()]);
+        let stats = || async { hub.presence_stats(&room).await.unwrap().connections };
+        assert_eq!(stats().await, 1);
+        // Held far longer than the grace: still a member.
+        sessions.shared.sweep(Instant::now() + grace * 3);
+        assert_eq!(stats().await, 1);
+        let id = poll.id();
+        drop(poll);
+        sessions.shared.sweep(Instant::now() + grace / 2);
+        assert_eq!(stats().await, 1, "within the grace");
+        // Polling again within the grace is the same member; moving to other channels leaves.
+        let poll = sessions.attach(&hub, Some(id), &me, &[ch("room:2")]);
+        assert_eq!(poll.id(), id);
+        assert_eq!(stats().await, 0);
+        drop(poll);
+        sessions.shared.sweep(Instant::now() + grace);
+        assert_eq!(
+            hub.presence_stats(&ch("room:2")).await.unwrap().connections,
+            0
+        );
+        assert!(sessions.shared.table().sessions.is_empty());
+        assert!(sessions.shared.table().by_channel.is_empty());
+    }
 
     #[test]
     fn ids_are_32_hex_digits_and_parse_back() {
