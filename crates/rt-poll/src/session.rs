@@ -436,14 +436,14 @@ mod tests {
         // Not held: nothing routed.
         sessions.shared.route(&joins("room:2", 1));
         assert!(poll.has_presence());
-        let taken = poll.take(&[room.clone()], &me);
+        let taken = poll.take(std::slice::from_ref(&room), &me);
         assert_eq!(taken.batches.len(), 2, "4 of 6 members fit in 5");
         assert!(taken.lost);
-        let again = poll.take(&[room.clone()], &me);
+        let again = poll.take(std::slice::from_ref(&room), &me);
         assert!(again.batches.is_empty() && !again.lost);
         // One batch larger than the buffer is kept whole.
         sessions.shared.route(&joins("room:1", 9));
-        let taken = poll.take(&[room.clone()], &me);
+        let taken = poll.take(std::slice::from_ref(&room), &me);
         assert_eq!((taken.batches.len(), taken.lost), (1, false));
     }
 
@@ -452,21 +452,24 @@ mod tests {
         let hub = hub();
         let sessions = Sessions::new(&Config::default());
         let room = ch("room:1");
-        let blind = sessions.attach(&hub, None, &can_read(&[]), &[room.clone()]);
+        let blind = sessions.attach(&hub, None, &can_read(&[]), std::slice::from_ref(&room));
         sessions.shared.route(&joins("room:1", 1));
         assert!(!blind.has_presence());
         // A later poll with a token that may read it gets the later batches only.
         let id = blind.id();
         drop(blind);
         let seer = can_read(&["room:1"]);
-        let poll = sessions.attach(&hub, Some(id), &seer, &[room.clone()]);
+        let poll = sessions.attach(&hub, Some(id), &seer, std::slice::from_ref(&room));
         assert_eq!(poll.id(), id, "same subject: same session");
         sessions.shared.route(&joins("room:1", 1));
-        assert_eq!(poll.take(&[room.clone()], &seer).batches.len(), 1);
+        assert_eq!(
+            poll.take(std::slice::from_ref(&room), &seer).batches.len(),
+            1
+        );
         // Another subject with the id gets a session of its own.
         let other =
             Permissions::new(Some("v".into()), None).allow_subscribe([ChannelPattern::any()]);
-        let theirs = sessions.attach(&hub, Some(id), &other, &[room.clone()]);
+        let theirs = sessions.attach(&hub, Some(id), &other, std::slice::from_ref(&room));
         assert_ne!(theirs.id(), id);
         assert_eq!(hub.presence_stats(&room).await.unwrap().connections, 2);
     }
@@ -478,7 +481,7 @@ mod tests {
         let sessions = Sessions::new(&Config::default().session_grace(grace));
         let room = ch("room:1");
         let me = can_read(&["room:*"]);
-        let poll = sessions.attach(&hub, None, &me, &[room.clone()]);
+        let poll = sessions.attach(&hub, None, &me, std::slice::from_ref(&room));
         let stats = || async { hub.presence_stats(&room).await.unwrap().connections };
         assert_eq!(stats().await, 1);
         // Held far longer than the grace: still a member.
