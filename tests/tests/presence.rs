@@ -978,3 +978,57 @@ fn spawn_poll(
         (answer, started.elapsed())
     })
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poller_whose_buffer_overflows_between_polls_is_told_to_reread_presence() {
+    let server = Server::start(&[
+        "--jwt-hs256-secret",
+        SECRET,
+        "--presence",
+        "room:*",
+        "--poll-presence-buffer",
+        "5",
+    ])
+    .await;
+    let mut poller = Poller::new(token("poller", &["room:*"], Value::Null), "room:o");
+    poller.poll(&server, "0").await;
+    // Its own join first, so that what follows is all the crowd's.
+    let deadline = tokio::time::Instant::now() + cluster::T;
+    while poll_heard(
+        &poller.poll(&server, "5").await,
+        "room:o",
+        "joins",
+        "poller",
+    ) == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "own join never heard"
+        );
+    }
+    // Two waves of 8 joins, in two gathering windows, while the poller does not poll: 16
+    // members for a buffer of 5.
+    let crowd = token("crowd", &[], Value::Null);
+    let mut members = Vec::new();
+    for wave in 1..=2 {
+        for _ in 0..8 {
+            members.push(member(&server, Some(&crowd), &["room:o"]).await);
+        }
+        until(
+            &server,
+            "/api/presence-stats?channel=room:o",
+            stats_are(1 + 8 * wave, 2),
+        )
+        .await;
+        // Past the 100 ms window: the wave is sent (and buffered) as its own batch.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let answer = poller.poll(&server, "0").await;
+    assert_eq!(answer["presence_lost"], true, "{answer}");
+    let kept = poll_heard(&answer, "room:o", "joins", "crowd");
+    assert!((1..16).contains(&kept), "{kept} joins kept: {answer}");
+    // Said once: the next answer starts afresh.
+    let again = poller.poll(&server, "0").await;
+    assert!(again.get("presence_lost").is_none(), "{again}");
+    drop(members);
+}
