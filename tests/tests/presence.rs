@@ -578,7 +578,8 @@ async fn joins_and_leaves_reach_ws_and_sse_on_two_nodes_and_a_storm_comes_batche
     let blind = token("blind", &[], Value::Null);
     let mut blind_ws = member(&a, Some(&blind), &["room:j"]).await;
 
-    // A held poll with the same grant: polls carry no join events (see protocol.md).
+    // A held poll with the same grant: answered by join events (its own first), and a
+    // member still after its answer (its session is).
     let held = b.url(&format!("/poll?channel=room:j&timeout=2&token={watcher}"));
     let poll = tokio::spawn(async move {
         let started = tokio::time::Instant::now();
@@ -609,12 +610,19 @@ async fn joins_and_leaves_reach_ws_and_sse_on_two_nodes_and_a_storm_comes_batche
         .any(|j| j["client"] == join["client"]));
 
     let ((status, _, body), held_for) = poll.await.unwrap();
-    // Held to its timeout: joins (its own included) neither answer nor end it.
-    assert!(held_for >= Duration::from_millis(1900), "{held_for:?}");
     let answer: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(
+        held_for < Duration::from_millis(1900),
+        "{held_for:?}: {answer}"
+    );
     assert_eq!(answer["events"], json!([]), "{answer}");
-    assert!(answer.get("presence").is_none(), "{answer}");
+    // Its own join, and maybe the other watchers' too, when their batches were still on
+    // their way as it came.
+    assert!(
+        poll_heard(&answer, "room:j", "joins", "watcher") >= 1,
+        "{answer}"
+    );
 
     drop(carol_ws);
     tokio::time::timeout(cluster::T, ws_sees(&mut ws, "room:j", "leaves", "carol"))
@@ -921,4 +929,362 @@ async fn a_presence_join_costs_a_fraction_of_a_script_call_on_redis_and_on_a_clu
         );
         assert!(calls < 0.5, "{name}: {calls} script calls per join");
     }
+}
+
+/// Members of `list` (`joins` or `leaves`) of a presence batch whose subject is `subject`.
+fn with_subject(batch: &Value, list: &str, subject: &str) -> usize {
+    batch[list]
+        .as_array()
+        .map_or(0, |l| l.iter().filter(|m| m["subject"] == subject).count())
+}
+
+/// The `presence` batches of a poll answer, of `channel`, that list `subject` in `list`.
+fn poll_heard(answer: &Value, channel: &str, list: &str, subject: &str) -> usize {
+    answer["presence"].as_array().map_or(0, |batches| {
+        batches
+            .iter()
+            .filter(|b| b["channel"] == channel)
+            .map(|b| with_subject(b, list, subject))
+            .sum()
+    })
+}
+
+/// `GET /poll?{query}` with `token`: the status and JSON body.
+async fn poll_as(server: &Server, token: &str, query: &str) -> (StatusCode, Value) {
+    get(server, &format!("/poll?{query}&token={token}"), &[]).await
+}
+
+/// A poll session's polls: each echoes the `session` and `cursor` of the previous answer.
+struct Poller {
+    token: String,
+    channel: &'static str,
+    session: Option<String>,
+    cursor: Option<String>,
+}
+
+impl Poller {
+    fn new(token: String, channel: &'static str) -> Self {
+        Poller {
+            token,
+            channel,
+            session: None,
+            cursor: None,
+        }
+    }
+
+    /// One poll held at most `timeout` seconds; the answer, checked to keep the session.
+    async fn poll(&mut self, server: &Server, timeout: &str) -> Value {
+        let mut query = format!("channel={}&timeout={timeout}", self.channel);
+        if let Some(s) = &self.session {
+            query.push_str(&format!("&session={s}"));
+        }
+        if let Some(c) = &self.cursor {
+            query.push_str(&format!("&cursor={}", cluster::enc(c)));
+        }
+        let (status, answer) = poll_as(server, &self.token, &query).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        self.follow(&answer);
+        answer
+    }
+
+    /// Takes the session and cursor of `answer`, checked to keep the session.
+    fn follow(&mut self, answer: &Value) {
+        let session = answer["session"].as_str().unwrap().to_owned();
+        assert_eq!(session.len(), 32, "{answer}");
+        if let Some(before) = &self.session {
+            assert_eq!(&session, before, "the session changed: {answer}");
+        }
+        self.session = Some(session);
+        self.cursor = answer["cursor"].as_str().map(str::to_owned);
+    }
+}
+
+/// The WebSocket's presence messages about `channel` until one lists `subject` in `list`:
+/// how many of them listed `subject` in `joins` on the way (that one included).
+async fn ws_joins_until(ws: &mut cluster::Ws, channel: &str, list: &str, subject: &str) -> usize {
+    let mut joins = 0;
+    loop {
+        let m = tokio::time::timeout(cluster::T, cluster::ws_recv(ws))
+            .await
+            .unwrap_or_else(|_| panic!("no {list} of {subject} on the WebSocket"));
+        if m["type"] != "presence" || m["channel"] != channel {
+            continue;
+        }
+        joins += with_subject(&m, "joins", subject);
+        if with_subject(&m, list, subject) > 0 {
+            return joins;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poller_is_one_member_across_its_polls_and_leaves_after_the_grace() {
+    let server = Server::start(&[
+        "--jwt-hs256-secret",
+        SECRET,
+        "--presence",
+        "room:*",
+        "--poll-session-grace",
+        "1s",
+    ])
+    .await;
+    let grant = ["room:*"];
+    let mut ws = member(
+        &server,
+        Some(&token("watcher", &grant, Value::Null)),
+        &["room:p"],
+    )
+    .await;
+    until(
+        &server,
+        "/api/presence-stats?channel=room:p",
+        stats_are(1, 1),
+    )
+    .await;
+
+    let mut poller = Poller::new(token("poller", &grant, json!({"via": "poll"})), "room:p");
+    let first = poller.poll(&server, "0").await;
+    assert!(first.get("presence").is_none(), "{first}");
+    until(
+        &server,
+        "/api/presence-stats?channel=room:p",
+        stats_are(2, 2),
+    )
+    .await;
+    // Five polls of one session: its own join comes once, in an answer, and the member stays
+    // the same one throughout (not one per poll, not gone between polls).
+    let mut own_joins = 0;
+    for _ in 0..4 {
+        let answer = poller.poll(&server, "0.5").await;
+        own_joins += poll_heard(&answer, "room:p", "joins", "poller");
+        assert_eq!(
+            poll_heard(&answer, "room:p", "leaves", "poller"),
+            0,
+            "{answer}"
+        );
+        let (_, stats) = get(&server, "/api/presence-stats?channel=room:p", &[KEY]).await;
+        assert_eq!(stats["connections"], 2, "{stats}");
+    }
+    assert_eq!(own_joins, 1, "the poller heard its own join once");
+    let members = all_members(&server, "room:p", 10).await;
+    let mine: Vec<&Value> = members
+        .iter()
+        .filter(|m| m["subject"] == "poller")
+        .collect();
+    assert_eq!(mine.len(), 1, "{members:?}");
+    assert_eq!(mine[0]["info"], json!({"via": "poll"}));
+    let last_poll = tokio::time::Instant::now();
+
+    // The watcher saw exactly one join of the poller before its leave, which comes once the
+    // grace (1 s) after the last poll has passed.
+    let joins = ws_joins_until(&mut ws, "room:p", "leaves", "poller").await;
+    let gone_after = last_poll.elapsed();
+    assert_eq!(joins, 1, "one join for five polls");
+    assert!(
+        gone_after >= Duration::from_millis(900),
+        "left after {gone_after:?}"
+    );
+    until(
+        &server,
+        "/api/presence-stats?channel=room:p",
+        stats_are(1, 1),
+    )
+    .await;
+
+    // An expired session is no error: the next poll starts a new one, a new member.
+    let expired = poller.session.take().unwrap();
+    let (status, answer) = poll_as(
+        &server,
+        &poller.token,
+        &format!("channel=room:p&timeout=0&session={expired}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_ne!(answer["session"], expired, "{answer}");
+    assert_eq!(
+        ws_joins_until(&mut ws, "room:p", "joins", "poller").await,
+        1
+    );
+
+    // A malformed session id is a clear 400, and joins nothing.
+    for bad in ["xyz", "0123456789abcdef", &"0".repeat(33)] {
+        let (status, body) = poll_as(
+            &server,
+            &poller.token,
+            &format!("channel=room:p&timeout=0&session={bad}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_session", "{body}");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("session"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pollers_hear_websocket_joins_and_leaves_only_with_the_grant() {
+    let server = Server::start(&["--jwt-hs256-secret", SECRET, "--presence", "room:*"]).await;
+    let mut seer = Poller::new(token("seer", &["room:*"], Value::Null), "room:q");
+    let mut blind = Poller::new(token("blind", &[], Value::Null), "room:q");
+    seer.poll(&server, "0").await;
+    blind.poll(&server, "0").await;
+    until(
+        &server,
+        "/api/presence-stats?channel=room:q",
+        stats_are(2, 2),
+    )
+    .await;
+    // The seer hears both pollers' joins (its own included), gathered between its polls.
+    let (mut heard_seer, mut heard_blind) = (0, 0);
+    let deadline = tokio::time::Instant::now() + cluster::T;
+    while heard_seer == 0 || heard_blind == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "joins never heard");
+        let answer = seer.poll(&server, "5").await;
+        heard_seer += poll_heard(&answer, "room:q", "joins", "seer");
+        heard_blind += poll_heard(&answer, "room:q", "joins", "blind");
+    }
+    assert_eq!((heard_seer, heard_blind), (1, 1));
+
+    // Two held polls; a WebSocket client joins. The seer's poll is answered by the join, at
+    // once; the blind poller's is held to its timeout and carries no presence.
+    let seer_poll = spawn_poll(&server, &seer, "10");
+    let blind_poll = spawn_poll(&server, &blind, "2");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let carol = member(
+        &server,
+        Some(&token("carol", &[], json!({"name": "Carol"}))),
+        &["room:q"],
+    )
+    .await;
+    let (answer, took) = seer_poll.await.unwrap();
+    assert!(took < Duration::from_secs(5), "held {took:?}: {answer}");
+    assert_eq!(
+        poll_heard(&answer, "room:q", "joins", "carol"),
+        1,
+        "{answer}"
+    );
+    assert_eq!(answer["events"], json!([]), "{answer}");
+    let batch = answer["presence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| with_subject(b, "joins", "carol") > 0)
+        .unwrap();
+    let carol_entry = batch["joins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["subject"] == "carol")
+        .unwrap();
+    assert_eq!(carol_entry["info"], json!({"name": "Carol"}));
+    assert_eq!(carol_entry["client"].as_str().unwrap().len(), 16);
+    seer.follow(&answer);
+    let (answer, took) = blind_poll.await.unwrap();
+    assert!(
+        took >= Duration::from_millis(1900),
+        "held {took:?}: {answer}"
+    );
+    assert!(answer.get("presence").is_none(), "{answer}");
+
+    // Carol leaves: the seer's next poll (held) is answered with her leave.
+    let seer_poll = spawn_poll(&server, &seer, "10");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(carol);
+    let (answer, took) = seer_poll.await.unwrap();
+    assert!(took < Duration::from_secs(5), "held {took:?}: {answer}");
+    assert_eq!(
+        poll_heard(&answer, "room:q", "leaves", "carol"),
+        1,
+        "{answer}"
+    );
+    // A publish still answers a held poll of a session with its event.
+    seer.follow(&answer);
+    let seer_poll = spawn_poll(&server, &seer, "10");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster::publish(&server, "room:q", "hello").await;
+    let (answer, _) = seer_poll.await.unwrap();
+    assert_eq!(answer["events"][0]["data"], "hello", "{answer}");
+}
+
+/// Starts `poller`'s next poll (held at most `timeout` seconds) in a task: its answer and how
+/// long it was held. The caller copies the answer's session and cursor back.
+fn spawn_poll(
+    server: &Server,
+    poller: &Poller,
+    timeout: &str,
+) -> tokio::task::JoinHandle<(Value, Duration)> {
+    let mut query = format!(
+        "/poll?channel={}&timeout={timeout}&token={}",
+        poller.channel, poller.token
+    );
+    if let Some(s) = &poller.session {
+        query.push_str(&format!("&session={s}"));
+    }
+    if let Some(c) = &poller.cursor {
+        query.push_str(&format!("&cursor={}", cluster::enc(c)));
+    }
+    let url = server.url(&query);
+    tokio::spawn(async move {
+        let started = tokio::time::Instant::now();
+        let (status, _, body) = rt_tests::http::get(&url).await.unwrap();
+        let answer: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        (answer, started.elapsed())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poller_whose_buffer_overflows_between_polls_is_told_to_reread_presence() {
+    let server = Server::start(&[
+        "--jwt-hs256-secret",
+        SECRET,
+        "--presence",
+        "room:*",
+        "--poll-presence-buffer",
+        "5",
+    ])
+    .await;
+    let mut poller = Poller::new(token("poller", &["room:*"], Value::Null), "room:o");
+    poller.poll(&server, "0").await;
+    // Its own join first, so that what follows is all the crowd's.
+    let deadline = tokio::time::Instant::now() + cluster::T;
+    while poll_heard(
+        &poller.poll(&server, "5").await,
+        "room:o",
+        "joins",
+        "poller",
+    ) == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "own join never heard"
+        );
+    }
+    // Two waves of 8 joins, in two gathering windows, while the poller does not poll: 16
+    // members for a buffer of 5.
+    let crowd = token("crowd", &[], Value::Null);
+    let mut members = Vec::new();
+    for wave in 1..=2 {
+        for _ in 0..8 {
+            members.push(member(&server, Some(&crowd), &["room:o"]).await);
+        }
+        until(
+            &server,
+            "/api/presence-stats?channel=room:o",
+            stats_are(1 + 8 * wave, 2),
+        )
+        .await;
+        // Past the 100 ms window: the wave is sent (and buffered) as its own batch.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let answer = poller.poll(&server, "0").await;
+    assert_eq!(answer["presence_lost"], true, "{answer}");
+    let kept = poll_heard(&answer, "room:o", "joins", "crowd");
+    assert!((1..16).contains(&kept), "{kept} joins kept: {answer}");
+    // Said once: the next answer starts afresh.
+    let again = poller.poll(&server, "0").await;
+    assert!(again.get("presence_lost").is_none(), "{again}");
+    drop(members);
 }
