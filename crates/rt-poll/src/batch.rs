@@ -87,9 +87,9 @@ impl Batch {
     }
 
     /// `{"events":[...],"cursor":"...","recovered":bool,"resynced":[...]}`, with each event's
-    /// shared, once-encoded JSON spliced in as is, and `unsubscribed` and `disconnect` when
-    /// there are such.
-    pub(crate) fn encode(&self, cursor: &Cursor) -> Bytes {
+    /// shared, once-encoded JSON spliced in as is, and `unsubscribed`, `disconnect` and the
+    /// connect hook's `data` when there are such.
+    pub(crate) fn encode(&self, cursor: &Cursor, data: Option<&serde_json::Value>) -> Bytes {
         #[derive(Serialize)]
         struct Tail<'a> {
             cursor: String,
@@ -99,6 +99,8 @@ impl Batch {
             unsubscribed: &'a [Channel],
             #[serde(skip_serializing_if = "Option::is_none")]
             disconnect: Option<&'a Disconnect>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            data: Option<&'a serde_json::Value>,
         }
         let tail = serde_json::to_vec(&Tail {
             cursor: cursor.to_string(),
@@ -106,6 +108,7 @@ impl Batch {
             resynced: &self.resynced,
             unsubscribed: &self.unsubscribed,
             disconnect: self.disconnect.as_ref(),
+            data,
         })
         // Strings and booleans always serialise.
         .unwrap_or_default();
@@ -159,7 +162,7 @@ mod tests {
         batch.push(Some(Delivery::Event(event(2))));
         let mut cursor = Cursor::new(Epoch(0xab));
         cursor.set(Channel::new("c").unwrap(), 2);
-        let v: serde_json::Value = serde_json::from_slice(&batch.encode(&cursor)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&batch.encode(&cursor, None)).unwrap();
         assert_eq!(v["cursor"], "ab,c=2");
         assert_eq!(v["recovered"], true);
         assert_eq!(v["resynced"], serde_json::json!([]));
@@ -178,11 +181,18 @@ mod tests {
         batch.push(Some(Delivery::Resync {
             channels: vec![Channel::new("c").unwrap(), Channel::new("d").unwrap()],
         }));
-        let v: serde_json::Value = serde_json::from_slice(&batch.encode(&cursor)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&batch.encode(&cursor, None)).unwrap();
         assert_eq!(v["events"], serde_json::json!([]));
         assert_eq!(v["recovered"], false);
         assert_eq!(v["resynced"], serde_json::json!(["c", "d"]));
         assert!(v.get("unsubscribed").is_none() && v.get("disconnect").is_none());
+        assert!(v.get("data").is_none());
+
+        // The connect hook's data, as it answered it.
+        let data = serde_json::json!({"name": "Carol", "n": [1, 2]});
+        let v: serde_json::Value =
+            serde_json::from_slice(&batch.encode(&cursor, Some(&data))).unwrap();
+        assert_eq!(v["data"], data);
     }
 
     #[test]
@@ -197,7 +207,7 @@ mod tests {
             reason: "banned".into(),
         }));
         let v: serde_json::Value =
-            serde_json::from_slice(&batch.encode(&Cursor::new(Epoch(1)))).unwrap();
+            serde_json::from_slice(&batch.encode(&Cursor::new(Epoch(1)), None)).unwrap();
         assert_eq!(v["unsubscribed"], serde_json::json!(["c"]));
         assert_eq!(
             v["disconnect"],

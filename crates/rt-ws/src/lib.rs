@@ -132,11 +132,7 @@ impl WebSocket {
         let response = upgrade.response();
         let (hub, config) = (self.hub.clone(), self.config.clone());
         tokio::spawn(async move {
-            let admitted = connection::Admitted {
-                refusal: upgrade.take_refusal(),
-                permissions: upgrade.permissions(),
-                attachment: upgrade.attachment(),
-            };
+            let admitted = upgrade.take_admitted();
             let http = upgrade.http();
             match upgrade.socket().await {
                 // A task of its own, so that the upgrade's state is freed rather than kept
