@@ -1,6 +1,7 @@
 // Long and short polling (docs/protocol.md, "Long and short polling"). Each request carries
 // the cursor, so any server node can answer it.
 
+import { Cursor } from '../cursor.js';
 import { withQuery } from '../url.js';
 import { errorFromResponse } from './http.js';
 
@@ -45,8 +46,13 @@ export function openPoll(ctx, { long = true } = {}) {
     const body = await res.json();
     if (ended) return 0;
     ctx.alive();
+    // Channels of the answer's cursor beyond the client's own: the connect hook joined them.
+    const named = Cursor.tryParse(body.cursor);
+    if (named) ctx.joined([...named.offsets.keys()].filter((c) => !ctx.channels.includes(c)));
     if (!opened) {
       opened = true;
+      // Every answer carries the connect hook's data; it is news once per connection.
+      if (body.data !== undefined) ctx.connected({ data: body.data });
       ctx.open({ recovered: body.recovered !== false });
     }
     for (const e of body.events ?? []) ctx.event(e);
