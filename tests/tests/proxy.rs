@@ -75,6 +75,8 @@ impl Backend {
             .get("cookie")
             .and_then(|v| v.to_str().ok())
             .and_then(|c| c.strip_prefix("session="))
+            // Clients that cannot send cookies (the Rust client) present the user as a token.
+            .or(body["token"].as_str())
             .unwrap_or("")
             .to_owned();
         let answer = match parts.uri.path() {
@@ -717,4 +719,35 @@ async fn a_websocket_auth_message_goes_through_the_connect_hook() {
     let (code, reason) = ws::closed(&mut ws).await;
     assert_eq!(code, 1013);
     assert!(reason.starts_with("hook_failed: "), "{reason}");
+}
+
+#[tokio::test]
+async fn the_rust_client_tells_the_connect_hooks_data() {
+    use futures_util::StreamExt;
+    use rt_client::{Transport, Update};
+    let (_backend, addr) = Backend::start().await;
+    let server = server_with_hooks(addr, &[]).await;
+    for transport in [Transport::Ws, Transport::Sse, Transport::Poll] {
+        let client = rt_client::Client::connect(&server.url(""))
+            .token("carol")
+            .transports([transport]);
+        let mut sub = client.subscribe(["chat:room"]).await.unwrap();
+        let mut open = false;
+        let data = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match sub.next().await.unwrap() {
+                    Update::Open { .. } => open = true,
+                    Update::Connected { data, transport: t } => {
+                        assert_eq!(t, transport);
+                        return data;
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert!(open, "{transport}: Connected came before Open");
+        assert_eq!(data, json!({"name": "Carol", "plan": "pro"}), "{transport}");
+    }
 }
