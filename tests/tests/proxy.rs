@@ -728,7 +728,7 @@ async fn the_rust_client_tells_the_connect_hooks_data() {
     let (_backend, addr) = Backend::start().await;
     let server = server_with_hooks(addr, &[]).await;
     for transport in [Transport::Ws, Transport::Sse, Transport::Poll] {
-        let client = rt_client::Client::connect(&server.url(""))
+        let client = rt_client::Client::connect(server.url(""))
             .token("carol")
             .transports([transport]);
         let mut sub = client.subscribe(["chat:room"]).await.unwrap();
