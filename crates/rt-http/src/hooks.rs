@@ -131,7 +131,8 @@ pub struct Connected {
     /// WebSocket joins them right after connecting (live, with the usual `subscribed`
     /// message), an SSE stream and a poll add them to the channels of their URL (resumed by
     /// their cursor like those). They must pass the permissions and [`Hooks::subscribe`] like
-    /// any channel; the connection is refused when one does not.
+    /// any channel, refused as a client's subscribe would be (SSE and polls: `403`;
+    /// WebSocket: an `error` message, or close `1008` outside the permissions).
     pub channels: Vec<Channel>,
     /// Shown to the client when it connects (the WebSocket's `connected` message, SSE's
     /// `rt.connected` event, a poll answer's `data`), e.g. the application's view of the
