@@ -134,7 +134,11 @@ export class Client {
   readonly state: State;
   readonly transport: TransportName | null;
   readonly reconnects: number;
-  /** Calls `handler` for each new event of `channel`, or of every channel with `'*'`. Returns an unsubscribe function. */
+  /** What the server's connect hook (`--proxy-connect`) showed this client as `data`, or null. */
+  readonly data: unknown;
+  /** Channels the server's connect hook joined this client to, beyond `channels`; their events come to `on()` handlers too. */
+  readonly joined: readonly string[];
+  /** Calls `handler` for each new event of `channel` (one of `channels` or `joined`), or of every channel with `'*'`. Returns an unsubscribe function. */
   on(channel: string, handler: (event: RtEvent) => void): () => void;
   onStatus(handler: (status: Status) => void): () => void;
   onResync(handler: (resync: Resync) => void): () => void;
@@ -150,6 +154,11 @@ export class Client {
    * `channels` and are not subscribed again on reconnect.
    */
   onUnsubscribed(handler: (unsubscribed: { channels: string[]; transport: TransportName }) => void): () => void;
+  /**
+   * The server showed this client what its connect hook answered as `data` (on connecting,
+   * and after a WebSocket token refresh); `data` keeps the last.
+   */
+  onConnected(handler: (connected: { data: unknown; subject: string | null; transport: TransportName }) => void): () => void;
   /**
    * Connections joined a channel of this client that keeps presence (server `--presence`, and
    * a token allowed to read it), over WebSocket, SSE and polling (a poll carries those heard

@@ -1,9 +1,10 @@
 """Checks rt-server's real answers against docs/openapi.yaml with openapi-core.
 
-Usage: openapi_check.py SPEC BASE_URL API_KEY. Sends each request below to the running
+Usage: openapi_check.py SPEC BASE_URL API_KEY [HOOKED_URL]. Sends each request below to the running
 server, checks the status it expects, and validates the request (when it is meant to be
 valid) and the response against the spec. Prints one line per exchange; exits non-zero on
-the first mismatch.
+the first mismatch. HOOKED_URL is a server whose connect hook joins channels and answers
+`data`, for the poll answers that carry it.
 """
 
 import json
@@ -89,6 +90,19 @@ answer = res.json()
 assert answer["session"] == first["session"] and answer["presence"][0]["joins"], res.text
 exchange("poll bad session", "GET", "/poll?channel=oa&timeout=0&session=zz", 400, valid_request=False)
 exchange("poll without a session", "GET", "/poll?channel=ob&timeout=0", 200)
+req, res = exchange("poll from earliest", "GET", "/poll?channel=oa&cursor=earliest&timeout=0", 200)
+assert res.json()["events"] and "data" not in res.json(), res.text
+exchange("poll next", "GET", f"/poll?channel=oa&cursor={res.json()['cursor']}&timeout=0", 200)
+exchange("poll bad cursor", "GET", "/poll?channel=oa&cursor=zz", 400)
+exchange("poll without channels", "GET", "/poll?timeout=0", 400)
+if len(sys.argv) > 4:
+    hooked = sys.argv[4]
+    res = session.get(hooked + "/poll?timeout=0")
+    oa_req = RequestsOpenAPIRequest(requests.Request("GET", base + "/poll?timeout=0"))
+    assert res.status_code == 200, res.text
+    assert res.json()["data"] == {"name": "oa"}, res.text
+    openapi.validate_response(oa_req, RequestsOpenAPIResponse(res))
+    print(f"ok poll with the connect hook's data and channels: {res.status_code}")
 
 # The check can fail: the same history answer with a field the spec does not have is refused.
 wrong = requests.models.Response()

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: failing loudly is the point
 
 pub mod browser;
+pub mod hook;
 pub mod http;
 pub mod mount;
 mod nats;

@@ -1,6 +1,7 @@
 //! The JavaScript client (`clients/js`): its unit tests with Node's test runner, and the
 //! client in Node against the real rt-server (`tests/js/client-node.mjs`, and
-//! `tests/js/client-presence.mjs` for `client.presence()`).
+//! `tests/js/client-presence.mjs` for `client.presence()`, `tests/js/client-hooks.mjs` for a
+//! connect hook's data and channels).
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::process::Command;
@@ -65,6 +66,34 @@ async fn client_presence_in_node_against_the_server() {
     .await;
     assert!(
         out.contains("# fail 0") && out.contains("# pass 4"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_shows_the_connect_hooks_data_and_channels_in_node() {
+    // The token `carol` is Carol, joined to her own channel and shown her name; no other is.
+    let hook = rt_tests::hook::connect_hook(|call| match call["token"].as_str() {
+        Some("carol") => serde_json::json!({
+            "allow": true,
+            "subject": "carol",
+            "subscribe": ["chat:*", "user:carol"],
+            "channels": ["user:carol"],
+            "data": {"name": "Carol"},
+        }),
+        _ => serde_json::json!({"allow": false, "reason": "who are you?"}),
+    })
+    .await;
+    let mut server = Server::start(&["--proxy-connect", &hook]).await;
+    let out = run_node_script(
+        "client-hooks.mjs",
+        &mut server,
+        &[],
+        Duration::from_secs(90),
+    )
+    .await;
+    assert!(
+        out.contains("# fail 0") && out.contains("# pass 3"),
         "{out}"
     );
 }

@@ -2,7 +2,8 @@
 //! real HTTP backend started by the test on 127.0.0.1: it recognises its users by a session
 //! cookie that rt forwards, allows them with a subject and meta, denies others with a reason,
 //! stalls for one user (timeout → fail-closed), refuses one channel, and rewrites or rejects
-//! publishes. Over WebSocket, SSE and polling through the real rt-server binary, and once with
+//! publishes; it joins some users to channels and shows them data, and decides the tokens a
+//! WebSocket sends later in `auth` messages. Over WebSocket, SSE and polling through the real rt-server binary, and once with
 //! the transports mounted in-process (an embedder's setup, without rt-server).
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -74,6 +75,8 @@ impl Backend {
             .get("cookie")
             .and_then(|v| v.to_str().ok())
             .and_then(|c| c.strip_prefix("session="))
+            // Clients that cannot send cookies (the Rust client) present the user as a token.
+            .or(body["token"].as_str())
             .unwrap_or("")
             .to_owned();
         let answer = match parts.uri.path() {
@@ -81,6 +84,42 @@ impl Backend {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 json!({"allow": true, "subject": "slow", "subscribe": ["chat:*"]})
             }
+            // A WebSocket `auth` message: the handshake's cookie and the new token.
+            "/connect" if body["token"] == "slow" => {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                json!({"allow": true})
+            }
+            "/connect" if body["token"] == "revoked" => {
+                json!({"allow": false, "reason": "token revoked"})
+            }
+            "/connect" if user == "alice" && body["token"] == "refreshed" => json!({
+                "allow": true,
+                "subject": "alice",
+                "subscribe": ["chat:*"],
+                "channels": ["chat:lobby"],
+                "data": {"refreshed": true},
+            }),
+            // Joined to her own channel by the server, and shown who she is.
+            "/connect" if user == "carol" => json!({
+                "allow": true,
+                "subject": "carol",
+                "subscribe": ["chat:*", "user:carol"],
+                "channels": ["user:carol"],
+                "data": {"name": "Carol", "plan": "pro"},
+            }),
+            // Joined to a channel the subscribe hook refuses, and to one outside her grant.
+            "/connect" if user == "dave" => json!({
+                "allow": true,
+                "subject": "dave",
+                "subscribe": ["chat:*"],
+                "channels": ["chat:secret"],
+            }),
+            "/connect" if user == "erin" => json!({
+                "allow": true,
+                "subject": "erin",
+                "subscribe": ["chat:*"],
+                "channels": ["user:erin"],
+            }),
             "/connect" if user == "alice" => json!({
                 "allow": true,
                 "subject": "alice",
@@ -490,4 +529,225 @@ async fn an_embedder_mounts_the_transports_with_the_proxy() {
     );
     assert_eq!(backend.calls("/connect").len(), 3);
     served.abort();
+}
+
+#[tokio::test]
+async fn the_connect_hook_joins_channels_and_shows_data_on_every_transport() {
+    let (backend, addr) = Backend::start().await;
+    let server = server_with_hooks(addr, &["--presence", "user:*"]).await;
+    let carol = ("cookie", "session=carol");
+    let base = server.url("");
+
+    // WebSocket: `connected` with the data first, then `subscribed` to her channel, as if she
+    // had asked for it (live), before any message of hers.
+    let mut ws = ws::connect(&server.ws_url("/ws"), &[carol]).await;
+    let hello = ws::recv(&mut ws).await;
+    assert_eq!(
+        hello,
+        json!({"type": "connected", "subject": "carol", "data": {"name": "Carol", "plan": "pro"}})
+    );
+    let joined = ws::recv(&mut ws).await;
+    assert_eq!(joined["type"], "subscribed", "{joined}");
+    assert_eq!(joined["channels"], json!(["user:carol"]));
+    assert_eq!(joined["recovered"], true);
+    // Her own subscribes add to it.
+    ws::subscribe(&mut ws, &["chat:room"], None).await;
+
+    // SSE: her channel joins those of the URL; `rt.connected` follows `rt.open`, without an
+    // `id:`, so the cursor stays where `rt.open` put it.
+    let mut sse = SseStream::open_ok(&server.url("/sse?channel=chat:room"), &[carol]).await;
+    let open = sse.event().await;
+    assert_eq!(open.event.as_deref(), Some("rt.open"));
+    assert_eq!(
+        open.data_json()["channels"],
+        json!(["chat:room", "user:carol"])
+    );
+    let connected = sse.event().await;
+    assert_eq!(connected.event.as_deref(), Some("rt.connected"));
+    assert_eq!(connected.id, None);
+    assert_eq!(
+        connected.data_json(),
+        json!({"type": "connected", "subject": "carol", "data": {"name": "Carol", "plan": "pro"}})
+    );
+    // A URL without channels is fine when the hook joins some.
+    let mut bare = SseStream::open_ok(&server.url("/sse"), &[carol]).await;
+    let open = bare.event().await;
+    assert_eq!(open.data_json()["channels"], json!(["user:carol"]));
+
+    // Polling: the first poll starts live on her channel too and shows the data; its cursor
+    // names the channel, so the next poll resumes it exactly.
+    let (status, first) = poll(&server, "timeout=0", &[carol]).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["data"], json!({"name": "Carol", "plan": "pro"}));
+    let cursor = first["cursor"].as_str().unwrap().to_owned();
+    assert!(cursor.contains(",user:carol="), "{cursor}");
+
+    // Everyone of them gets what is published on her channel.
+    rt_tests::http::publish(&base, "user:carol", "for carol").await;
+    let event = ws::recv(&mut ws).await;
+    assert_eq!(
+        (&event["channel"], &event["data"]),
+        (&json!("user:carol"), &json!("for carol"))
+    );
+    for stream in [&mut sse, &mut bare] {
+        let event = stream.published_within(Duration::from_secs(10)).await;
+        assert_eq!(event.data.as_deref(), Some("for carol"));
+        assert!(event.id.unwrap().contains(",user:carol="));
+    }
+    let (status, next) = poll(
+        &server,
+        &format!("channel=chat:room&timeout=5&cursor={cursor}"),
+        &[carol],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    assert_eq!(next["events"][0]["data"], "for carol", "{next}");
+    assert_eq!(next["recovered"], true);
+
+    // The joined channel went through the subscribe hook, and counts in presence.
+    let subscribes = backend.calls("/subscribe");
+    for t in ["ws", "sse", "poll"] {
+        assert!(
+            subscribes
+                .iter()
+                .any(|c| c.body["channel"] == "user:carol" && c.body["transport"] == t),
+            "{t}: {subscribes:?}"
+        );
+    }
+    // Joins are written a moment later: wait for the WebSocket's and both streams'.
+    let key = [("x-api-key", "test-key")];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, presence) = get_json(&server, "/api/presence?channel=user:carol", &key).await;
+        assert_eq!(status, StatusCode::OK, "{presence}");
+        let subjects: Vec<&Value> = presence["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| &m["subject"])
+            .collect();
+        if subjects.len() >= 3 {
+            assert!(subjects.iter().all(|s| *s == "carol"), "{presence}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "presence: {presence}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Without data, a connection looks as it always did: its first message answers its own
+    // subscribe, and polls have no `data`.
+    let mut plain = ws::connect(&server.ws_url("/ws"), &[ALICE]).await;
+    let joined = ws::subscribe(&mut plain, &["chat:room"], None).await;
+    assert_eq!(joined["channels"], json!(["chat:room"]));
+    let (_, answer) = poll(&server, "channel=chat:room&timeout=0", &[ALICE]).await;
+    assert!(answer.get("data").is_none(), "{answer}");
+}
+
+#[tokio::test]
+async fn joined_channels_pass_the_subscribe_hook_and_the_grant() {
+    let (_backend, addr) = Backend::start().await;
+    let server = server_with_hooks(addr, &[]).await;
+    let dave = ("cookie", "session=dave");
+    let erin = ("cookie", "session=erin");
+
+    // Refused by the subscribe hook: an error message over WebSocket (the connection stays),
+    // 403 for SSE and polls.
+    let mut ws = ws::connect(&server.ws_url("/ws"), &[dave]).await;
+    let error = ws::recv(&mut ws).await;
+    assert_eq!(
+        (&error["type"], &error["code"]),
+        (&json!("error"), &json!("forbidden"))
+    );
+    assert!(error["message"].as_str().unwrap().contains("members only"));
+    ws::subscribe(&mut ws, &["chat:room"], None).await;
+    let (status, body) = sse_refusal(&server, "channel=chat:room", &[dave]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _) = poll(&server, "channel=chat:room&timeout=0", &[dave]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Outside the connect answer's own grant: refused as a client's subscribe would be.
+    let mut ws = ws::connect(&server.ws_url("/ws"), &[erin]).await;
+    assert_eq!(ws::closed(&mut ws).await, (1008, "forbidden".into()));
+    let (status, body) = sse_refusal(&server, "channel=chat:room", &[erin]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}
+
+#[tokio::test]
+async fn a_websocket_auth_message_goes_through_the_connect_hook() {
+    let (backend, addr) = Backend::start().await;
+    let server = server_with_hooks(addr, &[]).await;
+    let mut ws = ws::connect(&server.ws_url("/ws"), &[ALICE]).await;
+    ws::subscribe(&mut ws, &["chat:room"], None).await;
+
+    // Accepted: the backend gets the handshake's cookie and the new token; its answer's data
+    // comes with `authenticated`, its channels are joined, and the held channels stay.
+    ws::send(&mut ws, json!({"type": "auth", "token": "refreshed"})).await;
+    let answer = ws::recv(&mut ws).await;
+    assert_eq!(answer["type"], "authenticated", "{answer}");
+    assert_eq!(answer["subject"], "alice");
+    assert_eq!(answer["dropped"], json!([]));
+    assert_eq!(answer["data"], json!({"refreshed": true}));
+    let joined = ws::recv(&mut ws).await;
+    assert_eq!(
+        (&joined["type"], &joined["channels"]),
+        (&json!("subscribed"), &json!(["chat:lobby"]))
+    );
+    let calls = backend.calls("/connect");
+    let call = calls.last().unwrap();
+    assert_eq!(call.body, json!({"transport": "ws", "token": "refreshed"}));
+    assert_eq!(call.headers["cookie"], "session=alice");
+    rt_tests::http::publish(&server.url(""), "chat:room", "still here").await;
+    let event = ws::recv(&mut ws).await;
+    assert_eq!(event["data"], "still here", "{event}");
+
+    // Denied: the connection is closed as a refused handshake is, with the backend's reason.
+    ws::send(&mut ws, json!({"type": "auth", "token": "revoked"})).await;
+    assert_eq!(
+        ws::closed(&mut ws).await,
+        (1008, "forbidden: token revoked".into())
+    );
+    let denied = r#"rt_proxy_calls_total{hook="connect",result="deny"}"#;
+    assert!(server.metric(denied).await >= 1.0);
+
+    // A backend that does not answer in time: 1013, as for a handshake.
+    let mut ws = ws::connect(&server.ws_url("/ws"), &[ALICE]).await;
+    ws::subscribe(&mut ws, &["chat:room"], None).await;
+    ws::send(&mut ws, json!({"type": "auth", "token": "slow"})).await;
+    let (code, reason) = ws::closed(&mut ws).await;
+    assert_eq!(code, 1013);
+    assert!(reason.starts_with("hook_failed: "), "{reason}");
+}
+
+#[tokio::test]
+async fn the_rust_client_tells_the_connect_hooks_data() {
+    use futures_util::StreamExt;
+    use rt_client::{Transport, Update};
+    let (_backend, addr) = Backend::start().await;
+    let server = server_with_hooks(addr, &[]).await;
+    for transport in [Transport::Ws, Transport::Sse, Transport::Poll] {
+        let client = rt_client::Client::connect(server.url(""))
+            .token("carol")
+            .transports([transport]);
+        let mut sub = client.subscribe(["chat:room"]).await.unwrap();
+        let mut open = false;
+        let data = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match sub.next().await.unwrap() {
+                    Update::Open { .. } => open = true,
+                    Update::Connected { data, transport: t } => {
+                        assert_eq!(t, transport);
+                        return data;
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert!(open, "{transport}: Connected came before Open");
+        assert_eq!(data, json!({"name": "Carol", "plan": "pro"}), "{transport}");
+    }
 }

@@ -65,6 +65,9 @@ export class Client {
   // The server's poll session: kept across reconnects, so that a polling client stays one
   // presence member (the server forgets it a grace period after the last poll).
   #pollSession = null;
+  #connectedHandlers = new Set();
+  /** Channels the server joined this client to (a connect hook's `channels`). */
+  #joined = new Set();
   #pending = new Map();
   #start;
   #tokenSource;
@@ -107,13 +110,18 @@ export class Client {
     this.transport = null;
     /** How many times an open connection was lost and replaced. */
     this.reconnects = 0;
+    /** What the server's connect hook showed this client (its `data`), or null. */
+    this.data = null;
     this.#newRound();
     this.#connect();
   }
 
-  /** Calls `handler(event)` for each new event of `channel` (`'*'`: every channel). */
+  /**
+   * Calls `handler(event)` for each new event of `channel` (`'*'`: every channel): one of
+   * this client's channels, or one the server joins it to (see `joined`).
+   */
   on(channel, handler) {
-    if (channel !== '*' && !this.channels.includes(channel)) throw new TypeError(`on(): ${JSON.stringify(channel)} is not one of this client's channels`);
+    if (typeof channel !== 'string' || channel === '') throw new TypeError('on(): name a channel, or \'*\' for every channel');
     if (!this.#handlers.has(channel)) this.#handlers.set(channel, new Set());
     this.#handlers.get(channel).add(handler);
     return () => this.#handlers.get(channel)?.delete(handler);
@@ -174,9 +182,29 @@ export class Client {
     return () => this.#leaveHandlers.delete(handler);
   }
 
+  /**
+   * Calls `handler({data, subject, transport})` when the server shows this client what its
+   * connect hook answered as `data` (on connecting, and after a WebSocket token refresh);
+   * `client.data` keeps the last.
+   */
+  onConnected(handler) {
+    this.#connectedHandlers.add(handler);
+    return () => this.#connectedHandlers.delete(handler);
+  }
+
+  /** The channels the server joined this client to, beyond its own (a connect hook's). */
+  get joined() {
+    return [...this.#joined].filter((c) => !this.channels.includes(c));
+  }
+
   /** A snapshot of the connection state. */
   status() {
-    return { state: this.state, transport: this.transport, reconnects: this.reconnects, cursor: this.cursor.toString(this.channels) };
+    return { state: this.state, transport: this.transport, reconnects: this.reconnects, cursor: this.cursor.toString(this.#tracked()) };
+  }
+
+  /** The channels whose position the client keeps: its own and those the server joined. */
+  #tracked() {
+    return [...this.channels, ...this.joined];
   }
 
   /**
@@ -237,7 +265,8 @@ export class Client {
   }
 
   #resumeFrom() {
-    const known = this.cursor.toString(this.channels);
+    // Joined channels are named too: SSE and polling resume them exactly from the cursor.
+    const known = this.cursor.toString(this.#tracked());
     // A cursor with an epoch but no channel tells the server nothing: fall back to the start.
     if (known && known.includes(',')) return known;
     return this.#start;
@@ -335,9 +364,19 @@ export class Client {
         if (joins?.length) this.#emit(this.#joinHandlers, { channel, members: joins, transport: name });
         if (leaves?.length) this.#emit(this.#leaveHandlers, { channel, members: leaves, transport: name });
       },
+      joined: (channels) => {
+        if (!live()) return;
+        for (const c of channels) if (!this.channels.includes(c)) this.#joined.add(c);
+      },
+      connected: ({ data, subject }) => {
+        if (!live() || data === undefined) return;
+        this.data = data;
+        this.#emit(this.#connectedHandlers, { data, subject: subject ?? null, transport: name });
+      },
       unsubscribed: (channels) => {
         if (!live()) return;
-        const gone = channels.filter((c) => this.channels.includes(c));
+        const gone = channels.filter((c) => this.channels.includes(c) || this.#joined.has(c));
+        gone.forEach((c) => this.#joined.delete(c));
         if (gone.length === 0) return;
         // Later connections (and the cursor they resume from) leave them out.
         this.channels = this.channels.filter((c) => !gone.includes(c));
@@ -457,7 +496,7 @@ export class Client {
   }
 
   #deliver(e, transport) {
-    if (!this.channels.includes(e.channel)) return;
+    if (!this.channels.includes(e.channel) && !this.#joined.has(e.channel)) return;
     if (!this.dedupe.accept(e.channel, e.epoch, e.offset)) return;
     const event = {
       channel: e.channel,

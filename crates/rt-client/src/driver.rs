@@ -194,6 +194,7 @@ impl Driver {
             token,
             opened_at: None,
             lost: HashSet::new(),
+            data: None,
         };
         let reason = match transport {
             Transport::Ws => ws::run(&mut conn).await,
@@ -220,6 +221,8 @@ pub(crate) struct Conn<'a> {
     /// Channels whose loss was reported on this connection and that had no event since: the
     /// server may signal one loss twice (`recovered: false`, then a `resync` message).
     lost: HashSet<Channel>,
+    /// The connect hook's data, told once the connection is open.
+    data: Option<serde_json::Value>,
 }
 
 impl Conn<'_> {
@@ -297,7 +300,24 @@ impl Conn<'_> {
             recovered,
         }))
         .await?;
+        if let Some(data) = self.data.take() {
+            self.connected(data).await?;
+        }
         Ok(())
+    }
+
+    /// The connect hook's `data`: told as [`Update::Connected`], after the connection's
+    /// [`Update::Open`] (a WebSocket's comes before the answer that opens it).
+    pub(crate) async fn connected(&mut self, data: serde_json::Value) -> Result<(), Error> {
+        if !self.is_open() {
+            self.data = Some(data);
+            return Ok(());
+        }
+        self.send(Item::Update(Update::Connected {
+            data,
+            transport: self.transport,
+        }))
+        .await
     }
 
     /// An event off the wire: handed out unless already seen. Returns whether it was new.

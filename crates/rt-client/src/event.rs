@@ -122,6 +122,14 @@ pub enum Update {
         /// The transport that told.
         transport: Transport,
     },
+    /// What the server's connect hook (`--proxy-connect`) shows the client as its `data`:
+    /// right after the [`Update::Open`] of a connection it answered some for.
+    Connected {
+        /// The application's data, any JSON.
+        data: serde_json::Value,
+        /// The transport it came over.
+        transport: Transport,
+    },
     /// A connection is open (the first, or one replacing a lost one).
     Open {
         /// Its transport.

@@ -31,6 +31,9 @@ struct Answer {
     /// The application ended the connection (`POST /api/disconnect`).
     #[serde(default)]
     disconnect: Option<Disconnect>,
+    /// The connect hook's data, in every answer.
+    #[serde(default)]
+    data: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +92,10 @@ async fn session(conn: &mut Conn<'_>, long: bool) -> Result<Infallible, Error> {
             .cursor
             .parse()
             .map_err(|e| Error::Protocol(format!("the poll answered a bad cursor: {e}")))?;
+        // Every answer carries the connect hook's data: news once per connection.
+        if let Some(data) = answer.data.filter(|_| !conn.is_open()) {
+            conn.connected(data).await?;
+        }
         conn.open(answer.recovered).await?;
         if !answer.recovered {
             conn.resync(answer.resynced).await?;

@@ -127,6 +127,9 @@ struct Control {
     /// Of `rt.disconnect`.
     #[serde(default)]
     reconnect: Option<bool>,
+    /// Of `rt.connected`: the connect hook's data.
+    #[serde(default)]
+    data: Option<serde_json::Value>,
     #[serde(default)]
     reason: String,
 }
@@ -187,6 +190,11 @@ impl Stream {
                     conn.position(&c, false).await?;
                 }
                 conn.open(true).await?;
+            }
+            ("connected", _) => {
+                if let Some(data) = body.data {
+                    conn.connected(data).await?;
+                }
             }
             ("resync", cursor) => {
                 if let Some(c) = cursor {

@@ -32,7 +32,18 @@ const ACK_DELAY: Duration = Duration::from_millis(200);
 #[serde(tag = "type", rename_all = "lowercase")]
 enum ServerMessage {
     Event(WireEvent),
+    /// The connect hook's `data`, first.
+    Connected {
+        data: serde_json::Value,
+    },
+    /// The answer to an `auth`, with the connect hook's `data` when it answered some.
+    Authenticated {
+        #[serde(default)]
+        data: Option<serde_json::Value>,
+    },
     Subscribed {
+        #[serde(default)]
+        channels: Vec<String>,
         #[serde(default = "yes")]
         recovered: bool,
         #[serde(default)]
@@ -61,8 +72,7 @@ enum ServerMessage {
         #[serde(default)]
         id: Option<String>,
     },
-    /// `heartbeat`, `pong`, `authenticated` and anything newer than this
-    /// client: liveness only.
+    /// `heartbeat`, `pong` and anything newer than this client: liveness only.
     #[serde(other)]
     Other,
 }
@@ -226,10 +236,18 @@ async fn control(
     message: ServerMessage,
 ) -> Result<(), Error> {
     match message {
+        // Channels the server's connect hook joined the connection to, none of the client's:
+        // not the answer that opens it. This client hands out only its own channels' events.
+        ServerMessage::Subscribed { channels, .. }
+            if !channels.is_empty()
+                && !channels
+                    .iter()
+                    .any(|c| conn.channels().iter().any(|own| own.as_str() == c)) => {}
         ServerMessage::Subscribed {
             recovered,
             resynced,
             cursor,
+            ..
         } => {
             if let Some(cursor) = cursor.as_deref().filter(|c| !c.is_empty()) {
                 conn.position(&parse_cursor(cursor)?, !recovered).await?;
@@ -260,7 +278,11 @@ async fn control(
             // Afterwards, an answer to an ack: nothing to do about it here.
             None => {}
         },
-        ServerMessage::Event(_) | ServerMessage::Other => {}
+        ServerMessage::Connected { data }
+        | ServerMessage::Authenticated {
+            data: Some(data), ..
+        } => conn.connected(data).await?,
+        ServerMessage::Event(_) | ServerMessage::Authenticated { .. } | ServerMessage::Other => {}
     }
     Ok(())
 }

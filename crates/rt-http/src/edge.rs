@@ -11,7 +11,7 @@ use rt_core::{Channel, NewEvent, Permissions};
 use crate::auth::{token, Authenticator};
 use crate::body::Body;
 use crate::error::Error;
-use crate::hooks::{Attachment, Client, ConnectRequest, Hooks};
+use crate::hooks::{Attachment, Client, ConnectRequest, Connected, Hooks};
 use crate::observer::{AuthFailure, Log, Observer};
 use crate::origin::Origins;
 use crate::query::Query;
@@ -75,6 +75,10 @@ pub struct Admitted {
     pub presented: bool,
     /// What the [`Hooks`] attached, handed back to the connection's later hooks.
     pub attachment: Attachment,
+    /// Channels the connect hook joins the connection to ([`Connected::channels`]).
+    pub channels: Vec<Channel>,
+    /// What the connect hook shows the client ([`Connected::data`]).
+    pub data: Option<serde_json::Value>,
 }
 
 impl Admitted {
@@ -85,6 +89,44 @@ impl Admitted {
             permissions: &self.permissions,
             attachment: &self.attachment,
         }
+    }
+
+    /// The channels a request subscribes to: those it `named` (as [`Query::channels`] read
+    /// them), then those of the connect hook it did not name. Naming none is fine when the
+    /// hook joins some.
+    ///
+    /// ```
+    /// use rt_core::{Channel, Permissions};
+    /// use rt_http::{Admitted, Attachment};
+    ///
+    /// let ch = |n| Channel::new(n).unwrap();
+    /// let admitted = Admitted {
+    ///     permissions: Permissions::open(),
+    ///     presented: false,
+    ///     attachment: Attachment::default(),
+    ///     channels: vec![ch("user:alice"), ch("news")],
+    ///     data: None,
+    /// };
+    /// let all = admitted.with_joined(Ok(vec![ch("news")])).unwrap();
+    /// assert_eq!(all, [ch("news"), ch("user:alice")]);
+    /// let only = admitted.with_joined(Err(rt_core::Error::NoChannels)).unwrap();
+    /// assert_eq!(only.len(), 2);
+    /// ```
+    pub fn with_joined(
+        &self,
+        named: Result<Vec<Channel>, rt_core::Error>,
+    ) -> Result<Vec<Channel>, rt_core::Error> {
+        let mut channels = match named {
+            Ok(named) => named,
+            Err(rt_core::Error::NoChannels) if !self.channels.is_empty() => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        for c in &self.channels {
+            if !channels.contains(c) {
+                channels.push(c.clone());
+            }
+        }
+        Ok(channels)
     }
 }
 
@@ -145,10 +187,39 @@ impl Edge {
     ) -> Result<Admitted, Error> {
         self.origins.check(headers)?;
         let token = token(headers, query);
+        self.connect(transport, headers, token).await
+    }
+
+    /// Whether the edge has [`Hooks`] (whose connect hook then wants the handshake's headers
+    /// again for a WebSocket's later `auth` message).
+    pub fn has_hooks(&self) -> bool {
+        self.hooks.is_some()
+    }
+
+    /// Admits a token sent later over an open connection (a WebSocket `auth` message), with
+    /// the `headers` of the request that opened it: the authenticator's verdict, then the
+    /// connect hook, as for a new request (without the origin check, which the connection
+    /// passed). A refused token is reported to the observer.
+    pub async fn reauthenticate(
+        &self,
+        transport: &'static str,
+        headers: &HeaderMap,
+        token: &str,
+    ) -> Result<Admitted, Error> {
+        self.connect(transport, headers, Some(token)).await
+    }
+
+    /// The authenticator's verdict on `token`, then the connect hook's.
+    async fn connect(
+        &self,
+        transport: &'static str,
+        headers: &HeaderMap,
+        token: Option<&str>,
+    ) -> Result<Admitted, Error> {
         let presented = token.is_some();
         let verdict = self.authenticate(token);
         let connected = match &self.hooks {
-            None => verdict.map(|permissions| (permissions, Attachment::default())),
+            None => verdict.map(Connected::new),
             Some(hooks) => {
                 let request = ConnectRequest {
                     transport,
@@ -156,15 +227,16 @@ impl Edge {
                     token,
                     verdict,
                 };
-                let c = hooks.connect(request).await;
-                c.map(|c| (c.permissions, c.attachment))
+                hooks.connect(request).await
             }
         };
         match connected {
-            Ok((permissions, attachment)) => Ok(Admitted {
-                permissions,
+            Ok(c) => Ok(Admitted {
+                permissions: c.permissions,
                 presented,
-                attachment,
+                attachment: c.attachment,
+                channels: c.channels,
+                data: c.data,
             }),
             Err(e) => {
                 self.count_refusal(transport, e.code(), presented);

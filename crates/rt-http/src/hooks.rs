@@ -19,9 +19,11 @@ pub type HookFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Sen
 /// an [`Edge`](crate::Edge) built with [`Edge::hooks`](crate::Edge::hooks) awaits them.
 ///
 /// - [`connect`](Hooks::connect) decides every request (a WebSocket, an SSE stream, each poll
-///   or poll publish): it gets the request's headers and token and the authenticator's
-///   verdict, and answers the client's [`Permissions`] plus an [`Attachment`] that later hooks
-///   of the same connection get back. The default keeps the verdict.
+///   or poll publish) and every token a WebSocket sends later in an `auth` message: it gets
+///   the request's headers and token and the authenticator's verdict, and answers the client's
+///   [`Permissions`] plus an [`Attachment`] that later hooks of the same connection get back,
+///   channels to join and data to show the client ([`Connected`]). The default keeps the
+///   verdict.
 /// - [`subscribe`](Hooks::subscribe) may refuse a channel the permissions allow.
 /// - [`publish`](Hooks::publish) may refuse or rewrite a client's publish.
 ///
@@ -97,28 +99,74 @@ pub struct ConnectRequest<'a> {
     pub transport: &'static str,
     /// The request's headers (cookies included).
     pub headers: &'a HeaderMap,
-    /// The token it presents, if any.
+    /// The token it presents, if any: for a WebSocket `auth` message, the new token (the
+    /// headers are still the handshake's).
     pub token: Option<&'a str>,
     /// What the edge's authenticator made of the token.
     pub verdict: Result<Permissions, Error>,
 }
 
 /// What [`Hooks::connect`] admits a request with.
+///
+/// # Examples
+///
+/// ```
+/// use rt_core::{Channel, Permissions};
+/// use rt_http::Connected;
+///
+/// // Alice's own channel is joined for her, and her client is told her plan.
+/// let connected = Connected::new(Permissions::open())
+///     .join(vec![Channel::new("user:alice").unwrap()])
+///     .data(serde_json::json!({"plan": "pro"}));
+/// assert_eq!(connected.channels.len(), 1);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Connected {
     /// What the client may do.
     pub permissions: Permissions,
     /// Handed back to the connection's later hooks.
     pub attachment: Attachment,
+    /// Channels the server subscribes the connection to, as if the client had named them: a
+    /// WebSocket joins them right after connecting (live, with the usual `subscribed`
+    /// message), an SSE stream and a poll add them to the channels of their URL (resumed by
+    /// their cursor like those). They must pass the permissions and [`Hooks::subscribe`] like
+    /// any channel, refused as a client's subscribe would be (SSE and polls: `403`;
+    /// WebSocket: an `error` message, or close `1008` outside the permissions).
+    pub channels: Vec<Channel>,
+    /// Shown to the client when it connects (the WebSocket's `connected` message, SSE's
+    /// `rt.connected` event, a poll answer's `data`), e.g. the application's view of the
+    /// user. Never sent back to the hooks: that is what the [`Attachment`] is for.
+    pub data: Option<serde_json::Value>,
 }
 
 impl Connected {
-    /// `permissions`, with nothing attached.
+    /// `permissions`, with nothing attached, joined or shown.
     pub fn new(permissions: Permissions) -> Self {
         Connected {
             permissions,
             attachment: Attachment::default(),
+            channels: Vec::new(),
+            data: None,
         }
+    }
+
+    /// Sets [`Connected::attachment`].
+    pub fn attach(mut self, attachment: Attachment) -> Self {
+        self.attachment = attachment;
+        self
+    }
+
+    /// Sets [`Connected::channels`].
+    pub fn join(mut self, channels: Vec<Channel>) -> Self {
+        self.channels = channels;
+        self
+    }
+
+    /// Sets [`Connected::data`].
+    pub fn data(mut self, data: serde_json::Value) -> Self {
+        self.data = Some(data);
+        self
     }
 }
 

@@ -107,8 +107,8 @@ impl Batch {
 
     /// `{"events":[...],"cursor":"...","recovered":bool,"resynced":[...]}`, with each event's
     /// shared, once-encoded JSON spliced in as is; `unsubscribed`, `disconnect`, `session`,
-    /// `presence` and `presence_lost` when there are such.
-    pub(crate) fn encode(&self, cursor: &Cursor) -> Bytes {
+    /// `presence`, `presence_lost` and the connect hook's `data` when there are such.
+    pub(crate) fn encode(&self, cursor: &Cursor, data: Option<&serde_json::Value>) -> Bytes {
         #[derive(Serialize)]
         struct Tail<'a> {
             cursor: String,
@@ -124,6 +124,8 @@ impl Batch {
             presence: Vec<&'a Changes>,
             #[serde(skip_serializing_if = "std::ops::Not::not")]
             presence_lost: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            data: Option<&'a serde_json::Value>,
         }
         let taken = self.session.as_ref().map(|(_, taken)| taken);
         let tail = serde_json::to_vec(&Tail {
@@ -135,6 +137,7 @@ impl Batch {
             session: self.session.as_ref().map(|(id, _)| id.to_string()),
             presence: taken.map_or_else(Vec::new, |t| t.batches.iter().map(|c| &**c).collect()),
             presence_lost: taken.is_some_and(|t| t.lost),
+            data,
         })
         // Strings, booleans and join/leave batches (names and JSON values) always serialise.
         .unwrap_or_default();
@@ -188,7 +191,7 @@ mod tests {
         batch.push(Some(Delivery::Event(event(2))));
         let mut cursor = Cursor::new(Epoch(0xab));
         cursor.set(Channel::new("c").unwrap(), 2);
-        let v: serde_json::Value = serde_json::from_slice(&batch.encode(&cursor)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&batch.encode(&cursor, None)).unwrap();
         assert_eq!(v["cursor"], "ab,c=2");
         assert_eq!(v["recovered"], true);
         assert_eq!(v["resynced"], serde_json::json!([]));
@@ -207,11 +210,18 @@ mod tests {
         batch.push(Some(Delivery::Resync {
             channels: vec![Channel::new("c").unwrap(), Channel::new("d").unwrap()],
         }));
-        let v: serde_json::Value = serde_json::from_slice(&batch.encode(&cursor)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&batch.encode(&cursor, None)).unwrap();
         assert_eq!(v["events"], serde_json::json!([]));
         assert_eq!(v["recovered"], false);
         assert_eq!(v["resynced"], serde_json::json!(["c", "d"]));
         assert!(v.get("unsubscribed").is_none() && v.get("disconnect").is_none());
+        assert!(v.get("data").is_none());
+
+        // The connect hook's data, as it answered it.
+        let data = serde_json::json!({"name": "Carol", "n": [1, 2]});
+        let v: serde_json::Value =
+            serde_json::from_slice(&batch.encode(&cursor, Some(&data))).unwrap();
+        assert_eq!(v["data"], data);
     }
 
     #[test]
@@ -229,13 +239,13 @@ mod tests {
         };
         batch.set_session(id, taken);
         let v: serde_json::Value =
-            serde_json::from_slice(&batch.encode(&Cursor::new(Epoch(1)))).unwrap();
+            serde_json::from_slice(&batch.encode(&Cursor::new(Epoch(1)), None)).unwrap();
         assert_eq!(v["session"], "ab".repeat(16));
         assert_eq!(v["presence"], serde_json::json!([changes]));
         assert_eq!(v["presence_lost"], true);
         batch.set_session(id, Taken::default());
         let v: serde_json::Value =
-            serde_json::from_slice(&batch.encode(&Cursor::new(Epoch(1)))).unwrap();
+            serde_json::from_slice(&batch.encode(&Cursor::new(Epoch(1)), None)).unwrap();
         assert!(
             v.get("presence").is_none() && v.get("presence_lost").is_none(),
             "{v}"
@@ -254,7 +264,7 @@ mod tests {
             reason: "banned".into(),
         }));
         let v: serde_json::Value =
-            serde_json::from_slice(&batch.encode(&Cursor::new(Epoch(1)))).unwrap();
+            serde_json::from_slice(&batch.encode(&Cursor::new(Epoch(1)), None)).unwrap();
         assert_eq!(v["unsubscribed"], serde_json::json!(["c"]));
         assert_eq!(
             v["disconnect"],

@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::header::{HeaderMap, HOST, ORIGIN};
 use http::{Method, Request, Response, StatusCode};
 use rt_core::{Delivery, Hub};
-use rt_http::{self as h, Body, Client, Close, Connection, Origins, Query};
+use rt_http::{self as h, Admitted, Body, Client, Close, Connection, Origins, Query};
 
 use crate::batch::Batch;
 use crate::config::Config;
@@ -93,7 +93,7 @@ impl Poll {
                 presented = Some(admitted.presented);
                 let client = admitted.client(name);
                 match (publish, &parts.method, body.take()) {
-                    (false, &Method::GET, _) => self.poll(client, &query, &mut tracked).await,
+                    (false, &Method::GET, _) => self.poll(&admitted, &query, &mut tracked).await,
                     (true, &Method::POST, Some(body)) => {
                         let res = self.publish(client, &parts.headers, body).await;
                         if let Some(code) = res.extensions().get::<rt_http::ErrorCode>() {
@@ -124,7 +124,8 @@ impl Poll {
         res
     }
 
-    /// A long (or, with `timeout=0`, short) poll.
+    /// A long (or, with `timeout=0`, short) poll, of the channels it names and those the
+    /// connect hook joins, answered with the hook's `data`.
     ///
     /// The subscription replays what is after the cursor; whatever is ready is answered at
     /// once. Otherwise the request waits on the subscription itself, which the hub wakes on
@@ -138,11 +139,17 @@ impl Poll {
     /// member, so that polling again is no leave and join.
     async fn poll(
         &self,
-        client: Client<'_>,
+        admitted: &Admitted,
         query: &Query,
         tracked: &mut Option<Connection>,
     ) -> Result<Response<Body>, Error> {
-        let request = PollRequest::parse(query, &self.config, self.hub.config().max_channels)?;
+        let client = admitted.client(TRANSPORT);
+        let request = PollRequest::parse(
+            query,
+            &self.config,
+            self.hub.config().max_channels,
+            admitted,
+        )?;
         self.config
             .edge
             .check_subscribe(client, &request.channels)
@@ -218,7 +225,11 @@ impl Poll {
         if let Some(conn) = tracked {
             conn.delivered(batch.events());
         }
-        Ok(h::json_bytes(StatusCode::OK, batch.encode(&sub.cursor())))
+        let data = admitted.data.as_ref();
+        Ok(h::json_bytes(
+            StatusCode::OK,
+            batch.encode(&sub.cursor(), data),
+        ))
     }
 
     /// A publish from a polling client: the same JSON and validation as every other publish.

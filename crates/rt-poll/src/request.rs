@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use rt_core::{Channel, Start};
-use rt_http::Query;
+use rt_http::{Admitted, Query};
 
 use crate::config::Config;
 use crate::error::Error;
@@ -21,13 +21,15 @@ pub(crate) struct PollRequest {
 }
 
 impl PollRequest {
+    /// The poll of `query`, of its channels and those `admitted` by the connect hook.
     pub(crate) fn parse(
         query: &Query,
         config: &Config,
         max_channels: usize,
+        admitted: &Admitted,
     ) -> Result<Self, Error> {
         Ok(PollRequest {
-            channels: query.channels(max_channels)?,
+            channels: admitted.with_joined(query.channels(max_channels))?,
             start: Start::parse(query.get("cursor"))?,
             timeout: timeout(query.get("timeout"), config)?,
             session: match query.get("session") {
@@ -102,16 +104,24 @@ mod tests {
     #[test]
     fn queries() {
         let config = Config::default();
+        let admitted = Admitted {
+            permissions: rt_core::Permissions::open(),
+            presented: false,
+            attachment: rt_http::Attachment::default(),
+            channels: Vec::new(),
+            data: None,
+        };
         let r = PollRequest::parse(
             &Query::parse(Some("channel=a,b&cursor=earliest&timeout=0")),
             &config,
             10,
+            &admitted,
         )
         .unwrap();
         assert_eq!(r.channels.len(), 2);
         assert_eq!(r.start, Start::Earliest);
         assert!(r.timeout.is_zero());
-        let code = |q| match PollRequest::parse(&Query::parse(Some(q)), &config, 10) {
+        let code = |q| match PollRequest::parse(&Query::parse(Some(q)), &config, 10, &admitted) {
             Err(Error::Http(e)) => e.code(),
             other => panic!("{other:?}"),
         };

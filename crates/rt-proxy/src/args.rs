@@ -27,9 +27,10 @@ use crate::{Error, Proxy, ProxyConfig};
 /// ```
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProxyArgs {
-    /// POST each new connection (WebSocket, SSE stream, poll) to this URL; the application's
-    /// JSON answer allows it (with its subject, channels and meta) or denies it (403 / close
-    /// 1008 with its reason). Replaces token checks for connects.
+    /// POST each new connection (WebSocket, SSE stream, poll) and WebSocket `auth` token to
+    /// this URL; the application's JSON answer allows it (with its subject, grants, meta,
+    /// channels to join and data to show the client) or denies it (403 / close 1008 with its
+    /// reason). Replaces token checks for connects.
     #[arg(long, env = "RT_PROXY_CONNECT", value_name = "URL")]
     pub proxy_connect: Option<String>,
 

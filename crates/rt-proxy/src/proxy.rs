@@ -229,38 +229,50 @@ fn session<'a>(client: &Client<'a>) -> (Option<&'a HeaderMap>, Option<&'a serde_
     }
 }
 
-/// The permissions a connect answer grants.
-fn permissions(url: &Uri, answer: &Answer) -> Result<Permissions, Error> {
+/// What a connect answer admits: the permissions it grants, the channels it joins and the
+/// data it shows the client.
+fn connected(url: &Uri, answer: Answer) -> Result<Connected, Error> {
+    let invalid = |e: rt_core::Error| Error::InvalidAnswer {
+        url: url.to_string(),
+        reason: e.to_string(),
+    };
     let patterns = |list: &[String]| {
         list.iter()
             .map(|p| ChannelPattern::new(p))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Error::InvalidAnswer {
-                url: url.to_string(),
-                reason: e.to_string(),
-            })
+            .map_err(invalid)
     };
     let expires = answer
         .expires_at
         .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s));
-    Ok(Permissions::new(answer.subject.clone(), expires)
+    let permissions = Permissions::new(answer.subject.clone(), expires)
         .allow_subscribe(patterns(&answer.subscribe)?)
-        .allow_publish(patterns(&answer.publish)?))
+        .allow_publish(patterns(&answer.publish)?);
+    let channels = answer
+        .channels
+        .iter()
+        .map(|c| Channel::new(c))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(invalid)?;
+    let connected = Connected::new(permissions).join(channels);
+    Ok(match answer.data {
+        Some(data) => connected.data(data),
+        None => connected,
+    })
 }
 
 impl Hooks for Proxy {
     fn connect<'a>(&'a self, request: ConnectRequest<'a>) -> HookFuture<'a, Connected> {
         Box::pin(async move {
             let headers = self.forwarded(request.headers);
-            let attach = |permissions, meta| Connected {
-                permissions,
-                attachment: Attachment::new(Session {
+            let attach = |connected: Connected, meta| {
+                connected.attach(Attachment::new(Session {
                     headers: headers.clone(),
                     meta,
-                }),
+                }))
             };
             let Some(url) = &self.config.connect else {
-                return request.verdict.map(|p| attach(p, None));
+                return request.verdict.map(|p| attach(Connected::new(p), None));
             };
             let call = ConnectCall {
                 transport: request.transport,
@@ -270,14 +282,15 @@ impl Hooks for Proxy {
                 Ok(answer) if !answer.allow => return Err(denied(answer, str::to_owned)),
                 Ok(answer) => answer,
                 Err(e) => {
-                    let fallback = request.verdict.map(|p| attach(p, None));
+                    let fallback = request.verdict.map(|p| attach(Connected::new(p), None));
                     return self.failed("connect", e, fallback)?;
                 }
             };
-            match permissions(url, &answer) {
-                Ok(p) => Ok(attach(p, answer.meta)),
+            let meta = answer.meta.clone();
+            match connected(url, answer) {
+                Ok(c) => Ok(attach(c, meta)),
                 Err(e) => {
-                    let fallback = request.verdict.map(|p| attach(p, None));
+                    let fallback = request.verdict.map(|p| attach(Connected::new(p), None));
                     self.failed("connect", e, fallback)?
                 }
             }

@@ -54,7 +54,11 @@ pub(crate) struct Answer {
     /// Connect: data to attach to the connection, sent back with its later hook calls.
     #[serde(default)]
     pub(crate) meta: Option<serde_json::Value>,
-    /// Publish: the payload to publish instead of the client's.
+    /// Connect: channels the connection is subscribed to by the server.
+    #[serde(default)]
+    pub(crate) channels: Vec<String>,
+    /// Connect: data shown to the client. Publish: the payload to publish instead of the
+    /// client's.
     #[serde(default)]
     pub(crate) data: Option<serde_json::Value>,
     /// Publish: `"base64"` when `data` is a binary payload in base64.

@@ -100,7 +100,8 @@ impl Sse {
             .into());
         }
         // A channel set whose cursor could not be sent back is refused by the subscription.
-        let channels = query.channels(self.hub.config().max_channels)?;
+        // The connect hook's channels join those of the URL, from the same resume value.
+        let channels = admitted.with_joined(query.channels(self.hub.config().max_channels))?;
         let start = Start::parse(resume_value(headers, query)?)?;
         let from_earliest = start == Start::Earliest;
         let client = admitted.client(TRANSPORT);
@@ -108,7 +109,16 @@ impl Sse {
         let permissions = &admitted.permissions;
         let sub = self.hub.subscribe_as(permissions, channels, start).await?;
 
-        let mut res = Response::new(self.stream(sub, from_earliest, permissions));
+        // Encoded once, before the stream starts.
+        let connected = admitted.data.as_ref().map(|data| {
+            let body = frame::Connected {
+                r#type: "connected",
+                subject: permissions.subject(),
+                data,
+            };
+            frame::control(frame::CONNECTED, &body, None, None)
+        });
+        let mut res = Response::new(self.stream(sub, from_earliest, permissions, connected));
         let h = res.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
@@ -127,6 +137,7 @@ impl Sse {
         mut sub: Subscription,
         from_earliest: bool,
         permissions: &Permissions,
+        connected: Option<Bytes>,
     ) -> Body {
         let closing = self.hub.closing();
         let expired = permissions.expired();
@@ -149,6 +160,9 @@ impl Sse {
             };
             let id = (!from_earliest).then_some(&cursor);
             yield data(frame::control(frame::OPEN, &open, id, Some(retry)));
+            if let Some(connected) = connected {
+                yield data(connected);
+            }
 
             tokio::pin!(closing);
             tokio::pin!(expired);

@@ -18,6 +18,9 @@ pub const BINARY_SUFFIX: &str = ";base64";
 
 /// Name of the control event that opens every stream.
 pub const OPEN: &str = "rt.open";
+/// Name of the control event that shows the client what the connect hook answered as `data`,
+/// right after [`OPEN`]; it has no `id:`, so the cursor does not move.
+pub const CONNECTED: &str = "rt.connected";
 /// Name of the control event sent when continuity was lost on some channels.
 pub const RESYNC: &str = "rt.resync";
 /// Name of the last event of a stream ended by a server shutdown.
@@ -133,6 +136,14 @@ pub(crate) struct Open<'a> {
     pub(crate) r#type: &'static str,
     pub(crate) cursor: String,
     pub(crate) channels: Vec<&'a Channel>,
+}
+
+/// Data of [`CONNECTED`].
+#[derive(Serialize)]
+pub(crate) struct Connected<'a> {
+    pub(crate) r#type: &'static str,
+    pub(crate) subject: Option<&'a str>,
+    pub(crate) data: &'a serde_json::Value,
 }
 
 /// Data of [`RESYNC`] and [`UNSUBSCRIBED`].

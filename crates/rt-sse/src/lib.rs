@@ -9,6 +9,7 @@
 //! | on the wire | meaning |
 //! | --- | --- |
 //! | `retry:` + `event: rt.open` | first block: the starting cursor (as `id:`) and channels |
+//! | `event: rt.connected` | second block, when the connect hook answered `data`: `{"type":"connected","subject","data"}`; no `id:` |
 //! | `data:` lines, `event: <name>` unless `message` | an event; one `data:` line per line of the payload |
 //! | `event: <name>;base64` | a binary payload, as standard base64 |
 //! | `event: rt.resync` | continuity lost on the named channels; they go on live |
@@ -75,5 +76,5 @@ pub use config::Config;
 pub use endpoint::Sse;
 pub use error::Error;
 pub use frame::{
-    BINARY_SUFFIX, DISCONNECT, EXPIRED, OPEN, PRESENCE, RESYNC, SHUTDOWN, UNSUBSCRIBED,
+    BINARY_SUFFIX, CONNECTED, DISCONNECT, EXPIRED, OPEN, PRESENCE, RESYNC, SHUTDOWN, UNSUBSCRIBED,
 };

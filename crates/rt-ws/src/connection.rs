@@ -13,6 +13,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use http::HeaderMap;
 use rt_core::{Channel, Delivery, Hub, Permissions, PublishAck, Published, Start, Subscription};
 use rt_http::{Attachment, Client, Close as Closed, Connection};
 use tokio::time::Instant;
@@ -23,7 +24,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use crate::config::Config;
 use crate::deflate;
 use crate::frames::Frames;
-use crate::handshake::{reason, refusal as refusal_reason, Refusal};
+use crate::handshake::{reason, refusal_of, Refusal};
 use crate::limits::{RateLimit, Unacked};
 use crate::protocol::{self, Inbound, Rejected};
 use crate::socket::Socket;
@@ -73,11 +74,33 @@ impl Close {
 }
 
 /// What the edge made of the handshake.
+#[derive(Debug)]
 pub(crate) struct Admitted {
     /// Why the connection is closed at once, if it is.
     pub(crate) refusal: Option<Refusal>,
     pub(crate) permissions: Permissions,
     pub(crate) attachment: Attachment,
+    /// Channels the connect hook joins the connection to, right after it opens.
+    pub(crate) channels: Vec<Channel>,
+    /// What the connect hook shows the client, in a `connected` message.
+    pub(crate) data: Option<serde_json::Value>,
+    /// The handshake's headers, for the connect hook of a later `auth` message; kept only
+    /// when the edge has hooks, and boxed: most connections have none.
+    pub(crate) headers: Option<Box<HeaderMap>>,
+}
+
+impl Default for Admitted {
+    /// Nothing allowed, joined or kept (a refused connection).
+    fn default() -> Self {
+        Admitted {
+            refusal: None,
+            permissions: Permissions::anonymous(),
+            attachment: Attachment::default(),
+            channels: Vec::new(),
+            data: None,
+            headers: None,
+        }
+    }
 }
 
 /// Serves one upgraded connection until it ends.
@@ -86,6 +109,9 @@ pub(crate) async fn run(socket: Socket, hub: Hub, config: Arc<Config>, admitted:
         refusal,
         permissions,
         attachment,
+        channels,
+        data,
+        headers,
     } = admitted;
     // One socket, not split into halves: reads and writes never overlap in this task, and
     // halves would share it behind a lock.
@@ -100,6 +126,7 @@ pub(crate) async fn run(socket: Socket, hub: Hub, config: Arc<Config>, admitted:
             .with_permissions(permissions.clone()),
         permissions,
         attachment,
+        headers,
         limit: RateLimit::new(config.rate_limit, config.rate_burst),
         hub,
         config: config.clone(),
@@ -122,7 +149,7 @@ pub(crate) async fn run(socket: Socket, hub: Hub, config: Arc<Config>, admitted:
             })
         }
         // A bug (a panic) while serving still tells the client, with 1011.
-        None => AssertUnwindSafe(conn.serve(&mut socket))
+        None => AssertUnwindSafe(conn.serve(&mut socket, data, channels))
             .catch_unwind()
             .await
             .unwrap_or(Some(Close::new(CloseCode::Error, "internal server error")))
@@ -155,6 +182,9 @@ struct Conn {
     permissions: Permissions,
     /// What the edge's connect hook attached, for the subscribe and publish hooks.
     attachment: Attachment,
+    /// The handshake's headers, for the connect hook of an `auth` message (only when the
+    /// edge has hooks).
+    headers: Option<Box<HeaderMap>>,
     config: Arc<Config>,
     sub: Subscription,
     /// Messages waiting for the next write: replies, pings, and a batch of deliveries.
@@ -186,8 +216,22 @@ struct Conn {
 type Publishing = (Result<Published, rt_http::Error>, Option<String>);
 
 impl Conn {
-    /// Runs the connection until it must be closed (`Some`) or the client went away (`None`).
-    async fn serve(&mut self, socket: &mut Socket) -> Option<Close> {
+    /// Runs the connection until it must be closed (`Some`) or the client went away (`None`):
+    /// first the connect hook's `data` (a `connected` message) and `channels` (joined as if
+    /// the client had subscribed to them, live), then the client's messages.
+    async fn serve(
+        &mut self,
+        socket: &mut Socket,
+        data: Option<serde_json::Value>,
+        channels: Vec<Channel>,
+    ) -> Option<Close> {
+        if let Some(data) = data {
+            let subject = self.permissions.subject();
+            self.out.push(protocol::connected(subject, &data));
+        }
+        if let Some(close) = Box::pin(self.join(channels)).await {
+            return Some(close);
+        }
         let closing = self.hub.closing();
         tokio::pin!(closing);
         let interval = self
@@ -434,19 +478,9 @@ impl Conn {
                     Ok(s) => s,
                     Err(e) => return self.error(&e.into(), None),
                 };
-                // A channel the hook refuses is answered with an error; the connection and
-                // its other channels stay.
-                let client = self.client();
-                if let Err(e) = self.config.edge.check_subscribe(client, &channels).await {
-                    return self.error(&e, None);
-                }
-                match self.sub.add(channels.clone(), start).await {
-                    Ok(joined) => protocol::subscribed(&channels, &joined, &self.sub.cursor()),
-                    Err(e) => {
-                        let e = rt_http::Error::from(e);
-                        self.count_auth_failure(&e);
-                        return policy(&e).or_else(|| self.error(&e, None));
-                    }
+                match self.subscribe(channels, start).await {
+                    Ok(subscribed) => subscribed,
+                    Err(close) => return close,
                 }
             }
             Inbound::Unsubscribe { channels } => {
@@ -484,7 +518,7 @@ impl Conn {
                 return None;
             }
             Inbound::Ping { id } => protocol::pong(id),
-            Inbound::Auth { token } => return self.reauthenticate(&token),
+            Inbound::Auth { token } => return self.reauthenticate(&token).await,
         };
         self.out.push(reply);
         None
@@ -509,21 +543,70 @@ impl Conn {
         }
     }
 
+    /// Joins `channels` from `start`: the `subscribed` answer, or `Err` with the close when the
+    /// permissions refuse a channel (`Err(None)`: an `error` message was queued instead).
+    async fn subscribe(
+        &mut self,
+        channels: Vec<Channel>,
+        start: Start,
+    ) -> Result<Message, Option<Close>> {
+        // A channel the hook refuses is answered with an error; the connection and its other
+        // channels stay.
+        let client = self.client();
+        if let Err(e) = self.config.edge.check_subscribe(client, &channels).await {
+            return Err(self.error(&e, None));
+        }
+        match self.sub.add(channels.clone(), start).await {
+            Ok(joined) => Ok(protocol::subscribed(&channels, &joined, &self.sub.cursor())),
+            Err(e) => {
+                let e = rt_http::Error::from(e);
+                self.count_auth_failure(&e);
+                Err(policy(&e).or_else(|| self.error(&e, None)))
+            }
+        }
+    }
+
+    /// Subscribes the connection to the connect hook's `channels` not held yet, live, as if
+    /// the client had sent a `subscribe` for them (same checks, same `subscribed` answer).
+    async fn join(&mut self, channels: Vec<Channel>) -> Option<Close> {
+        let new: Vec<Channel> = channels
+            .into_iter()
+            .filter(|c| !self.sub.channels().any(|held| held == c))
+            .collect();
+        if new.is_empty() {
+            return None;
+        }
+        match self.subscribe(new, Start::Live).await {
+            Ok(subscribed) => {
+                self.out.push(subscribed);
+                None
+            }
+            Err(close) => close,
+        }
+    }
+
     /// Replaces the connection's permissions with those of a new token (e.g. a refreshed one
-    /// before the old expires). Channels the new token does not cover are dropped.
-    fn reauthenticate(&mut self, token: &str) -> Option<Close> {
+    /// before the old expires), as the edge admits it: the authenticator, then the connect
+    /// hook with the handshake's headers. Channels the new permissions do not cover are
+    /// dropped; the hook's channels are joined. A refused token closes the connection as a
+    /// refused handshake would.
+    async fn reauthenticate(&mut self, token: &str) -> Option<Close> {
         let edge = &self.config.edge;
-        if !edge.verifies_tokens() {
+        if !edge.verifies_tokens() && !edge.has_hooks() {
             let e = rt_core::Error::BadRequest("this server does not use tokens".into());
             return self.error(&e.into(), None);
         }
-        let permissions = match edge.authenticate(Some(token)) {
-            Ok(p) => p,
+        let empty = HeaderMap::new();
+        let headers = self.headers.as_deref().unwrap_or(&empty);
+        // Refusals are reported to the observer by the edge.
+        let admitted = match edge.reauthenticate(crate::TRANSPORT, headers, token).await {
+            Ok(a) => a,
             Err(e) => {
-                edge.count_refusal(crate::TRANSPORT, e.code(), true);
-                return Some(Close::new(CloseCode::Policy, refusal_reason(&e, true)));
+                let Refusal { code, reason } = refusal_of(&e, true);
+                return Some(Close::new(code, reason));
             }
         };
+        let permissions = admitted.permissions;
         let dropped: Vec<Channel> = self
             .sub
             .channels()
@@ -539,10 +622,16 @@ impl Conn {
         self.expiry = permissions.expiry().map(Box::pin);
         self.sub.set_permissions(permissions.clone());
         let cursor = self.sub.channels().next().map(|_| self.sub.cursor());
-        let reply = protocol::authenticated(permissions.subject(), &dropped, cursor.as_ref());
+        let reply = protocol::authenticated(
+            permissions.subject(),
+            &dropped,
+            cursor.as_ref(),
+            admitted.data.as_ref(),
+        );
         self.permissions = permissions;
+        self.attachment = admitted.attachment;
         self.out.push(reply);
-        None
+        self.join(admitted.channels).await
     }
 
     /// The client as the edge's hooks see it.

@@ -9,14 +9,14 @@ use http::{Method, Request, Response, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use rt_core::Permissions;
-use rt_http::{Attachment, Body, Edge, Query};
+use rt_http::{Body, Edge, Query};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::config::Config;
+use crate::connection::Admitted;
 use crate::deflate::{self, Agreed, Deflater, Inflate};
 use crate::error::Error;
 use crate::socket::Socket;
@@ -36,10 +36,8 @@ pub struct Upgrade {
     accept: Option<HeaderValue>,
     /// permessage-deflate, when offered and enabled: what was agreed and the answer.
     deflate: Option<(Agreed, HeaderValue)>,
-    refusal: Option<Refusal>,
     query: Query,
-    permissions: Permissions,
-    attachment: Attachment,
+    admitted: Admitted,
 }
 
 /// Why a connection is closed right after opening: `1008` and a reason, or `1013` when a hook
@@ -109,17 +107,15 @@ impl Upgrade {
         // Only the headers are held while the connect hook runs, not the request body.
         let (parts, body) = req.into_parts();
         drop(body);
-        let (permissions, attachment, refusal) = admit(&config.edge, &parts.headers, &query).await;
+        let admitted = admit(&config.edge, parts.headers, &query).await;
         Ok(Upgrade {
             on_upgrade,
             ws_config: config.websocket_config(),
             protocol,
             accept,
             deflate,
-            refusal,
             query,
-            permissions,
-            attachment,
+            admitted,
         })
     }
 
@@ -162,26 +158,17 @@ impl Upgrade {
     /// Why the connection must be closed (with 1008, or 1013 when a hook failed) right after
     /// opening: a bad origin or token, or a refusal by the connect hook.
     pub fn refusal(&self) -> Option<&str> {
-        self.refusal.as_ref().map(|r| &*r.reason)
+        self.admitted.refusal.as_ref().map(|r| &*r.reason)
     }
 
-    pub(crate) fn take_refusal(&mut self) -> Option<Refusal> {
-        self.refusal.take()
+    /// What the edge made of the handshake, for the connection; the upgrade keeps nothing.
+    pub(crate) fn take_admitted(&mut self) -> Admitted {
+        std::mem::take(&mut self.admitted)
     }
 
     /// The request's query string.
     pub fn query(&self) -> &Query {
         &self.query
-    }
-
-    /// What the client may do (nothing, when it is refused).
-    pub(crate) fn permissions(&self) -> Permissions {
-        self.permissions.clone()
-    }
-
-    /// What the connect hook attached, for the connection's later hooks.
-    pub(crate) fn attachment(&self) -> Attachment {
-        self.attachment.clone()
     }
 
     /// Whether permessage-deflate (RFC 7692) was agreed on.
@@ -232,38 +219,47 @@ fn accept<B>(req: &Request<B>) -> Result<HeaderValue, Error> {
         .map_err(|_| Error::Handshake("Sec-WebSocket-Key could not be answered"))
 }
 
-/// The client's permissions from the edge (origin, token, connect hook), or why the
-/// connection must be closed right after opening.
-async fn admit(
-    edge: &Edge,
-    headers: &HeaderMap,
-    query: &Query,
-) -> (Permissions, Attachment, Option<Refusal>) {
-    match edge.admit(crate::TRANSPORT, headers, query).await {
-        Ok(admitted) => (admitted.permissions, admitted.attachment, None),
+/// What the edge (origin, token, connect hook) admits the connection with, or why it must be
+/// closed right after opening. The handshake's headers are kept only when the edge has hooks,
+/// whose connect hook gets them again for a later `auth` message.
+async fn admit(edge: &Edge, headers: HeaderMap, query: &Query) -> Admitted {
+    match edge.admit(crate::TRANSPORT, &headers, query).await {
+        Ok(admitted) => Admitted {
+            refusal: None,
+            permissions: admitted.permissions,
+            attachment: admitted.attachment,
+            channels: admitted.channels,
+            data: admitted.data,
+            headers: edge.has_hooks().then(|| Box::new(headers)),
+        },
         Err(e) => {
-            let presented = rt_http::token(headers, query).is_some();
-            let refusal = match &e {
-                rt_http::Error::HookFailed { reason, .. } => Refusal {
-                    code: CloseCode::Again,
-                    reason: close_reason(format!("{}: {reason}", e.code())),
-                },
-                // The application's own words, after the code (`forbidden: ...`).
-                rt_http::Error::Core(rt_core::Error::Forbidden(_)) => Refusal {
-                    code: CloseCode::Policy,
-                    reason: close_reason(e.to_string()),
-                },
-                _ => Refusal {
-                    code: CloseCode::Policy,
-                    reason: refusal(&e, presented).into(),
-                },
-            };
-            (
-                Permissions::anonymous(),
-                Attachment::default(),
-                Some(refusal),
-            )
+            let presented = rt_http::token(&headers, query).is_some();
+            Admitted {
+                refusal: Some(refusal_of(&e, presented)),
+                ..Admitted::default()
+            }
         }
+    }
+}
+
+/// How a refused connection (or `auth` token) is closed: `1013` when a hook could not decide,
+/// `1008` otherwise, with the application's reason when it refused, else a machine-readable
+/// one.
+pub(crate) fn refusal_of(e: &rt_http::Error, presented: bool) -> Refusal {
+    match e {
+        rt_http::Error::HookFailed { reason, .. } => Refusal {
+            code: CloseCode::Again,
+            reason: close_reason(format!("{}: {reason}", e.code())),
+        },
+        // The application's own words, after the code (`forbidden: ...`).
+        rt_http::Error::Core(rt_core::Error::Forbidden(_)) => Refusal {
+            code: CloseCode::Policy,
+            reason: close_reason(e.to_string()),
+        },
+        _ => Refusal {
+            code: CloseCode::Policy,
+            reason: refusal(e, presented).into(),
+        },
     }
 }
 

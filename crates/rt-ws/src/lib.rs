@@ -50,7 +50,7 @@
 //! | --- | --- |
 //! | 1000 | the client closed normally |
 //! | 1001 | server shutdown, or no pong within `pong_timeout` |
-//! | 1008 | a machine-readable [`reason`]: `origin_not_allowed`, `no_authenticator`, `invalid_token`, `token_expired`, `token_required`, `forbidden`, `too_many_invalid_messages`, `rate_limited`; or `forbidden: <the application's reason>` when a connect hook refuses |
+//! | 1008 | a machine-readable [`reason`]: `origin_not_allowed`, `no_authenticator`, `invalid_token`, `token_expired`, `token_required`, `forbidden`, `too_many_invalid_messages`, `rate_limited`; or `forbidden: <the application's reason>` when a connect hook refuses (the handshake or an `auth` token) |
 //! | 1009 | a message or frame over `max_message` / `max_frame` (inflated size for compressed messages) |
 //! | 1011 | internal server error |
 //! | 1013 | too slow to read, or too many unacknowledged events, or `hook_failed` ... when a connect hook could not decide (fail-closed) |
@@ -132,11 +132,7 @@ impl WebSocket {
         let response = upgrade.response();
         let (hub, config) = (self.hub.clone(), self.config.clone());
         tokio::spawn(async move {
-            let admitted = connection::Admitted {
-                refusal: upgrade.take_refusal(),
-                permissions: upgrade.permissions(),
-                attachment: upgrade.attachment(),
-            };
+            let admitted = upgrade.take_admitted();
             let http = upgrade.http();
             match upgrade.socket().await {
                 // A task of its own, so that the upgrade's state is freed rather than kept

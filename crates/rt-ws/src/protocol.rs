@@ -304,12 +304,14 @@ pub(crate) fn subscribed(
     })
 }
 
-/// `{"type":"authenticated","subject":"..","dropped":[..],"cursor":".."}`; without `cursor`
-/// when the connection holds no channel (there is no position to resume from).
+/// `{"type":"authenticated","subject":"..","dropped":[..],"cursor":"..","data":..}`; without
+/// `cursor` when the connection holds no channel (there is no position to resume from), and
+/// without `data` when the connect hook showed none.
 pub(crate) fn authenticated(
     subject: Option<&str>,
     dropped: &[Channel],
     cursor: Option<&Cursor>,
+    data: Option<&serde_json::Value>,
 ) -> Message {
     #[derive(Serialize)]
     struct M<'a> {
@@ -318,12 +320,31 @@ pub(crate) fn authenticated(
         dropped: &'a [Channel],
         #[serde(skip_serializing_if = "Option::is_none")]
         cursor: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data: Option<&'a serde_json::Value>,
     }
     json_frame(&M {
         r#type: "authenticated",
         subject,
         dropped,
         cursor: cursor.map(Cursor::to_string),
+        data,
+    })
+}
+
+/// `{"type":"connected","subject":"..","data":..}`: the first message of a connection whose
+/// connect hook shows the client `data`.
+pub(crate) fn connected(subject: Option<&str>, data: &serde_json::Value) -> Message {
+    #[derive(Serialize)]
+    struct M<'a> {
+        r#type: &'static str,
+        subject: Option<&'a str>,
+        data: &'a serde_json::Value,
+    }
+    json_frame(&M {
+        r#type: "connected",
+        subject,
+        data,
     })
 }
 

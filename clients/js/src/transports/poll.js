@@ -2,6 +2,7 @@
 // the cursor, so any server node can answer it, and the poll session, so that the client is
 // one presence member across its polls and hears joins and leaves between them.
 
+import { Cursor } from '../cursor.js';
 import { withQuery } from '../url.js';
 import { errorFromResponse } from './http.js';
 
@@ -47,8 +48,13 @@ export function openPoll(ctx, { long = true } = {}) {
     const body = await res.json();
     if (ended) return 0;
     ctx.alive();
+    // Channels of the answer's cursor beyond the client's own: the connect hook joined them.
+    const named = Cursor.tryParse(body.cursor);
+    if (named) ctx.joined([...named.offsets.keys()].filter((c) => !ctx.channels.includes(c)));
     if (!opened) {
       opened = true;
+      // Every answer carries the connect hook's data; it is news once per connection.
+      if (body.data !== undefined) ctx.connected({ data: body.data });
       ctx.open({ recovered: body.recovered !== false });
     }
     if (typeof body.session === 'string') ctx.pollSession = body.session;

@@ -82,10 +82,15 @@ export function openSse(ctx) {
     if (cursor) previous = cursor;
     switch (event) {
       case 'rt.open':
+        // Channels of the stream beyond the client's own: the server's connect hook joined them.
+        ctx.joined((body.channels ?? []).filter((c) => !ctx.channels.includes(c)));
         // Without an id (a stream from `earliest`) the cursor only places the next events;
         // the client keeps resuming from `earliest` until it has seen one.
         if (cursor && id) ctx.position(cursor.toString(), { replace: false });
         ctx.open({ recovered: true });
+        break;
+      case 'rt.connected':
+        ctx.connected(body);
         break;
       case 'rt.resync':
         if (cursor) ctx.position(cursor.toString(), { replace: true });

@@ -76,11 +76,27 @@ export function openWebSocket(ctx) {
       case 'event':
         ctx.event(msg);
         break;
-      case 'subscribed':
+      case 'connected':
+        // What the application's connect hook shows this client; first, when there is any.
+        ctx.connected(msg);
+        break;
+      case 'authenticated':
+        if (msg.data !== undefined) ctx.connected(msg);
+        break;
+      case 'subscribed': {
         if (typeof msg.cursor === 'string' && msg.cursor) ctx.position(msg.cursor, { replace: msg.recovered === false });
+        // Channels the server joined this client to (its connect hook's), live, before the
+        // answer to the client's own subscribe, which opens the connection.
+        const joined = (msg.channels ?? []).filter((c) => !ctx.channels.includes(c));
+        if (joined.length > 0) ctx.joined(joined);
+        if (joined.length > 0 && joined.length === (msg.channels ?? []).length) {
+          if (msg.recovered === false) ctx.resync(msg.resynced ?? joined);
+          break;
+        }
         ctx.open({ recovered: msg.recovered !== false });
         if (msg.recovered === false) ctx.resync(msg.resynced?.length ? msg.resynced : ctx.channels);
         break;
+      }
       case 'published':
         ctx.published(msg);
         break;
