@@ -46,8 +46,8 @@ use std::time::Duration;
 use async_nats::connection::State as Conn;
 use async_nats::header::HeaderMap;
 use async_nats::jetstream::consumer::{pull, Consumer, DeliverPolicy, ReplayPolicy};
-use async_nats::jetstream::stream::StorageType;
-use async_nats::jetstream::{self, kv, Context};
+use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
+use async_nats::jetstream::{self, Context};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -68,6 +68,9 @@ const LINGER: Duration = Duration::from_millis(20);
 
 /// Ops applied per batch at most, so that a beat is not held back by an endless storm.
 const MAX_OPS: usize = 4096;
+
+/// How soon the writer looks again for a connection to set the bucket up with.
+const RETRY: Duration = Duration::from_millis(100);
 
 /// Puts awaiting their acknowledgement at once.
 const IN_FLIGHT: usize = 256;
@@ -279,7 +282,8 @@ impl Local {
 struct Kv {
     js: Context,
     client: async_nats::Client,
-    config: kv::Config,
+    /// The bucket's stream, as `nats kv add` makes it.
+    config: stream::Config,
     /// The bucket's stream (a handle; no request is made to get it).
     stream: jetstream::stream::Stream<()>,
     /// `$KV.<bucket>.`
@@ -317,9 +321,13 @@ impl Kv {
         }
     }
 
-    /// Creates the bucket, or updates it to this node's TTL.
+    /// Creates the bucket, or updates it to this node's TTL. As a stream: async-nats'
+    /// `create_key_value` first reads the account's info, which it cannot parse from NATS 2.9.
     async fn setup(&self) -> Result<(), Error> {
-        self.within(self.js.create_or_update_key_value(self.config.clone()))
+        if self.client.connection_state() != Conn::Connected {
+            return Err(unavailable("not connected (reconnecting)"));
+        }
+        self.within(self.js.create_or_update_stream(self.config.clone()))
             .await
             .map(drop)
     }
@@ -375,6 +383,22 @@ impl Kv {
                 ..Default::default()
             }))
             .await?;
+        let name = consumer.cached_info().name.clone();
+        let entries = self.read(consumer).await;
+        // Deleted once read rather than left to its inactivity threshold (30 s), so that a
+        // dashboard polling counts does not keep dozens of consumers alive; not waited for.
+        let stream = self.stream.clone();
+        tokio::spawn(async move {
+            let _ = stream.delete_consumer(&name).await;
+        });
+        entries
+    }
+
+    /// The last value of each key `consumer` delivers, deleted keys left out.
+    async fn read(
+        &self,
+        consumer: Consumer<pull::OrderedConfig>,
+    ) -> Result<Vec<(String, Bytes)>, Error> {
         if consumer.cached_info().num_pending == 0 {
             return Ok(Vec::new());
         }
@@ -438,16 +462,24 @@ impl NatsPresence {
         let kv = Arc::new(Kv {
             js,
             client,
-            config: kv::Config {
-                bucket: bucket.clone(),
-                description: "rt presence and active channels: one node's keys each, \
-                              rewritten every third of max_age"
-                    .into(),
-                history: 1,
+            // What async-nats' kv::Config makes of a bucket with one value per key.
+            config: stream::Config {
+                name: format!("KV_{bucket}"),
+                description: Some(
+                    "rt presence and active channels: one node's keys each, rewritten every \
+                     third of max_age"
+                        .into(),
+                ),
+                subjects: vec![format!("$KV.{bucket}.>")],
+                max_messages_per_subject: 1,
                 max_age: ttl,
                 // Rewritten by every node's heartbeat: nothing to keep across a restart.
                 storage: StorageType::Memory,
                 num_replicas: replicas,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: DiscardPolicy::New,
                 ..Default::default()
             },
             stream,
@@ -490,6 +522,12 @@ async fn write(kv: Arc<Kv>, ttl: Duration, mut queue: mpsc::UnboundedReceiver<Op
             }
             _ = beat.tick() => {
                 if !ready {
+                    // While the client (re)connects, which the backplane reports, try again
+                    // soon and quietly; the first beat usually comes before the connection.
+                    if kv.client.connection_state() != Conn::Connected {
+                        beat.reset_after(RETRY.min(ttl / 3));
+                        continue;
+                    }
                     if let Err(e) = kv.setup().await {
                         tracing::warn!(error = %e, "cannot set up the NATS presence bucket, retrying");
                         continue;
