@@ -705,9 +705,17 @@ async fn three_nodes_over_nats_share_presence_and_a_killed_node_expires() {
     assert_eq!(alices.len(), 3);
     assert!(alices.iter().all(|m| m["info"] == json!({"name": "Alice"})));
     // Pages come in client id order, whichever node holds the member.
-    let ids: Vec<&str> = members.iter().map(|m| m["client"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = members
+        .iter()
+        .map(|m| m["client"].as_str().unwrap())
+        .collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
-    until(&nodes[2], &format!("/api/presence-stats?channel={odd}"), stats_are(1, 1)).await;
+    until(
+        &nodes[2],
+        &format!("/api/presence-stats?channel={odd}"),
+        stats_are(1, 1),
+    )
+    .await;
     let (_, channels) = get(&nodes[2], "/api/channels?pattern=room:*", &[KEY]).await;
     assert_eq!(
         channels["channels"],
@@ -756,7 +764,12 @@ async fn three_nodes_over_nats_share_presence_and_a_killed_node_expires() {
     .await;
     // A leave is written at once: the live node's entries go, without waiting for the ttl.
     drop(a2);
-    until(&nodes[2], &format!("/api/presence-stats?channel={odd}"), stats_are(0, 0)).await;
+    until(
+        &nodes[2],
+        &format!("/api/presence-stats?channel={odd}"),
+        stats_are(0, 0),
+    )
+    .await;
     until(&nodes[2], "/api/channels?pattern=room:*", |b| {
         b["channels"] == json!([{"channel": "room:x", "subscribers": 1}])
     })
@@ -803,7 +816,10 @@ async fn joins_and_leaves_reach_ws_and_sse_on_two_nodes_over_nats() {
         .any(|j| j["client"] == join["client"]));
     // The member the event names is the one presence lists, on either node.
     let members = all_members(&a, "room:j", 10).await;
-    assert!(members.iter().any(|m| m["client"] == join["client"]), "{members:?}");
+    assert!(
+        members.iter().any(|m| m["client"] == join["client"]),
+        "{members:?}"
+    );
 
     drop(carol_ws);
     tokio::time::timeout(cluster::T, ws_sees(&mut ws, "room:j", "leaves", "carol"))

@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use async_nats::connection::State as Conn;
 use async_nats::header::HeaderMap;
-use async_nats::jetstream::consumer::{pull, Consumer, DeliverPolicy, ReplayPolicy};
+use async_nats::jetstream::consumer::{pull, AckPolicy, Consumer, DeliverPolicy, ReplayPolicy};
 use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use async_nats::jetstream::{self, Context};
 use async_trait::async_trait;
@@ -71,6 +71,9 @@ const MAX_OPS: usize = 4096;
 
 /// How soon the writer looks again for a connection to set the bucket up with.
 const RETRY: Duration = Duration::from_millis(100);
+
+/// Entries per fetch when reading.
+const BATCH: usize = 256;
 
 /// Puts awaiting their acknowledgement at once.
 const IN_FLIGHT: usize = 256;
@@ -241,7 +244,10 @@ impl Local {
     fn keys(&self) -> impl Iterator<Item = Key> + '_ {
         let counts = self.counts.keys().map(|c| Key::Count(c.clone()));
         let members = self.members.iter().flat_map(|(channel, members)| {
-            let chunks = members.chunks.keys().map(|k| Key::Chunk(channel.clone(), *k));
+            let chunks = members
+                .chunks
+                .keys()
+                .map(|k| Key::Chunk(channel.clone(), *k));
             std::iter::once(Key::Stats(channel.clone())).chain(chunks)
         });
         counts.chain(members)
@@ -375,17 +381,22 @@ impl Kv {
         if self.client.connection_state() != Conn::Connected {
             return Err(unavailable("not connected (reconnecting)"));
         }
-        let consumer: Consumer<pull::OrderedConfig> = self
-            .within(self.stream.create_consumer(pull::OrderedConfig {
+        // A plain pull consumer read in no-wait batches: an ordered one recreates itself
+        // from the start of the stream when a key is rewritten under it.
+        let consumer: Consumer<pull::Config> = self
+            .within(self.stream.create_consumer(pull::Config {
                 filter_subject: format!("{}{filter}", self.subjects),
                 deliver_policy: DeliverPolicy::LastPerSubject,
+                ack_policy: AckPolicy::None,
                 replay_policy: ReplayPolicy::Instant,
+                inactive_threshold: Duration::from_secs(30),
+                memory_storage: true,
                 ..Default::default()
             }))
             .await?;
         let name = consumer.cached_info().name.clone();
-        let entries = self.read(consumer).await;
-        // Deleted once read rather than left to its inactivity threshold (30 s), so that a
+        let entries = self.within(self.read(&consumer)).await;
+        // Deleted once read rather than left to its inactivity threshold, so that a
         // dashboard polling counts does not keep dozens of consumers alive; not waited for.
         let stream = self.stream.clone();
         tokio::spawn(async move {
@@ -395,36 +406,46 @@ impl Kv {
     }
 
     /// The last value of each key `consumer` delivers, deleted keys left out.
-    async fn read(
-        &self,
-        consumer: Consumer<pull::OrderedConfig>,
-    ) -> Result<Vec<(String, Bytes)>, Error> {
+    async fn read(&self, consumer: &Consumer<pull::Config>) -> Result<Vec<(String, Bytes)>, Error> {
+        // By key: a key rewritten while the values are read comes again.
+        let mut entries = BTreeMap::new();
         if consumer.cached_info().num_pending == 0 {
             return Ok(Vec::new());
         }
-        let mut messages = self.within(consumer.messages()).await?;
-        let read = async {
-            let mut entries = Vec::new();
-            while let Some(message) = messages.next().await {
+        'fetching: loop {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(BATCH)
+                .messages()
+                .await
+                .map_err(unavailable)?;
+            let mut got = 0;
+            while let Some(message) = batch.next().await {
                 let message = message.map_err(unavailable)?;
+                got += 1;
                 let pending = message.info().map_err(unavailable)?.pending;
                 let deleted = message
                     .headers
                     .as_ref()
                     .and_then(|h| h.get(KV_OPERATION))
                     .is_some_and(|op| op.as_str() != "PUT");
-                if !deleted {
-                    if let Some(key) = message.subject.strip_prefix(self.subjects.as_str()) {
-                        entries.push((key.to_owned(), message.payload.clone()));
+                if let Some(key) = message.subject.strip_prefix(self.subjects.as_str()) {
+                    if deleted {
+                        entries.remove(key);
+                    } else {
+                        entries.insert(key.to_owned(), message.payload.clone());
                     }
                 }
                 if pending == 0 {
-                    break;
+                    break 'fetching;
                 }
             }
-            Ok::<_, Error>(entries)
-        };
-        self.within(read).await
+            // Nothing more is there (keys can age out while being read).
+            if got == 0 {
+                break;
+            }
+        }
+        Ok(entries.into_iter().collect())
     }
 
     /// Every node's stats entry of `channel`.
@@ -585,7 +606,9 @@ impl Presence for NatsPresence {
         let mut found = BTreeMap::new();
         for part in parts {
             // A part whose ids all sort before the cursor has nothing for this page.
-            let head = after.as_deref().and_then(|a| a.get(..part.len().min(a.len())));
+            let head = after
+                .as_deref()
+                .and_then(|a| a.get(..part.len().min(a.len())));
             if head.is_some_and(|head| part < head) {
                 continue;
             }
@@ -610,7 +633,9 @@ impl Presence for NatsPresence {
         }
         let more = found.len() > limit;
         let members: Vec<Member> = found.into_values().take(limit).collect();
-        let next = more.then(|| members.last().map(|m| m.client.clone())).flatten();
+        let next = more
+            .then(|| members.last().map(|m| m.client.clone()))
+            .flatten();
         Ok(MembersPage { members, next })
     }
 
@@ -648,7 +673,9 @@ impl Presence for NatsPresence {
         for (key, value) in self.kv.last(&filter).await? {
             let mut tokens = key.splitn(3, '.');
             let channel = tokens.nth(1).and_then(decode);
-            let n = std::str::from_utf8(&value).ok().and_then(|n| n.parse::<u64>().ok());
+            let n = std::str::from_utf8(&value)
+                .ok()
+                .and_then(|n| n.parse::<u64>().ok());
             let (Some(channel), Some(n)) = (channel, n) else {
                 return Err(malformed("channel count"));
             };
@@ -728,8 +755,7 @@ mod tests {
         assert_eq!((stats.connections, stats.distinct), (3, 1));
         assert_eq!(stats.chunks, ["ab", "cd"]);
         let chunk: Vec<Member> =
-            serde_json::from_slice(&local.value(&Key::Chunk(c.clone(), *b"ab")).unwrap())
-                .unwrap();
+            serde_json::from_slice(&local.value(&Key::Chunk(c.clone(), *b"ab")).unwrap()).unwrap();
         assert_eq!(chunk.len(), 2);
         assert_eq!(local.keys().count(), 4);
 
