@@ -46,7 +46,8 @@ use std::time::Duration;
 use async_nats::connection::State as Conn;
 use async_nats::header::HeaderMap;
 use async_nats::jetstream::consumer::{pull, AckPolicy, Consumer, DeliverPolicy, ReplayPolicy};
-use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
+use async_nats::jetstream::stream::{self, ConsumerErrorKind, DiscardPolicy, StorageType};
+use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::{self, Context};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -383,8 +384,8 @@ impl Kv {
         }
         // A plain pull consumer read in no-wait batches: an ordered one recreates itself
         // from the start of the stream when a key is rewritten under it.
-        let consumer: Consumer<pull::Config> = self
-            .within(self.stream.create_consumer(pull::Config {
+        let created = self.within(async {
+            let consumer = self.stream.create_consumer(pull::Config {
                 filter_subject: format!("{}{filter}", self.subjects),
                 deliver_policy: DeliverPolicy::LastPerSubject,
                 ack_policy: AckPolicy::None,
@@ -392,8 +393,22 @@ impl Kv {
                 inactive_threshold: Duration::from_secs(30),
                 memory_storage: true,
                 ..Default::default()
-            }))
-            .await?;
+            });
+            match consumer.await {
+                Ok(consumer) => Ok(Some(consumer)),
+                // No bucket yet (no node has written since NATS started): nothing in it.
+                Err(e)
+                    if matches!(e.kind(), ConsumerErrorKind::JetStream(j)
+                    if j.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            }
+        });
+        let Some(consumer): Option<Consumer<pull::Config>> = created.await? else {
+            return Ok(Vec::new());
+        };
         let name = consumer.cached_info().name.clone();
         let entries = self.within(self.read(&consumer)).await;
         // Deleted once read rather than left to its inactivity threshold, so that a
