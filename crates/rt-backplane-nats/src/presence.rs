@@ -14,8 +14,12 @@
 //! | `m.<ch>.<h1>.<h2>.<node>` | the node's members whose client id starts with `h1h2`, a JSON array | member pages |
 //!
 //! A key whose value would be empty is deleted (a `KV-Operation: DEL` marker, which ages
-//! out like the rest). Reads are ephemeral ordered consumers that deliver the last value of
-//! each key matching a subject filter, so what a read costs is what its filter matches:
+//! out like the rest). The bucket is created as a stream in the layout of `nats kv add`
+//! (async-nats' `create_key_value` first reads the account's info, which it cannot parse
+//! from NATS 2.9), so the `nats kv` tools can inspect it. Reads are short-lived pull
+//! consumers that deliver the last value of each key matching a subject filter (one
+//! consumer-create request, then batches of 256, then a delete), so what a read costs is
+//! what its filter matches:
 //!
 //! - **Counts** (`/api/presence-stats`) read one `s.<ch>.*` entry per node: O(nodes). The
 //!   distinct-subject count is exact while every node has at most 4,096 distinct subjects in
@@ -37,6 +41,7 @@
 //! presence channel its stats entry and its non-empty chunks. Writes that fail are retried
 //! at the next beat, after the bucket is created again if NATS lost it (a restarted server
 //! without the memory store), so a leave written while NATS was unreachable leaves no ghost.
+//! A read before any node created the bucket answers empty.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::IntoFuture;
