@@ -35,8 +35,9 @@
 //!   nodes) small entries, unlike Redis' sorted sets. The answer is still paged.
 //!
 //! Writes go through one writer task per node which lets joins and leaves gather for 20 ms
-//! and then writes each key they changed once (a reconnect storm of 10,000 joins to one
-//! channel writes at most 256 chunks and one stats entry per batch, not 10,000 puts). A
+//! and then writes each key they changed once (a batch of up to 4,096 reports writes at most
+//! 256 chunks and one stats entry per channel: a reconnect storm of 10,000 joins to one
+//! channel is under 800 puts, not 10,000). A
 //! heartbeat costs one put per key the node holds: per active channel one, plus per
 //! presence channel its stats entry and its non-empty chunks. Writes that fail are retried
 //! at the next beat, after the bucket is created again if NATS lost it (a restarted server
