@@ -152,8 +152,9 @@ export class Client {
   onUnsubscribed(handler: (unsubscribed: { channels: string[]; transport: TransportName }) => void): () => void;
   /**
    * Connections joined a channel of this client that keeps presence (server `--presence`, and
-   * a token allowed to read it), over WebSocket and SSE. Gathered by each node for about 100 ms: one call may carry
-   * many members.
+   * a token allowed to read it), over WebSocket, SSE and polling (a poll carries those heard
+   * since the previous answer). Gathered by each node for about 100 ms: one call may carry
+   * many members. Dropped ones are reported to `onError` with `code: 'presence_lost'`.
    */
   onJoin(handler: (join: { channel: string; members: PresenceMember[]; transport: TransportName }) => void): () => void;
   /** Like `onJoin`, for connections that left the channel. */

@@ -1,7 +1,7 @@
 // @rt/client's presence() in Node against the real rt-server (RT_URL), started with
 // `--jwt-hs256-secret presence-js-secret --presence room:*`: members seen with their token
 // info, pages chained, and refusals for a token without the grant and without a token; and
-// onJoin/onLeave over WebSocket and SSE.
+// onJoin/onLeave over WebSocket, SSE and long polling (started with `--poll-session-grace 1s`).
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -81,4 +81,35 @@ test('onJoin and onLeave surface who joins and leaves, over WebSocket and SSE', 
   for (const t of ['ws', 'sse']) {
     await until(`dave's leave over ${t}`, async () => daves(seen.leave[t]), 15000, () => seen.leave[t]);
   }
+});
+
+test('a long-polling client is one member across its polls and gets onJoin and onLeave', async () => {
+  const grant = { subscribe: ['room:*'], presence: ['room:*'] };
+  const watcher = open(jwt({ sub: 'watcher', ...grant }), ['room:p']);
+  const joins = [];
+  const leaves = [];
+  watcher.onJoin((j) => joins.push(j));
+  watcher.onLeave((l) => leaves.push(l));
+  await until('the watcher in presence', async () => (await watcher.presence('room:p')).connections === 1);
+  const poller = connect(base, { channels: ['room:p'], token: jwt({ sub: 'poller', ...grant }), transports: ['poll'], pollTimeout: 1, connectTimeout: 5000 });
+  clients.push(poller);
+  const seen = { join: [], leave: [] };
+  poller.onJoin((j) => seen.join.push(j));
+  poller.onLeave((l) => seen.leave.push(l));
+  const pollers = (list) => list.filter((j) => j.members.some((m) => m.subject === 'poller'));
+  await until('the poller hears its own join', async () => pollers(seen.join).length > 0, 15000, () => seen.join);
+  assert.equal(seen.join[0].transport, 'poll');
+  // Several polls later (each held 1 s at most) it is still the one member it was.
+  await new Promise((r) => setTimeout(r, 3000));
+  assert.equal(pollers(joins).length, 1, JSON.stringify(joins));
+  assert.equal(pollers(leaves).length, 0, JSON.stringify(leaves));
+  assert.equal((await watcher.presence('room:p')).connections, 2);
+  const erin = open(jwt({ sub: 'erin', ...grant }), ['room:p']);
+  const erins = (list) => list.find((j) => j.members.some((m) => m.subject === 'erin'));
+  await until("erin's join over polling", async () => erins(seen.join), 15000, () => seen.join);
+  erin.close();
+  await until("erin's leave over polling", async () => erins(seen.leave), 15000, () => seen.leave);
+  // Closed, the poller leaves once the server's grace (1 s) has passed.
+  poller.close();
+  await until("the poller's leave", async () => pollers(leaves).length === 1, 15000, () => leaves);
 });

@@ -8,6 +8,7 @@ the first mismatch.
 
 import json
 import sys
+from urllib.parse import quote
 
 import requests
 from openapi_core import OpenAPI
@@ -78,6 +79,16 @@ req, res = exchange("channels", "GET", "/api/channels?pattern=o*&limit=1", 200)
 assert res.json()["channels"] == [{"channel": "oa", "subscribers": 2}], res.text
 exchange("channels bad pattern", "GET", "/api/channels?pattern=a*b", 400)
 exchange("client presence", "GET", "/presence?channel=oa", 200)
+# A poller of `oa` gets a session; its next (held) poll is answered by its own join.
+req, res = exchange("poll", "GET", "/poll?channel=oa&timeout=0", 200)
+first = res.json()
+assert len(first["session"]) == 32 and "presence" not in first, res.text
+req, res = exchange("poll with its session", "GET",
+                    f"/poll?channel=oa&timeout=10&session={first['session']}&cursor={quote(first['cursor'])}", 200)
+answer = res.json()
+assert answer["session"] == first["session"] and answer["presence"][0]["joins"], res.text
+exchange("poll bad session", "GET", "/poll?channel=oa&timeout=0&session=zz", 400, valid_request=False)
+exchange("poll without a session", "GET", "/poll?channel=ob&timeout=0", 200)
 
 # The check can fail: the same history answer with a field the spec does not have is refused.
 wrong = requests.models.Response()

@@ -52,6 +52,8 @@ async fn client_presence_in_node_against_the_server() {
         "presence-js-secret",
         "--presence",
         "room:*",
+        "--poll-session-grace",
+        "1s",
     ])
     .await;
     let out = run_node_script(
@@ -62,7 +64,7 @@ async fn client_presence_in_node_against_the_server() {
     )
     .await;
     assert!(
-        out.contains("# fail 0") && out.contains("# pass 3"),
+        out.contains("# fail 0") && out.contains("# pass 4"),
         "{out}"
     );
 }

@@ -393,6 +393,8 @@ async fn bad_polls_are_4xx_json_errors() {
         ("channel=a&timeout=-1", "bad_request"),
         ("channel=a&timeout=soon", "bad_request"),
         ("channel=a&timeout=1e9", "bad_request"),
+        ("channel=a&session=nope", "invalid_session"),
+        ("channel=a&session=0123456789abcdef", "invalid_session"),
     ] {
         let (status, body) = poll(&server, query).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
@@ -835,4 +837,20 @@ async fn too_large_publishes_are_told_the_real_size_and_limits() {
         assert!(message.contains("up to 65536 bytes"), "{message}");
         assert!(!message.contains("91478"), "{message}");
     }
+}
+
+#[tokio::test]
+async fn polls_keep_a_session_only_for_presence_or_when_they_name_one() {
+    let server = Server::start(&[]).await;
+    // No channel keeps presence here: the server keeps nothing between polls.
+    let answer = poll_ok(&server, "channel=a&timeout=0").await;
+    assert!(answer.get("session").is_none(), "{answer}");
+    assert!(answer.get("presence").is_none(), "{answer}");
+    // A well-formed session the node does not know starts a new one; echoed, it is kept.
+    let unknown = "0".repeat(32);
+    let answer = poll_ok(&server, &format!("channel=a&timeout=0&session={unknown}")).await;
+    let session = answer["session"].as_str().unwrap().to_owned();
+    assert!(session.len() == 32 && session != unknown, "{answer}");
+    let again = poll_ok(&server, &format!("channel=a&timeout=0&session={session}")).await;
+    assert_eq!(again["session"], session.as_str(), "{again}");
 }

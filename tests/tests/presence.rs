@@ -1,6 +1,6 @@
 //! Presence and the channel registry through the real rt-server binary: on one node, across
-//! three nodes over Redis, a SIGKILLed node's entries expiring, pagination, counts,
-//! permissions, and bad input to every route.
+//! three nodes over Redis, over a Redis Cluster and over NATS, a SIGKILLed node's entries expiring,
+//! pagination, counts, permissions, and bad input to every route.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod cluster;
@@ -438,32 +438,6 @@ async fn three_nodes_over_redis_share_presence_and_a_killed_node_expires() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backplane_without_presence_refuses_to_start_with_presence() {
-    // Presence's keys span hash slots: a Redis Cluster keeps none.
-    let redis = rt_tests::RedisCluster::start();
-    refused_with_presence(&redis.url(), "presence_cluster").await;
-}
-
-/// rt-server on `backplane` with `--presence` exits at once with a clear error.
-async fn refused_with_presence(backplane: &str, name: &str) {
-    let prefix = cluster::prefix(name);
-    let out = tokio::process::Command::new(rt_tests::server_binary())
-        .args(["--listen", "127.0.0.1:0", "--dev", "--backplane", backplane])
-        .args(["--redis-prefix", &prefix, "--presence", "chat:*"])
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(30), out)
-        .await
-        .expect("rt-server should exit at once")
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("--presence") && stderr.contains("does not keep it"),
-        "{stderr}"
-    );
-}
-
 /// A node on a Redis of its own, keeping presence of `room:*`.
 async fn node_on(redis: &rt_tests::RedisServer) -> Server {
     let url = redis.url();
@@ -580,7 +554,8 @@ async fn joins_and_leaves_reach_ws_and_sse_on_two_nodes_and_a_storm_comes_batche
     let blind = token("blind", &[], Value::Null);
     let mut blind_ws = member(&a, Some(&blind), &["room:j"]).await;
 
-    // A held poll with the same grant: polls carry no join events (see protocol.md).
+    // A held poll with the same grant: answered by join events (its own first), and a
+    // member still after its answer (its session is).
     let held = b.url(&format!("/poll?channel=room:j&timeout=2&token={watcher}"));
     let poll = tokio::spawn(async move {
         let started = tokio::time::Instant::now();
@@ -611,12 +586,19 @@ async fn joins_and_leaves_reach_ws_and_sse_on_two_nodes_and_a_storm_comes_batche
         .any(|j| j["client"] == join["client"]));
 
     let ((status, _, body), held_for) = poll.await.unwrap();
-    // Held to its timeout: joins (its own included) neither answer nor end it.
-    assert!(held_for >= Duration::from_millis(1900), "{held_for:?}");
     let answer: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(
+        held_for < Duration::from_millis(1900),
+        "{held_for:?}: {answer}"
+    );
     assert_eq!(answer["events"], json!([]), "{answer}");
-    assert!(answer.get("presence").is_none(), "{answer}");
+    // Its own join, and maybe the other watchers' too, when their batches were still on
+    // their way as it came.
+    assert!(
+        poll_heard(&answer, "room:j", "joins", "watcher") >= 1,
+        "{answer}"
+    );
 
     drop(carol_ws);
     tokio::time::timeout(cluster::T, ws_sees(&mut ws, "room:j", "leaves", "carol"))
@@ -664,6 +646,623 @@ async fn joins_and_leaves_reach_ws_and_sse_on_two_nodes_and_a_storm_comes_batche
         messages <= N / 10,
         "{N} joins came in {messages} presence messages"
     );
+}
+
+/// `n` channels `room:...`, each on another master of `redis`.
+fn on_every_shard(redis: &rt_tests::RedisCluster, n: usize) -> Vec<String> {
+    let mut masters = BTreeSet::new();
+    let mut channels = Vec::new();
+    for i in 0..1000 {
+        let channel = format!("room:{i}");
+        if masters.insert(redis.master_of(&format!("{{{channel}}}"))) {
+            channels.push(channel);
+            if channels.len() == n {
+                return channels;
+            }
+        }
+    }
+    panic!("fewer than {n} masters");
+}
+
+/// Presence and the channel registry on a Redis Cluster: channels on every shard, members on
+/// two of three nodes, read from the third (counts, chained pages, `/api/channels` merged over
+/// the nodes' registries); a shard that lost its data gets the node's members back at the next
+/// heartbeat; a SIGKILLed node's members expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_on_a_redis_cluster_spans_shards_and_nodes_and_expires_a_killed_node() {
+    let redis = rt_tests::RedisCluster::start();
+    let url = redis.url();
+    let prefix = cluster::prefix("pres_cluster");
+    let mut args = over_redis(&url, &prefix);
+    args.extend(["--presence-ttl", "3s"]);
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Server::start(&args).await);
+    }
+    let rooms = on_every_shard(&redis, 3);
+    let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+    let alice = token("alice", &[], json!({"name": "Alice"}));
+    let bob = token("bob", &[], Value::Null);
+    // alice on node 0 in every room, and on node 1 in the first; bob on node 1 everywhere.
+    let _a0 = member(&nodes[0], Some(&alice), &rooms).await;
+    let a1 = member(&nodes[1], Some(&alice), &rooms[..1]).await;
+    let b1 = member(&nodes[1], Some(&bob), &rooms).await;
+
+    for (i, room) in rooms.iter().enumerate() {
+        let want = if i == 0 { (3, 2) } else { (2, 2) };
+        let path = format!("/api/presence-stats?channel={room}");
+        until(&nodes[2], &path, stats_are(want.0, want.1)).await;
+        let members = all_members(&nodes[2], room, 1).await;
+        assert_eq!(clients(&members).len(), want.0 as usize, "{members:?}");
+        // The channel's presence is on its own shard, in its hash tag's slot.
+        let master = redis.master_of(&format!("{{{room}}}"));
+        let key = format!("{prefix}:{{{room}}}:p:nodes");
+        assert_eq!(
+            rt_tests::redis_cmd(&format!("redis://127.0.0.1:{master}"), &["EXISTS", &key]),
+            ":1\r\n",
+            "{key} is not on master {master}"
+        );
+    }
+    let counts = |first: u64, rest: u64| {
+        let mut want: Vec<Value> = rooms
+            .iter()
+            .enumerate()
+            .map(|(i, room)| json!({"channel": room, "subscribers": if i == 0 { first } else { rest }}))
+            .collect();
+        want.sort_by_key(|c| c["channel"].as_str().unwrap().to_owned());
+        want
+    };
+    // The registry pages across the nodes' registries, one channel at a time.
+    let mut paged = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..10 {
+        let path = format!("/api/channels?pattern=room:*&limit=1{cursor}");
+        let (status, page) = get(&nodes[2], &path, &[KEY]).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        paged.extend(page["channels"].as_array().unwrap().iter().cloned());
+        match page["cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, counts(3, 2));
+
+    // A shard that lost its data (here: flushed) gets the nodes' members back at their next
+    // heartbeat (a third of the ttl), and nothing more.
+    let master = redis.master_of(&format!("{{{}}}", rooms[1]));
+    let port = format!("redis://127.0.0.1:{master}");
+    rt_tests::redis_cmd(&port, &["FLUSHALL"]);
+    let path = format!("/api/presence-stats?channel={}", rooms[1]);
+    let (_, after) = get(&nodes[2], &path, &[KEY]).await;
+    assert_eq!(after["connections"], 0, "{after}");
+    until(&nodes[2], &path, stats_are(2, 2)).await;
+
+    // A crash: node 1 says nothing, its entries expire after the ttl (3 s).
+    nodes[1].kill();
+    drop((a1, b1));
+    for room in &rooms {
+        let path = format!("/api/presence-stats?channel={room}");
+        until(&nodes[2], &path, stats_are(1, 1)).await;
+        let members = all_members(&nodes[0], room, 1).await;
+        assert_eq!(members.len(), 1);
+        assert_eq!(members[0]["subject"], "alice");
+    }
+    until(&nodes[2], "/api/channels?pattern=room:*", |b| {
+        b["channels"] == json!(counts(1, 1))
+    })
+    .await;
+}
+
+/// Join and leave events on a Redis Cluster: a member joining on one node is announced to a
+/// WebSocket watcher on the other, and to an SSE watcher on its own node; so is its leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_leaves_reach_both_nodes_on_a_redis_cluster() {
+    let redis = rt_tests::RedisCluster::start();
+    let url = redis.url();
+    let prefix = cluster::prefix("joins_cluster");
+    let args = over_redis(&url, &prefix);
+    let a = Server::start(&args).await;
+    let b = Server::start(&args).await;
+    let watcher = token("watcher", &["room:*"], Value::Null);
+    let mut ws = member(&a, Some(&watcher), &["room:j"]).await;
+    let mut sse = rt_tests::sse::SseStream::open_ok(
+        &b.url(&format!("/sse?channel=room:j&token={watcher}")),
+        &[],
+    )
+    .await;
+    until(&a, "/api/presence-stats?channel=room:j", stats_are(2, 1)).await;
+
+    let carol = token("carol", &[], json!({"name": "Carol"}));
+    let carol_ws = member(&b, Some(&carol), &["room:j"]).await;
+    let seen = tokio::time::timeout(cluster::T, ws_sees(&mut ws, "room:j", "joins", "carol"))
+        .await
+        .expect("no join on the WebSocket of the other node");
+    let join = seen["joins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["subject"] == "carol")
+        .unwrap();
+    assert_eq!(join["info"], json!({"name": "Carol"}), "{seen}");
+    tokio::time::timeout(cluster::T, sse_sees(&mut sse, "room:j", "joins", "carol"))
+        .await
+        .expect("no join on the SSE stream of the same node");
+    until(&a, "/api/presence-stats?channel=room:j", stats_are(3, 2)).await;
+
+    drop(carol_ws);
+    tokio::time::timeout(cluster::T, ws_sees(&mut ws, "room:j", "leaves", "carol"))
+        .await
+        .expect("no leave on the WebSocket");
+    tokio::time::timeout(cluster::T, sse_sees(&mut sse, "room:j", "leaves", "carol"))
+        .await
+        .expect("no leave on the SSE stream");
+    until(&b, "/api/presence-stats?channel=room:j", stats_are(2, 1)).await;
+}
+
+/// What the masters at `urls` have run: script calls, their Redis µs, and the commands run
+/// inside scripts (every command but the scripts themselves and what the tests, the cluster
+/// client and health checks send around them).
+async fn redis_work(urls: &[String]) -> (u64, u64, u64) {
+    let (mut scripts, mut us, mut inside) = (0, 0, 0);
+    for url in urls {
+        let url = url.clone();
+        let info = tokio::task::spawn_blocking(move || {
+            rt_tests::redis_cmd(&url, &["INFO", "commandstats"])
+        })
+        .await
+        .unwrap();
+        for line in info.lines() {
+            let Some((name, stats)) = line
+                .strip_prefix("cmdstat_")
+                .and_then(|l| l.split_once(':'))
+            else {
+                continue;
+            };
+            let field = |f: &str| {
+                stats
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(f)?.strip_prefix('='))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            match name {
+                "evalsha" | "eval" => {
+                    scripts += field("calls");
+                    us += field("usec");
+                }
+                "info" | "ping" | "cluster" | "client" | "hello" | "command" | "select"
+                | "readonly" | "script" | "subscribe" | "ssubscribe" | "sunsubscribe"
+                | "unsubscribe" | "wait" => {}
+                _ => inside += field("calls"),
+            }
+        }
+    }
+    (scripts, us, inside)
+}
+
+/// Per join of a storm of `N` connections joining one channel on the backplane at `url`
+/// (Redis masters `masters`): the script calls, Redis µs and commands inside scripts, on a
+/// channel without presence (a join then costs the history read and the channel registry)
+/// and on one with presence.
+async fn join_cost(url: &str, masters: &[String]) -> [[f64; 3]; 2] {
+    const N: usize = 100;
+    let prefix = cluster::prefix("join_cost");
+    let mut args = over_redis(url, &prefix);
+    // No heartbeat during the measure.
+    args.extend(["--presence-ttl", "60s"]);
+    let node = Server::start(&args).await;
+    let who = token("storm", &[], Value::Null);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut cost = Vec::new();
+    let mut held = Vec::new();
+    for channel in [["other:storm"], ["room:storm"]] {
+        let before = redis_work(masters).await;
+        let storm = (0..N).map(|_| member(&node, Some(&who), &channel));
+        held.extend(futures_util::future::join_all(storm).await);
+        until(
+            &node,
+            &format!("/api/channels?pattern={}", channel[0]),
+            |b| b["channels"][0]["subscribers"] == N,
+        )
+        .await;
+        // Past the writer's linger, so that every join is written.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after = redis_work(masters).await;
+        cost.push([after.0 - before.0, after.1 - before.1, after.2 - before.2]);
+    }
+    until(
+        &node,
+        "/api/presence-stats?channel=room:storm",
+        stats_are(N as u64, 1),
+    )
+    .await;
+    let per_join = |c: [u64; 3]| c.map(|v| v as f64 / N as f64);
+    [per_join(cost[0]), per_join(cost[1])]
+}
+
+/// The Redis cost of a presence join, on one Redis and on a Redis Cluster (printed; run with
+/// `--nocapture` to read it): a storm's joins are written in a few batched calls on both, not
+/// one call per join (on a cluster a batch is one call per slot it touches: here the
+/// channel's, plus the node registry's for the counts, which the baseline pays too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_presence_join_costs_a_fraction_of_a_script_call_on_redis_and_on_a_cluster() {
+    let single = rt_tests::RedisServer::start();
+    let one = join_cost(&single.url(), &[single.url()]).await;
+    let redis = rt_tests::RedisCluster::start();
+    let masters: Vec<String> = redis
+        .ports()
+        .into_iter()
+        .map(|p| format!("redis://127.0.0.1:{p}"))
+        .filter(|u| rt_tests::redis_cmd(u, &["INFO", "replication"]).contains("role:master"))
+        .collect();
+    assert_eq!(masters.len(), 3);
+    let many = join_cost(&redis.url(), &masters).await;
+    for (name, [off, on]) in [("one Redis", one), ("Redis Cluster", many)] {
+        let [calls, us, inside] = [0, 1, 2].map(|i| on[i] - off[i]);
+        println!(
+            "per join on {name}: presence off {:.3} script calls, {:.1} Redis us, {:.2} commands inside scripts; presence on {:.3}, {:.1} us, {:.2}; presence adds {calls:.3} script calls, {us:.1} us, {inside:.2} commands",
+            off[0], off[1], off[2], on[0], on[1], on[2]
+        );
+        assert!(calls < 0.5, "{name}: {calls} script calls per join");
+    }
+}
+
+/// Members of `list` (`joins` or `leaves`) of a presence batch whose subject is `subject`.
+fn with_subject(batch: &Value, list: &str, subject: &str) -> usize {
+    batch[list]
+        .as_array()
+        .map_or(0, |l| l.iter().filter(|m| m["subject"] == subject).count())
+}
+
+/// The `presence` batches of a poll answer, of `channel`, that list `subject` in `list`.
+fn poll_heard(answer: &Value, channel: &str, list: &str, subject: &str) -> usize {
+    answer["presence"].as_array().map_or(0, |batches| {
+        batches
+            .iter()
+            .filter(|b| b["channel"] == channel)
+            .map(|b| with_subject(b, list, subject))
+            .sum()
+    })
+}
+
+/// `GET /poll?{query}` with `token`: the status and JSON body.
+async fn poll_as(server: &Server, token: &str, query: &str) -> (StatusCode, Value) {
+    get(server, &format!("/poll?{query}&token={token}"), &[]).await
+}
+
+/// A poll session's polls: each echoes the `session` and `cursor` of the previous answer.
+struct Poller {
+    token: String,
+    channel: &'static str,
+    session: Option<String>,
+    cursor: Option<String>,
+}
+
+impl Poller {
+    fn new(token: String, channel: &'static str) -> Self {
+        Poller {
+            token,
+            channel,
+            session: None,
+            cursor: None,
+        }
+    }
+
+    /// One poll held at most `timeout` seconds; the answer, checked to keep the session.
+    async fn poll(&mut self, server: &Server, timeout: &str) -> Value {
+        let mut query = format!("channel={}&timeout={timeout}", self.channel);
+        if let Some(s) = &self.session {
+            query.push_str(&format!("&session={s}"));
+        }
+        if let Some(c) = &self.cursor {
+            query.push_str(&format!("&cursor={}", cluster::enc(c)));
+        }
+        let (status, answer) = poll_as(server, &self.token, &query).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        self.follow(&answer);
+        answer
+    }
+
+    /// Takes the session and cursor of `answer`, checked to keep the session.
+    fn follow(&mut self, answer: &Value) {
+        let session = answer["session"].as_str().unwrap().to_owned();
+        assert_eq!(session.len(), 32, "{answer}");
+        if let Some(before) = &self.session {
+            assert_eq!(&session, before, "the session changed: {answer}");
+        }
+        self.session = Some(session);
+        self.cursor = answer["cursor"].as_str().map(str::to_owned);
+    }
+}
+
+/// The WebSocket's presence messages about `channel` until one lists `subject` in `list`:
+/// how many of them listed `subject` in `joins` on the way (that one included).
+async fn ws_joins_until(ws: &mut cluster::Ws, channel: &str, list: &str, subject: &str) -> usize {
+    let mut joins = 0;
+    loop {
+        let m = tokio::time::timeout(cluster::T, cluster::ws_recv(ws))
+            .await
+            .unwrap_or_else(|_| panic!("no {list} of {subject} on the WebSocket"));
+        if m["type"] != "presence" || m["channel"] != channel {
+            continue;
+        }
+        joins += with_subject(&m, "joins", subject);
+        if with_subject(&m, list, subject) > 0 {
+            return joins;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poller_is_one_member_across_its_polls_and_leaves_after_the_grace() {
+    let server = Server::start(&[
+        "--jwt-hs256-secret",
+        SECRET,
+        "--presence",
+        "room:*",
+        "--poll-session-grace",
+        "1s",
+    ])
+    .await;
+    let grant = ["room:*"];
+    let mut ws = member(
+        &server,
+        Some(&token("watcher", &grant, Value::Null)),
+        &["room:p"],
+    )
+    .await;
+    until(
+        &server,
+        "/api/presence-stats?channel=room:p",
+        stats_are(1, 1),
+    )
+    .await;
+
+    let mut poller = Poller::new(token("poller", &grant, json!({"via": "poll"})), "room:p");
+    let first = poller.poll(&server, "0").await;
+    assert!(first.get("presence").is_none(), "{first}");
+    until(
+        &server,
+        "/api/presence-stats?channel=room:p",
+        stats_are(2, 2),
+    )
+    .await;
+    // Five polls of one session: its own join comes once, in an answer, and the member stays
+    // the same one throughout (not one per poll, not gone between polls).
+    let mut own_joins = 0;
+    for _ in 0..4 {
+        let answer = poller.poll(&server, "0.5").await;
+        own_joins += poll_heard(&answer, "room:p", "joins", "poller");
+        assert_eq!(
+            poll_heard(&answer, "room:p", "leaves", "poller"),
+            0,
+            "{answer}"
+        );
+        let (_, stats) = get(&server, "/api/presence-stats?channel=room:p", &[KEY]).await;
+        assert_eq!(stats["connections"], 2, "{stats}");
+    }
+    assert_eq!(own_joins, 1, "the poller heard its own join once");
+    let members = all_members(&server, "room:p", 10).await;
+    let mine: Vec<&Value> = members
+        .iter()
+        .filter(|m| m["subject"] == "poller")
+        .collect();
+    assert_eq!(mine.len(), 1, "{members:?}");
+    assert_eq!(mine[0]["info"], json!({"via": "poll"}));
+    let last_poll = tokio::time::Instant::now();
+
+    // The watcher saw exactly one join of the poller before its leave, which comes once the
+    // grace (1 s) after the last poll has passed.
+    let joins = ws_joins_until(&mut ws, "room:p", "leaves", "poller").await;
+    let gone_after = last_poll.elapsed();
+    assert_eq!(joins, 1, "one join for five polls");
+    assert!(
+        gone_after >= Duration::from_millis(900),
+        "left after {gone_after:?}"
+    );
+    until(
+        &server,
+        "/api/presence-stats?channel=room:p",
+        stats_are(1, 1),
+    )
+    .await;
+
+    // An expired session is no error: the next poll starts a new one, a new member.
+    let expired = poller.session.take().unwrap();
+    let (status, answer) = poll_as(
+        &server,
+        &poller.token,
+        &format!("channel=room:p&timeout=0&session={expired}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_ne!(answer["session"], expired, "{answer}");
+    assert_eq!(
+        ws_joins_until(&mut ws, "room:p", "joins", "poller").await,
+        1
+    );
+
+    // A malformed session id is a clear 400, and joins nothing.
+    for bad in ["xyz", "0123456789abcdef", &"0".repeat(33)] {
+        let (status, body) = poll_as(
+            &server,
+            &poller.token,
+            &format!("channel=room:p&timeout=0&session={bad}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_session", "{body}");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("session"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pollers_hear_websocket_joins_and_leaves_only_with_the_grant() {
+    let server = Server::start(&["--jwt-hs256-secret", SECRET, "--presence", "room:*"]).await;
+    let mut seer = Poller::new(token("seer", &["room:*"], Value::Null), "room:q");
+    let mut blind = Poller::new(token("blind", &[], Value::Null), "room:q");
+    seer.poll(&server, "0").await;
+    blind.poll(&server, "0").await;
+    until(
+        &server,
+        "/api/presence-stats?channel=room:q",
+        stats_are(2, 2),
+    )
+    .await;
+    // The seer hears both pollers' joins (its own included), gathered between its polls.
+    let (mut heard_seer, mut heard_blind) = (0, 0);
+    let deadline = tokio::time::Instant::now() + cluster::T;
+    while heard_seer == 0 || heard_blind == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "joins never heard");
+        let answer = seer.poll(&server, "5").await;
+        heard_seer += poll_heard(&answer, "room:q", "joins", "seer");
+        heard_blind += poll_heard(&answer, "room:q", "joins", "blind");
+    }
+    assert_eq!((heard_seer, heard_blind), (1, 1));
+
+    // Two held polls; a WebSocket client joins. The seer's poll is answered by the join, at
+    // once; the blind poller's is held to its timeout and carries no presence.
+    let seer_poll = spawn_poll(&server, &seer, "10");
+    let blind_poll = spawn_poll(&server, &blind, "2");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let carol = member(
+        &server,
+        Some(&token("carol", &[], json!({"name": "Carol"}))),
+        &["room:q"],
+    )
+    .await;
+    let (answer, took) = seer_poll.await.unwrap();
+    assert!(took < Duration::from_secs(5), "held {took:?}: {answer}");
+    assert_eq!(
+        poll_heard(&answer, "room:q", "joins", "carol"),
+        1,
+        "{answer}"
+    );
+    assert_eq!(answer["events"], json!([]), "{answer}");
+    let batch = answer["presence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| with_subject(b, "joins", "carol") > 0)
+        .unwrap();
+    let carol_entry = batch["joins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["subject"] == "carol")
+        .unwrap();
+    assert_eq!(carol_entry["info"], json!({"name": "Carol"}));
+    assert_eq!(carol_entry["client"].as_str().unwrap().len(), 16);
+    seer.follow(&answer);
+    let (answer, took) = blind_poll.await.unwrap();
+    assert!(
+        took >= Duration::from_millis(1900),
+        "held {took:?}: {answer}"
+    );
+    assert!(answer.get("presence").is_none(), "{answer}");
+
+    // Carol leaves: the seer's next poll (held) is answered with her leave.
+    let seer_poll = spawn_poll(&server, &seer, "10");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(carol);
+    let (answer, took) = seer_poll.await.unwrap();
+    assert!(took < Duration::from_secs(5), "held {took:?}: {answer}");
+    assert_eq!(
+        poll_heard(&answer, "room:q", "leaves", "carol"),
+        1,
+        "{answer}"
+    );
+    // A publish still answers a held poll of a session with its event.
+    seer.follow(&answer);
+    let seer_poll = spawn_poll(&server, &seer, "10");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster::publish(&server, "room:q", "hello").await;
+    let (answer, _) = seer_poll.await.unwrap();
+    assert_eq!(answer["events"][0]["data"], "hello", "{answer}");
+}
+
+/// Starts `poller`'s next poll (held at most `timeout` seconds) in a task: its answer and how
+/// long it was held. The caller copies the answer's session and cursor back.
+fn spawn_poll(
+    server: &Server,
+    poller: &Poller,
+    timeout: &str,
+) -> tokio::task::JoinHandle<(Value, Duration)> {
+    let mut query = format!(
+        "/poll?channel={}&timeout={timeout}&token={}",
+        poller.channel, poller.token
+    );
+    if let Some(s) = &poller.session {
+        query.push_str(&format!("&session={s}"));
+    }
+    if let Some(c) = &poller.cursor {
+        query.push_str(&format!("&cursor={}", cluster::enc(c)));
+    }
+    let url = server.url(&query);
+    tokio::spawn(async move {
+        let started = tokio::time::Instant::now();
+        let (status, _, body) = rt_tests::http::get(&url).await.unwrap();
+        let answer: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        (answer, started.elapsed())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poller_whose_buffer_overflows_between_polls_is_told_to_reread_presence() {
+    let server = Server::start(&[
+        "--jwt-hs256-secret",
+        SECRET,
+        "--presence",
+        "room:*",
+        "--poll-presence-buffer",
+        "5",
+    ])
+    .await;
+    let mut poller = Poller::new(token("poller", &["room:*"], Value::Null), "room:o");
+    poller.poll(&server, "0").await;
+    // Its own join first, so that what follows is all the crowd's.
+    let deadline = tokio::time::Instant::now() + cluster::T;
+    while poll_heard(
+        &poller.poll(&server, "5").await,
+        "room:o",
+        "joins",
+        "poller",
+    ) == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "own join never heard"
+        );
+    }
+    // Two waves of 8 joins, in two gathering windows, while the poller does not poll: 16
+    // members for a buffer of 5.
+    let crowd = token("crowd", &[], Value::Null);
+    let mut members = Vec::new();
+    for wave in 1..=2 {
+        for _ in 0..8 {
+            members.push(member(&server, Some(&crowd), &["room:o"]).await);
+        }
+        until(
+            &server,
+            "/api/presence-stats?channel=room:o",
+            stats_are(1 + 8 * wave, 2),
+        )
+        .await;
+        // Past the 100 ms window: the wave is sent (and buffered) as its own batch.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let answer = poller.poll(&server, "0").await;
+    assert_eq!(answer["presence_lost"], true, "{answer}");
+    let kept = poll_heard(&answer, "room:o", "joins", "crowd");
+    assert!((1..16).contains(&kept), "{kept} joins kept: {answer}");
+    // Said once: the next answer starts afresh.
+    let again = poller.poll(&server, "0").await;
+    assert!(again.get("presence_lost").is_none(), "{again}");
+    drop(members);
 }
 
 /// The arguments of a node on the NATS at `url` whose stream is named `prefix`, with tokens,

@@ -62,6 +62,9 @@ export class Client {
   #unsubscribedHandlers = new Set();
   #joinHandlers = new Set();
   #leaveHandlers = new Set();
+  // The server's poll session: kept across reconnects, so that a polling client stays one
+  // presence member (the server forgets it a grace period after the last poll).
+  #pollSession = null;
   #pending = new Map();
   #start;
   #tokenSource;
@@ -155,7 +158,8 @@ export class Client {
 
   /**
    * Calls `handler({channel, members, transport})` when connections join one of this client's
-   * channels that keeps presence (the server's `--presence`, and a token allowed to read it).
+   * channels that keeps presence (the server's `--presence`, and a token allowed to read it),
+   * over every transport (polls carry the joins heard since the previous answer).
    * Each node gathers joins for about 100 ms, so `members` may hold many: a reconnect storm is
    * a few calls, not one per connection. Best effort: read `presence()` for the full list.
    */
@@ -281,6 +285,12 @@ export class Client {
       pollTimeout: this.pollTimeout,
       pollInterval: this.pollInterval,
       resumeFrom: () => this.#resumeFrom(),
+      get pollSession() {
+        return client.#pollSession;
+      },
+      set pollSession(id) {
+        if (live()) client.#pollSession = id;
+      },
       cursor: () => this.cursor,
       alive: () => live() && this.#feedWatchdog(),
       open: ({ recovered }) => {
@@ -315,6 +325,11 @@ export class Client {
         if (entry) this.#publishDone(entry, Object.assign(new Error(`publish ${id}: ${err.message ?? err.code}`), { code: err.code }));
       },
       error: (e) => live() && this.#emit(this.#errorHandlers, e),
+      presenceLost: () => {
+        if (!live()) return;
+        const e = new Error('join/leave events were dropped (the server buffers a bounded number between polls): read presence() for the full list');
+        this.#emit(this.#errorHandlers, Object.assign(e, { code: 'presence_lost', transport: name }));
+      },
       presence: ({ channel, joins, leaves }) => {
         if (!live()) return;
         if (joins?.length) this.#emit(this.#joinHandlers, { channel, members: joins, transport: name });

@@ -63,8 +63,7 @@ pub struct RedisBackplane {
     url: String,
     /// Identical history reads (`read` and `join` scripts with the same arguments) in flight.
     reads: Flights<Result<Arc<Vec<Vec<u8>>>, Error>>,
-    /// `None` on a Redis Cluster.
-    presence: Option<RedisPresence>,
+    presence: RedisPresence,
 }
 
 impl RedisBackplane {
@@ -86,8 +85,7 @@ impl RedisBackplane {
             .unwrap_or(u64::MAX)
             .min(MAX_AGE_MS);
         let (shared2, retention) = (shared.clone(), config.retention);
-        // Presence's keys span slots: kept on a single Redis only.
-        let presence = match target {
+        match target {
             Target::Single(client) => {
                 tokio::spawn(link::run(shared.clone(), *client, queue));
                 tokio::spawn(publish_batches(
@@ -96,7 +94,6 @@ impl RedisBackplane {
                     window_ms,
                     publish_queue,
                 ));
-                Some(RedisPresence::start(shared.clone(), config.presence_ttl))
             }
             Target::Cluster(nodes) => {
                 crate::cluster::start(shared.clone(), &nodes, queue).await?;
@@ -107,9 +104,9 @@ impl RedisBackplane {
                     nodes.replicas,
                     publish_queue,
                 ));
-                None
             }
-        };
+        }
+        let presence = RedisPresence::start(shared.clone(), config.presence_ttl);
         let backplane = RedisBackplane {
             presence,
             shared,
@@ -564,7 +561,7 @@ impl Backplane for RedisBackplane {
     }
 
     fn presence(&self) -> Option<&dyn Presence> {
-        self.presence.as_ref().map(|p| p as &dyn Presence)
+        Some(&self.presence)
     }
 
     fn health(&self) -> Health {

@@ -58,9 +58,10 @@
 //! so is Redis Cluster.
 //!
 //! Presence and the registry of active channels are keys per node that expire unless the
-//! node's heartbeat refreshes them (`P:nodes`, `P:n:NODE:...`, `P:p:CHANNEL:...`; see
-//! `presence.lua`), so a node that dies drops out within [`RedisConfig::presence_ttl`]; they
-//! are kept on a single Redis, not on Redis Cluster (their keys span slots).
+//! node's heartbeat refreshes them (`P:{nodes}`, `P:{n:NODE}:...`, `P:{CHANNEL}:p:...`; see
+//! `presence.lua`), so a node that dies drops out within [`RedisConfig::presence_ttl`]. Each
+//! key carries a hash tag and each script call touches one slot, so the same layout works on
+//! one Redis and on Redis Cluster: a channel's presence lives in its channel's slot.
 //!
 //! # Redis Cluster
 //!

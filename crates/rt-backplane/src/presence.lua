@@ -2,35 +2,52 @@
 -- expire unless its heartbeat refreshes them, so a dead node's entries disappear by
 -- themselves; readers merge the live nodes' keys, a page at a time.
 --
--- Keys (all under ARGV[1], the deployment's prefix P; NODE is a node's random id):
---   P:nodes            zset node -> deadline (ms): nodes whose heartbeat is recent
---   P:n:NODE:ch        hash channel -> the node's subscriptions to it
---   P:n:NODE:chl       zset of the same channels, all score 0, for paging by name
---   P:p:CH:nodes       zset node -> deadline: nodes with members in CH's presence
---   P:p:CH:NODE        zset "CLIENT\tMEMBER-JSON", all score 0: the node's members of CH
---   P:p:CH:NODE:s      hash subject -> the node's connections of it in CH
---   P:p:CH:subj        hash subject -> nodes holding it in CH (HLEN: distinct subjects)
+-- Keys (all under ARGV[1], the deployment's prefix P; NODE is a node's random id). Each key
+-- carries a hash tag, so that the same layout works on one Redis and on Redis Cluster: a
+-- channel's keys share its tag {CH} (as its history does on a cluster), a node's registry of
+-- channels has the tag {n:NODE}, and the registry of nodes is {nodes}:
+--   P:{nodes}            zset node -> deadline (ms): nodes whose heartbeat is recent
+--   P:{n:NODE}:ch        hash channel -> the node's subscriptions to it
+--   P:{n:NODE}:chl       zset of the same channels, all score 0, for paging by name
+--   P:{CH}:p:nodes       zset node -> deadline: nodes with members in CH's presence
+--   P:{CH}:p:NODE        zset "CLIENT\tMEMBER-JSON", all score 0: the node's members of CH
+--   P:{CH}:p:NODE:s      hash subject -> the node's connections of it in CH
+--   P:{CH}:p:subj        hash subject -> nodes holding it in CH (HLEN: distinct subjects)
 -- A node's keys live for ttl (its subject counts for 2 ttl, so that whoever finds the node
--- dead can still take them out of P:p:CH:subj).
+-- dead can still take them out of P:{CH}:p:subj).
+--
+-- A call touches the keys of one hash slot only (Redis Cluster refuses more): KEYS[1], a key
+-- of that slot, routes it; the node groups its writes by slot (presence.rs), and on one
+-- Redis sends them all in one call.
 --
 -- ARGV: 1 prefix, 2 mode, 3 node, 4 ttl ms, then by mode:
---   write:   ops: 'j' CH CLIENT ENTRY SUBJECT | 'l' CH CLIENT ENTRY SUBJECT | 'c' CH COUNT
---            | 'd' CH (SUBJECT '' for none; COUNT is the node's absolute count; 'd' drops
---            the node's members of CH, before writing them again). Reply: {}
---   beat:    channels with members on this node. Reply: {'1'} when the node had to be
---            registered anew (first beat, or Redis lost its data): it then writes everything
---            again; else {'0'}
---   members: CH, AFTER ('' from the start), LIMIT. Reply: up to LIMIT+1 entries in order
---   stats:   CH. Reply: {connections, distinct subjects}
---   channels: PREFIX, EXACT ('1' or '0'), AFTER (''), LIMIT. Reply: channel, count, ...
---            (up to LIMIT+1 channels in order)
+--   write:    ops, each touching one slot's keys:
+--             'j' CH ENTRY SUBJECT | 'l' CH ENTRY SUBJECT   join / leave (SUBJECT '' for none)
+--             'd' CH      drop the node's members of CH (before writing them again)
+--             'b' CH N    heartbeat: take dead nodes out of CH, keep the node's keys of CH,
+--                         which should hold its N members
+--             'c' CH N    the node's subscriptions to CH are N (absolute)
+--             'k' N       keep the node's registry of its N channels alive
+--             'r'         keep the node in the registry of nodes
+--            Reply: {'1'} when Redis lost some of the node's state, so that the node writes it
+--            all again: 'r' found the node unregistered (its first beat, or Redis lost its
+--            data), 'b' or 'k' found another number than N (a cluster shard that lost its
+--            data or recent writes in a failover: the node's keys there are dropped first,
+--            so that nothing it no longer has stays); else {'0'}
+--   members:  CH, AFTER ('' from the start), LIMIT. Reply: up to LIMIT+1 entries in order
+--   stats:    CH. Reply: {connections, distinct subjects}
+--   nodes:    Reply: the live nodes
+--   channels: NODE (whose registry to read), PREFIX, EXACT ('1' or '0'), AFTER (''), LIMIT.
+--             Reply: channel, count, ... (up to LIMIT+1 channels in order)
 
 local P, mode, node, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local deadline = now + ttl
 
-local function pkey(ch, rest) return P .. ':p:' .. ch .. ':' .. rest end
+local function pkey(ch, rest) return P .. ':{' .. ch .. '}:p:' .. rest end
+local function nkey(n, rest) return P .. ':{n:' .. n .. '}:' .. rest end
+local registry = P .. ':{nodes}'
 
 -- Takes node D out of CH's presence, with its subject counts.
 local function remove(ch, d)
@@ -63,24 +80,9 @@ local function live(key)
   return redis.call('ZRANGEBYSCORE', key, now, '+inf')
 end
 
--- The first LIMIT+1 of several sorted lists, merged, without repeats.
-local function merged(lists, limit)
-  local all, seen = {}, {}
-  for _, list in ipairs(lists) do
-    for _, v in ipairs(list) do
-      if not seen[v] then seen[v] = true; all[#all + 1] = v end
-    end
-  end
-  table.sort(all)
-  local out = {}
-  for i = 1, math.min(#all, limit + 1) do out[i] = all[i] end
-  return out
-end
-
-local chk, chl = P .. ':n:' .. node .. ':ch', P .. ':n:' .. node .. ':chl'
-
 if mode == 'write' then
-  local i, touched = 5, {}
+  local chk, chl = nkey(node, 'ch'), nkey(node, 'chl')
+  local i, touched, registered, lost = 5, {}, false, '0'
   while i <= #ARGV do
     local op, ch = ARGV[i], ARGV[i + 1]
     if op == 'c' then
@@ -92,12 +94,32 @@ if mode == 'write' then
         redis.call('HDEL', chk, ch)
         redis.call('ZREM', chl, ch)
       end
+      registered = true
       i = i + 3
+    elseif op == 'k' then
+      if redis.call('ZCARD', chl) ~= tonumber(ARGV[i + 1]) then
+        redis.call('DEL', chk, chl)
+        lost = '1'
+      end
+      registered = true
+      i = i + 2
+    elseif op == 'r' then
+      redis.call('ZREMRANGEBYSCORE', registry, '-inf', '(' .. now)
+      if redis.call('ZADD', registry, deadline, node) == 1 then lost = '1' end
+      i = i + 1
     elseif op == 'd' then
       remove(ch, node)
       i = i + 2
+    elseif op == 'b' then
+      sweep(ch)
+      if redis.call('ZCARD', pkey(ch, node)) ~= tonumber(ARGV[i + 2]) then
+        remove(ch, node)
+        lost = '1'
+      end
+      touched[ch] = true
+      i = i + 3
     else
-      local entry, subject = ARGV[i + 3], ARGV[i + 4]
+      local entry, subject = ARGV[i + 2], ARGV[i + 3]
       local s, subj = pkey(ch, node .. ':s'), pkey(ch, 'subj')
       if op == 'j' then
         if redis.call('ZADD', pkey(ch, node), 0, entry) == 1 and subject ~= '' then
@@ -114,34 +136,32 @@ if mode == 'write' then
         end
       end
       touched[ch] = true
-      i = i + 5
+      i = i + 4
     end
   end
   for ch in pairs(touched) do refresh(ch) end
-  redis.call('ZADD', P .. ':nodes', deadline, node)
-  redis.call('PEXPIRE', chk, ttl)
-  redis.call('PEXPIRE', chl, ttl)
-  return {}
-elseif mode == 'beat' then
-  redis.call('ZREMRANGEBYSCORE', P .. ':nodes', '-inf', '(' .. now)
-  local fresh = redis.call('ZADD', P .. ':nodes', deadline, node)
-  redis.call('PEXPIRE', chk, ttl)
-  redis.call('PEXPIRE', chl, ttl)
-  for i = 5, #ARGV do
-    sweep(ARGV[i])
-    refresh(ARGV[i])
+  if registered then
+    redis.call('PEXPIRE', chk, ttl)
+    redis.call('PEXPIRE', chl, ttl)
   end
-  return {tostring(fresh)}
+  return {lost}
 elseif mode == 'members' then
   local ch, after, limit = ARGV[5], ARGV[6], tonumber(ARGV[7])
   local min = '-'
   -- Entries are "CLIENT\t...": everything of AFTER sorts below "AFTER\n".
   if after ~= '' then min = '[' .. after .. '\n' end
-  local lists = {}
+  local all, seen = {}, {}
   for _, n in ipairs(live(pkey(ch, 'nodes'))) do
-    lists[#lists + 1] = redis.call('ZRANGEBYLEX', pkey(ch, n), min, '+', 'LIMIT', 0, limit + 1)
+    local page = redis.call('ZRANGEBYLEX', pkey(ch, n), min, '+', 'LIMIT', 0, limit + 1)
+    for _, v in ipairs(page) do
+      if not seen[v] then seen[v] = true; all[#all + 1] = v end
+    end
   end
-  return merged(lists, limit)
+  -- The first LIMIT+1 of the nodes' sorted pages, merged.
+  table.sort(all)
+  local out = {}
+  for i = 1, math.min(#all, limit + 1) do out[i] = all[i] end
+  return out
 elseif mode == 'stats' then
   local ch = ARGV[5]
   sweep(ch)
@@ -150,8 +170,10 @@ elseif mode == 'stats' then
     connections = connections + redis.call('ZCARD', pkey(ch, n))
   end
   return {tostring(connections), tostring(redis.call('HLEN', pkey(ch, 'subj')))}
+elseif mode == 'nodes' then
+  return live(registry)
 elseif mode == 'channels' then
-  local prefix, exact, after, limit = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
+  local n, prefix, exact, after, limit = ARGV[5], ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
   local min, max = '-', '+'
   if exact == '1' then
     min, max = '[' .. prefix, '[' .. prefix
@@ -160,20 +182,10 @@ elseif mode == 'channels' then
     min, max = '[' .. prefix, '(' .. prefix .. '\127'
   end
   if after ~= '' and after >= prefix then min = '(' .. after end
-  local nodes = live(P .. ':nodes')
-  local lists = {}
-  for _, n in ipairs(nodes) do
-    lists[#lists + 1] = redis.call('ZRANGEBYLEX', P .. ':n:' .. n .. ':chl', min, max,
-      'LIMIT', 0, limit + 1)
-  end
   local reply = {}
-  for _, ch in ipairs(merged(lists, limit)) do
-    local count = 0
-    for _, n in ipairs(nodes) do
-      count = count + (tonumber(redis.call('HGET', P .. ':n:' .. n .. ':ch', ch)) or 0)
-    end
+  for _, ch in ipairs(redis.call('ZRANGEBYLEX', nkey(n, 'chl'), min, max, 'LIMIT', 0, limit + 1)) do
     reply[#reply + 1] = ch
-    reply[#reply + 1] = tostring(count)
+    reply[#reply + 1] = redis.call('HGET', nkey(n, 'ch'), ch) or '0'
   end
   return reply
 end

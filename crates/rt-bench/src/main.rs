@@ -42,8 +42,8 @@ enum Scenario {
     /// only): how many subscribers the server closes, and what reaches the others.
     Burst,
     /// 10,000 WebSocket members joining and leaving one channel, and its counts read through
-    /// the server API, with presence off and on, on memory and on a Redis of its own (rt
-    /// only): the cost per join in rt-server and in Redis.
+    /// the server API, with presence off and on, on memory, on a Redis of its own and on the
+    /// `--redis-cluster` if given (rt only): the cost per join in rt-server and in Redis.
     Presence,
 }
 
@@ -130,7 +130,8 @@ struct Args {
     /// bench starts `nats-server -js` on a free port.
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     nats: String,
-    /// The Redis Cluster of the backplane scenario's `redis-cluster` backplane:
+    /// The Redis Cluster of the backplane scenario's `redis-cluster` backplane, and of the
+    /// presence scenario's `redis-cluster` variants (run only when given):
     /// `redis-cluster://host:port[,host:port...][?replicas=N]`.
     #[arg(long)]
     redis_cluster: Option<String>,
@@ -485,7 +486,16 @@ async fn bench(mut args: Args, threads: usize, nofile: u64) -> Result<(), String
     if let Some(redis) = &presence {
         let (members, read_secs) = if args.smoke { (50, 0.5) } else { (10_000, 3.0) };
         let members = args.subscribers.unwrap_or(members);
-        match presence::run(&programs, server_cpus, &redis.url, members, read_secs).await {
+        match presence::run(
+            &programs,
+            server_cpus,
+            &redis.url,
+            args.redis_cluster.as_deref(),
+            members,
+            read_secs,
+        )
+        .await
+        {
             Ok(outcomes) => {
                 let md = presence::markdown(&outcomes);
                 let json = serde_json::to_string_pretty(&outcomes).map_err(|e| e.to_string())?;

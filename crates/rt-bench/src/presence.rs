@@ -1,8 +1,9 @@
 //! The presence scenario: 10,000 WebSocket members join one channel and leave it, and the
 //! server API reads its counts meanwhile, on rt-server with presence off and on, on the
-//! memory backplane and on a Redis of the bench's own (so that Redis's command counts and
-//! CPU are the bench's alone). The cost of presence is read as ratios to the same run
-//! without it.
+//! memory backplane, on a Redis of the bench's own (so that Redis's command counts and
+//! CPU are the bench's alone) and, given `--redis-cluster`, on that Redis Cluster (its
+//! masters' counts summed). The cost of presence is read as ratios to the same run without
+//! it.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -47,52 +48,73 @@ pub(crate) struct Outcome {
 
 const READERS: usize = 4;
 
-/// Runs the scenario against `redis` (a URL of a Redis the bench started for it alone).
+/// Runs the scenario against `redis` (a URL of a Redis the bench started for it alone) and,
+/// if given, the Redis Cluster at `cluster` (`redis-cluster://host:port,...`).
 pub(crate) async fn run(
     programs: &Programs,
     cpus: Option<&str>,
     redis: &str,
+    cluster: Option<&str>,
     members: usize,
     read_secs: f64,
 ) -> Result<Vec<Outcome>, String> {
     let prefix = format!("rtbench-presence-{}", std::process::id());
     let presence = ["--presence".to_string(), "bench:*".into()];
-    let on_redis = [
-        "--backplane".to_string(),
-        redis.into(),
-        "--redis-prefix".into(),
-        prefix,
-    ];
-    let variants: [(&str, Vec<String>); 4] = [
-        ("memory, presence off", vec![]),
-        ("memory, presence on", presence.to_vec()),
-        ("redis, presence off", on_redis.to_vec()),
-        (
-            "redis, presence on",
-            [&on_redis[..], &presence[..]].concat(),
-        ),
-    ];
+    let mut backplanes = vec![("memory", None)];
+    backplanes.push(("redis", Some(redis)));
+    if let Some(cluster) = cluster {
+        backplanes.push(("redis-cluster", Some(cluster)));
+    }
     let mut outcomes = Vec::new();
-    for (name, args) in variants {
-        eprintln!("rt-bench: presence / {name} × {members} ...");
-        let uses_redis = args.iter().any(|a| a == "--backplane");
-        let with_presence = args.iter().any(|a| a == "--presence");
-        let mut extra = vec!["--api-key".to_string(), KEY.into()];
-        extra.extend(args);
-        let server = Server::start(Target::Rt, programs, cpus, &extra).await?;
-        let outcome = measure(
-            &server,
-            name,
-            members,
-            read_secs,
-            uses_redis.then_some(redis),
-            with_presence,
-        )
-        .await;
-        server.stop().await;
-        let outcome = outcome?;
-        eprintln!("  {}", line(&outcome));
-        outcomes.push(outcome);
+    for (backplane, url) in backplanes {
+        let on = match url {
+            Some(url) => vec![
+                "--backplane".to_string(),
+                url.into(),
+                "--redis-prefix".into(),
+                prefix.clone(),
+            ],
+            None => vec![],
+        };
+        // The Redis processes whose work is counted: a cluster's nodes (replicas are
+        // skipped when read).
+        let nodes: Option<Vec<String>> =
+            url.map(|url| match url.strip_prefix("redis-cluster://") {
+                Some(hosts) => hosts
+                    .split('?')
+                    .next()
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(|h| format!("redis://{h}"))
+                    .collect(),
+                None => vec![url.to_owned()],
+            });
+        for with_presence in [false, true] {
+            let name = format!(
+                "{backplane}, presence {}",
+                if with_presence { "on" } else { "off" }
+            );
+            eprintln!("rt-bench: presence / {name} × {members} ...");
+            let mut extra = vec!["--api-key".to_string(), KEY.into()];
+            extra.extend(on.iter().cloned());
+            if with_presence {
+                extra.extend(presence.iter().cloned());
+            }
+            let server = Server::start(Target::Rt, programs, cpus, &extra).await?;
+            let outcome = measure(
+                &server,
+                &name,
+                members,
+                read_secs,
+                nodes.as_deref(),
+                with_presence,
+            )
+            .await;
+            server.stop().await;
+            let outcome = outcome?;
+            eprintln!("  {}", line(&outcome));
+            outcomes.push(outcome);
+        }
     }
     Ok(outcomes)
 }
@@ -102,7 +124,7 @@ async fn measure(
     name: &str,
     members: usize,
     read_secs: f64,
-    redis: Option<&str>,
+    redis: Option<&[String]>,
     with_presence: bool,
 ) -> Result<Outcome, String> {
     let addr = server.addr;
@@ -274,8 +296,24 @@ struct RedisStats {
     cpu_s: f64,
 }
 
-/// `INFO all` over a plain TCP connection (inline command, bulk reply).
-async fn redis_stats(url: &str) -> Result<RedisStats, String> {
+/// The sum of [`master_stats`] over `urls` (one Redis, or a cluster's nodes).
+async fn redis_stats(urls: &[String]) -> Result<RedisStats, String> {
+    let mut sum = RedisStats {
+        calls: 0.0,
+        cpu_s: 0.0,
+    };
+    for url in urls {
+        if let Some(stats) = master_stats(url).await? {
+            sum.calls += stats.calls;
+            sum.cpu_s += stats.cpu_s;
+        }
+    }
+    Ok(sum)
+}
+
+/// `INFO all` over a plain TCP connection (inline command, bulk reply); `None` from a
+/// replica (it repeats its master's writes, which are counted on the master).
+async fn master_stats(url: &str) -> Result<Option<RedisStats>, String> {
     let host = url
         .split_once("://")
         .map_or(url, |(_, rest)| rest)
@@ -307,6 +345,9 @@ async fn redis_stats(url: &str) -> Result<RedisStats, String> {
         }
     }
     let text = String::from_utf8_lossy(&buf);
+    if text.lines().any(|l| l.trim() == "role:slave") {
+        return Ok(None);
+    }
     let mut stats = RedisStats {
         calls: 0.0,
         cpu_s: 0.0,
@@ -328,7 +369,7 @@ async fn redis_stats(url: &str) -> Result<RedisStats, String> {
             }
         }
     }
-    Ok(stats)
+    Ok(Some(stats))
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {

@@ -13,7 +13,9 @@ use crate::cursor::Start;
 use crate::error::Error;
 use crate::event::Event;
 use crate::name::Channel;
-use crate::presence::{ChannelsPage, MembersPage, Presence, PresenceStats};
+use crate::presence::{
+    ChannelsPage, Member, MembersPage, Membership, Presence, PresenceChanges, PresenceStats,
+};
 use crate::signal::Signal;
 use crate::subscription::Subscription;
 
@@ -41,6 +43,9 @@ impl Default for HubConfig {
         }
     }
 }
+
+/// How many join/leave batches a [`PresenceChanges`] may fall behind before it misses some.
+const PRESENCE_QUEUE: usize = 1024;
 
 /// What travels on a channel's local broadcast.
 #[derive(Clone, Debug)]
@@ -128,6 +133,8 @@ pub(crate) struct Dispatch {
     /// The local subscriptions of each subject (the token's `sub`), for signals about them.
     subjects: Mutex<HashMap<Arc<str>, Vec<Listener>>>,
     next_listener: AtomicU64,
+    /// Every join/leave batch this node hears, for [`Hub::presence_changes`].
+    presence: broadcast::Sender<Arc<Changes>>,
 }
 
 /// A subscription's place in [`Dispatch`]'s subject index; leaves it when dropped.
@@ -249,7 +256,10 @@ impl Sink for Dispatch {
         let subject = match signal {
             Signal::Presence(changes) => {
                 let channel = changes.channel.clone();
-                return self.send(&channel, Live::Presence(Arc::new(changes)));
+                let changes = Arc::new(changes);
+                // An error only means that nobody listens to every channel's changes.
+                let _ = self.presence.send(changes.clone());
+                return self.send(&channel, Live::Presence(changes));
             }
             Signal::Disconnect { ref subject, .. } | Signal::Unsubscribe { ref subject, .. } => {
                 subject.clone()
@@ -278,6 +288,28 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// Tells the backplane's presence that a holder (a subscription or a [`Membership`])
+    /// gained (`joined`) or lost `channel`: its subscriber count, and where presence is
+    /// enabled, `member`'s entry and the join/leave events.
+    pub(crate) fn present(&self, channel: &Channel, joined: bool, member: Option<&Member>) {
+        let Some(presence) = self.backplane.presence() else {
+            return;
+        };
+        presence.count(channel, if joined { 1 } else { -1 });
+        let Some(member) = member.filter(|_| self.presence_enabled(channel)) else {
+            return;
+        };
+        if joined {
+            presence.join(channel, member);
+        } else {
+            presence.leave(channel, member);
+        }
+        if let Some(changes) = self.changes.get() {
+            // An error only means the hub is being dropped.
+            let _ = changes.send((channel.clone(), joined, member.clone()));
+        }
+    }
+
     /// Whether `channel`'s subscriptions join its presence.
     pub(crate) fn presence_enabled(&self, channel: &Channel) -> bool {
         self.presence
@@ -329,6 +361,7 @@ impl Hub {
             capacity: config.queue_capacity.max(1),
             subjects: Mutex::new(HashMap::new()),
             next_listener: AtomicU64::new(0),
+            presence: broadcast::channel(PRESENCE_QUEUE).0,
         });
         backplane.attach(dispatch.clone());
         Hub {
@@ -528,6 +561,22 @@ impl Hub {
     /// Whether subscriptions to `channel` join its presence.
     pub fn presence_enabled(&self, channel: &Channel) -> bool {
         self.inner.presence_enabled(channel)
+    }
+
+    /// A membership in presence held apart from any subscription, for a transport whose
+    /// client outlives each of its requests (polling): one [`Member`] (a fresh client id,
+    /// and the subject and info of `permissions`) that joins and leaves channels as
+    /// [`Membership::hold`] says, and leaves them all when dropped. Pair it with subscriptions
+    /// made [`without_presence`](crate::Subscription::without_presence).
+    pub fn membership(&self, permissions: Option<&Permissions>) -> Membership {
+        Membership::new(self.inner.clone(), Member::new(permissions))
+    }
+
+    /// Every join/leave batch this node hears from now on, of every channel (its own and other
+    /// nodes'), for a transport that hands them to clients between their requests. Nothing
+    /// is checked here: the caller filters by channel and permission.
+    pub fn presence_changes(&self) -> PresenceChanges {
+        PresenceChanges::new(self.inner.dispatch.presence.subscribe())
     }
 
     /// The backplane's presence, for a channel where it is enabled.

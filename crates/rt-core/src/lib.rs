@@ -54,7 +54,9 @@
 //! [`Hub::enable_presence`] turned it on) and which channels are active, through the
 //! backplane, with counts that are read without listing anyone; subscribers of such a channel
 //! also get its joins and leaves ([`Delivery::Presence`]), gathered per node into a few
-//! [`Changes`].
+//! [`Changes`]. A transport whose client outlives each request (polling) keeps its presence in
+//! a [`Membership`] instead ([`Subscription::without_presence`]), and hears the node's batches
+//! between requests through [`Hub::presence_changes`].
 //!
 //! rt-core does no I/O of its own and knows nothing of HTTP or of any transport.
 
@@ -87,7 +89,10 @@ pub use history::{History, Retention, Since};
 pub use hub::{Hub, HubConfig, HubStats};
 pub use memory::MemoryBackplane;
 pub use name::{Channel, EventName};
-pub use presence::{ChannelCount, ChannelsPage, Member, MembersPage, Presence, PresenceStats};
+pub use presence::{
+    ChannelCount, ChannelsPage, Member, MembersPage, Membership, Presence, PresenceChanges,
+    PresenceStats,
+};
 pub use publish::{PublishAck, PublishRequest};
 pub use signal::Signal;
 pub use subscription::{Delivery, Joined, Subscription};

@@ -11,13 +11,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
 use crate::auth::{ChannelPattern, Permissions};
+use crate::changes::Changes;
 use crate::error::Error;
+use crate::hub::Inner;
 use crate::name::Channel;
 
 /// One connection's entry in a channel's presence.
@@ -129,6 +132,126 @@ pub trait Presence: Send + Sync {
         after: Option<&Channel>,
         limit: usize,
     ) -> Result<ChannelsPage, Error>;
+}
+
+/// One client's membership in presence, held apart from any subscription: made by
+/// [`Hub::membership`](crate::Hub::membership) for a transport whose client outlives each of
+/// its requests (a polling client is one member across its polls). It counts in the channel
+/// registry for every channel it holds and, where presence is enabled, joins it as its
+/// [`Member`]; dropping it leaves them all.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use rt_core::{Channel, ChannelPattern, Hub, HubConfig, MemoryBackplane, Retention};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rt_core::Error> {
+/// let hub = Hub::new(Arc::new(MemoryBackplane::new(Retention::default())), HubConfig::default());
+/// hub.enable_presence([ChannelPattern::new("room:*")?])?;
+/// let room = Channel::new("room:1")?;
+/// let mut membership = hub.membership(None);
+/// membership.hold(&[room.clone()]);
+/// assert_eq!(hub.presence_stats(&room).await?.connections, 1);
+/// drop(membership);
+/// assert_eq!(hub.presence_stats(&room).await?.connections, 0);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Membership {
+    hub: Arc<Inner>,
+    member: Member,
+    channels: Vec<Channel>,
+}
+
+impl Membership {
+    pub(crate) fn new(hub: Arc<Inner>, member: Member) -> Self {
+        Membership {
+            hub,
+            member,
+            channels: Vec::new(),
+        }
+    }
+
+    /// The member this membership joins channels as.
+    pub fn member(&self) -> &Member {
+        &self.member
+    }
+
+    /// The channels held, in the order they were first held.
+    pub fn channels(&self) -> &[Channel] {
+        &self.channels
+    }
+
+    /// Holds exactly `channels` from now on: joins those not held yet, leaves those held that
+    /// are not in `channels`.
+    pub fn hold(&mut self, channels: &[Channel]) {
+        let gone: Vec<Channel> = self
+            .channels
+            .iter()
+            .filter(|c| !channels.contains(c))
+            .cloned()
+            .collect();
+        for channel in gone {
+            self.leave(&channel);
+        }
+        for channel in channels {
+            if !self.channels.contains(channel) {
+                self.channels.push(channel.clone());
+                self.hub.present(channel, true, Some(&self.member));
+            }
+        }
+    }
+
+    /// Leaves `channel` if it is held.
+    pub fn leave(&mut self, channel: &Channel) {
+        if let Some(i) = self.channels.iter().position(|c| c == channel) {
+            self.channels.remove(i);
+            self.hub.present(channel, false, Some(&self.member));
+        }
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        for channel in std::mem::take(&mut self.channels) {
+            self.hub.present(&channel, false, Some(&self.member));
+        }
+    }
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership")
+            .field("member", &self.member)
+            .field("channels", &self.channels)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every join/leave batch a node hears, of every channel: made by
+/// [`Hub::presence_changes`](crate::Hub::presence_changes).
+#[derive(Debug)]
+pub struct PresenceChanges {
+    rx: broadcast::Receiver<Arc<Changes>>,
+}
+
+impl PresenceChanges {
+    pub(crate) fn new(rx: broadcast::Receiver<Arc<Changes>>) -> Self {
+        PresenceChanges { rx }
+    }
+
+    /// The next batch; `Err(n)` when this reader fell so far behind that `n` batches were
+    /// dropped for it (it goes on with the oldest one still queued); `None` once the hub is
+    /// gone. Cancel-safe.
+    pub async fn next(&mut self) -> Option<Result<Arc<Changes>, u64>> {
+        match self.rx.recv().await {
+            Ok(changes) => Some(Ok(changes)),
+            Err(broadcast::error::RecvError::Lagged(n)) => Some(Err(n)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
 }
 
 /// Presence kept in this process: the [`MemoryBackplane`](crate::MemoryBackplane)'s.

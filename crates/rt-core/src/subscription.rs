@@ -99,6 +99,8 @@ pub struct Subscription {
     listening: Option<Listening>,
     /// This connection's entry in presence, made when it first joins a channel that keeps it.
     member: Option<Member>,
+    /// Presence and channel counts are kept by the caller (see [`Self::without_presence`]).
+    detached: bool,
 }
 
 /// How far [`Subscription::advance`] may go for the next delivery.
@@ -139,7 +141,18 @@ impl Subscription {
             permissions: None,
             listening: None,
             member: None,
+            detached: false,
         }
+    }
+
+    /// Leaves presence to the caller: this subscription neither joins presence nor counts in
+    /// the channel registry; a [`Membership`](crate::Membership) of the caller does both, for
+    /// a client that outlives this subscription (polling: one subscription per request, one
+    /// member across requests). Join/leave events are still delivered. Call it before the
+    /// first [`add`](Self::add).
+    pub fn without_presence(mut self) -> Self {
+        self.detached = true;
+        self
     }
 
     /// Restricts later [`add`](Self::add)s to the channels `permissions` allow (by default a
@@ -233,24 +246,13 @@ impl Subscription {
     /// Tells the backplane's presence that this subscription gained (`delta` 1) or lost
     /// (`-1`) `channel`: its subscriber count, and its members where presence is enabled.
     fn present(&mut self, channel: &Channel, delta: i64) {
-        let Some(presence) = self.hub.backplane.presence() else {
-            return;
-        };
-        presence.count(channel, delta);
-        if !self.hub.presence_enabled(channel) {
+        if self.detached {
             return;
         }
-        let permissions = self.permissions.as_ref();
-        let member = self.member.get_or_insert_with(|| Member::new(permissions));
-        if delta > 0 {
-            presence.join(channel, member);
-        } else {
-            presence.leave(channel, member);
+        if self.member.is_none() && self.hub.presence_enabled(channel) {
+            self.member = Some(Member::new(self.permissions.as_ref()));
         }
-        if let Some(changes) = self.hub.changes.get() {
-            // An error only means the hub is being dropped.
-            let _ = changes.send((channel.clone(), delta > 0, member.clone()));
-        }
+        self.hub.present(channel, delta > 0, self.member.as_ref());
     }
 
     /// Joins the channels the seam is adding: each is watched before any head or history is

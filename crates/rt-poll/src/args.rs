@@ -41,6 +41,16 @@ pub struct PollArgs {
     /// Largest `POST /poll/publish` body in bytes (default: derived from --max-payload).
     #[arg(long, env = "RT_POLL_MAX_BODY")]
     pub poll_max_body: Option<usize>,
+
+    /// How long a polling client stays a presence member after its last poll ended (e.g.
+    /// `10s`); more than the gap between two polls.
+    #[arg(long, env = "RT_POLL_SESSION_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub poll_session_grace: Duration,
+
+    /// Most joins plus leaves buffered for a polling client between two polls; past it the
+    /// oldest are dropped and the answer says `presence_lost`.
+    #[arg(long, env = "RT_POLL_PRESENCE_BUFFER", default_value = "1000")]
+    pub poll_presence_buffer: NonZeroUsize,
 }
 
 impl PollArgs {
@@ -52,6 +62,8 @@ impl PollArgs {
             .max_timeout(self.poll_max_timeout)
             .batch(self.poll_batch.get())
             .max_body(self.poll_max_body)
+            .session_grace(self.poll_session_grace)
+            .presence_buffer(self.poll_presence_buffer.get())
     }
 }
 

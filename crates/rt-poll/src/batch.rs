@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rt_core::{Channel, Cursor, Delivery, Event, Joined, Subscription};
+use rt_core::{Changes, Channel, Cursor, Delivery, Event, Joined, Subscription};
 use serde::Serialize;
+
+use crate::session::{SessionId, Taken};
 
 /// What one poll answers with.
 #[derive(Debug)]
@@ -20,6 +22,8 @@ pub(crate) struct Batch {
     /// The subscription ended; answer with what was taken.
     ended: bool,
     limit: usize,
+    /// The poll's session, and the join/leave batches it gathered.
+    session: Option<(SessionId, Taken)>,
 }
 
 impl Batch {
@@ -34,12 +38,28 @@ impl Batch {
             disconnect: None,
             ended: false,
             limit: limit.max(1),
+            session: None,
         }
+    }
+
+    /// Answers with the poll's session id and the join/leave batches taken from it.
+    pub(crate) fn set_session(&mut self, id: SessionId, taken: Taken) {
+        self.session = Some((id, taken));
     }
 
     /// How many events the batch holds.
     pub(crate) fn events(&self) -> u64 {
         self.events.len() as u64
+    }
+
+    /// The channels the application took out of the subscription.
+    pub(crate) fn unsubscribed(&self) -> &[Channel] {
+        &self.unsubscribed
+    }
+
+    /// Whether the application ended the subject's connections.
+    pub(crate) fn is_disconnected(&self) -> bool {
+        self.disconnect.is_some()
     }
 
     /// Whether there is something to answer with at once.
@@ -62,9 +82,8 @@ impl Batch {
                 }
             }
             Some(Delivery::Unsubscribed { channel }) => self.unsubscribed.push(channel),
-            // Not for polls: each poll is a subscription of its own that joins and leaves, so
-            // answering a held poll with joins would have pollers answer each other's polls
-            // in a loop.
+            // A poll's join/leave events come from its session, which also hears them
+            // between polls (see `session.rs`).
             Some(Delivery::Presence(_)) => {}
             Some(Delivery::Disconnected { reconnect, reason }) => {
                 self.disconnect = Some(Disconnect { reconnect, reason });
@@ -87,8 +106,8 @@ impl Batch {
     }
 
     /// `{"events":[...],"cursor":"...","recovered":bool,"resynced":[...]}`, with each event's
-    /// shared, once-encoded JSON spliced in as is, and `unsubscribed` and `disconnect` when
-    /// there are such.
+    /// shared, once-encoded JSON spliced in as is; `unsubscribed`, `disconnect`, `session`,
+    /// `presence` and `presence_lost` when there are such.
     pub(crate) fn encode(&self, cursor: &Cursor) -> Bytes {
         #[derive(Serialize)]
         struct Tail<'a> {
@@ -99,15 +118,25 @@ impl Batch {
             unsubscribed: &'a [Channel],
             #[serde(skip_serializing_if = "Option::is_none")]
             disconnect: Option<&'a Disconnect>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            session: Option<String>,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            presence: Vec<&'a Changes>,
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            presence_lost: bool,
         }
+        let taken = self.session.as_ref().map(|(_, taken)| taken);
         let tail = serde_json::to_vec(&Tail {
             cursor: cursor.to_string(),
             recovered: self.resynced.is_empty(),
             resynced: &self.resynced,
             unsubscribed: &self.unsubscribed,
             disconnect: self.disconnect.as_ref(),
+            session: self.session.as_ref().map(|(id, _)| id.to_string()),
+            presence: taken.map_or_else(Vec::new, |t| t.batches.iter().map(|c| &**c).collect()),
+            presence_lost: taken.is_some_and(|t| t.lost),
         })
-        // Strings and booleans always serialise.
+        // Strings, booleans and join/leave batches (names and JSON values) always serialise.
         .unwrap_or_default();
         let events: Vec<Bytes> = self.events.iter().map(|e| e.json().clone()).collect();
         let size = events.iter().map(|e| e.len() + 1).sum::<usize>() + tail.len() + 16;
@@ -183,6 +212,34 @@ mod tests {
         assert_eq!(v["recovered"], false);
         assert_eq!(v["resynced"], serde_json::json!(["c", "d"]));
         assert!(v.get("unsubscribed").is_none() && v.get("disconnect").is_none());
+    }
+
+    #[test]
+    fn the_session_and_its_join_leave_batches_are_fields_of_their_own() {
+        let mut batch = Batch::new(Joined::default(), 10);
+        let changes = Changes {
+            channel: Channel::new("room").unwrap(),
+            joins: vec![rt_core::Member::new(None)],
+            leaves: vec![],
+        };
+        let id = SessionId::parse(&"ab".repeat(16)).unwrap();
+        let taken = Taken {
+            batches: vec![Arc::new(changes.clone())],
+            lost: true,
+        };
+        batch.set_session(id, taken);
+        let v: serde_json::Value =
+            serde_json::from_slice(&batch.encode(&Cursor::new(Epoch(1)))).unwrap();
+        assert_eq!(v["session"], "ab".repeat(16));
+        assert_eq!(v["presence"], serde_json::json!([changes]));
+        assert_eq!(v["presence_lost"], true);
+        batch.set_session(id, Taken::default());
+        let v: serde_json::Value =
+            serde_json::from_slice(&batch.encode(&Cursor::new(Epoch(1)))).unwrap();
+        assert!(
+            v.get("presence").is_none() && v.get("presence_lost").is_none(),
+            "{v}"
+        );
     }
 
     #[test]

@@ -38,6 +38,14 @@ pub struct Config {
     /// How long a publish body may take to arrive before it is answered `408` (default
     /// 10 s): a client sending it slowly holds a connection and a task meanwhile.
     pub body_timeout: Duration,
+    /// How long a poll session outlives its last poll (default 10 s): a polling client stays
+    /// one presence member between polls, and leaves this long after its last poll ended
+    /// (see `docs/protocol.md`). Give more than the gap between two polls: the short-poll
+    /// interval, or a long poller's reconnect delay.
+    pub session_grace: Duration,
+    /// Most joins plus leaves buffered for a poll session between two polls (default 1,000):
+    /// past it the oldest batches are dropped and the next answer says `presence_lost`.
+    pub presence_buffer: usize,
 }
 
 impl Default for Config {
@@ -49,6 +57,8 @@ impl Default for Config {
             edge: Edge::default(),
             max_body: None,
             body_timeout: rt_http::DEFAULT_BODY_TIMEOUT,
+            session_grace: Duration::from_secs(10),
+            presence_buffer: 1000,
         }
     }
 }
@@ -60,4 +70,6 @@ rt_http::setters!(Config {
     edge: Edge,
     max_body: Option<usize>,
     body_timeout: Duration,
+    session_grace: Duration,
+    presence_buffer: usize,
 });

@@ -15,6 +15,11 @@ pub(crate) enum Error {
         "invalid timeout {0:?}: give a number of seconds such as 25 or 0.5 (0 answers at once)"
     )]
     InvalidTimeout(String),
+    /// The `session` parameter is not a session id an answer gave.
+    #[error(
+        "invalid session {0:?}: give the `session` of a previous poll answer (32 hex digits), or none to start one"
+    )]
+    InvalidSession(String),
 }
 
 impl From<rt_core::Error> for Error {
@@ -30,6 +35,11 @@ impl Error {
             Error::InvalidTimeout(_) => {
                 rt_http::error(StatusCode::BAD_REQUEST, "bad_request", &self.to_string())
             }
+            Error::InvalidSession(_) => rt_http::error(
+                StatusCode::BAD_REQUEST,
+                "invalid_session",
+                &self.to_string(),
+            ),
         }
     }
 }

@@ -17,9 +17,18 @@
 //! - `POST <route>/publish` publishes with the JSON of [`rt_core::PublishRequest`] and answers
 //!   [`rt_core::PublishAck`], like every other rt publish (client message ids make retries
 //!   idempotent).
-//! - The server keeps no session: the cursor travels with each poll, so any node can answer
-//!   it. Answers are `Cache-Control: no-store`; CORS (with preflight) follows the origins of
+//! - The cursor travels with each poll, so any node can answer it: no sticky sessions.
+//!   Answers are `Cache-Control: no-store`; CORS (with preflight) follows the origins of
 //!   [`Config::edge`].
+//! - Presence: a poll of a channel that keeps presence gets a `session` id in its answer, to
+//!   echo as `session=` in the next polls. The session, not each poll, is the client's
+//!   presence member: it joins on the first poll and leaves [`Config::session_grace`] after
+//!   the last one. With the permission to read the channel's presence, answers carry the
+//!   joins and leaves heard since the previous answer (`"presence":[{"channel","joins",
+//!   "leaves"}]`, at most [`Config::presence_buffer`] members, `presence_lost` when more were
+//!   dropped), and a held poll is answered by them. Sessions live in the node's memory: a
+//!   client that moves to another node becomes a new member there, loses what was buffered,
+//!   and reads `/presence` for the truth.
 //!
 //! Which channels a client may poll and publish to is decided by the permissions its token
 //! grants ([`Config::edge`]); channels outside them are answered `401`/`403`. An invalid name is a `400` (`invalid_channel`).
@@ -65,6 +74,7 @@ mod config;
 mod error;
 mod poll;
 mod request;
+mod session;
 
 #[cfg(feature = "clap")]
 pub use args::PollArgs;

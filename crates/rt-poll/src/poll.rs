@@ -12,10 +12,14 @@ use crate::batch::Batch;
 use crate::config::Config;
 use crate::error::Error;
 use crate::request::PollRequest;
+use crate::session::{Attached, Sessions};
 
 /// The transport's name in telemetry; its publishes are told apart as `poll_publish`.
 const TRANSPORT: &str = "poll";
 const PUBLISH: &str = "poll_publish";
+/// How long a held poll woken by a join/leave batch waits for more before it answers: each
+/// node sends its own batches, a few milliseconds apart.
+const PRESENCE_COALESCE: Duration = Duration::from_millis(50);
 
 /// The long and short polling endpoint, bound to a hub. Cheap to clone.
 ///
@@ -28,6 +32,8 @@ const PUBLISH: &str = "poll_publish";
 pub struct Poll {
     hub: Hub,
     config: Arc<Config>,
+    /// The poll sessions of this endpoint on this node (shared by its clones).
+    sessions: Sessions,
 }
 
 rt_http::endpoint_service!(Poll);
@@ -37,6 +43,7 @@ impl Poll {
     pub fn new(hub: Hub, config: Config) -> Self {
         Poll {
             hub,
+            sessions: Sessions::new(&config),
             config: Arc::new(config),
         }
     }
@@ -121,8 +128,14 @@ impl Poll {
     ///
     /// The subscription replays what is after the cursor; whatever is ready is answered at
     /// once. Otherwise the request waits on the subscription itself, which the hub wakes on
-    /// publish, so a held poll does no work and is released by the first event. Dropping the
-    /// future (the client went away) drops the subscription.
+    /// publish, so a held poll does no work and is released by the first event, or by the
+    /// first join/leave batch for its session (after [`PRESENCE_COALESCE`], to gather the
+    /// batches of other nodes too). Dropping the future (the client went away) drops the
+    /// subscription.
+    ///
+    /// A poll that names a session, or a channel that keeps presence, is attached to a session
+    /// (`session.rs`): the session, not the poll's subscription, is the client's presence
+    /// member, so that polling again is no leave and join.
     async fn poll(
         &self,
         client: Client<'_>,
@@ -134,19 +147,39 @@ impl Poll {
             .edge
             .check_subscribe(client, &request.channels)
             .await?;
+        let with_session = request.session.is_some()
+            || request
+                .channels
+                .iter()
+                .any(|c| self.hub.presence_enabled(c));
         let mut sub = self
             .hub
             .empty_subscription()
             .with_permissions(client.permissions.clone());
-        let joined = sub.add(request.channels, request.start).await?;
+        if with_session {
+            sub = sub.without_presence();
+        }
+        let joined = sub.add(request.channels.clone(), request.start).await?;
+        let session = with_session.then(|| {
+            self.sessions.attach(
+                &self.hub,
+                request.session,
+                client.permissions,
+                &request.channels,
+            )
+        });
         let mut batch = Batch::new(joined, self.config.batch);
         batch.fill(&mut sub).await;
-        if !batch.is_ready() && request.timeout > Duration::ZERO && !self.hub.is_closing() {
+        let presence_waits = session.as_ref().is_some_and(Attached::has_presence);
+        if !batch.is_ready()
+            && !presence_waits
+            && request.timeout > Duration::ZERO
+            && !self.hub.is_closing()
+        {
             tokio::select! {
                 // An event that is ready at the deadline still goes out.
                 biased;
-                // Join and leave events are not for polls (see `Batch::push`): they do not end
-                // the hold.
+                // Join and leave events come from the session (see `Batch::push`).
                 delivery = async {
                     loop {
                         match sub.next().await {
@@ -158,10 +191,29 @@ impl Poll {
                     batch.push(delivery);
                     batch.fill(&mut sub).await;
                 }
+                () = async {
+                    match &session {
+                        Some(session) => session.presence().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    tokio::time::sleep(PRESENCE_COALESCE).await;
+                    batch.fill(&mut sub).await;
+                }
                 () = tokio::time::sleep(request.timeout) => {}
                 // Shutting down: answer now so the client re-polls (another node) from here.
                 () = self.hub.closing() => {}
             }
+        }
+        if let Some(session) = &session {
+            for channel in batch.unsubscribed() {
+                session.unsubscribed(channel);
+            }
+            if batch.is_disconnected() {
+                session.disconnected();
+            }
+            let taken = session.take(&request.channels, client.permissions);
+            batch.set_session(session.id(), taken);
         }
         if let Some(conn) = tracked {
             conn.delivered(batch.events());

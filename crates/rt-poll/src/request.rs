@@ -7,6 +7,7 @@ use rt_http::Query;
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::session::SessionId;
 
 /// A parsed poll.
 #[derive(Debug)]
@@ -15,6 +16,8 @@ pub(crate) struct PollRequest {
     pub(crate) start: Start,
     /// How long to hold the poll when nothing is ready; zero for a short poll.
     pub(crate) timeout: Duration,
+    /// The session of the client's earlier polls, if it says it has one.
+    pub(crate) session: Option<SessionId>,
 }
 
 impl PollRequest {
@@ -27,6 +30,13 @@ impl PollRequest {
             channels: query.channels(max_channels)?,
             start: Start::parse(query.get("cursor"))?,
             timeout: timeout(query.get("timeout"), config)?,
+            session: match query.get("session") {
+                None | Some("") => None,
+                Some(s) => Some(
+                    SessionId::parse(s)
+                        .ok_or_else(|| Error::InvalidSession(s.chars().take(40).collect()))?,
+                ),
+            },
         })
     }
 }
@@ -108,5 +118,24 @@ mod tests {
         assert_eq!(code("timeout=1"), "no_channels");
         assert_eq!(code("channel=a%20b"), "invalid_channel");
         assert_eq!(code("channel=a&cursor=zz"), "invalid_cursor");
+        let session =
+            |q: &str| PollRequest::parse(&Query::parse(Some(q)), &config, 10).map(|r| r.session);
+        assert!(matches!(session("channel=a&session="), Ok(None)));
+        let id = "0123456789abcdef0123456789ABCDEF";
+        assert_eq!(
+            session(&format!("channel=a&session={id}"))
+                .unwrap()
+                .map(|s| s.to_string()),
+            Some(id.to_ascii_lowercase())
+        );
+        for bad in ["zz", "0123", "0123456789abcdef0123456789abcdef0"] {
+            assert!(
+                matches!(
+                    session(&format!("channel=a&session={bad}")),
+                    Err(Error::InvalidSession(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 }

@@ -1,5 +1,6 @@
 // Long and short polling (docs/protocol.md, "Long and short polling"). Each request carries
-// the cursor, so any server node can answer it.
+// the cursor, so any server node can answer it, and the poll session, so that the client is
+// one presence member across its polls and hears joins and leaves between them.
 
 import { withQuery } from '../url.js';
 import { errorFromResponse } from './http.js';
@@ -34,6 +35,7 @@ export function openPoll(ctx, { long = true } = {}) {
     const params = ctx.channels.map((c) => ['channel', c]);
     const resume = ctx.resumeFrom();
     if (resume) params.push(['cursor', resume]);
+    if (ctx.pollSession) params.push(['session', ctx.pollSession]);
     // The first poll answers at once: it proves the route works (a fallback must not wait a
     // whole hold time to learn that) and returns the live cursor to wait on from then on.
     params.push(['timeout', String(opened ? timeout : 0)]);
@@ -49,7 +51,10 @@ export function openPoll(ctx, { long = true } = {}) {
       opened = true;
       ctx.open({ recovered: body.recovered !== false });
     }
+    if (typeof body.session === 'string') ctx.pollSession = body.session;
     for (const e of body.events ?? []) ctx.event(e);
+    for (const p of body.presence ?? []) ctx.presence(p);
+    if (body.presence_lost) ctx.presenceLost();
     if (typeof body.cursor === 'string' && body.cursor) ctx.position(body.cursor, { replace: body.recovered === false });
     if (body.recovered === false) ctx.resync(body.resynced?.length ? body.resynced : ctx.channels);
     if (body.unsubscribed?.length) ctx.unsubscribed(body.unsubscribed);
