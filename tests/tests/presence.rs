@@ -1,5 +1,5 @@
 //! Presence and the channel registry through the real rt-server binary: on one node, across
-//! three nodes over Redis and over a Redis Cluster, a SIGKILLed node's entries expiring,
+//! three nodes over Redis, over a Redis Cluster and over NATS, a SIGKILLed node's entries expiring,
 //! pagination, counts, permissions, and bad input to every route.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -436,30 +436,6 @@ async fn three_nodes_over_redis_share_presence_and_a_killed_node_expires() {
         b["channels"] == json!([{"channel": "room:x", "subscribers": 2}])
     })
     .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backplane_without_presence_refuses_to_start_with_presence() {
-    refused_with_presence(&rt_tests::nats_url(), "presence_nats").await;
-}
-
-/// rt-server on `backplane` with `--presence` exits at once with a clear error.
-async fn refused_with_presence(backplane: &str, name: &str) {
-    let prefix = cluster::prefix(name);
-    let out = tokio::process::Command::new(rt_tests::server_binary())
-        .args(["--listen", "127.0.0.1:0", "--dev", "--backplane", backplane])
-        .args(["--redis-prefix", &prefix, "--presence", "chat:*"])
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(30), out)
-        .await
-        .expect("rt-server should exit at once")
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("--presence") && stderr.contains("does not keep it"),
-        "{stderr}"
-    );
 }
 
 /// A node on a Redis of its own, keeping presence of `room:*`.
@@ -1287,4 +1263,266 @@ async fn a_poller_whose_buffer_overflows_between_polls_is_told_to_reread_presenc
     let again = poller.poll(&server, "0").await;
     assert!(again.get("presence_lost").is_none(), "{again}");
     drop(members);
+}
+
+/// The arguments of a node on the NATS at `url` whose stream is named `prefix`, with tokens,
+/// keeping presence of `room:*` with a 2 s ttl.
+fn over_nats<'a>(url: &'a str, prefix: &'a str) -> Vec<&'a str> {
+    let mut args = over_redis(url, prefix);
+    args.extend(["--presence-ttl", "2s"]);
+    args
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_over_nats_share_presence_and_a_killed_node_expires() {
+    let url = rt_tests::nats_url();
+    let prefix = cluster::prefix("presence_nats");
+    let args = over_nats(&url, &prefix);
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Server::start(&args).await);
+    }
+    let alice = token("alice", &[], json!({"name": "Alice"}));
+    let bob = token("bob", &[], Value::Null);
+    // `.`, `:` and `@` are not key characters in a NATS bucket: the names are encoded.
+    let odd = "room:y.z@a";
+    // alice twice on node 0, once on node 1; bob on node 1; node 2 has nobody.
+    let _a1 = member(&nodes[0], Some(&alice), &["room:x"]).await;
+    let a2 = member(&nodes[0], Some(&alice), &["room:x", odd]).await;
+    let a3 = member(&nodes[1], Some(&alice), &["room:x"]).await;
+    let b1 = member(&nodes[1], Some(&bob), &["room:x"]).await;
+
+    until(
+        &nodes[2],
+        "/api/presence-stats?channel=room:x",
+        stats_are(4, 2),
+    )
+    .await;
+    let members = all_members(&nodes[2], "room:x", 3).await;
+    assert_eq!(clients(&members).len(), 4, "{members:?}");
+    let alices: Vec<&Value> = members.iter().filter(|m| m["subject"] == "alice").collect();
+    assert_eq!(alices.len(), 3);
+    assert!(alices.iter().all(|m| m["info"] == json!({"name": "Alice"})));
+    // Pages come in client id order, whichever node holds the member.
+    let ids: Vec<&str> = members
+        .iter()
+        .map(|m| m["client"].as_str().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    until(
+        &nodes[2],
+        &format!("/api/presence-stats?channel={odd}"),
+        stats_are(1, 1),
+    )
+    .await;
+    let (_, channels) = get(&nodes[2], "/api/channels?pattern=room:*", &[KEY]).await;
+    assert_eq!(
+        channels["channels"],
+        json!([{"channel": "room:x", "subscribers": 4}, {"channel": odd, "subscribers": 1}]),
+        "{channels}"
+    );
+    let (_, exact) = get(&nodes[0], &format!("/api/channels?pattern={odd}"), &[KEY]).await;
+    assert_eq!(
+        exact["channels"],
+        json!([{"channel": odd, "subscribers": 1}]),
+        "{exact}"
+    );
+    let (_, first) = get(&nodes[1], "/api/channels?pattern=room:*&limit=1", &[KEY]).await;
+    assert_eq!(
+        (&first["channels"][0]["channel"], &first["cursor"]),
+        (&json!("room:x"), &json!("room:x")),
+        "{first}"
+    );
+    let (_, rest) = get(
+        &nodes[1],
+        "/api/channels?pattern=room:*&limit=1&cursor=room:x",
+        &[KEY],
+    )
+    .await;
+    assert_eq!(
+        (&rest["channels"][0]["channel"], &rest["cursor"]),
+        (&json!(odd), &Value::Null),
+        "{rest}"
+    );
+
+    // A crash: node 1 says nothing, its entries age out of the bucket after the ttl (2 s).
+    nodes[1].kill();
+    drop((a3, b1));
+    until(
+        &nodes[2],
+        "/api/presence-stats?channel=room:x",
+        stats_are(2, 1),
+    )
+    .await;
+    let members = all_members(&nodes[0], "room:x", 1).await;
+    assert_eq!(members.len(), 2);
+    assert!(members.iter().all(|m| m["subject"] == "alice"));
+    until(&nodes[2], "/api/channels?pattern=room:x", |b| {
+        b["channels"] == json!([{"channel": "room:x", "subscribers": 2}])
+    })
+    .await;
+    // A leave is written at once: the live node's entries go, without waiting for the ttl.
+    drop(a2);
+    until(
+        &nodes[2],
+        &format!("/api/presence-stats?channel={odd}"),
+        stats_are(0, 0),
+    )
+    .await;
+    until(&nodes[2], "/api/channels?pattern=room:*", |b| {
+        b["channels"] == json!([{"channel": "room:x", "subscribers": 1}])
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_leaves_reach_ws_and_sse_on_two_nodes_over_nats() {
+    let url = rt_tests::nats_url();
+    let prefix = cluster::prefix("joins_nats");
+    let args = over_nats(&url, &prefix);
+    let a = Server::start(&args).await;
+    let b = Server::start(&args).await;
+    let watcher = token("watcher", &["room:*"], Value::Null);
+    let mut ws = member(&a, Some(&watcher), &["room:j"]).await;
+    let mut sse = rt_tests::sse::SseStream::open_ok(
+        &b.url(&format!("/sse?channel=room:j&token={watcher}")),
+        &[],
+    )
+    .await;
+    until(&b, "/api/presence-stats?channel=room:j", stats_are(2, 1)).await;
+
+    // carol joins on node B: the WebSocket on node A hears it, and so does the SSE on B.
+    let carol = token("carol", &[], json!({"name": "Carol"}));
+    let carol_ws = member(&b, Some(&carol), &["room:j"]).await;
+    let seen = tokio::time::timeout(cluster::T, ws_sees(&mut ws, "room:j", "joins", "carol"))
+        .await
+        .expect("no join on the WebSocket of the other node");
+    let join = seen["joins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["subject"] == "carol")
+        .unwrap()
+        .clone();
+    assert_eq!(join["info"], json!({"name": "Carol"}), "{seen}");
+    let over_sse = tokio::time::timeout(cluster::T, sse_sees(&mut sse, "room:j", "joins", "carol"))
+        .await
+        .expect("no join on the SSE stream of the same node");
+    assert!(over_sse["joins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|j| j["client"] == join["client"]));
+    // The member the event names is the one presence lists, on either node.
+    let members = all_members(&a, "room:j", 10).await;
+    assert!(
+        members.iter().any(|m| m["client"] == join["client"]),
+        "{members:?}"
+    );
+
+    drop(carol_ws);
+    tokio::time::timeout(cluster::T, ws_sees(&mut ws, "room:j", "leaves", "carol"))
+        .await
+        .expect("no leave on the WebSocket");
+    tokio::time::timeout(cluster::T, sse_sees(&mut sse, "room:j", "leaves", "carol"))
+        .await
+        .expect("no leave on the SSE stream");
+    until(&a, "/api/presence-stats?channel=room:j", stats_are(2, 1)).await;
+}
+
+#[tokio::test]
+async fn bad_input_to_presence_routes_over_nats_is_a_clear_4xx() {
+    let url = rt_tests::nats_url();
+    let prefix = cluster::prefix("bad_nats");
+    let server = Server::start(&over_nats(&url, &prefix)).await;
+    let cases: [(&str, StatusCode, &str); 7] = [
+        (
+            "/api/presence?channel=news",
+            StatusCode::NOT_FOUND,
+            "presence_disabled",
+        ),
+        (
+            "/api/presence?channel=room:a&limit=1001",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/presence?channel=room:a&cursor=not-hex!",
+            StatusCode::BAD_REQUEST,
+            "invalid_cursor",
+        ),
+        (
+            "/api/presence-stats?channel=room%3Ea",
+            StatusCode::BAD_REQUEST,
+            "invalid_channel",
+        ),
+        (
+            "/api/channels?pattern=a*b",
+            StatusCode::BAD_REQUEST,
+            "invalid_pattern",
+        ),
+        (
+            "/api/channels?limit=5000",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/channels?cursor=no%20spaces",
+            StatusCode::BAD_REQUEST,
+            "invalid_cursor",
+        ),
+    ];
+    for (path, status, code) in cases {
+        let (got, body) = get(&server, path, &[KEY]).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{path}: {body}"
+        );
+    }
+    // Names and cursors with the characters a bucket key cannot hold are answered, empty.
+    for path in [
+        "/api/presence?channel=room:a.b@c&cursor=ffff",
+        "/api/presence-stats?channel=room:a.b@c",
+        "/api/channels?pattern=room:a.b@*&cursor=room:a.b@c",
+        "/api/channels?pattern=room:a.b@c",
+    ] {
+        let (status, body) = get(&server, path, &[KEY]).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        let empty = [&body["members"], &body["channels"]]
+            .iter()
+            .any(|list| list.as_array().is_some_and(Vec::is_empty));
+        assert!(empty || body["connections"] == 0, "{path}: {body}");
+    }
+    let (status, body) = get(&server, "/api/presence-stats?channel=room:a", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+#[tokio::test]
+async fn presence_comes_back_after_nats_restarts() {
+    let mut nats = rt_tests::NatsServer::start();
+    let url = nats.url();
+    let node = Server::start(&[
+        "--backplane",
+        &url,
+        "--presence",
+        "room:*",
+        "--presence-ttl",
+        "2s",
+    ])
+    .await;
+    let _members = [
+        member(&node, None, &["room:1"]).await,
+        member(&node, None, &["room:1"]).await,
+    ];
+    until(&node, "/api/presence-stats?channel=room:1", stats_are(2, 0)).await;
+    // The bucket is in memory: a restarted NATS has none, and the node writes it again.
+    nats.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nats.resume();
+    until(&node, "/api/presence-stats?channel=room:1", stats_are(2, 0)).await;
+    until(&node, "/api/channels", |b| {
+        b["channels"] == json!([{"channel": "room:1", "subscribers": 2}])
+    })
+    .await;
 }

@@ -15,12 +15,13 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use rt_core::{
     now_ms, Backplane, Channel, ChannelHead, Epoch, Error, Event, EventName, Health, NewEvent,
-    Payload, Position, Published, Read, ReadFrom, Retention, Signal, Since, Sink, Text,
+    Payload, Position, Presence, Published, Read, ReadFrom, Retention, Signal, Since, Sink, Text,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
 use crate::config::{redacted, NatsConfig};
+use crate::presence::NatsPresence;
 
 const OFFSET: &str = "Rt-Offset";
 const NAME: &str = "Rt-Name";
@@ -46,6 +47,8 @@ pub struct NatsBackplane {
     supervisor: AbortHandle,
     /// Hands the signals every node sends to the sink.
     signals: AbortHandle,
+    /// Presence and the active-channel registry, in a key-value bucket.
+    presence: NatsPresence,
     url: String,
 }
 
@@ -79,7 +82,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn unavailable(what: impl std::fmt::Display) -> Error {
+pub(crate) fn unavailable(what: impl std::fmt::Display) -> Error {
     Error::Unavailable(format!("NATS: {what}"))
 }
 
@@ -646,6 +649,15 @@ impl NatsBackplane {
             .get_stream_no_info(&config.prefix)
             .await
             .map_err(|_| crate::Error::InvalidPrefix(config.prefix.clone()))?;
+        let presence = NatsPresence::start(
+            js.clone(),
+            client.clone(),
+            &config.prefix,
+            config.presence_ttl,
+            config.replicas,
+            config.timeout,
+        )
+        .await?;
         let shared = Arc::new(Shared {
             stream,
             js,
@@ -689,6 +701,7 @@ impl NatsBackplane {
             shared,
             supervisor,
             signals,
+            presence,
             url: redacted(&config.url),
         };
         backplane.wait_until_up(config.timeout).await;
@@ -853,6 +866,11 @@ impl Backplane for NatsBackplane {
             .within(shared.client.publish(subject, signal.encode().into()))
             .await?;
         shared.within(shared.client.flush()).await
+    }
+
+    /// Kept in the key-value bucket `<prefix>-presence`; see the crate docs.
+    fn presence(&self) -> Option<&dyn Presence> {
+        Some(&self.presence)
     }
 }
 

@@ -45,8 +45,12 @@ pub struct NatsConfig {
     pub retention: Retention,
     /// How long a client message id is remembered (the stream's duplicate window).
     pub idempotency_window: Duration,
-    /// Replicas of the stream (1, 3 or 5 on a JetStream cluster).
+    /// Replicas of the stream and of the presence bucket (1, 3 or 5 on a JetStream cluster).
     pub replicas: usize,
+    /// How long a node's presence and channel-registry entries outlive its last heartbeat
+    /// (it rewrites them every third of this): the presence bucket's `max_age`, so every node
+    /// of a deployment should use the same (the last one to start sets it).
+    pub presence_ttl: Duration,
     /// Limit on connecting and on every request: a publish fails with `503` after this long.
     pub timeout: Duration,
     /// First delay before reconnecting; it doubles after every failed attempt.
@@ -57,7 +61,8 @@ pub struct NatsConfig {
 
 impl NatsConfig {
     /// Defaults: prefix `rt`, 1000 events / 5 minutes of history per channel, 2-minute
-    /// idempotency window, 1 replica, 2 s timeout, reconnect delays from 100 ms up to 5 s.
+    /// idempotency window, 1 replica, 2 s timeout, reconnect delays from 100 ms up to 5 s,
+    /// presence entries that outlive a dead node by 15 s.
     pub fn new(url: impl Into<String>) -> Self {
         NatsConfig {
             url: url.into(),
@@ -70,6 +75,7 @@ impl NatsConfig {
             retention: Retention::default(),
             idempotency_window: Duration::from_secs(120),
             replicas: 1,
+            presence_ttl: Duration::from_secs(15),
             timeout: Duration::from_secs(2),
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
@@ -104,6 +110,12 @@ impl NatsConfig {
     pub fn reconnect(mut self, min: Duration, max: Duration) -> Self {
         self.reconnect_min = min;
         self.reconnect_max = max;
+        self
+    }
+
+    /// Sets how long a dead node's presence entries last.
+    pub fn presence_ttl(mut self, ttl: Duration) -> Self {
+        self.presence_ttl = ttl;
         self
     }
 
@@ -233,6 +245,11 @@ impl NatsConfig {
         if !matches!(self.replicas, 1..=5) {
             return Err(Error::InvalidSetting("replicas must be 1 to 5"));
         }
+        if self.presence_ttl < Duration::from_millis(300) {
+            return Err(Error::InvalidSetting(
+                "the presence ttl must be at least 300 ms",
+            ));
+        }
         Ok(())
     }
 }
@@ -266,6 +283,7 @@ impl std::fmt::Debug for NatsConfig {
             .field("retention", &self.retention)
             .field("idempotency_window", &self.idempotency_window)
             .field("replicas", &self.replicas)
+            .field("presence_ttl", &self.presence_ttl)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -302,6 +320,10 @@ mod tests {
         }
         assert!(NatsConfig::new("nats://x")
             .timeout(Duration::ZERO)
+            .servers()
+            .is_err());
+        assert!(NatsConfig::new("nats://x")
+            .presence_ttl(Duration::from_millis(299))
             .servers()
             .is_err());
     }

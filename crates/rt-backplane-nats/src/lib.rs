@@ -21,6 +21,12 @@
 //! - **Fan-out**: one ordered consumer per node and watched channel, not per client.
 //! - **Signals** between nodes ([`rt_core::Signal`]) are core NATS messages on `P.signal`,
 //!   outside the stream: not stored, best effort, received by every node.
+//! - **Presence** and the active-channel registry ([`rt_core::Presence`]) are in the
+//!   key-value bucket `P-presence`, whose `max_age` is [`NatsConfig::presence_ttl`]: every
+//!   node writes only its own keys and rewrites them every third of the TTL, so a node that
+//!   dies drops out by itself. Counts read one entry per node; member pages read the member
+//!   chunks from the cursor on; the active channels of a `*` pattern read one small entry per
+//!   channel and node (docs/scaling.md, "Presence on NATS").
 //! - **Joining** the channels of a subscribe reads them concurrently, each with one direct
 //!   get (its head) and, when history is asked for, one scan.
 //! - **Faults**: while NATS is unreachable, publishes fail at once with `503` and health is
@@ -53,6 +59,7 @@ mod args;
 mod backplane;
 mod config;
 mod error;
+mod presence;
 
 #[cfg(feature = "clap")]
 pub use args::NatsArgs;

@@ -434,3 +434,128 @@ async fn signals_reach_every_node_including_the_sender() {
     assert!(a.wait_until_up(WAIT).await && b.wait_until_up(WAIT).await);
     rt_tests::signals_reach_every_node(&a, &b, WAIT).await;
 }
+
+/// Every member of `channel`, `limit` at a time; the pages must chain, each in id order.
+async fn all_members(p: &dyn rt_core::Presence, channel: &Channel, limit: usize) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = p.members(channel, after.as_deref(), limit).await.unwrap();
+        assert!(page.members.len() <= limit);
+        ids.extend(page.members.into_iter().map(|m| m.client));
+        match page.next {
+            Some(next) => {
+                assert_eq!(Some(&next), ids.last(), "the cursor is the page's last id");
+                after = Some(next);
+            }
+            None => return ids,
+        }
+    }
+}
+
+/// Waits until `channel`'s counts are `(connections, subjects)`.
+async fn stats_become(p: &dyn rt_core::Presence, channel: &Channel, want: (u64, u64)) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = p.stats(channel).await;
+        if let Ok(s) = &stats {
+            if (s.connections, s.subjects) == want {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{channel}: {stats:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_pages_every_size_of_channel_in_id_order_across_nodes() {
+    let prefix = prefix("presence_pages");
+    let config = || {
+        NatsConfig::new(nats_url())
+            .prefix(prefix.as_str())
+            .presence_ttl(Duration::from_secs(5))
+    };
+    let (a, b) = (node(config()).await, node(config()).await);
+    let (pa, pb) = (
+        a.backplane.presence().unwrap(),
+        b.backplane.presence().unwrap(),
+    );
+    // Ids spread over every chunk, as real (hashed) ids are.
+    let id = |i: u64| format!("{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let member = |i: u64, subject: Option<String>| rt_core::Member {
+        client: id(i),
+        subject,
+        info: None,
+    };
+    // Read whole (small), by sixteenths (mid) and by 256ths (big); names a key cannot hold.
+    let small = ch("t:small.1@x");
+    let mid = ch("t:mid");
+    let big = ch("t:big");
+    for i in 0..10 {
+        pa.join(&small, &member(i, Some("alice".into())));
+    }
+    for i in 0..3000 {
+        let node = if i % 2 == 0 { pa } else { pb };
+        node.join(&mid, &member(i, Some(format!("u{}", i % 100))));
+    }
+    for i in 0..18_000 {
+        let node = if i % 3 == 0 { pb } else { pa };
+        node.join(&big, &member(i, None));
+    }
+    pa.count(&big, 12_000);
+    pb.count(&big, 6_000);
+    pb.count(&mid, 3_000);
+    pa.count(&small, 10);
+    stats_become(pb, &small, (10, 1)).await;
+    stats_become(pb, &mid, (3000, 100)).await;
+    stats_become(pa, &big, (18_000, 0)).await;
+    for (channel, n, limit) in [(&small, 10, 3), (&mid, 3000, 1000), (&big, 18_000, 1000)] {
+        let ids = all_members(pa, channel, limit).await;
+        assert_eq!(ids.len(), n, "{channel}");
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "{channel}: not in id order"
+        );
+        let mut want: Vec<String> = (0..n as u64).map(id).collect();
+        want.sort();
+        assert_eq!(ids, want, "{channel}");
+    }
+    // A cursor that is no member's id still pages from where it sorts.
+    let half = pb.members(&big, Some("8"), 5).await.unwrap();
+    assert!(half.members.iter().all(|m| m.client.as_str() > "8"));
+    assert_eq!(half.members.len(), 5);
+
+    let pattern: rt_core::ChannelPattern = "t:*".parse().unwrap();
+    let page = pb.channels(&pattern, None, 2).await.unwrap();
+    let counts: Vec<(&str, u64)> = page
+        .channels
+        .iter()
+        .map(|c| (c.channel.as_str(), c.subscribers))
+        .collect();
+    assert_eq!(counts, [("t:big", 18_000), ("t:mid", 3_000)]);
+    let rest = pb.channels(&pattern, page.next.as_ref(), 2).await.unwrap();
+    assert_eq!(rest.channels[0].channel, small);
+    assert_eq!(rest.next, None);
+
+    // Leaves are written as they happen; the channel's keys go with its last member.
+    for i in 0..10 {
+        pa.leave(&small, &member(i, Some("alice".into())));
+    }
+    for i in (0..3000).filter(|i| i % 2 == 0) {
+        pa.leave(&mid, &member(i, Some(format!("u{}", i % 100))));
+    }
+    pa.count(&small, -10);
+    stats_become(pb, &small, (0, 0)).await;
+    stats_become(pb, &mid, (1500, 50)).await;
+    assert_eq!(all_members(pb, &small, 10).await.len(), 0);
+    assert_eq!(all_members(pb, &mid, 700).await.len(), 1500);
+    let gone = pb
+        .channels(&small.as_str().parse().unwrap(), None, 5)
+        .await
+        .unwrap();
+    assert_eq!(gone.channels, []);
+}

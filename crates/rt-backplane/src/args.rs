@@ -1,9 +1,8 @@
-//! The Redis TLS and presence options as command-line flags (feature `clap`), as rt-server has it, for
+//! The Redis TLS options as command-line flags (feature `clap`), as rt-server has it, for
 //! programs that build their own command line: flatten [`RedisArgs`] into a `clap::Parser`
 //! and apply it to a [`RedisConfig`] with [`RedisArgs::apply`].
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::{Error, RedisConfig};
 
@@ -29,18 +28,12 @@ pub struct RedisArgs {
     /// `rediss://` backplane (default: the platform's root certificates).
     #[arg(long, env = "RT_REDIS_TLS_CA")]
     pub redis_tls_ca: Option<PathBuf>,
-
-    /// How long a node's presence and channel-registry entries in Redis outlive it (it
-    /// refreshes them every third of this): a node that dies drops out this long after.
-    #[arg(long, env = "RT_PRESENCE_TTL", default_value = "15s", value_parser = humantime::parse_duration)]
-    pub presence_ttl: Duration,
 }
 
 impl RedisArgs {
-    /// `config` with the presence TTL and the CA file read into [`RedisConfig::tls_ca`]; the
-    /// error names the option and the file.
+    /// `config` with the CA file read into [`RedisConfig::tls_ca`]; the error names the
+    /// option and the file.
     pub fn apply(&self, config: RedisConfig) -> Result<RedisConfig, Error> {
-        let config = config.presence_ttl(self.presence_ttl);
         let Some(path) = &self.redis_tls_ca else {
             return Ok(config);
         };
@@ -64,19 +57,6 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         redis: RedisArgs,
-    }
-
-    #[test]
-    fn the_presence_ttl_defaults_to_the_configs() {
-        let url = || RedisConfig::new("redis://127.0.0.1:6379");
-        let cli = Cli::try_parse_from(["app"]).unwrap();
-        assert_eq!(
-            cli.redis.apply(url()).unwrap().presence_ttl,
-            url().presence_ttl
-        );
-        let cli = Cli::try_parse_from(["app", "--presence-ttl", "2s"]).unwrap();
-        let config = cli.redis.apply(url()).unwrap();
-        assert_eq!(config.presence_ttl, Duration::from_secs(2));
     }
 
     #[test]

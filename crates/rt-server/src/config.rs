@@ -62,6 +62,12 @@ pub struct Config {
     #[arg(long, env = "RT_PRESENCE", value_delimiter = ',', value_parser = rt_core::ChannelPattern::new)]
     pub presence: Vec<rt_core::ChannelPattern>,
 
+    /// How long a node's presence and channel-registry entries in the backplane (Redis or
+    /// NATS) outlive it (it refreshes them every third of this): a node that dies drops out
+    /// this long after.
+    #[arg(long, env = "RT_PRESENCE_TTL", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub presence_ttl: Duration,
+
     /// Events kept per channel for resuming clients.
     #[arg(long, env = "RT_HISTORY_SIZE", default_value_t = 1000)]
     pub history_size: usize,

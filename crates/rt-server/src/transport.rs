@@ -3,7 +3,7 @@
 
 /// The Redis backplane of `--backplane redis://...` (`rediss://` for TLS, `redis-cluster://`
 /// for a Redis Cluster), with the
-/// server's history, prefix and idempotency settings.
+/// server's history, prefix, idempotency and presence settings.
 #[cfg(feature = "redis")]
 pub(crate) async fn redis(
     config: &crate::Config,
@@ -12,7 +12,8 @@ pub(crate) async fn redis(
     let redis = RedisConfig::new(config.backplane.as_str())
         .prefix(config.redis_prefix.as_str())
         .history(config.history_size, config.history_age)
-        .idempotency_window(config.idempotency_window);
+        .idempotency_window(config.idempotency_window)
+        .presence_ttl(config.presence_ttl);
     let redis = config.redis.apply(redis);
     let redis = redis.map_err(|e| crate::Error::Config(e.to_string()))?;
     let backplane = RedisBackplane::connect(redis).await;
@@ -21,7 +22,7 @@ pub(crate) async fn redis(
 }
 
 /// The NATS JetStream backplane of `--backplane nats://host:port[,host:port...]`, with the
-/// server's history and idempotency settings; the stream is named after `--redis-prefix`
+/// server's history, idempotency and presence settings; the stream is named after `--redis-prefix`
 /// when it is a valid stream name (the default `rt` is).
 #[cfg(feature = "nats")]
 pub(crate) async fn nats(
@@ -31,7 +32,8 @@ pub(crate) async fn nats(
     let nats = NatsConfig::new(config.backplane.as_str())
         .prefix(config.redis_prefix.as_str())
         .history(config.history_size, config.history_age)
-        .idempotency_window(config.idempotency_window);
+        .idempotency_window(config.idempotency_window)
+        .presence_ttl(config.presence_ttl);
     let nats = config.nats.apply(nats);
     let nats = nats.map_err(|e| crate::Error::Config(e.to_string()))?;
     let backplane = NatsBackplane::connect(nats).await;
