@@ -1413,12 +1413,15 @@ async fn joins_and_leaves_reach_ws_and_sse_on_two_nodes_over_nats() {
         .unwrap()
         .iter()
         .any(|j| j["client"] == join["client"]));
-    // The member the event names is the one presence lists, on either node.
-    let members = all_members(&a, "room:j", 10).await;
-    assert!(
-        members.iter().any(|m| m["client"] == join["client"]),
-        "{members:?}"
-    );
+    // The member the event names is the one presence lists, on either node (once node B's
+    // write has landed: the event and the write race over separate NATS paths).
+    let client = join["client"].clone();
+    until(&a, "/api/presence?channel=room:j&limit=10", |page| {
+        page["members"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["client"] == client))
+    })
+    .await;
 
     drop(carol_ws);
     tokio::time::timeout(cluster::T, ws_sees(&mut ws, "room:j", "leaves", "carol"))
