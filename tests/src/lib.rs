@@ -29,7 +29,7 @@ pub mod ws;
 pub use nats::{nats_url, NatsServer};
 pub use node::node_modules;
 pub use redis::{redis_cmd, redis_url, RedisCluster, RedisServer};
-pub use server::{server_binary, Server};
+pub use server::{server_binary, server_binary_of, Profile, Server};
 pub use signals::{signals_reach_every_node, SignalLog};
 pub use tls::{TlsCert, TlsServer};
 

@@ -13,9 +13,38 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::{free_port, target_dir, workspace_root};
 
-/// How to build what [`server_binary`] finds.
-const BUILD_IT: &str =
-    "run `cargo xtask test` (or `cargo build -p rt-server --features full`) first";
+/// Which build of rt-server a [`Server`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `target/debug/rt-server`: what almost every test runs.
+    Debug,
+    /// `target/release/rt-server`: for the tests that measure what rt-server does within a
+    /// time (a reconnect storm of thousands of connections in one second), which a debug
+    /// build, about ten times slower, cannot show on a shared 2-core machine.
+    Release,
+}
+
+impl Profile {
+    /// The directory under `target/`.
+    fn dir(self) -> &'static str {
+        match self {
+            Profile::Debug => "debug",
+            Profile::Release => "release",
+        }
+    }
+
+    /// How to build the binary.
+    fn build_it(self) -> &'static str {
+        match self {
+            Profile::Debug => {
+                "run `cargo xtask test` (or `cargo build -p rt-server --features full`) first"
+            }
+            Profile::Release => {
+                "run `cargo xtask test` (or `cargo build --release -p rt-server --features full`) first"
+            }
+        }
+    }
+}
 
 /// The crates the rt-server binary is built from: a newer file under one of them means the
 /// binary is stale.
@@ -36,13 +65,23 @@ const SERVER_SOURCES: &[&str] = &[
 /// when it is missing or older than a source file of rt-server or its rt-* crates, so no test
 /// runs a stale binary.
 pub fn server_binary() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let bin = target_dir().join("debug").join("rt-server");
+    server_binary_of(Profile::Debug)
+}
+
+/// [`server_binary`] of the build `profile` (`cargo xtask test` builds both).
+pub fn server_binary_of(profile: Profile) -> PathBuf {
+    static BINS: [OnceLock<PathBuf>; 2] = [OnceLock::new(), OnceLock::new()];
+    let once = match profile {
+        Profile::Debug => &BINS[0],
+        Profile::Release => &BINS[1],
+    };
+    once.get_or_init(|| {
+        let build_it = profile.build_it();
+        let bin = target_dir().join(profile.dir()).join("rt-server");
         let built = std::fs::metadata(&bin)
             .and_then(|m| m.modified())
             .unwrap_or_else(|e| {
-                panic!("no rt-server binary at {}: {e}; {BUILD_IT}", bin.display())
+                panic!("no rt-server binary at {}: {e}; {build_it}", bin.display())
             });
         let crates = workspace_root().join("crates");
         for krate in SERVER_SOURCES {
@@ -51,7 +90,7 @@ pub fn server_binary() -> PathBuf {
                 let modified = std::fs::metadata(&file).and_then(|m| m.modified());
                 if modified.is_ok_and(|m| m > built) {
                     panic!(
-                        "{} is older than {}; {BUILD_IT}",
+                        "{} is older than {}; {build_it}",
                         bin.display(),
                         file.display()
                     );
@@ -93,6 +132,7 @@ pub(crate) fn sample_of(metrics: &[u8], sample: &str) -> f64 {
 #[derive(Debug)]
 pub struct Server {
     child: Option<Child>,
+    profile: Profile,
     addr: SocketAddr,
     args: Vec<String>,
     log: PathBuf,
@@ -113,20 +153,30 @@ impl Server {
     /// `test-key` unless `--api-key` is given, and `--dev` unless `args` configure
     /// authentication, so that tests may use any channel) and waits until `/health` answers.
     pub async fn start(args: &[&str]) -> Server {
+        Server::start_built(Profile::Debug, args).await
+    }
+
+    /// [`Server::start`] with the build `profile` of rt-server.
+    pub async fn start_built(profile: Profile, args: &[&str]) -> Server {
         let configures_auth = args.iter().any(|a| AUTH_FLAGS.contains(a));
         let mut all: Vec<&str> = args.to_vec();
         if !configures_auth {
             all.push("--dev");
         }
-        Server::start_exactly(&all).await
+        Server::start_exactly_built(profile, &all).await
     }
 
     /// [`Server::start`] without `--dev`: the server's own authentication defaults.
     pub async fn start_exactly(args: &[&str]) -> Server {
+        Server::start_exactly_built(Profile::Debug, args).await
+    }
+
+    async fn start_exactly_built(profile: Profile, args: &[&str]) -> Server {
         for _ in 0..5 {
             let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
             let mut server = Server {
                 child: None,
+                profile,
                 addr,
                 args: args.iter().map(|s| s.to_string()).collect(),
                 log: target_dir()
@@ -147,7 +197,7 @@ impl Server {
             .append(true)
             .open(&self.log)
             .expect("open server log");
-        let mut cmd = Command::new(server_binary());
+        let mut cmd = Command::new(server_binary_of(self.profile));
         cmd.arg("--listen").arg(self.addr.to_string());
         if !self.args.iter().any(|a| a == "--api-key") {
             cmd.args(["--api-key", "test-key"]);

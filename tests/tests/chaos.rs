@@ -2,15 +2,18 @@
 //! real Redis Cluster, with channels on every shard), clients over WebSocket, SSE and long
 //! polling spread over them, one steady publisher; one node gets SIGKILL and its clients
 //! resume on the others with their cursors. Every client must end with every acknowledged
-//! event exactly once, in order. Then the same as a reconnect storm:
-//! thousands of clients of the killed node come back at once, and their identical history
-//! reads must share Redis calls.
+//! event exactly once, in order. Then the same as a reconnect storm: thousands of clients of
+//! the killed node each open a new connection and resume within one second, and their
+//! identical history reads must share Redis calls.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod cluster;
 
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,12 +22,16 @@ use futures_util::StreamExt;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
-use rt_tests::http::{http1, post_json};
+use hyper_util::rt::TokioIo;
+use rt_tests::http::post_json;
 use rt_tests::sse::SseStream;
-use rt_tests::{ws, RedisCluster, Server};
+use rt_tests::{ws, Profile, RedisCluster, Server};
 use serde_json::{json, Value};
-use tokio::sync::{watch, Semaphore};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 const CHANNEL: &str = "chaos";
@@ -41,7 +48,8 @@ enum Kind {
 }
 
 /// What every client shares: the nodes' base URLs (`http://addr`), the channels, how many
-/// clients have received an event, and the gate a new connection passes before it resumes.
+/// clients have received an event, and the gate a client passes before it opens a new
+/// connection.
 struct World {
     nodes: Vec<String>,
     /// Each channel and its epoch. The `i`th client subscribes to channel `(i / 3) % len`:
@@ -50,40 +58,184 @@ struct World {
     started: AtomicUsize,
     /// Connections that failed or ended after their client's first event.
     moved: AtomicUsize,
-    /// New connections resume only while it holds `true`: a storm test holds them back, then
-    /// lets them all go at once.
+    /// Clients open new connections only while it holds `true`: a storm test holds them
+    /// back, then lets them all go at once.
     gate: watch::Sender<bool>,
-    /// Connections waiting at the closed gate.
+    /// Clients waiting at the closed gate.
     parked: AtomicUsize,
     /// Clients past the gate, per node.
     on_node: Vec<AtomicUsize>,
-    /// Connections being set up at once. Thousands of handshakes at the same moment on a
-    /// loaded machine each take long enough to time out; in turns they all complete.
-    dialing: Semaphore,
+    /// For each connection opened by a client that waited at the closed gate: when it began
+    /// to connect and when its resume (WebSocket subscribe, SSE or poll request) was written.
+    storm: Mutex<Vec<(Instant, Instant)>>,
+    /// How many of [`World::storm`] there are so far.
+    stamped: watch::Sender<usize>,
+    /// Clients that have every event.
+    finished: AtomicUsize,
+    /// Finished clients keep their connection until it holds `true`: a storm test counts
+    /// Redis calls before they leave.
+    release: watch::Sender<bool>,
 }
 
 impl World {
-    /// A new HTTP/1.1 connection to `authority`, in turn (see [`World::dialing`]).
-    async fn dial_http1(&self, authority: &str) -> Result<SendRequest<Empty<Bytes>>, String> {
-        let _turn = self.dialing.acquire().await.unwrap();
-        http1(authority).await
-    }
-
     /// Waits until the gate is open, then counts the caller among the clients of `node`
-    /// for as long as it holds the answer.
-    async fn pass_gate(&self, node: usize) -> OnNode<'_> {
+    /// for as long as it holds the answer; whether it had to wait.
+    async fn pass_gate(&self, node: usize) -> (OnNode<'_>, bool) {
         let mut gate = self.gate.subscribe();
-        if !*gate.borrow_and_update() {
+        let parked = !*gate.borrow_and_update();
+        if parked {
             self.parked.fetch_add(1, Ordering::Relaxed);
             let _ = gate.wait_for(|open| *open).await;
         }
         self.on_node[node].fetch_add(1, Ordering::Relaxed);
-        OnNode(&self.on_node[node])
+        (OnNode(&self.on_node[node]), parked)
+    }
+
+    /// Counts a client that has every event (`got`) and returns it once the world releases it.
+    async fn finish(&self, got: Vec<u64>) -> Vec<u64> {
+        self.finished.fetch_add(1, Ordering::Relaxed);
+        let _ = self.release.subscribe().wait_for(|go| *go).await;
+        got
+    }
+
+    /// Notes a storm connection (see [`World::storm`]), then, so that the test's own work on
+    /// the answers does not slow down the storm it measures, waits (up to 10 s) until every
+    /// client of the storm has written its resume.
+    async fn stamp(&self, parked: bool, connecting: Instant, resumed: Option<Instant>) {
+        let (true, Some(resumed)) = (parked, resumed) else {
+            return;
+        };
+        self.storm.lock().unwrap().push((connecting, resumed));
+        self.stamped.send_modify(|n| *n += 1);
+        let storm = self.parked.load(Ordering::Relaxed);
+        let mut stamped = self.stamped.subscribe();
+        let all = stamped.wait_for(|n| *n >= storm);
+        let _ = tokio::time::timeout(Duration::from_secs(10), all).await;
     }
 }
 
 /// A client on a node ([`World::pass_gate`]) until dropped.
 struct OnNode<'a>(&'a AtomicUsize);
+
+/// A TCP stream that notes when its first bytes were written: an HTTP/1.1 client's first
+/// request (for SSE and polls, the resume itself) leaves then.
+struct Stamped {
+    tcp: TcpStream,
+    first_write: Arc<OnceLock<Instant>>,
+}
+
+impl AsyncRead for Stamped {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Stamped {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.tcp).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            if n > 0 {
+                let _ = self.first_write.set(Instant::now());
+            }
+        }
+        written
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = written {
+            if n > 0 {
+                let _ = self.first_write.set(Instant::now());
+            }
+        }
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+/// A WebSocket to `authority`'s `/ws`. The upgrade request is written by hand, a fixed key and
+/// no checks beyond the `101`: a storm's thousands of handshakes in this debug-built test
+/// process would otherwise cost it more CPU than the server spends on them.
+async fn ws_dial(authority: &str) -> Result<ws::Ws, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    let failed = |e: io::Error| format!("{authority}: {e}");
+    let connect = TcpStream::connect(authority);
+    let mut tcp = tokio::time::timeout(Duration::from_secs(15), connect)
+        .await
+        .map_err(|_| format!("{authority}: no TCP connection in time"))?
+        .map_err(failed)?;
+    let upgrade = format!(
+        "GET /ws HTTP/1.1\r\nhost: {authority}\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+         sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    tcp.write_all(upgrade.as_bytes()).await.map_err(failed)?;
+    let mut head = Vec::with_capacity(512);
+    let end = loop {
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let read = tcp.read_buf(&mut head);
+        match tokio::time::timeout(Duration::from_secs(15), read).await {
+            Ok(Ok(n)) if n > 0 && head.len() < 16 * 1024 => {}
+            _ => return Err(format!("{authority}: no upgrade")),
+        }
+    };
+    if !head.starts_with(b"HTTP/1.1 101") {
+        return Err(format!("{authority}: {}", String::from_utf8_lossy(&head)));
+    }
+    let rest = head.split_off(end);
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
+    Ok(
+        tokio_tungstenite::WebSocketStream::from_partially_read(stream, rest, Role::Client, None)
+            .await,
+    )
+}
+
+/// A new HTTP/1.1 connection to `authority`, and when its first request was written (set once
+/// it was).
+async fn http1(
+    authority: &str,
+) -> Result<(SendRequest<Empty<Bytes>>, Arc<OnceLock<Instant>>), String> {
+    let connect = TcpStream::connect(authority);
+    let tcp = tokio::time::timeout(Duration::from_secs(15), connect)
+        .await
+        .map_err(|_| format!("{authority}: no TCP connection in time"))?
+        .map_err(|e| format!("{authority}: TCP connect failed: {e}"))?;
+    let first_write = Arc::new(OnceLock::new());
+    let stamped = Stamped {
+        tcp,
+        first_write: first_write.clone(),
+    };
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stamped))
+        .await
+        .map_err(|e| format!("{authority}: HTTP/1.1 handshake: {e}"))?;
+    tokio::spawn(conn);
+    Ok((sender, first_write))
+}
 
 impl Drop for OnNode<'_> {
     fn drop(&mut self) {
@@ -91,25 +243,15 @@ impl Drop for OnNode<'_> {
     }
 }
 
-/// Three nodes on the backplane at `url` (a single Redis or a Redis Cluster), the first event
-/// published on each of `channels` (every client resumes from it) and the world of their
-/// clients, the gate open.
-async fn three_nodes(url: &str, channels: &[&str]) -> (Vec<Server>, Arc<World>) {
+/// Three nodes (the `profile` build of rt-server) on the backplane at `url` (a single Redis or
+/// a Redis Cluster), the first event published on each of `channels` (every client resumes
+/// from it) and the world of their clients, the gate open.
+async fn three_nodes(profile: Profile, url: &str, channels: &[&str]) -> (Vec<Server>, Arc<World>) {
     let prefix = cluster::prefix("chaos");
     let mut nodes = Vec::new();
     for _ in 0..3 {
-        // A storm's connections wait at the gate before they send their request.
-        let args = [
-            "--backplane",
-            url,
-            "--redis-prefix",
-            &prefix,
-            "--handshake-timeout",
-            "60s",
-            "--header-read-timeout",
-            "60s",
-        ];
-        nodes.push(Server::start(&args).await);
+        let args = ["--backplane", url, "--redis-prefix", &prefix];
+        nodes.push(Server::start_built(profile, &args).await);
     }
     let mut epochs = Vec::new();
     for channel in channels {
@@ -128,7 +270,10 @@ async fn three_nodes(url: &str, channels: &[&str]) -> (Vec<Server>, Arc<World>) 
         gate: watch::Sender::new(true),
         parked: AtomicUsize::new(0),
         on_node: (0..3).map(|_| AtomicUsize::new(0)).collect(),
-        dialing: Semaphore::new(256),
+        storm: Mutex::new(Vec::new()),
+        stamped: watch::Sender::new(0),
+        finished: AtomicUsize::new(0),
+        release: watch::Sender::new(true),
     });
     (nodes, world)
 }
@@ -200,7 +345,7 @@ fn retryable(status: StatusCode) -> bool {
 /// One client (the `id`th): from offset 1 of its channel on node `node`, moving on to another node
 /// whenever its connection fails (its own stride through the nodes, so that a dead node's
 /// clients spread over the others), until it has offset `last`; returns the offsets it
-/// received, in order. Each new connection waits at the world's gate before it resumes.
+/// received, in order. The client waits at the world's gate before each new connection.
 async fn client(world: Arc<World>, kind: Kind, mut node: usize, id: usize, last: u64) -> Vec<u64> {
     let channels = &world.channels;
     let (channel, epoch) = channels[(id / world.nodes.len()) % channels.len()].clone();
@@ -218,18 +363,15 @@ async fn client(world: Arc<World>, kind: Kind, mut node: usize, id: usize, last:
     loop {
         let base = &world.nodes[node];
         let authority = base.trim_start_matches("http://");
+        let (_on, parked) = world.pass_gate(node).await;
+        let connecting = Instant::now();
         match kind {
             Kind::Ws => {
-                let url = format!("ws://{authority}/ws");
-                let dialed = {
-                    let _turn = world.dialing.acquire().await.unwrap();
-                    ws::dial(&url).await
-                };
-                if let Ok(mut s) = dialed {
-                    let _on = world.pass_gate(node).await;
+                if let Ok(mut s) = ws_dial(authority).await {
                     let subscribe =
                         json!({"type": "subscribe", "channels": [channel], "cursor": cursor(&got)});
                     ws::send(&mut s, subscribe).await;
+                    world.stamp(parked, connecting, Some(Instant::now())).await;
                     // A killed node resets the socket: that ends this connection, not the test.
                     while let Ok(Some(Ok(frame))) =
                         tokio::time::timeout(Duration::from_secs(15), s.next()).await
@@ -250,20 +392,23 @@ async fn client(world: Arc<World>, kind: Kind, mut node: usize, id: usize, last:
                             _ => panic!("unexpected {m}"),
                         }
                         if got.last() == Some(&last) {
-                            return got;
+                            return world.finish(got).await;
                         }
                     }
                 }
             }
             Kind::Sse => {
-                if let Ok(mut conn) = world.dial_http1(authority).await {
-                    let _on = world.pass_gate(node).await;
+                if let Ok((mut conn, written)) = http1(authority).await {
                     let req = Request::get(format!("/sse?channel={channel}"))
                         .header("host", authority)
                         .header("last-event-id", cursor(&got))
                         .body(Empty::new())
                         .unwrap();
-                    if let Ok(res) = conn.send_request(req).await {
+                    let answer = conn.send_request(req).await;
+                    world
+                        .stamp(parked, connecting, written.get().copied())
+                        .await;
+                    if let Ok(res) = answer {
                         let mut s = SseStream::from_response(res);
                         assert!(retryable(s.status), "SSE answered {}", s.status);
                         // Heartbeats come more often than every 30 s.
@@ -281,23 +426,29 @@ async fn client(world: Arc<World>, kind: Kind, mut node: usize, id: usize, last:
                             assert_eq!(e, epoch);
                             note(&mut got, offset);
                             if offset == last {
-                                return got;
+                                return world.finish(got).await;
                             }
                         }
                     }
                 }
             }
             Kind::Poll => {
-                if let Ok(mut conn) = world.dial_http1(authority).await {
-                    let _on = world.pass_gate(node).await;
+                if let Ok((mut conn, written)) = http1(authority).await {
                     // Poll after poll on this connection while the node answers.
+                    let mut first = true;
                     loop {
                         let path = format!("/poll?channel={channel}&cursor={}", enc(&cursor(&got)));
                         let req = Request::get(path)
                             .header("host", authority)
                             .body(Empty::new())
                             .unwrap();
-                        let Ok(res) = conn.send_request(req).await else {
+                        let answer = conn.send_request(req).await;
+                        if std::mem::take(&mut first) {
+                            world
+                                .stamp(parked, connecting, written.get().copied())
+                                .await;
+                        }
+                        let Ok(res) = answer else {
                             break;
                         };
                         let status = res.status();
@@ -314,7 +465,7 @@ async fn client(world: Arc<World>, kind: Kind, mut node: usize, id: usize, last:
                             note(&mut got, e["offset"].as_u64().unwrap());
                         }
                         if got.last() == Some(&last) {
-                            return got;
+                            return world.finish(got).await;
                         }
                     }
                 }
@@ -361,7 +512,7 @@ async fn node_kill(url: &str, channels: &[&str]) {
     const PER_TRANSPORT: usize = 100;
     /// Publishes after the first (which only gives the clients their starting cursor).
     const PUBLISHES: u64 = 100;
-    let (mut nodes, world) = three_nodes(url, channels).await;
+    let (mut nodes, world) = three_nodes(Profile::Debug, url, channels).await;
     let last = 1 + PUBLISHES;
     let clients = spawn_clients(&world, PER_TRANSPORT, |i| i % 3, last);
     let start = tokio::time::Instant::now();
@@ -409,12 +560,14 @@ async fn a_reconnect_storm_after_a_node_kill_shares_its_history_reads() {
     rlimit::increase_nofile_limit(u64::MAX).unwrap();
     // A Redis of its own: commandstats counts every client's commands.
     let redis = rt_tests::RedisServer::start();
-    let (mut nodes, world) = three_nodes(&redis.url(), &[CHANNEL]).await;
+    // Release builds: the storm's second is what is measured (see rt_tests::Profile).
+    let (mut nodes, world) = three_nodes(Profile::Release, &redis.url(), &[CHANNEL]).await;
     let last = 2 + MISSED;
+    world.release.send_replace(false);
     let clients = spawn_clients(&world, PER_TRANSPORT, |_| 2, last);
     let total = clients.len();
-    // Every client receives event 2 live from node 2, which is then killed. They all connect
-    // to node 0 or 1 and wait at the gate, while the events they missed are published.
+    // Every client receives event 2 live from node 2, which is then killed. They all wait at
+    // the gate before connecting to node 0 or 1, while the events they missed are published.
     publish(&nodes[0], CHANNEL, 2).await;
     let started = || world.started.load(Ordering::Relaxed);
     wait_count(started, total, "clients that received event 2").await;
@@ -426,28 +579,61 @@ async fn a_reconnect_storm_after_a_node_kill_shares_its_history_reads() {
         let count = |c: &AtomicUsize| c.load(Ordering::Relaxed);
         count(&world.parked) + count(&world.on_node[0]) + count(&world.on_node[1])
     };
-    wait_count(settled, total, "clients reconnected to nodes 0 and 1").await;
+    wait_count(
+        settled,
+        total,
+        "clients waiting to reconnect to nodes 0 and 1",
+    )
+    .await;
     let storm = world.parked.load(Ordering::Relaxed);
     for i in 3..=last {
         publish(&nodes[0], CHANNEL, i).await;
     }
-    // The storm: all resume at once, from the same cursor. (Their connections were set up
-    // before: on this machine, thousands of connections take seconds, which would spread the
-    // storm over seconds.)
+    // The storm: every client opens a new connection and resumes at once, from the same
+    // cursor.
     let before = redis_calls(&redis);
-    let start = tokio::time::Instant::now();
+    let start = Instant::now();
     world.gate.send_replace(true);
-    check(clients, last).await;
+    let finished = || world.finished.load(Ordering::Relaxed);
+    wait_count(finished, total, "clients with every event").await;
     let took = start.elapsed();
+    // Counted before the clients leave (their leaves are written to Redis too).
     let after = redis_calls(&redis);
+    world.release.send_replace(true);
+    check(clients, last).await;
     let (all, scripts) = (after.0 - before.0, after.1 - before.1);
+    let stamps = std::mem::take(&mut *world.storm.lock().unwrap());
+    let mut resumed: Vec<Duration> = stamps.iter().map(|(_, r)| *r - start).collect();
+    resumed.sort();
+    let connecting = stamps
+        .iter()
+        .map(|(c, _)| *c - start)
+        .max()
+        .unwrap_or_default();
+    let at = |q: usize| resumed.get((resumed.len() * q / 100).min(resumed.len().saturating_sub(1)));
     eprintln!(
-        "{storm} of {total} clients resumed at once on 2 nodes; all had every event after \
-         {took:?}: {scripts} script calls, {all} Redis commands in all"
+        "{storm} of {total} clients reconnected at once to 2 nodes: the last began to connect \
+         {connecting:?} after the gate opened, resumes written by {:?} (p50), {:?} (p99), \
+         {:?} (all); all had every event after {took:?}: {scripts} script calls, {all} Redis \
+         commands in all",
+        at(50),
+        at(99),
+        resumed.last()
     );
     assert!(
         storm * 2 >= total,
         "only {storm} of {total} clients in the storm"
+    );
+    // Each connected and wrote its resume at its first try, all within the storm's second.
+    assert_eq!(
+        stamps.len(),
+        storm,
+        "storm clients that connected and resumed at their first try"
+    );
+    let spread = resumed.last().copied().unwrap_or_default();
+    assert!(
+        spread <= Duration::from_secs(1),
+        "the storm's resumes spread over {spread:?}"
     );
     // Without sharing: a script call per client, 7 commands each. Nothing but the storm's
     // reads runs scripts in this window (the publishes were acknowledged before it).

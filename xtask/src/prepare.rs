@@ -8,19 +8,29 @@ use std::process::{Command, Stdio};
 use crate::{cargo, run, target_dir, workspace_root};
 
 /// Builds the binaries the tests run: `rt-server` with every feature, at
-/// `target/debug/rt-server` (where rt-tests looks for it, `rt_tests::server_binary`).
+/// `target/debug/rt-server` (where rt-tests looks for it, `rt_tests::server_binary`), and
+/// its release build at `target/release/rt-server` for the reconnect storm of
+/// `tests/tests/chaos.rs` (3,000 connections within a second, which a debug build cannot take
+/// on a 2-core machine). The release build is the one `cargo xtask bench` runs, so `ci` builds
+/// it once.
 pub(crate) fn binaries() -> Result<(), String> {
-    let mut build = cargo();
-    build.args([
-        "build",
-        "-p",
-        "rt-server",
-        "--features",
-        "full",
-        "--bin",
-        "rt-server",
-    ]);
-    run(build)
+    for release in [false, true] {
+        let mut build = cargo();
+        build.arg("build");
+        if release {
+            build.arg("--release");
+        }
+        build.args([
+            "-p",
+            "rt-server",
+            "--features",
+            "full",
+            "--bin",
+            "rt-server",
+        ]);
+        run(build)?;
+    }
+    Ok(())
 }
 
 /// A line of a package list (`tests/system-packages.txt`, `bench/system-packages.txt`).

@@ -36,6 +36,11 @@ const MAX_BATCH: usize = 256;
 /// between batches.
 const BATCHES_IN_FLIGHT: usize = 4;
 
+/// The gathering time of identical history reads (see [`Flights`]): while one is in the air,
+/// the next leaves at the earliest this long after it. A storm's reads on one node then cost at
+/// most one script call per this time per cursor; a lone read never waits for it.
+const READ_GATHER: Duration = Duration::from_millis(20);
+
 /// Ages beyond this are treated as "forever" (Redis rejects absurd expiry times).
 const MAX_AGE_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
 
@@ -114,7 +119,7 @@ impl RedisBackplane {
             retention: config.retention,
             publishes,
             url: redacted(&config.url),
-            reads: Flights::new(),
+            reads: Flights::new(READ_GATHER),
         };
         backplane.wait_until_up(config.timeout).await;
         Ok(backplane)

@@ -16,7 +16,7 @@
 //! | [`Metrics`] | the observer that records it through the `metrics` facade (and logs) |
 //! | [`publish`] | the HTTP publish answer every publish route shares |
 //! | [`StallGuard`], `StallListener` | cut connections whose writes stall (half-open clients) |
-//! | `Listener`, `ConnectionLimits` | serve an app over hyper with connection limits, the stall guard and graceful shutdown |
+//! | `Listener`, `ConnectionLimits`, `bind` | serve an app over hyper with connection limits, the stall guard and graceful shutdown; `bind` queues a burst of thousands of connects |
 //! | `LimitArgs`, `AuthArgs` | the `ConnectionLimits` and the token options (`TokenVerifier` or anonymous grants) as `clap` flags, checked |
 //! | `Tls` | HTTPS for the `Listener`: rustls from PEM files, ALPN `h2` and `http/1.1` |
 //! | [`health`] | the `GET /health` answer: the backplane's state and the hub's load |
@@ -75,7 +75,7 @@ pub use hooks::{Attachment, Client, ConnectRequest, Connected, HookFuture, Hooks
 pub use jwt::{Claims, TokenAlgorithm, TokenVerifier};
 pub use lean::{LeanHttp1, Rewind};
 #[cfg(feature = "server")]
-pub use listener::{ConnectionLimits, Listener, HANDSHAKE_TIMEOUTS, REFUSED};
+pub use listener::{bind, ConnectionLimits, Listener, HANDSHAKE_TIMEOUTS, LISTEN_BACKLOG, REFUSED};
 pub use metrics::Metrics;
 pub use observer::{AuthFailure, Close, Connection, Log, Observer};
 pub use origin::{host_from_authority, Origins};

@@ -107,12 +107,11 @@ impl Server {
             let enabled = hub.enable_presence(config.presence.iter().cloned());
             enabled.map_err(|e| Error::Config(format!("--presence: {e}")))?;
         }
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: config.listen.to_string(),
-                source,
-            })?;
+        // A queue long enough for thousands of clients connecting at once (rt_http::bind).
+        let listener = rt_http::bind(config.listen).map_err(|source| Error::Bind {
+            addr: config.listen.to_string(),
+            source,
+        })?;
         Ok(Server {
             listener,
             app: Arc::new(App::new(hub, &config, edge)),
