@@ -603,6 +603,23 @@ async fn the_connect_hook_joins_channels_and_shows_data_on_every_transport() {
     assert_eq!(status, StatusCode::OK, "{next}");
     assert_eq!(next["events"][0]["data"], "for carol", "{next}");
     assert_eq!(next["recovered"], true);
+    // A WebSocket reconnecting with that cursor in its URL resumes her channel too: the event
+    // published while it was away is replayed after `subscribed`.
+    let url = server.ws_url(&format!("/ws?cursor={cursor}"));
+    let mut again = ws::connect(&url, &[carol]).await;
+    assert_eq!(ws::recv(&mut again).await["type"], "connected");
+    let resumed = ws::recv(&mut again).await;
+    assert_eq!(resumed["type"], "subscribed", "{resumed}");
+    assert_eq!(resumed["recovered"], true, "{resumed}");
+    let replayed = ws::recv(&mut again).await;
+    assert_eq!(
+        (&replayed["channel"], &replayed["data"]),
+        (&json!("user:carol"), &json!("for carol")),
+        "{replayed}"
+    );
+    // A malformed one is refused before the upgrade, with the usual JSON error.
+    let bad = ws::try_connect(&server.ws_url("/ws?cursor=nope"), &[carol]).await;
+    assert_eq!(bad.err(), Some(400));
 
     // The joined channel went through the subscribe hook, and counts in presence.
     let subscribes = backend.calls("/subscribe");

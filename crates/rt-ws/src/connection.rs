@@ -82,6 +82,9 @@ pub(crate) struct Admitted {
     pub(crate) attachment: Attachment,
     /// Channels the connect hook joins the connection to, right after it opens.
     pub(crate) channels: Vec<Channel>,
+    /// Where those channels start: the handshake's `cursor` (live without one), so that a
+    /// reconnecting client resumes them as it resumes its own.
+    pub(crate) start: Start,
     /// What the connect hook shows the client, in a `connected` message.
     pub(crate) data: Option<serde_json::Value>,
     /// The handshake's headers, for the connect hook of a later `auth` message; kept only
@@ -97,6 +100,7 @@ impl Default for Admitted {
             permissions: Permissions::anonymous(),
             attachment: Attachment::default(),
             channels: Vec::new(),
+            start: Start::Live,
             data: None,
             headers: None,
         }
@@ -110,6 +114,7 @@ pub(crate) async fn run(socket: Socket, hub: Hub, config: Arc<Config>, admitted:
         permissions,
         attachment,
         channels,
+        start,
         data,
         headers,
     } = admitted;
@@ -149,7 +154,7 @@ pub(crate) async fn run(socket: Socket, hub: Hub, config: Arc<Config>, admitted:
             })
         }
         // A bug (a panic) while serving still tells the client, with 1011.
-        None => AssertUnwindSafe(conn.serve(&mut socket, data, channels))
+        None => AssertUnwindSafe(conn.serve(&mut socket, data, channels, start))
             .catch_unwind()
             .await
             .unwrap_or(Some(Close::new(CloseCode::Error, "internal server error")))
@@ -218,18 +223,19 @@ type Publishing = (Result<Published, rt_http::Error>, Option<String>);
 impl Conn {
     /// Runs the connection until it must be closed (`Some`) or the client went away (`None`):
     /// first the connect hook's `data` (a `connected` message) and `channels` (joined as if
-    /// the client had subscribed to them, live), then the client's messages.
+    /// the client had subscribed to them from `start`), then the client's messages.
     async fn serve(
         &mut self,
         socket: &mut Socket,
         data: Option<serde_json::Value>,
         channels: Vec<Channel>,
+        start: Start,
     ) -> Option<Close> {
         if let Some(data) = data {
             let subject = self.permissions.subject();
             self.out.push(protocol::connected(subject, &data));
         }
-        if let Some(close) = Box::pin(self.join(channels)).await {
+        if let Some(close) = Box::pin(self.join(channels, start)).await {
             return Some(close);
         }
         let closing = self.hub.closing();
@@ -566,9 +572,10 @@ impl Conn {
         }
     }
 
-    /// Subscribes the connection to the connect hook's `channels` not held yet, live, as if
-    /// the client had sent a `subscribe` for them (same checks, same `subscribed` answer).
-    async fn join(&mut self, channels: Vec<Channel>) -> Option<Close> {
+    /// Subscribes the connection to the connect hook's `channels` not held yet, from `start`,
+    /// as if the client had sent a `subscribe` for them (same checks, same `subscribed`
+    /// answer).
+    async fn join(&mut self, channels: Vec<Channel>, start: Start) -> Option<Close> {
         let new: Vec<Channel> = channels
             .into_iter()
             .filter(|c| !self.sub.channels().any(|held| held == c))
@@ -576,7 +583,7 @@ impl Conn {
         if new.is_empty() {
             return None;
         }
-        match self.subscribe(new, Start::Live).await {
+        match self.subscribe(new, start).await {
             Ok(subscribed) => {
                 self.out.push(subscribed);
                 None
@@ -631,7 +638,8 @@ impl Conn {
         self.permissions = permissions;
         self.attachment = admitted.attachment;
         self.out.push(reply);
-        self.join(admitted.channels).await
+        // Mid-connection, the connection is live: new channels start there.
+        self.join(admitted.channels, Start::Live).await
     }
 
     /// The client as the edge's hooks see it.

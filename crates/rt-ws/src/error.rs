@@ -15,6 +15,9 @@ pub enum Error {
     /// The request is not a valid RFC 6455 upgrade (HTTP version or a header is wrong).
     #[error("not a valid WebSocket handshake: {0}")]
     Handshake(&'static str),
+    /// The `cursor` query parameter (where the connect hook's channels start) is malformed.
+    #[error("{0}")]
+    Cursor(String),
     /// `Sec-WebSocket-Version` names a version other than 13.
     #[error("WebSocket version {0:?} is not supported; this server speaks version 13")]
     Version(String),
@@ -26,6 +29,7 @@ impl Error {
         let (status, code) = match self {
             Error::Method(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Error::Handshake(_) => (StatusCode::BAD_REQUEST, "bad_handshake"),
+            Error::Cursor(_) => (StatusCode::BAD_REQUEST, "invalid_cursor"),
             Error::Version(_) => (StatusCode::UPGRADE_REQUIRED, "unsupported_version"),
         };
         let mut res = rt_http::error(status, code, &self.to_string());

@@ -9,6 +9,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use rt_core::Start;
 use rt_http::{Body, Edge, Query};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -103,11 +104,15 @@ impl Upgrade {
             .and_then(|p| HeaderValue::from_str(p).ok());
         let deflate = deflate::negotiate(headers, &config.compression);
         let query = Query::parse(req.uri().query());
+        // Checked before the connect hook runs: a malformed cursor is the client's bug, which
+        // no hook answer changes.
+        let start = Start::parse(query.get("cursor")).map_err(|e| Error::Cursor(e.to_string()))?;
         let on_upgrade = hyper::upgrade::on(&mut req);
         // Only the headers are held while the connect hook runs, not the request body.
         let (parts, body) = req.into_parts();
         drop(body);
-        let admitted = admit(&config.edge, parts.headers, &query).await;
+        let mut admitted = admit(&config.edge, parts.headers, &query).await;
+        admitted.start = start;
         Ok(Upgrade {
             on_upgrade,
             ws_config: config.websocket_config(),
@@ -229,6 +234,7 @@ async fn admit(edge: &Edge, headers: HeaderMap, query: &Query) -> Admitted {
             permissions: admitted.permissions,
             attachment: admitted.attachment,
             channels: admitted.channels,
+            start: Start::Live,
             data: admitted.data,
             headers: edge.has_hooks().then(|| Box::new(headers)),
         },

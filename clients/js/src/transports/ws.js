@@ -19,6 +19,10 @@ export function openWebSocket(ctx) {
   }
   const params = [];
   if (ctx.token) params.push(['token', ctx.token]);
+  // The URL's cursor is where the channels a connect hook joins start (they are joined before
+  // any subscribe), so they resume exactly like the client's own.
+  const resume = ctx.resumeFrom();
+  if (resume) params.push(['cursor', resume]);
   let socket;
   try {
     socket = new WebSocketImpl(withQuery(ctx.urls.ws, params));
@@ -50,7 +54,6 @@ export function openWebSocket(ctx) {
   socket.onopen = () => {
     ctx.alive();
     const subscribe = { type: 'subscribe', channels: ctx.channels };
-    const resume = ctx.resumeFrom();
     if (resume) subscribe.cursor = resume;
     send(subscribe);
     // Browsers cannot see WebSocket Ping/Pong frames, so liveness is checked with
