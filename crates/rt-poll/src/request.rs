@@ -128,8 +128,9 @@ mod tests {
         assert_eq!(code("timeout=1"), "no_channels");
         assert_eq!(code("channel=a%20b"), "invalid_channel");
         assert_eq!(code("channel=a&cursor=zz"), "invalid_cursor");
-        let session =
-            |q: &str| PollRequest::parse(&Query::parse(Some(q)), &config, 10).map(|r| r.session);
+        let session = |q: &str| {
+            PollRequest::parse(&Query::parse(Some(q)), &config, 10, &admitted).map(|r| r.session)
+        };
         assert!(matches!(session("channel=a&session="), Ok(None)));
         let id = "0123456789abcdef0123456789ABCDEF";
         assert_eq!(
