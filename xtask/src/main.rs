@@ -96,7 +96,7 @@ pub(crate) fn run(mut cmd: Command) -> Result<(), String> {
 /// Prepares what the tests use, then runs them: `cargo test --workspace --all-features
 /// --no-fail-fast` with `extra` appended (`--workspace` left out when `extra` picks packages).
 fn test(extra: &[String]) -> Result<(), String> {
-    prepare::system_packages(&prepare::test_packages())?;
+    prepare::system_packages(&prepare::test_packages(), None)?;
     prepare::binaries()?;
     let mut cmd = cargo();
     cmd.arg("test");
