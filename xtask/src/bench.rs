@@ -28,9 +28,8 @@ fn status(cmd: &mut Command) -> Result<(), String> {
 /// Runs the benchmark; `args` are passed on to rt-bench (`--help` lists them).
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let root = root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target = crate::target_dir();
-    status(Command::new(&cargo).current_dir(&root).args([
+    status(crate::cargo().args([
         "build",
         "--release",
         "-p",
@@ -38,13 +37,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         "--features",
         "full",
     ]))?;
-    status(Command::new(&cargo).current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "rt-bench",
-        "--bins",
-    ]))?;
+    status(crate::cargo().args(["build", "--release", "-p", "rt-bench", "--bins"]))?;
     let peers = root.join("bench/peers");
     // `--name value` or `--name=value` among rt-bench's arguments.
     let arg = |name: &str| {
