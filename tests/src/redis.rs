@@ -117,6 +117,17 @@ impl RedisServer {
         self.server.stop();
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open but nothing is answered, as when
+    /// Redis stalls (a slow fork, a swapped-out host) until [`unpause`](Self::unpause).
+    pub fn pause(&self) {
+        self.server.signal("STOP");
+    }
+
+    /// Lets a [`pause`](Self::pause)d server run again (SIGCONT).
+    pub fn unpause(&self) {
+        self.server.signal("CONT");
+    }
+
     /// Starts the server again on the same port (killing it first if it runs).
     pub fn resume(&mut self) {
         let mut cmd = Command::new(REDIS.binary());
@@ -183,12 +194,13 @@ fn resp_len(buf: &[u8]) -> Option<usize> {
     }
 }
 
-/// A Redis Cluster owned by a test: 3 masters and 3 replicas, each a `redis-server
-/// --cluster-enabled yes` on free ports of 127.0.0.1 (its cluster bus on another free port),
-/// joined by `redis-cli --cluster create ... --cluster-replicas 1`. Every process is killed
-/// when dropped. `REDIS_CLUSTER_URL` (`redis-cluster://host:port[,host:port...]`) points the
-/// tests at an existing cluster instead; such a cluster is not owned (nothing is killed, and
-/// tests that kill nodes need an owned one).
+/// A Redis Cluster owned by a test (or by rt-bench, which starts its own to compare shards):
+/// by default 3 masters and 3 replicas, each a `redis-server --cluster-enabled yes` on free
+/// ports of 127.0.0.1 (its cluster bus on another free port), joined by `redis-cli --cluster
+/// create ... --cluster-replicas 1`. Every process is killed when dropped.
+/// `REDIS_CLUSTER_URL` (`redis-cluster://host:port[,host:port...]`) points the tests at an
+/// existing cluster instead; such a cluster is not owned (nothing is killed, and tests that
+/// kill nodes need an owned one).
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<ClusterNode>,
@@ -218,12 +230,20 @@ impl RedisCluster {
                 url,
                 dir: std::path::PathBuf::new(),
             },
-            _ => RedisCluster::launch(6),
+            _ => RedisCluster::launch(3, 1),
         }
     }
 
-    /// A fresh cluster of `masters + masters` nodes (each master with one replica).
-    fn launch(n: usize) -> RedisCluster {
+    /// A fresh cluster of `masters` masters sharing the 16,384 slots, each with `replicas`
+    /// replicas, once every node reports `cluster_state:ok` and every replica has synced.
+    /// `redis-cli --cluster create` refuses fewer than 3 masters, so a single master is given
+    /// every slot with `CLUSTER ADDSLOTSRANGE 0 16383` instead (and then cannot have
+    /// replicas). Panics, saying why, when a node does not start or the cluster does not form.
+    pub fn launch(masters: usize, replicas: usize) -> RedisCluster {
+        assert!(
+            masters >= 3 || (masters == 1 && replicas == 0),
+            "a cluster has 1 master without replicas, or at least 3 masters"
+        );
         let dir = REDIS
             .dir()
             .join(format!("cluster-{}-{}", std::process::id(), free_port()));
@@ -233,7 +253,7 @@ impl RedisCluster {
             url: String::new(),
             dir,
         };
-        for _ in 0..n {
+        for _ in 0..masters * (1 + replicas) {
             let node = ClusterNode {
                 port: free_port(),
                 bus: free_port(),
@@ -248,20 +268,25 @@ impl RedisCluster {
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        let out = Command::new(crate::system::binary("redis-tools"))
-            .arg("--cluster")
-            .arg("create")
-            .args(&addrs)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run redis-cli --cluster create");
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster create failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if masters == 1 {
+            let reply = cluster.cmd(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]);
+            assert!(reply.starts_with("+OK"), "CLUSTER ADDSLOTSRANGE: {reply}");
+        } else {
+            let out = Command::new(crate::system::binary("redis-tools"))
+                .arg("--cluster")
+                .arg("create")
+                .args(&addrs)
+                .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+                .stdin(Stdio::null())
+                .output()
+                .expect("run redis-cli --cluster create");
+            assert!(
+                out.status.success(),
+                "redis-cli --cluster create failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         cluster.url = format!("redis-cluster://{}", addrs.join(","));
         for node in &cluster.nodes {
             wait_cluster_ok(node.port);

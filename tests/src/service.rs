@@ -171,6 +171,21 @@ impl Owned {
         self.service.url_of(self.port)
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the server with `kill`; panics when it is not
+    /// running or the signal cannot be sent.
+    pub(crate) fn signal(&self, signal: &str) {
+        let child = self
+            .child
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} is not running", self.service.name));
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {}", self.service.name);
+    }
+
     /// Kills the server (like a crash).
     pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

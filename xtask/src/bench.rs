@@ -28,9 +28,8 @@ fn status(cmd: &mut Command) -> Result<(), String> {
 /// Runs the benchmark; `args` are passed on to rt-bench (`--help` lists them).
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let root = root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target = crate::target_dir();
-    status(Command::new(&cargo).current_dir(&root).args([
+    status(crate::cargo().args([
         "build",
         "--release",
         "-p",
@@ -38,21 +37,21 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         "--features",
         "full",
     ]))?;
-    status(Command::new(&cargo).current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "rt-bench",
-        "--bins",
-    ]))?;
+    status(crate::cargo().args(["build", "--release", "-p", "rt-bench", "--bins"]))?;
     let peers = root.join("bench/peers");
+    // `--name value` or `--name=value` among rt-bench's arguments.
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map(String::as_str)
+            .or_else(|| {
+                args.iter()
+                    .find_map(|a| a.strip_prefix(name)?.strip_prefix('='))
+            })
+    };
     // Only the comparison with the Node peers needs them.
-    let targets = args
-        .iter()
-        .position(|a| a == "--targets")
-        .and_then(|i| args.get(i + 1))
-        .map(String::as_str)
-        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--targets=")));
+    let targets = arg("--targets");
     let node_peers = targets.is_none_or(|t| t.contains("ws") || t.contains("socketio"));
     if node_peers {
         status(Command::new("npm").current_dir(&peers).args([
@@ -64,7 +63,15 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     // nchan runs on the Debian nginx with its module: bench/system-packages.txt.
     if targets.is_none_or(|t| t.contains("nchan")) {
-        crate::prepare::system_packages(&root.join("bench").join("system-packages.txt"))?;
+        crate::prepare::system_packages(&root.join("bench").join("system-packages.txt"), None)?;
+    }
+    // The backplane and presence scenarios start Redis servers, Redis Clusters (redis-cli
+    // joins them) and NATS when none is given: the tests' packages of those.
+    if arg("--scenario").is_none_or(|s| s.contains("backplane") || s.contains("presence")) {
+        crate::prepare::system_packages(
+            &crate::prepare::test_packages(),
+            Some(&["redis-server", "redis-tools", "nats-server"]),
+        )?;
     }
     let release = target.join("release");
     status(

@@ -66,6 +66,22 @@ fn main() -> ExitCode {
 pub(crate) fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(workspace_root());
+    // `cargo run` set these for xtask itself. Passed on, they differ from a plain cargo's
+    // environment, and build scripts that watch them (ring's: `CARGO_PKG_NAME`,
+    // `CARGO_MANIFEST_DIR`...) then rerun: ring, rustls and everything above them were
+    // rebuilt whenever builds alternated between `cargo xtask` and plain cargo.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                &*name,
+                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            cmd.env_remove(&*name);
+        }
+    }
     cmd
 }
 
@@ -96,7 +112,7 @@ pub(crate) fn run(mut cmd: Command) -> Result<(), String> {
 /// Prepares what the tests use, then runs them: `cargo test --workspace --all-features
 /// --no-fail-fast` with `extra` appended (`--workspace` left out when `extra` picks packages).
 fn test(extra: &[String]) -> Result<(), String> {
-    prepare::system_packages(&prepare::test_packages())?;
+    prepare::system_packages(&prepare::test_packages(), None)?;
     prepare::binaries()?;
     let mut cmd = cargo();
     cmd.arg("test");

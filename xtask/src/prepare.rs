@@ -74,11 +74,15 @@ pub(crate) fn test_packages() -> PathBuf {
     workspace_root().join("tests").join("system-packages.txt")
 }
 
-/// Installs the missing packages of the list `file` with apt-get: the one installer, under
-/// one lock (`target/apt-install.lock`, against another xtask run; apt-get also waits for a
-/// dpkg lock held by anyone else instead of failing at once).
-pub(crate) fn system_packages(file: &Path) -> Result<(), String> {
-    let packages = packages(file)?;
+/// Installs the missing packages of the list `file` (only those named in `only` when given)
+/// with apt-get: the one installer, under one lock (`target/apt-install.lock`, against
+/// another xtask run; apt-get also waits for a dpkg lock held by anyone else instead of
+/// failing at once).
+pub(crate) fn system_packages(file: &Path, only: Option<&[&str]>) -> Result<(), String> {
+    let mut packages = packages(file)?;
+    if let Some(only) = only {
+        packages.retain(|p| only.contains(&p.name.as_str()));
+    }
     let missing = |packages: &[Package]| -> Vec<String> {
         packages
             .iter()

@@ -1,8 +1,9 @@
-//! The Redis TLS options as command-line flags (feature `clap`), as rt-server has it, for
-//! programs that build their own command line: flatten [`RedisArgs`] into a `clap::Parser`
-//! and apply it to a [`RedisConfig`] with [`RedisArgs::apply`].
+//! The Redis TLS and timeout options as command-line flags (feature `clap`), as rt-server has
+//! them, for programs that build their own command line: flatten [`RedisArgs`] into a
+//! `clap::Parser` and apply it to a [`RedisConfig`] with [`RedisArgs::apply`].
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::{Error, RedisConfig};
 
@@ -28,12 +29,23 @@ pub struct RedisArgs {
     /// `rediss://` backplane (default: the platform's root certificates).
     #[arg(long, env = "RT_REDIS_TLS_CA")]
     pub redis_tls_ca: Option<PathBuf>,
+
+    /// How long Redis may take to answer a command (and to accept a connection): past it the
+    /// publish or read answers `503`, the node reports `degraded` and reconnects. Raise it
+    /// when Redis may pause longer (a slow disk, a big `BGSAVE` fork); lower it to fail fast.
+    /// On a Redis Cluster, a publish waits for its replicas (`WAIT`) up to half of it.
+    #[arg(long, env = "RT_REDIS_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub redis_timeout: Duration,
 }
 
 impl RedisArgs {
-    /// `config` with the CA file read into [`RedisConfig::tls_ca`]; the error names the
-    /// option and the file.
+    /// `config` with the timeout and the CA file read into [`RedisConfig::tls_ca`]; the error
+    /// names the option and the file.
     pub fn apply(&self, config: RedisConfig) -> Result<RedisConfig, Error> {
+        if self.redis_timeout.is_zero() {
+            return Err(Error::InvalidSetting("--redis-timeout must be above zero"));
+        }
+        let config = config.timeout(self.redis_timeout);
         let Some(path) = &self.redis_tls_ca else {
             return Ok(config);
         };
@@ -57,6 +69,27 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         redis: RedisArgs,
+    }
+
+    #[test]
+    fn the_timeout_defaults_to_the_configs() {
+        let url = || RedisConfig::new("redis://127.0.0.1:6379");
+        let cli = Cli::try_parse_from(["app"]).unwrap();
+        let config = cli.redis.apply(url()).unwrap();
+        assert_eq!(config.timeout, url().timeout);
+    }
+
+    #[test]
+    fn the_timeout_is_set_and_zero_refused() {
+        let url = || RedisConfig::new("redis://127.0.0.1:6379");
+        let cli = Cli::try_parse_from(["app", "--redis-timeout", "250ms"]).unwrap();
+        assert_eq!(
+            cli.redis.apply(url()).unwrap().timeout,
+            Duration::from_millis(250)
+        );
+        let cli = Cli::try_parse_from(["app", "--redis-timeout", "0s"]).unwrap();
+        let refused = cli.redis.apply(url()).unwrap_err().to_string();
+        assert!(refused.contains("--redis-timeout"), "{refused}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod marker;
 mod presence;
 mod proc;
 mod publisher;
+mod redis;
 mod report;
 mod run;
 mod servers;
@@ -20,7 +21,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::fleet::Transport;
-use crate::run::Spec;
+use crate::run::{Spec, Watched};
 use crate::servers::{Backing, Programs, Target};
 
 /// A scenario of the benchmark.
@@ -56,8 +57,9 @@ enum Backplane {
     Redis,
     /// `--backplane` the `--nats` URL (JetStream).
     Nats,
-    /// `--backplane` the `--redis-cluster` URL (a Redis Cluster the bench does not start:
-    /// run it once on a 1-master and once on a 3-master cluster to compare shards).
+    /// `--backplane` the `--redis-cluster` URL; without one, Redis Clusters the bench starts
+    /// itself: 3 masters with a replica each (run with `replicas=1`, rt's default, then with
+    /// `replicas=0`) and 1 master holding every slot (`replicas=0`).
     RedisCluster,
 }
 
@@ -119,7 +121,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "memory,redis,nats"
+        default_value = "memory,redis,nats,redis-cluster"
     )]
     backplanes: Vec<Backplane>,
     /// The Redis of the backplane scenario; when none answers there, the bench starts
@@ -132,7 +134,9 @@ struct Args {
     nats: String,
     /// The Redis Cluster of the backplane scenario's `redis-cluster` backplane, and of the
     /// presence scenario's `redis-cluster` variants (run only when given):
-    /// `redis-cluster://host:port[,host:port...][?replicas=N]`.
+    /// `redis-cluster://host:port[,host:port...][?replicas=N]`. Without it the backplane
+    /// scenario starts a 3-master and a 1-master cluster of its own (`redis-server` and
+    /// `redis-cli`).
     #[arg(long)]
     redis_cluster: Option<String>,
     /// rt-server binary (release, --features full).
@@ -185,7 +189,14 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(bench(args, threads, nofile)) {
+    // On Ctrl-C the bench is dropped: every server, Redis and cluster it started is killed.
+    let run = async {
+        tokio::select! {
+            done = bench(args, threads, nofile) => done,
+            _ = tokio::signal::ctrl_c() => Err("interrupted: the servers it started are stopped".into()),
+        }
+    };
+    match runtime.block_on(run) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rt-bench: {e}");
@@ -216,11 +227,23 @@ fn spec(scenario: &'static str, target: Target, kind: Transport, subscribers: us
         hold_secs: 0.0,
         backplane: None,
         server_args: vec![],
+        watched: vec![],
     }
 }
 
+/// One rt-server of the backplane scenario.
+#[derive(Debug)]
+struct BackplaneRun {
+    /// Its name in reports: `redis`, `redis-cluster 3 shards (replicas=1)`...
+    name: &'static str,
+    /// rt-server's `--backplane`.
+    url: String,
+    /// The processes behind it whose CPU each phase reports.
+    watched: Vec<Watched>,
+}
+
 /// The runs of the chosen scenarios, with full or smoke parameters.
-fn plan(args: &Args) -> Vec<Spec> {
+fn plan(args: &Args, backplanes: Vec<BackplaneRun>) -> Vec<Spec> {
     let smoke = args.smoke;
     let all = args.scenario.is_empty();
     let wants = |s: Scenario| all || args.scenario.contains(&s);
@@ -342,23 +365,14 @@ fn plan(args: &Args) -> Vec<Spec> {
         } else {
             vec![5_000.0, 10_000.0, 20_000.0]
         };
-        for &b in &args.backplanes {
+        for b in backplanes {
             let mut s = spec("backplane", Target::Rt, Transport::Ws, channels);
             s.channels = channels;
             s.rates = rates.clone();
             s.phase_secs = phase;
-            s.backplane = Some(b.name());
-            s.server_args = match b {
-                Backplane::Memory => vec!["--backplane".into(), "memory".into()],
-                Backplane::Redis => vec!["--backplane".into(), args.redis.clone()],
-                Backplane::Nats => vec!["--backplane".into(), args.nats.clone()],
-                Backplane::RedisCluster => {
-                    vec![
-                        "--backplane".into(),
-                        args.redis_cluster.clone().unwrap_or_default(),
-                    ]
-                }
-            };
+            s.backplane = Some(b.name);
+            s.server_args = vec!["--backplane".into(), b.url];
+            s.watched = b.watched;
             // Keys (Redis) and the stream (NATS) of the bench, apart from anything else
             // using the same server.
             s.server_args
@@ -409,6 +423,52 @@ fn nats_args(port: u16, dir: &std::path::Path) -> Vec<String> {
         .into()
 }
 
+/// The `redis-cluster` runs: on the `--redis-cluster` URL when given, else on two clusters
+/// started here (kept in `clusters` until the end): 3 shards waiting for 1 replica (rt's
+/// default) and for none, and 1 shard.
+async fn cluster_runs(
+    given: Option<String>,
+    clusters: &mut Vec<rt_tests::RedisCluster>,
+) -> Result<Vec<BackplaneRun>, String> {
+    let watched = |url: String| async move {
+        let mut watched = vec![];
+        let nodes = url.trim_start_matches("redis-cluster://");
+        for node in nodes.split('?').next().unwrap_or_default().split(',') {
+            watched.extend(redis::process(&format!("redis://{node}")).await);
+        }
+        watched
+    };
+    if let Some(url) = given {
+        return Ok(vec![BackplaneRun {
+            name: "redis-cluster",
+            watched: watched(url.clone()).await,
+            url,
+        }]);
+    }
+    eprintln!("rt-bench: starting Redis Clusters of 3 masters (with a replica each) and 1 master");
+    let three = redis::cluster(3, 1).await?;
+    let one = redis::cluster(1, 0).await?;
+    let runs = vec![
+        BackplaneRun {
+            name: "redis-cluster 3 shards (replicas=1)",
+            url: three.url(),
+            watched: watched(three.url()).await,
+        },
+        BackplaneRun {
+            name: "redis-cluster 3 shards (replicas=0)",
+            url: format!("{}?replicas=0", three.url()),
+            watched: watched(three.url()).await,
+        },
+        BackplaneRun {
+            name: "redis-cluster 1 shard (replicas=0)",
+            url: format!("{}?replicas=0", one.url()),
+            watched: watched(one.url()).await,
+        },
+    ];
+    clusters.extend([three, one]);
+    Ok(runs)
+}
+
 async fn bench(mut args: Args, threads: usize, nofile: u64) -> Result<(), String> {
     let programs = Programs {
         rt_server: args.rt_server.clone(),
@@ -420,11 +480,11 @@ async fn bench(mut args: Args, threads: usize, nofile: u64) -> Result<(), String
     };
     // Held until the end: a Redis or NATS started here stops with the bench.
     let mut backings = vec![];
+    // Clusters started here, held like `backings`.
+    let mut clusters = vec![];
+    let mut runs = vec![];
     if args.scenario.is_empty() || args.scenario.contains(&Scenario::Backplane) {
         let wanted = args.backplanes.clone();
-        if wanted.contains(&Backplane::RedisCluster) && args.redis_cluster.is_none() {
-            return Err("--backplanes redis-cluster needs --redis-cluster redis-cluster://host:port[,...] (the bench does not start a cluster)".into());
-        }
         let services: [(Backplane, &mut String, &str, ServiceArgs); 2] = [
             (
                 Backplane::Redis,
@@ -441,8 +501,31 @@ async fn bench(mut args: Args, threads: usize, nofile: u64) -> Result<(), String
                 backings.push(service);
             }
         }
+        for b in wanted {
+            match b {
+                Backplane::Memory => runs.push(BackplaneRun {
+                    name: b.name(),
+                    url: "memory".into(),
+                    watched: vec![],
+                }),
+                Backplane::Redis => runs.push(BackplaneRun {
+                    name: b.name(),
+                    url: args.redis.clone(),
+                    watched: redis::process(&args.redis).await.into_iter().collect(),
+                }),
+                Backplane::Nats => runs.push(BackplaneRun {
+                    name: b.name(),
+                    url: args.nats.clone(),
+                    watched: vec![],
+                }),
+                Backplane::RedisCluster => {
+                    let given = args.redis_cluster.clone();
+                    runs.extend(cluster_runs(given, &mut clusters).await?);
+                }
+            }
+        }
     }
-    let specs = plan(&args);
+    let specs = plan(&args, runs);
     let server_cpus = args.pin.then_some("0");
     let presence = if args.scenario.is_empty() || args.scenario.contains(&Scenario::Presence) {
         // A Redis of its own (nothing answers on port 1), so that its command counts and CPU
@@ -530,6 +613,7 @@ async fn bench(mut args: Args, threads: usize, nofile: u64) -> Result<(), String
     };
     report::write(&args.out, started, &setup, &reports)?;
     drop(backings);
+    drop(clusters);
     // At smoke size nothing is saturated: any error or loss means a client, a server or the
     // protocol between them is broken.
     let broken: Vec<String> = reports

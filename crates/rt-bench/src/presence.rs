@@ -14,7 +14,6 @@ use futures_util::{stream, StreamExt};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::fleet::source;
 use crate::servers::{Programs, Server, Target};
@@ -311,40 +310,10 @@ async fn redis_stats(urls: &[String]) -> Result<RedisStats, String> {
     Ok(sum)
 }
 
-/// `INFO all` over a plain TCP connection (inline command, bulk reply); `None` from a
-/// replica (it repeats its master's writes, which are counted on the master).
+/// Commands run and CPU seconds used, from `INFO all`; `None` from a replica (it repeats its
+/// master's writes, which are counted on the master).
 async fn master_stats(url: &str) -> Result<Option<RedisStats>, String> {
-    let host = url
-        .split_once("://")
-        .map_or(url, |(_, rest)| rest)
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    let mut s = tokio::net::TcpStream::connect(host)
-        .await
-        .map_err(|e| format!("Redis at {host}: {e}"))?;
-    s.write_all(b"INFO all\r\n")
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    loop {
-        let mut chunk = [0u8; 16 * 1024];
-        let n = s.read(&mut chunk).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf);
-        let complete = text.split_once("\r\n").is_some_and(|(len, rest)| {
-            len.trim_start_matches('$')
-                .parse::<usize>()
-                .is_ok_and(|len| rest.len() >= len)
-        });
-        if complete {
-            break;
-        }
-    }
-    let text = String::from_utf8_lossy(&buf);
+    let text = crate::redis::info(url, "all").await?;
     if text.lines().any(|l| l.trim() == "role:slave") {
         return Ok(None);
     }

@@ -46,6 +46,12 @@ pub(crate) fn usage(pid: u32) -> Usage {
     u
 }
 
+/// Reads `pid` alone, without its descendants: the generator itself, whose children are the
+/// servers it measures.
+pub(crate) fn usage_alone(pid: u32) -> Usage {
+    one(pid)
+}
+
 /// The children of `pid` (of every thread of it).
 fn children(pid: u32) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {

@@ -2,8 +2,8 @@
 //! for answers (whatever the server sends back is read and dropped as it comes, so a
 //! publisher that outruns the server is slowed down by TCP flow control, not disconnected).
 //!
-//! rt: `{"type":"publish",...}` messages on `/ws` (the acknowledgements are the answers read
-//! and dropped; a refusal fails the run).
+//! rt: `{"type":"publish",...}` messages on `/ws` (the acknowledgements, `{"type":"published"`,
+//! are counted as they come, with the time of the last; a refusal fails the run).
 //! baseline and Node `ws`: text frames on `/pub`, broadcast as they are.
 //! Socket.IO: a Socket.IO client emitting `pub`, which the server broadcasts as `m`.
 //! nchan: text frames on `/pub?channel=<channel>` (`nchan_publisher websocket`): one
@@ -20,6 +20,12 @@ use crate::wsclient::{Frame, WsConn};
 pub(crate) struct Publisher {
     target: Target,
     conn: WsConn,
+    /// Publishes sent.
+    pub(crate) sent: u64,
+    /// Acknowledgements received (rt only: the others send none).
+    pub(crate) acked: u64,
+    /// When the last acknowledgement was read ([`now_us`]).
+    pub(crate) last_ack_us: u64,
 }
 
 impl Publisher {
@@ -43,7 +49,13 @@ impl Publisher {
                 .await
                 .map_err(|e| format!("publisher: {e}"))?;
         }
-        Ok(Publisher { target, conn })
+        Ok(Publisher {
+            target,
+            conn,
+            sent: 0,
+            acked: 0,
+            last_ack_us: 0,
+        })
     }
 
     /// Publishes one marker on `channel` (payload of `size` bytes).
@@ -67,8 +79,36 @@ impl Publisher {
             .send_text(message.as_bytes())
             .await
             .map_err(|e| e.to_string())?;
-        for frame in self.conn.poll_pending().await.map_err(|e| e.to_string())? {
+        self.sent += 1;
+        let frames = self.conn.poll_pending().await.map_err(|e| e.to_string())?;
+        self.read(frames).await
+    }
+
+    /// Reads acknowledgements until every publish sent has one, or none came for `quiet`
+    /// (rt only; the other targets send none).
+    pub(crate) async fn settle_acks(&mut self, quiet: std::time::Duration) -> Result<(), String> {
+        while self.target == Target::Rt && self.acked < self.sent {
+            match tokio::time::timeout(quiet, self.conn.next()).await {
+                Err(_) => break,
+                Ok(Ok(Some(frame))) => self.read(vec![frame]).await?,
+                Ok(Ok(None)) => return Err("publisher: connection closed by server".into()),
+                Ok(Err(e)) => return Err(format!("publisher: {e}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles what the server sent: acknowledgements counted, Socket.IO pings answered,
+    /// refusals returned as errors.
+    async fn read(&mut self, frames: Vec<Frame>) -> Result<(), String> {
+        for frame in frames {
             match frame {
+                Frame::Data(p)
+                    if self.target == Target::Rt && p.starts_with(br#"{"type":"published""#) =>
+                {
+                    self.acked += 1;
+                    self.last_ack_us = now_us();
+                }
                 Frame::Data(p) if self.target == Target::Socketio && &p[..] == b"2" => {
                     self.conn.send_text(b"3").await.map_err(|e| e.to_string())?;
                 }

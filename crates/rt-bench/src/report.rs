@@ -58,9 +58,17 @@ struct Through {
     publishes_per_s: f64,
     /// `publishes_per_s` ÷ the memory backplane's at the same offered rate.
     vs_memory: Option<f64>,
+    /// Publishes acknowledged to the publisher per second.
+    acked_per_s: f64,
+    /// `acked_per_s` ÷ the memory backplane's at the same offered rate.
+    acked_vs_memory: Option<f64>,
     p50_us: u64,
     p99_us: u64,
     server_cpu_cores: f64,
+    /// rt-server's CPU seconds over the phase.
+    server_cpu_s: f64,
+    /// CPU seconds of each process behind the backplane (its Redis servers) over the phase.
+    processes: Vec<crate::run::ProcessCpu>,
 }
 
 fn machine() -> Machine {
@@ -153,26 +161,53 @@ fn backplanes(runs: &[Report]) -> Vec<Through> {
     runs.iter()
         .flat_map(|r| {
             r.phases.iter().map(move |p| {
-                let reference = memory
-                    .and_then(|m| {
-                        m.phases
-                            .iter()
-                            .find(|q| q.rate_target == p.rate_target)
-                            .map(|q| through(m, q))
-                    })
-                    .filter(|&v| v > 0.0);
+                let reference = memory.and_then(|m| {
+                    m.phases
+                        .iter()
+                        .find(|q| q.rate_target == p.rate_target)
+                        .map(|q| (through(m, q), q.acked_per_s))
+                });
+                let ratio = |v: f64, of: f64| (of > 0.0).then(|| v / of);
                 Through {
                     backplane: r.spec.backplane.unwrap_or("memory"),
                     offered_per_s: p.rate_target,
                     publishes_per_s: through(r, p),
-                    vs_memory: reference.map(|m| through(r, p) / m),
+                    vs_memory: reference.and_then(|(m, _)| ratio(through(r, p), m)),
+                    acked_per_s: p.acked_per_s,
+                    acked_vs_memory: reference.and_then(|(_, m)| ratio(p.acked_per_s, m)),
                     p50_us: p.latency.p50_us,
                     p99_us: p.latency.p99_us,
                     server_cpu_cores: p.server_cpu_cores,
+                    server_cpu_s: p.server_cpu_s,
+                    processes: p.processes.clone(),
                 }
             })
         })
         .collect()
+}
+
+/// `masters 0.41 + 0.38 + 0.40, replicas 0.12 + ...`: CPU seconds of each Redis process,
+/// grouped by role.
+fn process_cpu(processes: &[crate::run::ProcessCpu]) -> String {
+    let mut groups: Vec<(&str, Vec<String>)> = vec![];
+    for p in processes {
+        let role = p.name.rsplit(' ').next().unwrap_or_default();
+        let role = match role {
+            "master" => "masters",
+            "slave" => "replicas",
+            other => other,
+        };
+        let value = format!("{:.2}", p.cpu_s);
+        match groups.iter_mut().find(|(r, _)| *r == role) {
+            Some((_, values)) => values.push(value),
+            None => groups.push((role, vec![value])),
+        }
+    }
+    groups
+        .iter()
+        .map(|(role, values)| format!("{role} {}", values.join(" + ")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn ms(us: u64) -> String {
@@ -197,9 +232,10 @@ pub(crate) fn summary(r: &Report) -> String {
     for p in &r.phases {
         let _ = write!(
             s,
-            "\n  rate {:>7.0}/s (got {:>7.0}): {:>9.0} msg/s delivered {}/{}, p50 {} ms p99 {} ms max {} ms, server {:.2} cores, generator {:.2} cores",
+            "\n  rate {:>7.0}/s (got {:>7.0}, acked {:>7.0}/s): {:>9.0} msg/s delivered {}/{}, p50 {} ms p99 {} ms max {} ms, server {:.2} cores, generator {:.2} cores",
             p.rate_target,
             p.rate_achieved,
+            p.acked_per_s,
             p.delivered_per_s,
             p.delivered,
             p.expected_deliveries,
@@ -251,18 +287,22 @@ fn markdown(out: &Output<'_>) -> String {
         s.push('\n');
     }
     if !out.backplanes.is_empty() {
-        s.push_str("## Backplanes (1 WebSocket publisher, same run)\n\n| backplane | offered publishes/s | publishes/s delivered | ÷ memory | p50 ms | p99 ms | server CPU cores |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+        s.push_str("## Backplanes (1 WebSocket publisher, same run)\n\nPublishes/s delivered and acknowledged, each ÷ the memory backplane's at the same offered rate; CPU seconds each process used over the phase (Redis processes by role).\n\n| backplane | offered publishes/s | publishes/s delivered | ÷ memory | publishes/s acked | ÷ memory | p50 ms | p99 ms | rt-server CPU s | Redis CPU s |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+        let ratio = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.2}"));
         for b in &out.backplanes {
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.0} | {} | {} | {} | {:.2} |",
+                "| {} | {} | {:.0} | {} | {:.0} | {} | {} | {} | {:.2} | {} |",
                 b.backplane,
                 b.offered_per_s,
                 b.publishes_per_s,
-                b.vs_memory.map_or_else(String::new, |v| format!("{v:.2}")),
+                ratio(b.vs_memory),
+                b.acked_per_s,
+                ratio(b.acked_vs_memory),
                 ms(b.p50_us),
                 ms(b.p99_us),
-                b.server_cpu_cores
+                b.server_cpu_s,
+                process_cpu(&b.processes)
             );
         }
         s.push('\n');

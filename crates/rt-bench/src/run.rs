@@ -37,6 +37,23 @@ pub(crate) struct Spec {
     /// Arguments added to the server's command line.
     #[serde(skip)]
     pub(crate) server_args: Vec<String>,
+    /// Other processes whose CPU each phase reports (the backplane's Redis servers).
+    pub(crate) watched: Vec<Watched>,
+}
+
+/// A process outside the run whose CPU time is read before and after each phase.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Watched {
+    /// What reports call it: `redis-server :7001 master`.
+    pub(crate) name: String,
+    pub(crate) pid: u32,
+}
+
+/// CPU seconds a [`Watched`] process used during one phase.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct ProcessCpu {
+    pub(crate) name: String,
+    pub(crate) cpu_s: f64,
 }
 
 impl Spec {
@@ -58,10 +75,16 @@ pub(crate) struct Phase {
     pub(crate) expected_deliveries: u64,
     pub(crate) delivered: u64,
     pub(crate) delivered_per_s: f64,
+    /// Publishes acknowledged to the publisher (rt only; 0 for the others).
+    pub(crate) acked: u64,
+    /// Acknowledgements per second, from the phase start to the last acknowledgement.
+    pub(crate) acked_per_s: f64,
     pub(crate) latency: Percentiles,
     pub(crate) server_cpu_s: f64,
     /// Server CPU seconds per wall second over the phase (1.0 = one core busy).
     pub(crate) server_cpu_cores: f64,
+    /// CPU seconds of each watched process over the phase (same span as `server_cpu_s`).
+    pub(crate) processes: Vec<ProcessCpu>,
     /// The generator's own CPU seconds per wall second (to see when it is the limit).
     pub(crate) generator_cpu_cores: f64,
     pub(crate) publish_errors: u64,
@@ -288,8 +311,17 @@ async fn measure(spec: &Spec, server: &Server) -> Result<Report, String> {
     let mut phases = vec![];
     for (idx, &rate) in spec.rates.iter().enumerate().take(MAX_PHASES - 1) {
         let phase = idx as u32 + 1;
+        // The acknowledgements of earlier publishes are not this phase's.
+        for w in &mut workers {
+            if let Err(e) = w.publisher.settle_acks(Duration::from_secs(2)).await {
+                shared.error(e);
+            }
+        }
+        let acked_before: u64 = workers.iter().map(|w| w.publisher.acked).sum();
+        let cpu = |w: &Watched| crate::proc::usage(w.pid).cpu_s;
+        let watched_before: Vec<f64> = spec.watched.iter().map(cpu).collect();
         let before = server.usage();
-        let gen_before = crate::proc::usage(std::process::id());
+        let gen_before = crate::proc::usage_alone(std::process::id());
         let t0 = now_us();
         let wall = Instant::now();
         let per_worker = rate / workers.len().max(1) as f64;
@@ -329,8 +361,28 @@ async fn measure(spec: &Spec, server: &Server) -> Result<Report, String> {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        for w in &mut workers {
+            if let Err(e) = w.publisher.settle_acks(Duration::from_secs(2)).await {
+                shared.error(e);
+            }
+        }
+        let acked = workers.iter().map(|w| w.publisher.acked).sum::<u64>() - acked_before;
+        let last_ack_us = workers
+            .iter()
+            .map(|w| w.publisher.last_ack_us)
+            .max()
+            .unwrap_or(0);
         let after = server.usage();
-        let gen_after = crate::proc::usage(std::process::id());
+        let processes = spec
+            .watched
+            .iter()
+            .zip(&watched_before)
+            .map(|(w, before)| ProcessCpu {
+                name: w.name.clone(),
+                cpu_s: cpu(w) - before,
+            })
+            .collect();
+        let gen_after = crate::proc::usage_alone(std::process::id());
         let delivered = shared.delivered[slot].load(Ordering::Relaxed);
         let last_us = shared.last_recv_us[slot].load(Ordering::Relaxed);
         let span = (last_us.saturating_sub(t0) as f64 / 1e6).max(publish_secs.min(1e-3));
@@ -346,9 +398,17 @@ async fn measure(spec: &Spec, server: &Server) -> Result<Report, String> {
             } else {
                 delivered as f64 / span
             },
+            acked,
+            acked_per_s: if acked == 0 {
+                0.0
+            } else {
+                let span = last_ack_us.saturating_sub(t0) as f64 / 1e6;
+                acked as f64 / span.max(1e-3)
+            },
             latency: Percentiles::default(),
             server_cpu_s: after.cpu_s - before.cpu_s,
             server_cpu_cores: (after.cpu_s - before.cpu_s) / phase_wall,
+            processes,
             generator_cpu_cores: (gen_after.cpu_s - gen_before.cpu_s) / phase_wall,
             publish_errors,
         });
