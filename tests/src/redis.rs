@@ -200,12 +200,23 @@ fn resp_len(buf: &[u8]) -> Option<usize> {
 /// create ... --cluster-replicas 1`. Every process is killed when dropped.
 /// `REDIS_CLUSTER_URL` (`redis-cluster://host:port[,host:port...]`) points the tests at an
 /// existing cluster instead; such a cluster is not owned (nothing is killed, and tests that
-/// kill nodes need an owned one).
+/// kill nodes need an owned one). [`RedisCluster::start_tls`] starts one that speaks only
+/// TLS, to clients and between its nodes.
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<ClusterNode>,
     url: String,
     dir: std::path::PathBuf,
+    /// The certificate every node serves (and presents to the others), when over TLS.
+    tls: Option<ClusterTls>,
+}
+
+/// The PEM files of a TLS [`RedisCluster`]: one self-signed certificate for 127.0.0.1,
+/// which is also the CA that nodes and clients trust.
+#[derive(Debug)]
+struct ClusterTls {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
 }
 
 /// One `redis-server` of a [`RedisCluster`].
@@ -229,9 +240,17 @@ impl RedisCluster {
                 nodes: Vec::new(),
                 url,
                 dir: std::path::PathBuf::new(),
+                tls: None,
             },
             _ => RedisCluster::launch(3, 1),
         }
+    }
+
+    /// A fresh cluster of 3 masters and 3 replicas speaking only TLS (`--port 0`): to clients,
+    /// on the cluster bus and for replication, with a fresh self-signed certificate for
+    /// 127.0.0.1 ([`ca`](Self::ca)). Its [`url`](Self::url) is `rediss-cluster://...`.
+    pub fn start_tls() -> RedisCluster {
+        RedisCluster::spawn(3, 1, true)
     }
 
     /// A fresh cluster of `masters` masters sharing the 16,384 slots, each with `replicas`
@@ -240,6 +259,11 @@ impl RedisCluster {
     /// every slot with `CLUSTER ADDSLOTSRANGE 0 16383` instead (and then cannot have
     /// replicas). Panics, saying why, when a node does not start or the cluster does not form.
     pub fn launch(masters: usize, replicas: usize) -> RedisCluster {
+        RedisCluster::spawn(masters, replicas, false)
+    }
+
+    /// [`launch`](Self::launch), speaking only TLS when `tls`.
+    fn spawn(masters: usize, replicas: usize, tls: bool) -> RedisCluster {
         assert!(
             masters >= 3 || (masters == 1 && replicas == 0),
             "a cluster has 1 master without replicas, or at least 3 masters"
@@ -248,10 +272,24 @@ impl RedisCluster {
             .dir()
             .join(format!("cluster-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).expect("create the cluster directory");
+        let tls = tls.then(|| {
+            // The nodes announce 127.0.0.1, and clients check the address against the
+            // certificate.
+            let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+            let cert = rcgen::generate_simple_self_signed(names).expect("a self-signed cert");
+            let tls = ClusterTls {
+                cert: dir.join("cert.pem"),
+                key: dir.join("key.pem"),
+            };
+            std::fs::write(&tls.cert, cert.cert.pem()).expect("write cert.pem");
+            std::fs::write(&tls.key, cert.key_pair.serialize_pem()).expect("write key.pem");
+            tls
+        });
         let mut cluster = RedisCluster {
             nodes: Vec::new(),
             url: String::new(),
             dir,
+            tls,
         };
         for _ in 0..masters * (1 + replicas) {
             let node = ClusterNode {
@@ -272,25 +310,43 @@ impl RedisCluster {
             let reply = cluster.cmd(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]);
             assert!(reply.starts_with("+OK"), "CLUSTER ADDSLOTSRANGE: {reply}");
         } else {
-            let out = Command::new(crate::system::binary("redis-tools"))
+            let log = cluster.dir.join("create.log");
+            let mut create = cluster
+                .cli()
                 .arg("--cluster")
                 .arg("create")
                 .args(&addrs)
                 .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
-                .stdin(Stdio::null())
-                .output()
+                .stdout(std::fs::File::create(&log).expect("create the log"))
+                .stderr(Stdio::null())
+                .spawn()
                 .expect("run redis-cli --cluster create");
+            // Bounded: redis-cli waits for the nodes to join without a time limit.
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let status = loop {
+                if let Some(status) = create.try_wait().expect("wait for redis-cli") {
+                    break Some(status);
+                }
+                if std::time::Instant::now() > deadline {
+                    let _ = create.kill();
+                    let _ = create.wait();
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
             assert!(
-                out.status.success(),
-                "redis-cli --cluster create failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+                status.is_some_and(|s| s.success()),
+                "redis-cli --cluster create failed or took over 60 s ({status:?}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
             );
         }
-        cluster.url = format!("redis-cluster://{}", addrs.join(","));
-        for node in &cluster.nodes {
-            wait_cluster_ok(node.port);
-        }
+        let scheme = if cluster.tls.is_some() {
+            "rediss-cluster"
+        } else {
+            "redis-cluster"
+        };
+        cluster.url = format!("{scheme}://{}", addrs.join(","));
+        cluster.wait_ok();
         cluster.wait_replicas_synced();
         cluster
     }
@@ -311,12 +367,76 @@ impl RedisCluster {
             .arg(format!("dump-{}.rdb", node.port))
             .arg("--dir")
             .arg(&self.dir);
-        node.child = Some(REDIS.spawn(&mut cmd));
-        REDIS.wait_until_up(node.port);
+        let port = node.port;
+        match &self.tls {
+            None => {
+                node.child = Some(REDIS.spawn(&mut cmd));
+                REDIS.wait_until_up(port);
+            }
+            Some(tls) => {
+                // The last `--port` wins: no plain TCP port, TLS on the node's port.
+                cmd.args(["--port", "0", "--tls-port"])
+                    .arg(port.to_string())
+                    .args(["--tls-cluster", "yes", "--tls-replication", "yes"])
+                    .args(["--tls-auth-clients", "no"])
+                    .arg("--tls-cert-file")
+                    .arg(&tls.cert)
+                    .arg("--tls-key-file")
+                    .arg(&tls.key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(&tls.cert);
+                node.child = Some(REDIS.spawn(&mut cmd));
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while !self.node_cmd(port, &["PING"]).contains("PONG") {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the TLS redis-server on {port} did not answer PING within 10 s"
+                    );
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+            }
+        }
     }
 
-    /// `redis-cluster://127.0.0.1:p1,127.0.0.1:p2,...`: every node, as rt-server's
-    /// `--backplane` takes it.
+    /// `redis-cli`, with `--tls` and the cluster's CA when it speaks TLS.
+    fn cli(&self) -> Command {
+        let mut cli = Command::new(crate::system::binary("redis-tools"));
+        if let Some(tls) = &self.tls {
+            cli.arg("--tls").arg("--cacert").arg(&tls.cert);
+        }
+        cli.stdin(Stdio::null());
+        cli
+    }
+
+    /// Sends one command to the node on `port`: the raw RESP reply over plain TCP
+    /// ([`redis_cmd`]); over TLS, `redis-cli`'s output (for a status or an integer, the bare
+    /// value; for text, the text), or its error.
+    fn node_cmd(&self, port: u16, args: &[&str]) -> String {
+        if self.tls.is_none() {
+            return redis_cmd(&format!("redis://127.0.0.1:{port}"), args);
+        }
+        let out = self
+            .cli()
+            .args(["-h", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    /// The PEM file of the CA that signed a TLS cluster's certificate (for
+    /// `--redis-tls-ca`); `None` for a plain cluster.
+    pub fn ca(&self) -> Option<&std::path::Path> {
+        self.tls.as_ref().map(|tls| tls.cert.as_path())
+    }
+
+    /// `redis-cluster://127.0.0.1:p1,127.0.0.1:p2,...` (`rediss-cluster://` over TLS): every
+    /// node, as rt-server's `--backplane` takes it.
     pub fn url(&self) -> String {
         self.url.clone()
     }
@@ -388,14 +508,25 @@ impl RedisCluster {
     /// Waits until every running node reports `cluster_state:ok` (e.g. after a failover).
     pub fn wait_ok(&self) {
         for port in self.addresses() {
-            wait_cluster_ok(port);
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let info = self.node_cmd(port, &["CLUSTER", "INFO"]);
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the cluster node on {port} is not ok after 30 s: {info}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
     }
 
-    /// Sends one command to a node that answers; see [`redis_cmd`].
+    /// Sends one command to a node that answers; see [`redis_cmd`] (over TLS,
+    /// `redis-cli`'s output).
     pub fn cmd(&self, args: &[&str]) -> String {
-        let port = self.addresses()[0];
-        redis_cmd(&format!("redis://127.0.0.1:{port}"), args)
+        self.node_cmd(self.addresses()[0], args)
     }
 
     /// The ports of the running nodes (or of `REDIS_CLUSTER_URL`'s).
@@ -403,7 +534,8 @@ impl RedisCluster {
         if self.nodes.is_empty() {
             return self
                 .url
-                .trim_start_matches("redis-cluster://")
+                .split_once("://")
+                .map_or("", |(_, nodes)| nodes)
                 .split(',')
                 .filter_map(|a| a.rsplit(':').next()?.parse().ok())
                 .collect();
@@ -420,10 +552,7 @@ impl RedisCluster {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         for port in self.addresses() {
             loop {
-                let info = redis_cmd(
-                    &format!("redis://127.0.0.1:{port}"),
-                    &["INFO", "replication"],
-                );
+                let info = self.node_cmd(port, &["INFO", "replication"]);
                 if info.contains("role:master") || info.contains("master_link_status:up") {
                     break;
                 }
@@ -434,22 +563,6 @@ impl RedisCluster {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-    }
-}
-
-/// Waits up to 30 s until the node on `port` reports `cluster_state:ok`.
-fn wait_cluster_ok(port: u16) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let info = redis_cmd(&format!("redis://127.0.0.1:{port}"), &["CLUSTER", "INFO"]);
-        if info.contains("cluster_state:ok") {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the cluster node on {port} is not ok after 30 s: {info}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -191,3 +191,86 @@ fn a_wrong_cluster_url_is_a_clear_startup_error() {
         assert!(stderr.contains(says), "{url}: {stderr}");
     }
 }
+
+/// rt-server on a Redis Cluster that speaks only TLS (clients, cluster bus and replication,
+/// `--port 0`), reached with `rediss-cluster://` and `--redis-tls-ca`: events published on
+/// one node reach the others, and clients resume exactly across nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_publish_and_resume_exactly_on_a_redis_cluster_over_tls() {
+    let redis = RedisCluster::start_tls();
+    let url = redis.url();
+    assert!(url.starts_with("rediss-cluster://"), "{url}");
+    // No node answers in plain text: everything below went over TLS.
+    let port = redis.ports()[0];
+    let plain = std::net::TcpStream::connect(("127.0.0.1", port))
+        .ok()
+        .and_then(|mut s| {
+            use std::io::{Read, Write};
+            s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+            s.write_all(b"PING\r\n").ok()?;
+            let mut buf = [0u8; 16];
+            let n = s.read(&mut buf).ok()?;
+            Some(buf[..n].to_vec())
+        });
+    assert_ne!(plain.as_deref(), Some(&b"+PONG\r\n"[..]));
+    let ca = redis.ca().unwrap().to_str().unwrap().to_owned();
+    scenarios::resume_with(&["--backplane", &url, "--redis-tls-ca", &ca]).await;
+}
+
+/// A Redis Cluster over TLS whose certificate the given CA (or, without one, the platform's
+/// roots) did not sign stops rt-server at startup, saying so; and a CA given with a plain
+/// `redis-cluster://` URL, where it would be ignored, is refused.
+#[test]
+fn a_redis_cluster_over_tls_with_a_wrong_ca_is_a_clear_startup_error() {
+    let redis = RedisCluster::start_tls();
+    let url = redis.url();
+    let ca = redis.ca().unwrap().to_str().unwrap().to_owned();
+    let dir = rt_tests::target_dir().join(rt_tests::unique("wrong-ca"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let wrong = dir.join("ca.pem");
+    std::fs::write(&wrong, other.cert.pem()).unwrap();
+    let wrong = wrong.to_str().unwrap();
+    let plain_url = url.replace("rediss-cluster://", "redis-cluster://");
+    for (args, says) in [
+        (
+            vec!["--backplane", &url, "--redis-tls-ca", wrong],
+            "TLS certificate was refused",
+        ),
+        (vec!["--backplane", &url], "TLS certificate was refused"),
+        (
+            vec!["--backplane", &plain_url, "--redis-tls-ca", &ca],
+            "use rediss-cluster://",
+        ),
+    ] {
+        let log = dir.join("stderr.txt");
+        let mut server = Command::new(rt_tests::server_binary())
+            .args(["--listen", &format!("127.0.0.1:{}", rt_tests::free_port())])
+            .args(&args)
+            .arg("--dev")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("run rt-server");
+        // Bounded: a server that keeps retrying instead of stopping fails the test.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = server.try_wait().unwrap() {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = server.kill();
+                let _ = server.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let stderr = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{args:?}: did not stop at startup ({status:?}): {stderr}"
+        );
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -26,7 +26,8 @@ use crate::{Error, RedisConfig};
 #[derive(Debug, Clone, clap::Args)]
 pub struct RedisArgs {
     /// PEM file with the CA certificate(s) that signed the Redis server's certificate, for a
-    /// `rediss://` backplane (default: the platform's root certificates).
+    /// `rediss://` or `rediss-cluster://` backplane (default: the platform's root
+    /// certificates).
     #[arg(long, env = "RT_REDIS_TLS_CA")]
     pub redis_tls_ca: Option<PathBuf>,
 

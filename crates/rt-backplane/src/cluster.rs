@@ -44,8 +44,12 @@ use crate::link::{
     unwatched, wait_out, within, Backoff, Command, Conn, Shared, State, SUBSCRIBE_BATCH,
 };
 
-/// The URL scheme of a Redis Cluster.
+/// The URL scheme of a Redis Cluster over plain TCP.
 const SCHEME: &str = "redis-cluster://";
+
+/// The URL scheme of a Redis Cluster over TLS (`rediss://` to every node), as `rediss://` is
+/// to `redis://` for one Redis.
+const TLS_SCHEME: &str = "rediss-cluster://";
 
 /// Calls of one channel's publishes in flight at once, over all channels.
 const GROUPS_IN_FLIGHT: usize = 256;
@@ -58,20 +62,43 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Hash slots of a Redis Cluster.
 const SLOTS: usize = 16384;
 
-/// A `redis-cluster://` URL: the nodes to start from and the replicas to wait for.
+/// A `redis-cluster://` or `rediss-cluster://` URL: the nodes to start from, the replicas to
+/// wait for, and the CA to trust over TLS.
 pub(crate) struct Nodes {
     urls: Vec<String>,
     /// Replicas that must hold an event before it is acknowledged.
     pub(crate) replicas: usize,
+    /// PEM of the CA that signed the nodes' certificates (`rediss-cluster://` only); without
+    /// it, the platform's roots are trusted.
+    // Only read by the `tls` feature's client; without it, no URL that takes a CA parses.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    ca: Option<Vec<u8>>,
 }
 
 impl Nodes {
-    /// `None` when `url` is not a `redis-cluster://` URL.
-    pub(crate) fn parse(url: &str) -> Result<Option<Nodes>, crate::Error> {
-        let Some(rest) = url.strip_prefix(SCHEME) else {
+    /// `None` when `url` is not a cluster URL. `ca` is
+    /// [`RedisConfig::tls_ca`](crate::RedisConfig::tls_ca): an error with a plain `redis-cluster://` URL, which would
+    /// otherwise quietly not use it.
+    pub(crate) fn parse(url: &str, ca: Option<&[u8]>) -> Result<Option<Nodes>, crate::Error> {
+        let invalid = |why: &str| crate::Error::InvalidUrl(why.to_owned());
+        let (rest, node_scheme) = if let Some(rest) = url.strip_prefix(SCHEME) {
+            (rest, "redis://")
+        } else if let Some(rest) = url.strip_prefix(TLS_SCHEME) {
+            if cfg!(not(feature = "tls")) {
+                return Err(invalid(
+                    "rediss-cluster:// needs rt-backplane's `tls` feature (rt-server's `redis`)",
+                ));
+            }
+            (rest, "rediss://")
+        } else {
             return Ok(None);
         };
-        let invalid = |why: &str| crate::Error::InvalidUrl(why.to_owned());
+        if ca.is_some() && node_scheme == "redis://" {
+            return Err(crate::Error::InvalidSetting(
+                "a TLS CA (--redis-tls-ca) was given with a plain redis-cluster:// URL; \
+                 use rediss-cluster:// for a Redis Cluster over TLS",
+            ));
+        }
         let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
         let mut replicas = 1;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -81,7 +108,11 @@ impl Nodes {
                         .parse()
                         .map_err(|_| invalid("replicas=N needs a number"))?;
                 }
-                _ => return Err(invalid("the only option of redis-cluster:// is replicas=N")),
+                _ => {
+                    return Err(invalid(
+                        "the only option of redis-cluster:// and rediss-cluster:// is replicas=N",
+                    ))
+                }
             }
         }
         let (auth, hosts) = match rest.rfind('@') {
@@ -95,7 +126,7 @@ impl Nodes {
                     .rsplit_once(':')
                     .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
                 if ok {
-                    Ok(format!("redis://{auth}{host}"))
+                    Ok(format!("{node_scheme}{auth}{host}"))
                 } else {
                     Err(invalid(
                         "redis-cluster:// needs host:port of at least one node, comma-separated",
@@ -103,8 +134,12 @@ impl Nodes {
                 }
             })
             .collect::<Result<_, _>>()?;
-        let nodes = Nodes { urls, replicas };
-        // Checks the node URLs the way the client will read them.
+        let nodes = Nodes {
+            urls,
+            replicas,
+            ca: ca.map(<[u8]>::to_vec),
+        };
+        // Checks the node URLs (and the CA's PEM) the way the client will read them.
         nodes
             .builder(Duration::from_secs(1))
             .build()
@@ -113,11 +148,31 @@ impl Nodes {
     }
 
     fn builder(&self, timeout: Duration) -> ClusterClientBuilder {
-        ClusterClientBuilder::new(self.urls.clone())
+        let builder = ClusterClientBuilder::new(self.urls.clone())
             // Sharded pub/sub arrives as RESP3 pushes.
             .use_protocol(ProtocolVersion::RESP3)
             .connection_timeout(timeout)
-            .response_timeout(timeout)
+            .response_timeout(timeout);
+        // The TLS mode itself comes from the `rediss://` node URLs; the CA applies to every
+        // node, the ones given and the ones discovered.
+        #[cfg(feature = "tls")]
+        if let Some(ca) = &self.ca {
+            return builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.clone()),
+            });
+        }
+        builder
+    }
+
+    /// The nodes as given, without any password.
+    fn shown(&self) -> String {
+        let hosts: Vec<String> = self
+            .urls
+            .iter()
+            .map(|u| crate::config::redacted(u))
+            .collect();
+        hosts.join(",")
     }
 }
 
@@ -161,11 +216,15 @@ pub(crate) async fn start(
         Err(e) if e.contains("cluster support disabled") => {
             return Err(crate::Error::NotACluster(format!(
                 "{} is not a Redis Cluster ({e})",
-                nodes.urls.join(",")
+                nodes.shown()
             )))
         }
         Err(e) if e.contains("NOAUTH") || e.contains("WRONGPASS") => {
             return Err(crate::Error::NotACluster(format!("refused the login: {e}")))
+        }
+        // A certificate the CA does not vouch for stays so: retrying cannot help.
+        Err(e) if e.contains("invalid peer certificate") => {
+            return Err(crate::Error::TlsRefused(format!("{} ({e})", nodes.shown())))
         }
         Err(e) => {
             tracing::warn!(reason = %e, "cannot connect to the Redis Cluster, retrying");
@@ -718,11 +777,13 @@ mod tests {
 
     #[test]
     fn parses_cluster_urls() {
-        assert!(Nodes::parse("redis://h:1").unwrap().is_none());
-        let n = Nodes::parse("redis-cluster://a:1,b:2").unwrap().unwrap();
+        assert!(Nodes::parse("redis://h:1", None).unwrap().is_none());
+        let n = Nodes::parse("redis-cluster://a:1,b:2", None)
+            .unwrap()
+            .unwrap();
         assert_eq!(n.urls, ["redis://a:1", "redis://b:2"]);
         assert_eq!(n.replicas, 1);
-        let n = Nodes::parse("redis-cluster://u:p@a:1,b:2?replicas=0")
+        let n = Nodes::parse("redis-cluster://u:p@a:1,b:2?replicas=0", None)
             .unwrap()
             .unwrap();
         assert_eq!(n.urls, ["redis://u:p@a:1", "redis://u:p@b:2"]);
@@ -735,8 +796,27 @@ mod tests {
             "redis-cluster://a:1?replicas=x",
             "redis-cluster://a:1?db=2",
         ] {
-            assert!(Nodes::parse(bad).is_err(), "{bad}");
+            assert!(Nodes::parse(bad, None).is_err(), "{bad}");
         }
+        // A CA is for TLS: with a plain cluster URL it would be ignored, so it is refused.
+        assert!(matches!(
+            Nodes::parse("redis-cluster://a:1", Some(b"pem")),
+            Err(crate::Error::InvalidSetting(_))
+        ));
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn parses_tls_cluster_urls() {
+        let n = Nodes::parse("rediss-cluster://u:p@a:1,b:2?replicas=0", None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(n.urls, ["rediss://u:p@a:1", "rediss://u:p@b:2"]);
+        assert_eq!(n.replicas, 0);
+        assert_eq!(n.shown(), "rediss://***@a:1,rediss://***@b:2");
+        // A CA whose PEM is broken is refused before connecting.
+        let broken = b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n";
+        assert!(Nodes::parse("rediss-cluster://a:1", Some(broken)).is_err());
     }
 
     #[test]

@@ -24,10 +24,12 @@ pub struct RedisConfig {
     /// `tls` feature `rediss://[user:password@]host:port[/db]`, or for a Redis Cluster
     /// `redis-cluster://[user:password@]host:port[,host:port...][?replicas=N]`: any of its
     /// nodes (the others are discovered), and how many replicas must hold an event before it
-    /// is acknowledged (default 1; 0 for a cluster without replicas).
+    /// is acknowledged (default 1; 0 for a cluster without replicas). A Redis Cluster over TLS
+    /// (`tls` feature) is the same with `rediss-cluster://`.
     pub url: String,
     /// PEM certificate(s) of the authority that signed the Redis server's certificate, for
-    /// `rediss://` (needs the `tls` feature). Without it, the platform's roots are trusted.
+    /// `rediss://` and `rediss-cluster://` (needs the `tls` feature). Without it, the
+    /// platform's roots are trusted.
     pub tls_ca: Option<Vec<u8>>,
     /// Prefix of every key and pub/sub channel, so that several deployments can share a Redis.
     pub prefix: String,
@@ -91,7 +93,8 @@ impl RedisConfig {
         self
     }
 
-    /// Trusts the CA certificate(s) in `pem` for `rediss://` (needs the `tls` feature).
+    /// Trusts the CA certificate(s) in `pem` for `rediss://` and `rediss-cluster://` (needs the
+    /// `tls` feature).
     pub fn tls_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.tls_ca = Some(pem.into());
         self
@@ -113,12 +116,7 @@ impl RedisConfig {
     /// Checks the settings and says what to connect to.
     pub(crate) fn target(&self) -> Result<Target, Error> {
         self.validate()?;
-        if let Some(cluster) = crate::cluster::Nodes::parse(&self.url)? {
-            if self.tls_ca.is_some() {
-                return Err(Error::InvalidSetting(
-                    "TLS is not supported with redis-cluster:// URLs",
-                ));
-            }
+        if let Some(cluster) = crate::cluster::Nodes::parse(&self.url, self.tls_ca.as_deref())? {
             return Ok(Target::Cluster(cluster));
         }
         self.client().map(|c| Target::Single(Box::new(c)))

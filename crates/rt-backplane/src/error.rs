@@ -12,7 +12,8 @@ pub enum Error {
     #[error(
         "invalid Redis URL: {0}; use redis://[user:password@]host:port[/db], \
          redis+unix:///path/to/socket, rediss://... for TLS (rt-backplane's `tls` feature), \
-         or redis-cluster://[user:password@]host:port[,host:port...][?replicas=N] for a Redis Cluster"
+         or redis-cluster://[user:password@]host:port[,host:port...][?replicas=N] for a Redis Cluster \
+         (rediss-cluster://... over TLS)"
     )]
     InvalidUrl(String),
     /// The key prefix is empty, too long or has characters outside the allowed set.
@@ -24,6 +25,14 @@ pub enum Error {
         "the Redis at {0}; use redis:// for a single Redis, redis-cluster://host:port[,host:port...] for a Redis Cluster"
     )]
     NotACluster(String),
+    /// A Redis Cluster over TLS showed a certificate that the trusted CA did not sign (or
+    /// not for the address connected to).
+    #[error(
+        "the Redis Cluster's TLS certificate was refused: {0}; give the CA that signed the \
+         nodes' certificates with --redis-tls-ca (a certificate must name the host or IP the \
+         nodes announce)"
+    )]
+    TlsRefused(String),
     /// A setting is out of range.
     #[error("invalid Redis backplane setting: {0}")]
     InvalidSetting(&'static str),

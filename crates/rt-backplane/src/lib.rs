@@ -41,7 +41,7 @@
 //!
 //! | feature | what it adds |
 //! |---------|--------------|
-//! | `tls`   | `rediss://` URLs: TLS with rustls, trusting the platform's roots or the CA given with [`RedisConfig::tls_ca`] |
+//! | `tls`   | `rediss://` and `rediss-cluster://` URLs: TLS with rustls, trusting the platform's roots or the CA given with [`RedisConfig::tls_ca`] |
 //! | `clap`  | `RedisArgs`: `--redis-tls-ca` as a `clap` flag, as rt-server has it |
 //!
 //! Without features, URLs are `redis://[user:password@]host:port[/db]` and
@@ -74,7 +74,9 @@
 //! (default 1) hold it (`WAIT`), so what clients were told survives a failover; with fewer
 //! replicas up, that shard's channels answer `503` and health is degraded, while the other
 //! shards keep working. The `redis` crate's cluster client follows `MOVED`, `ASK` and
-//! failovers.
+//! failovers. With the `tls` feature, `rediss-cluster://` reaches every node, the given ones
+//! and the discovered ones, over TLS (`rediss://`), trusting [`RedisConfig::tls_ca`] if set;
+//! a certificate it does not trust is an error at startup ([`Error::TlsRefused`]).
 
 #[cfg(feature = "clap")]
 mod args;

@@ -46,7 +46,8 @@ pub struct Config {
 
     /// Where events are ordered and stored: `memory` (this process only), a Redis URL
     /// (`redis://[:password@]host:port[/db]`, `rediss://` for TLS, a Redis Cluster as
-    /// `redis-cluster://host:port[,host:port...][?replicas=N]`; needs the `redis` feature)
+    /// `redis-cluster://host:port[,host:port...][?replicas=N]`, `rediss-cluster://` for TLS;
+    /// needs the `redis` feature)
     /// or NATS JetStream servers (`nats://[user:password@]host:port[,host:port...]`; needs
     /// the `nats` feature).
     #[arg(long, env = "RT_BACKPLANE", default_value = "memory")]

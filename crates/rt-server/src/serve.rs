@@ -48,16 +48,16 @@ async fn backplane(config: &Config) -> Result<SharedBackplane, Error> {
             Arc::new(memory.with_idempotency_window(config.idempotency_window))
         }
         #[cfg(feature = "redis")]
-        "redis" | "rediss" | "redis-cluster" => crate::transport::redis(config).await?,
+        "redis" | "rediss" | "redis-cluster" | "rediss-cluster" => crate::transport::redis(config).await?,
         #[cfg(feature = "nats")]
         "nats" | "tls" => crate::transport::nats(config).await?,
         #[cfg(not(feature = "redis"))]
-        "redis" | "rediss" | "redis-cluster" => return Err(Error::Config(without("redis"))),
+        "redis" | "rediss" | "redis-cluster" | "rediss-cluster" => return Err(Error::Config(without("redis"))),
         #[cfg(not(feature = "nats"))]
         "nats" | "tls" => return Err(Error::Config(without("nats"))),
         _ => {
             return Err(Error::Config(format!(
-                "--backplane: {url:?} is neither `memory` nor a redis://, rediss://, redis-cluster://, nats:// or tls:// URL"
+                "--backplane: {url:?} is neither `memory` nor a redis://, rediss://, redis-cluster://, rediss-cluster://, nats:// or tls:// URL"
             )))
         }
     };

@@ -2,7 +2,7 @@
 //! (`RedisArgs`, `NatsArgs`). Each is compiled only with its feature.
 
 /// The Redis backplane of `--backplane redis://...` (`rediss://` for TLS, `redis-cluster://`
-/// for a Redis Cluster), with the
+/// for a Redis Cluster, `rediss-cluster://` for one over TLS), with the
 /// server's history, prefix, idempotency and presence settings.
 #[cfg(feature = "redis")]
 pub(crate) async fn redis(

@@ -19,10 +19,18 @@ pub const T: Duration = Duration::from_secs(15);
 
 /// `n` nodes sharing the backplane at `url` (`redis://` or `nats://`) under one fresh prefix.
 pub async fn nodes(n: usize, url: &str, name: &str) -> Vec<Server> {
+    nodes_with(n, &["--backplane", url], name).await
+}
+
+/// `n` nodes started with `backplane` (`--backplane URL` and the options it needs, such as
+/// `--redis-tls-ca`) under one fresh prefix.
+pub async fn nodes_with(n: usize, backplane: &[&str], name: &str) -> Vec<Server> {
     let prefix = prefix(name);
+    let mut args = backplane.to_vec();
+    args.extend(["--redis-prefix", &prefix]);
     let mut servers = Vec::new();
     for _ in 0..n {
-        servers.push(Server::start(&["--backplane", url, "--redis-prefix", &prefix]).await);
+        servers.push(Server::start(&args).await);
     }
     servers
 }

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{
-    enc, nodes, open_sse, poll, position, publish, publish_json, wait_health, ws_recv,
+    enc, nodes, nodes_with, open_sse, poll, position, publish, publish_json, wait_health, ws_recv,
     ws_subscribe, T,
 };
 
@@ -57,7 +57,12 @@ pub async fn fanout(url: &str) {
 /// A WebSocket and an SSE stream cut from one node resume on another with their cursors:
 /// exactly the missed events, nothing twice; long-poll cursors travel between nodes too.
 pub async fn resume(url: &str) {
-    let n = nodes(3, url, "resume").await;
+    resume_with(&["--backplane", url]).await;
+}
+
+/// [`resume`] on nodes started with `backplane` (`--backplane URL` and the options it needs).
+pub async fn resume_with(backplane: &[&str]) {
+    let n = nodes_with(3, backplane, "resume").await;
     let (a, b, c) = (&n[0], &n[1], &n[2]);
 
     let mut sse = open_sse(a, "channel=news", None).await;
