@@ -387,55 +387,7 @@ async fn three_nodes_over_redis_share_presence_and_a_killed_node_expires() {
     let prefix = cluster::prefix("presence");
     let mut args = over_redis(&url, &prefix);
     args.extend(["--presence-ttl", "2s"]);
-    let mut nodes = Vec::new();
-    for _ in 0..3 {
-        nodes.push(Server::start(&args).await);
-    }
-    let alice = token("alice", &[], json!({"name": "Alice"}));
-    let bob = token("bob", &[], Value::Null);
-    // alice twice on node 0, once on node 1; bob on node 1; node 2 has nobody.
-    let _a1 = member(&nodes[0], Some(&alice), &["room:x"]).await;
-    let _a2 = member(&nodes[0], Some(&alice), &["room:x", "room:y"]).await;
-    let a3 = member(&nodes[1], Some(&alice), &["room:x"]).await;
-    let b1 = member(&nodes[1], Some(&bob), &["room:x"]).await;
-
-    until(
-        &nodes[2],
-        "/api/presence-stats?channel=room:x",
-        stats_are(4, 2),
-    )
-    .await;
-    let members = all_members(&nodes[2], "room:x", 3).await;
-    assert_eq!(clients(&members).len(), 4, "{members:?}");
-    let alices = members.iter().filter(|m| m["subject"] == "alice").count();
-    assert_eq!(alices, 3);
-    assert!(members
-        .iter()
-        .filter(|m| m["subject"] == "alice")
-        .all(|m| m["info"] == json!({"name": "Alice"})));
-    let (_, channels) = get(&nodes[2], "/api/channels?pattern=room:*", &[KEY]).await;
-    assert_eq!(
-        channels["channels"],
-        json!([{"channel": "room:x", "subscribers": 4}, {"channel": "room:y", "subscribers": 1}]),
-        "{channels}"
-    );
-
-    // A crash: node 1 says nothing, its entries expire after the ttl (2 s).
-    nodes[1].kill();
-    drop((a3, b1));
-    until(
-        &nodes[2],
-        "/api/presence-stats?channel=room:x",
-        stats_are(2, 1),
-    )
-    .await;
-    let members = all_members(&nodes[0], "room:x", 1).await;
-    assert_eq!(members.len(), 2);
-    assert!(members.iter().all(|m| m["subject"] == "alice"));
-    until(&nodes[2], "/api/channels?pattern=room:x", |b| {
-        b["channels"] == json!([{"channel": "room:x", "subscribers": 2}])
-    })
-    .await;
+    three_nodes_share_presence_and_a_killed_node_expires(&args).await;
 }
 
 /// A node on a Redis of its own, keeping presence of `room:*`.
@@ -760,43 +712,7 @@ async fn joins_and_leaves_reach_both_nodes_on_a_redis_cluster() {
     let redis = rt_tests::RedisCluster::start();
     let url = redis.url();
     let prefix = cluster::prefix("joins_cluster");
-    let args = over_redis(&url, &prefix);
-    let a = Server::start(&args).await;
-    let b = Server::start(&args).await;
-    let watcher = token("watcher", &["room:*"], Value::Null);
-    let mut ws = member(&a, Some(&watcher), &["room:j"]).await;
-    let mut sse = rt_tests::sse::SseStream::open_ok(
-        &b.url(&format!("/sse?channel=room:j&token={watcher}")),
-        &[],
-    )
-    .await;
-    until(&a, "/api/presence-stats?channel=room:j", stats_are(2, 1)).await;
-
-    let carol = token("carol", &[], json!({"name": "Carol"}));
-    let carol_ws = member(&b, Some(&carol), &["room:j"]).await;
-    let seen = tokio::time::timeout(cluster::T, ws_sees(&mut ws, "room:j", "joins", "carol"))
-        .await
-        .expect("no join on the WebSocket of the other node");
-    let join = seen["joins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["subject"] == "carol")
-        .unwrap();
-    assert_eq!(join["info"], json!({"name": "Carol"}), "{seen}");
-    tokio::time::timeout(cluster::T, sse_sees(&mut sse, "room:j", "joins", "carol"))
-        .await
-        .expect("no join on the SSE stream of the same node");
-    until(&a, "/api/presence-stats?channel=room:j", stats_are(3, 2)).await;
-
-    drop(carol_ws);
-    tokio::time::timeout(cluster::T, ws_sees(&mut ws, "room:j", "leaves", "carol"))
-        .await
-        .expect("no leave on the WebSocket");
-    tokio::time::timeout(cluster::T, sse_sees(&mut sse, "room:j", "leaves", "carol"))
-        .await
-        .expect("no leave on the SSE stream");
-    until(&b, "/api/presence-stats?channel=room:j", stats_are(2, 1)).await;
+    joins_and_leaves_cross_nodes(&over_redis(&url, &prefix)).await;
 }
 
 /// What the masters at `urls` have run: script calls, their Redis µs, and the commands run
@@ -1277,14 +1193,20 @@ fn over_nats<'a>(url: &'a str, prefix: &'a str) -> Vec<&'a str> {
 async fn three_nodes_over_nats_share_presence_and_a_killed_node_expires() {
     let url = rt_tests::nats_url();
     let prefix = cluster::prefix("presence_nats");
-    let args = over_nats(&url, &prefix);
+    three_nodes_share_presence_and_a_killed_node_expires(&over_nats(&url, &prefix)).await;
+}
+
+/// Three nodes started with `args` (a presence ttl of 2 s): counts, pages in client id order
+/// and the active channels agree on every node, a SIGKILLed node's entries expire, and a
+/// leave is written at once.
+async fn three_nodes_share_presence_and_a_killed_node_expires(args: &[&str]) {
     let mut nodes = Vec::new();
     for _ in 0..3 {
         nodes.push(Server::start(&args).await);
     }
     let alice = token("alice", &[], json!({"name": "Alice"}));
     let bob = token("bob", &[], Value::Null);
-    // `.`, `:` and `@` are not key characters in a NATS bucket: the names are encoded.
+    // `.`, `:` and `@` are not key characters in a NATS bucket (the names are encoded there).
     let odd = "room:y.z@a";
     // alice twice on node 0, once on node 1; bob on node 1; node 2 has nobody.
     let _a1 = member(&nodes[0], Some(&alice), &["room:x"]).await;
@@ -1345,7 +1267,7 @@ async fn three_nodes_over_nats_share_presence_and_a_killed_node_expires() {
         "{rest}"
     );
 
-    // A crash: node 1 says nothing, its entries age out of the bucket after the ttl (2 s).
+    // A crash: node 1 says nothing, its entries expire after the ttl (2 s).
     nodes[1].kill();
     drop((a3, b1));
     until(
@@ -1379,7 +1301,13 @@ async fn three_nodes_over_nats_share_presence_and_a_killed_node_expires() {
 async fn joins_and_leaves_reach_ws_and_sse_on_two_nodes_over_nats() {
     let url = rt_tests::nats_url();
     let prefix = cluster::prefix("joins_nats");
-    let args = over_nats(&url, &prefix);
+    joins_and_leaves_cross_nodes(&over_nats(&url, &prefix)).await;
+}
+
+/// Two nodes started with `args`: a member joining on node B is announced to a WebSocket
+/// watcher on node A and to an SSE watcher on B, is listed by presence on A, and so is its
+/// leave; the counts follow.
+async fn joins_and_leaves_cross_nodes(args: &[&str]) {
     let a = Server::start(&args).await;
     let b = Server::start(&args).await;
     let watcher = token("watcher", &["room:*"], Value::Null);
@@ -1414,7 +1342,7 @@ async fn joins_and_leaves_reach_ws_and_sse_on_two_nodes_over_nats() {
         .iter()
         .any(|j| j["client"] == join["client"]));
     // The member the event names is the one presence lists, on either node (once node B's
-    // write has landed: the event and the write race over separate NATS paths).
+    // write has landed: the event and the write may race over separate paths).
     let client = join["client"].clone();
     until(&a, "/api/presence?channel=room:j&limit=10", |page| {
         page["members"]
