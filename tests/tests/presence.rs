@@ -1202,7 +1202,7 @@ async fn three_nodes_over_nats_share_presence_and_a_killed_node_expires() {
 async fn three_nodes_share_presence_and_a_killed_node_expires(args: &[&str]) {
     let mut nodes = Vec::new();
     for _ in 0..3 {
-        nodes.push(Server::start(&args).await);
+        nodes.push(Server::start(args).await);
     }
     let alice = token("alice", &[], json!({"name": "Alice"}));
     let bob = token("bob", &[], Value::Null);
@@ -1308,8 +1308,8 @@ async fn joins_and_leaves_reach_ws_and_sse_on_two_nodes_over_nats() {
 /// watcher on node A and to an SSE watcher on B, is listed by presence on A, and so is its
 /// leave; the counts follow.
 async fn joins_and_leaves_cross_nodes(args: &[&str]) {
-    let a = Server::start(&args).await;
-    let b = Server::start(&args).await;
+    let a = Server::start(args).await;
+    let b = Server::start(args).await;
     let watcher = token("watcher", &["room:*"], Value::Null);
     let mut ws = member(&a, Some(&watcher), &["room:j"]).await;
     let mut sse = rt_tests::sse::SseStream::open_ok(
