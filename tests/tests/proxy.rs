@@ -768,3 +768,97 @@ async fn the_rust_client_tells_the_connect_hooks_data() {
         assert_eq!(data, json!({"name": "Carol", "plan": "pro"}), "{transport}");
     }
 }
+
+/// The names of the channels the server joined `sub` to.
+fn joined(sub: &rt_client::Subscription) -> Vec<String> {
+    sub.joined().iter().map(|c| c.as_str().to_owned()).collect()
+}
+
+/// The next event of `sub` within 10 s, skipping other updates.
+async fn next_event(sub: &mut rt_client::Subscription, what: &str) -> rt_client::Event {
+    use futures_util::StreamExt;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match sub.next().await {
+                Some(rt_client::Update::Event(e)) => return e,
+                Some(rt_client::Update::Resync { channels, .. }) => {
+                    panic!("{what}: a resync of {channels:?}")
+                }
+                Some(_) => {}
+                None => panic!("{what}: the subscription ended"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: no event within 10 s"))
+}
+
+#[tokio::test]
+async fn the_rust_client_resumes_the_channels_the_connect_hook_joins() {
+    use rt_client::{Backoff, Transport};
+    let (_backend, addr) = Backend::start().await;
+    let redis = rt_tests::redis_url();
+    let prefix = rt_tests::unique("proxy-joined");
+    let on_redis = [
+        "--backplane",
+        redis.as_str(),
+        "--redis-prefix",
+        prefix.as_str(),
+    ];
+    // Two nodes on one Redis: the client knows only `node`, so what `other` stores while
+    // `node` is down is published while the client is away, whatever its backoff.
+    let mut node = server_with_hooks(addr, &on_redis).await;
+    let other = server_with_hooks(addr, &on_redis).await;
+    let mut offset = 0;
+    for transport in [Transport::Ws, Transport::Sse, Transport::Poll] {
+        let client = rt_client::Client::connect(node.url(""))
+            .token("carol")
+            .transports([transport])
+            .backoff(Backoff::new(
+                Duration::from_millis(50),
+                Duration::from_millis(300),
+            ));
+        let mut sub = client.subscribe(["chat:room"]).await.unwrap();
+        // Joined before the first poll answers or SSE opens; over WebSocket the `subscribed`
+        // of the joined channel comes before the one that opens the connection.
+        assert_eq!(joined(&sub), ["user:carol"], "{transport}");
+
+        offset += 1;
+        let before = format!("{transport} before");
+        rt_tests::http::publish(&node.url(""), "user:carol", &before).await;
+        let e = next_event(&mut sub, &before).await;
+        assert_eq!(
+            (e.channel.as_str(), e.offset, e.data.as_text(), e.transport),
+            ("user:carol", offset, Some(before.as_str()), transport)
+        );
+        let cursor = sub.cursor().unwrap();
+        assert!(
+            cursor.contains(&format!("user:carol={offset}")),
+            "{transport}: {cursor}"
+        );
+
+        node.kill();
+        offset += 1;
+        let away = format!("{transport} away");
+        let ack = rt_tests::http::publish(&other.url(""), "user:carol", &away).await;
+        assert_eq!(ack["offset"], offset, "{ack}");
+        node.restart().await;
+        offset += 1;
+        let after = format!("{transport} after");
+        let e = next_event(&mut sub, &away).await;
+        assert_eq!(
+            (e.channel.as_str(), e.offset, e.data.as_text()),
+            ("user:carol", offset - 1, Some(away.as_str())),
+            "{transport}"
+        );
+        // The next one follows: the event from while it was away came once.
+        rt_tests::http::publish(&node.url(""), "user:carol", &after).await;
+        let e = next_event(&mut sub, &after).await;
+        assert_eq!(
+            (e.channel.as_str(), e.offset, e.data.as_text()),
+            ("user:carol", offset, Some(after.as_str())),
+            "{transport}"
+        );
+        assert_eq!(joined(&sub), ["user:carol"], "{transport}");
+    }
+}

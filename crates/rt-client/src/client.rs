@@ -383,10 +383,12 @@ impl Client {
         let link = Arc::new(Link::default());
         let (updates, rx) = mpsc::channel(self.queue);
         let (ready, is_ready) = oneshot::channel();
+        let joined = Arc::new(std::sync::Mutex::new(Vec::new()));
         let driver = Driver::new(
             self.config.clone(),
             link.clone(),
             list.clone(),
+            joined.clone(),
             start.clone(),
             updates,
         );
@@ -397,7 +399,7 @@ impl Client {
             Err(_) => return Err(Error::SubscriptionClosed),
         }
         let publisher = Publisher::new(Arc::new(self.config.clone()), Some(link));
-        Ok(Subscription::new(rx, task, list, start, publisher))
+        Ok(Subscription::new(rx, task, list, joined, start, publisher))
     }
 
     /// Publishes over HTTP and returns once the server stored the event, retrying with the

@@ -3,7 +3,7 @@
 //! exactly-once filter (the JavaScript client's `client.js`, as one tokio task).
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rt_core::{Channel, Cursor, Start};
@@ -23,6 +23,11 @@ pub(crate) struct Driver {
     config: Config,
     link: Arc<Link>,
     channels: Vec<Channel>,
+    /// Channels the server's connect hook joined the subscription to, beyond its own: their
+    /// events are handed out and their positions kept, so reconnects resume them exactly.
+    /// Shared with the [`Subscription`](crate::Subscription), which tells them and keeps
+    /// them in its cursor.
+    joined: Arc<Mutex<Vec<Channel>>>,
     start: Start,
     tracker: Tracker,
     updates: mpsc::Sender<Item>,
@@ -42,6 +47,7 @@ impl Driver {
         config: Config,
         link: Arc<Link>,
         channels: Vec<Channel>,
+        joined: Arc<Mutex<Vec<Channel>>>,
         start: Start,
         updates: mpsc::Sender<Item>,
     ) -> Self {
@@ -53,6 +59,7 @@ impl Driver {
             config,
             link,
             channels,
+            joined,
             start,
             tracker,
             updates,
@@ -251,10 +258,22 @@ impl Conn<'_> {
         self.driver.tracker.cursor()
     }
 
-    /// Where the next connection resumes: the cursor when it names a subscribed channel, else
-    /// the starting point (`earliest`, or empty for live).
+    /// The subscription's own channels and those the server joined it to.
+    fn held(&self) -> Vec<Channel> {
+        let joined = self.driver.joined.lock().unwrap_or_else(|e| e.into_inner());
+        self.driver
+            .channels
+            .iter()
+            .chain(joined.iter())
+            .cloned()
+            .collect()
+    }
+
+    /// Where the next connection resumes: the cursor when it names a held channel (joined
+    /// ones included, so the server resumes those too), else the starting point (`earliest`,
+    /// or empty for live).
     pub(crate) fn resume(&self) -> String {
-        match self.driver.tracker.resume(&self.driver.channels) {
+        match self.driver.tracker.resume(&self.held()) {
             Some(c) => c.to_string(),
             None if self.driver.start == Start::Earliest => Start::EARLIEST.to_owned(),
             None => String::new(),
@@ -320,9 +339,27 @@ impl Conn<'_> {
         .await
     }
 
+    /// Channels the server says this connection holds: those beyond the subscription's own
+    /// were joined by the connect hook, and are kept from now on (the next connection's
+    /// hook joins them again, from the cursor this client sends).
+    pub(crate) fn joined(&mut self, channels: &[String]) {
+        let mut joined = self.driver.joined.lock().unwrap_or_else(|e| e.into_inner());
+        for channel in channels.iter().filter_map(|c| Channel::new(c).ok()) {
+            if !self.driver.channels.contains(&channel) && !joined.contains(&channel) {
+                joined.push(channel);
+            }
+        }
+    }
+
+    /// Whether `channel` was joined by the server's connect hook.
+    pub(crate) fn is_joined(&self, channel: &str) -> bool {
+        let joined = self.driver.joined.lock().unwrap_or_else(|e| e.into_inner());
+        joined.iter().any(|c| c.as_str() == channel)
+    }
+
     /// An event off the wire: handed out unless already seen. Returns whether it was new.
     pub(crate) async fn deliver(&mut self, e: Incoming) -> Result<bool, Error> {
-        if !self.driver.channels.contains(&e.channel) {
+        if !self.driver.channels.contains(&e.channel) && !self.is_joined(e.channel.as_str()) {
             return Ok(false);
         }
         self.lost.remove(&e.channel);
@@ -346,20 +383,24 @@ impl Conn<'_> {
         self.driver.tracker.adopt(cursor, false);
     }
 
-    /// The server lost continuity on `channels` (all subscribed ones when empty).
     /// The server took `channels` out (`POST /api/unsubscribe`): later connections leave
     /// them out, and the application is told.
     pub(crate) async fn unsubscribed(&mut self, channels: Vec<String>) -> Result<(), Error> {
-        let held = &mut self.driver.channels;
-        let gone: Vec<Channel> = channels
-            .iter()
-            .filter_map(|c| Channel::new(c).ok())
-            .filter(|c| held.contains(c))
-            .collect();
+        let gone: Vec<Channel> = {
+            let mut joined = self.driver.joined.lock().unwrap_or_else(|e| e.into_inner());
+            let held = &mut self.driver.channels;
+            let gone: Vec<Channel> = channels
+                .iter()
+                .filter_map(|c| Channel::new(c).ok())
+                .filter(|c| held.contains(c) || joined.contains(c))
+                .collect();
+            held.retain(|c| !gone.contains(c));
+            joined.retain(|c| !gone.contains(c));
+            gone
+        };
         if gone.is_empty() {
             return Ok(());
         }
-        held.retain(|c| !gone.contains(c));
         self.send(Item::Update(Update::Unsubscribed {
             channels: gone,
             transport: self.transport,
@@ -367,6 +408,7 @@ impl Conn<'_> {
         .await
     }
 
+    /// The server lost continuity on `channels` (all subscribed ones when empty).
     pub(crate) async fn resync(&mut self, channels: Vec<String>) -> Result<(), Error> {
         let named: Vec<Channel> = if channels.is_empty() {
             self.driver.channels.clone()
@@ -374,7 +416,7 @@ impl Conn<'_> {
             channels
                 .iter()
                 .filter_map(|c| Channel::new(c).ok())
-                .filter(|c| self.driver.channels.contains(c))
+                .filter(|c| self.driver.channels.contains(c) || self.is_joined(c.as_str()))
                 .collect()
         };
         let fresh: Vec<Channel> = named

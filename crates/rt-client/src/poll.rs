@@ -92,6 +92,10 @@ async fn session(conn: &mut Conn<'_>, long: bool) -> Result<Infallible, Error> {
             .cursor
             .parse()
             .map_err(|e| Error::Protocol(format!("the poll answered a bad cursor: {e}")))?;
+        // Channels of the answer's cursor beyond the client's own: the connect hook joined
+        // them.
+        let named: Vec<String> = cursor.iter().map(|(c, _)| c.as_str().to_owned()).collect();
+        conn.joined(&named);
         // Every answer carries the connect hook's data: news once per connection.
         if let Some(data) = answer.data.filter(|_| !conn.is_open()) {
             conn.connected(data).await?;

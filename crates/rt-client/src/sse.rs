@@ -184,6 +184,9 @@ impl Stream {
         }
         match (name, cursor) {
             ("open", cursor) => {
+                // Channels of the stream beyond the client's own: the server's connect hook
+                // joined them.
+                conn.joined(&body.channels);
                 // Without an id (a stream from `earliest`) the cursor only places the next
                 // events: the client resumes from `earliest` until it has seen one.
                 if let (Some(c), Some(_)) = (cursor, &block.id) {

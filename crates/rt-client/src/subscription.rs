@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
 use futures_util::Stream;
@@ -36,6 +36,8 @@ pub struct Subscription {
     rx: mpsc::Receiver<Item>,
     task: JoinHandle<()>,
     channels: Vec<Channel>,
+    /// Shared with the connection task, which adds what the server joins.
+    joined: Arc<Mutex<Vec<Channel>>>,
     consumed: Tracker,
     publisher: Publisher,
 }
@@ -54,6 +56,7 @@ impl Subscription {
         rx: mpsc::Receiver<Item>,
         task: JoinHandle<()>,
         channels: Vec<Channel>,
+        joined: Arc<Mutex<Vec<Channel>>>,
         start: Start,
         publisher: Publisher,
     ) -> Self {
@@ -65,6 +68,7 @@ impl Subscription {
             rx,
             task,
             channels,
+            joined,
             consumed,
             publisher,
         }
@@ -72,9 +76,22 @@ impl Subscription {
 
     /// The cursor of what this stream has yielded so far: save it, and resume from it later
     /// with [`Client::cursor`](crate::Client::cursor) to get exactly the events after it.
-    /// `None` until the server told a position.
+    /// `None` until the server told a position. It covers the channels the server joined
+    /// ([`Subscription::joined`]) too.
     pub fn cursor(&self) -> Option<String> {
-        self.consumed.resume(&self.channels).map(|c| c.to_string())
+        let mut held = self.channels.clone();
+        held.extend(self.joined());
+        self.consumed.resume(&held).map(|c| c.to_string())
+    }
+
+    /// The channels the server joined this subscription to beyond its own (a connect hook's
+    /// `channels`, `--proxy-connect`), as far as the connections so far told them. Their
+    /// events are yielded like those of the subscription's own channels.
+    pub fn joined(&self) -> Vec<Channel> {
+        self.joined
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Publishes over this subscription's WebSocket when it has one open, else over HTTP;

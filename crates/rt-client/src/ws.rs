@@ -112,7 +112,15 @@ async fn session(conn: &mut Conn<'_>, link: &Link) -> Result<Infallible, Error> 
     let connect_timeout = config.connect_timeout;
     let heartbeat = config.heartbeat;
     let acks_on = config.acks;
-    let mut request = config.endpoints.ws.as_str().into_client_request()?;
+    // The URL's cursor is where the channels a connect hook joins start (they are joined
+    // before any subscribe), so they resume exactly like the subscription's own.
+    let resume = conn.resume();
+    let url = if resume.is_empty() {
+        config.endpoints.ws.to_string()
+    } else {
+        crate::http::query_url(config.endpoints.ws.as_str(), [], &[("cursor", &resume)])
+    };
+    let mut request = url.into_client_request()?;
     let headers = request.headers_mut();
     headers.insert(
         http::header::SEC_WEBSOCKET_PROTOCOL,
@@ -150,7 +158,6 @@ async fn session(conn: &mut Conn<'_>, link: &Link) -> Result<Infallible, Error> 
         "type": "subscribe",
         "channels": conn.channels().iter().map(Channel::as_str).collect::<Vec<_>>(),
     });
-    let resume = conn.resume();
     if !resume.is_empty() {
         subscribe["cursor"] = resume.into();
     }
@@ -237,12 +244,31 @@ async fn control(
 ) -> Result<(), Error> {
     match message {
         // Channels the server's connect hook joined the connection to, none of the client's:
-        // not the answer that opens it. This client hands out only its own channels' events.
-        ServerMessage::Subscribed { channels, .. }
-            if !channels.is_empty()
-                && !channels
-                    .iter()
-                    .any(|c| conn.channels().iter().any(|own| own.as_str() == c)) => {}
+        // not the answer that opens it (that one comes next), but their position and events
+        // are kept like the client's own.
+        ServerMessage::Subscribed {
+            channels,
+            recovered,
+            resynced,
+            cursor,
+        } if !channels.is_empty()
+            && !channels
+                .iter()
+                .any(|c| conn.channels().iter().any(|own| own.as_str() == c)) =>
+        {
+            conn.joined(&channels);
+            if let Some(cursor) = cursor.as_deref().filter(|c| !c.is_empty()) {
+                conn.position(&parse_cursor(cursor)?, !recovered).await?;
+            }
+            if !recovered {
+                let lost = if resynced.is_empty() {
+                    channels
+                } else {
+                    resynced
+                };
+                conn.resync(lost).await?;
+            }
+        }
         ServerMessage::Subscribed {
             recovered,
             resynced,
