@@ -658,6 +658,72 @@ mod tests {
         assert!(sessions.shared.table().by_channel.is_empty());
     }
 
+    #[tokio::test]
+    async fn signals_between_polls_are_acted_on_at_once_and_kept_for_the_next_poll() {
+        let hub = hub();
+        let sessions = Sessions::new(&Config::default());
+        let (a, b) = (ch("room:a"), ch("room:b"));
+        let me = can_read(&["room:*"]);
+        let id = sessions
+            .attach(&hub, None, &me, &[a.clone(), b.clone()])
+            .id();
+        let stats = |c: Channel| {
+            let hub = hub.clone();
+            async move { hub.presence_stats(&c).await.unwrap().connections }
+        };
+        // Another subject's signal changes nothing; a channel not held is not remembered.
+        sessions.shared.signal(&Signal::Unsubscribe {
+            subject: "v".into(),
+            channel: a.clone(),
+        });
+        sessions.shared.signal(&Signal::Unsubscribe {
+            subject: "u".into(),
+            channel: ch("room:c"),
+        });
+        sessions.shared.signal(&Signal::Unsubscribe {
+            subject: "u".into(),
+            channel: a.clone(),
+        });
+        assert_eq!((stats(a.clone()).await, stats(b.clone()).await), (0, 1));
+        // The next poll still names it: it stays out, and is told once.
+        let poll = sessions.attach(&hub, Some(id), &me, &[a.clone(), b.clone()]);
+        assert!(poll.is_signalled());
+        assert_eq!(stats(a.clone()).await, 0);
+        let signals = poll.signals(&[a.clone(), b.clone()]);
+        assert_eq!(
+            (signals.unsubscribed, signals.disconnect),
+            (vec![a.clone()], None)
+        );
+        assert!(!poll.is_signalled());
+        drop(poll);
+        let banned = Disconnect {
+            reconnect: false,
+            reason: "banned".into(),
+        };
+        sessions.shared.signal(&Signal::Disconnect {
+            subject: "u".into(),
+            reconnect: false,
+            reason: "banned".into(),
+        });
+        assert_eq!(stats(b.clone()).await, 0);
+        // Every poll hears it again and joins nothing.
+        for _ in 0..2 {
+            let poll = sessions.attach(&hub, Some(id), &me, std::slice::from_ref(&b));
+            assert_eq!(poll.id(), id);
+            assert_eq!(poll.signals(&[]).disconnect.as_ref(), Some(&banned));
+            poll.disconnected(banned.clone());
+            assert_eq!(stats(b.clone()).await, 0);
+        }
+        // With reconnect, the poll that says it ends the session.
+        let poll = sessions.attach(&hub, Some(id), &me, std::slice::from_ref(&b));
+        poll.disconnected(Disconnect {
+            reconnect: true,
+            reason: "moved".into(),
+        });
+        drop(poll);
+        assert!(sessions.shared.table().sessions.is_empty());
+    }
+
     #[test]
     fn ids_are_32_hex_digits_and_parse_back() {
         let id = SessionId::random();
