@@ -318,3 +318,134 @@ async fn the_rust_client_surfaces_unsubscribed_and_ends_after_reconnect_false() 
         assert!(end.is_none(), "{transport}: the stream goes on: {end:?}");
     }
 }
+
+/// `channel`'s presence connections, read with the API key from `server`.
+async fn present(server: &Server, channel: &str) -> u64 {
+    let url = server.url(&format!("/api/presence-stats?channel={channel}"));
+    let (status, _, body) = send(Method::GET, &url, &[KEY], "").await.unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, StatusCode::OK, "{v}");
+    v["connections"].as_u64().unwrap()
+}
+
+/// Waits (bounded) until `channel` has `n` presence connections as `server` reads them: a
+/// join or leave on another node takes a moment to reach the backplane.
+async fn until_present(server: &Server, channel: &str, n: u64) {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let now = present(server, channel).await;
+        if now == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{channel}: {now}, not {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One poll of `sub`'s on `node` (a short one when `timeout` is 0), with `session` if given;
+/// its answer.
+async fn poll_as(node: &Server, sub: &str, query: &str, session: Option<&str>) -> Value {
+    let session = session.map(|s| format!("&session={s}")).unwrap_or_default();
+    let url = node.url(&format!("/poll?{query}{session}&token={}", token(sub)));
+    let (status, _, body) = rt_tests::http::get(&url).await.unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, StatusCode::OK, "{v}");
+    v
+}
+
+/// A long poller between two polls (its session a presence member) hears an unsubscribe and
+/// a disconnect on its next poll, sent to `api` (the poller's node or another): the session
+/// leaves at once, and after `reconnect: false` every later poll of it is answered with it.
+async fn between_polls(poller: &Server, api_node: &Server) {
+    let first = poll_as(poller, "dora", "channel=chat:p,chat:q&timeout=0", None).await;
+    let session = first["session"].as_str().unwrap().to_owned();
+    assert!(first["session"].is_string(), "{first}");
+    until_present(api_node, "chat:p", 1).await;
+    until_present(api_node, "chat:q", 1).await;
+
+    let body = json!({"subject": "dora", "channel": "chat:q"});
+    let (status, v) = api(api_node, "/api/unsubscribe", &body).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    // Left at once, not when the grace ends.
+    until_present(api_node, "chat:q", 0).await;
+    // A long poll that would otherwise wait 30 s: answered at once, without the channel.
+    let started = tokio::time::Instant::now();
+    let query = "channel=chat:p,chat:q&timeout=30";
+    let answer = poll_as(poller, "dora", query, Some(&session)).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "{answer}");
+    assert_eq!(answer["unsubscribed"], json!(["chat:q"]), "{answer}");
+    assert!(answer.get("disconnect").is_none(), "{answer}");
+    assert_eq!(answer["session"], session.as_str(), "{answer}");
+    let cursor = answer["cursor"].as_str().unwrap();
+    assert!(
+        !cursor.contains("chat:q") && cursor.contains("chat:p"),
+        "{answer}"
+    );
+    // Said once: the next poll (short) has nothing more about it, and keeps chat:p.
+    let answer = poll_as(poller, "dora", "channel=chat:p&timeout=0", Some(&session)).await;
+    assert!(answer.get("unsubscribed").is_none(), "{answer}");
+    until_present(api_node, "chat:p", 1).await;
+
+    let body = json!({"subject": "dora", "reconnect": false, "reason": "banned"});
+    let (status, v) = api(api_node, "/api/disconnect", &body).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    until_present(api_node, "chat:p", 0).await;
+    // Every later poll of the session gets the disconnect again, and joins nothing.
+    for _ in 0..2 {
+        let started = tokio::time::Instant::now();
+        let answer = poll_as(poller, "dora", "channel=chat:p&timeout=30", Some(&session)).await;
+        assert!(started.elapsed() < Duration::from_secs(5), "{answer}");
+        assert_eq!(
+            answer["disconnect"],
+            json!({"reconnect": false, "reason": "banned"}),
+            "{answer}"
+        );
+        assert_eq!(present(api_node, "chat:p").await, 0);
+    }
+
+    // With `reconnect: true`, the next poll hears it once and the session ends: the poll
+    // after that starts a new one.
+    let first = poll_as(poller, "eve", "channel=chat:p&timeout=0", None).await;
+    let session = first["session"].as_str().unwrap().to_owned();
+    until_present(api_node, "chat:p", 1).await;
+    let body = json!({"subject": "eve", "reason": "moved"});
+    let (status, v) = api(api_node, "/api/disconnect", &body).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    until_present(api_node, "chat:p", 0).await;
+    let answer = poll_as(poller, "eve", "channel=chat:p&timeout=30", Some(&session)).await;
+    assert_eq!(
+        answer["disconnect"],
+        json!({"reconnect": true, "reason": "moved"}),
+        "{answer}"
+    );
+    let answer = poll_as(poller, "eve", "channel=chat:p&timeout=0", Some(&session)).await;
+    assert!(answer.get("disconnect").is_none(), "{answer}");
+    assert_ne!(answer["session"], session.as_str(), "{answer}");
+    until_present(api_node, "chat:p", 1).await;
+}
+
+#[tokio::test]
+async fn a_poller_between_polls_hears_unsubscribe_and_disconnect_on_its_next_poll() {
+    let server = Server::start(&["--jwt-hs256-secret", SECRET, "--presence", "chat:*"]).await;
+    between_polls(&server, &server).await;
+}
+
+#[tokio::test]
+async fn a_poller_between_polls_hears_signals_sent_to_another_node_over_redis() {
+    let prefix = cluster::prefix("control-poll-session");
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let args = [
+            "--backplane",
+            &rt_tests::redis_url(),
+            "--redis-prefix",
+            &prefix,
+        ];
+        let more = ["--jwt-hs256-secret", SECRET, "--presence", "chat:*"];
+        nodes.push(Server::start(&[&args[..], &more].concat()).await);
+    }
+    between_polls(&nodes[0], &nodes[1]).await;
+}

@@ -16,7 +16,7 @@ use crate::name::Channel;
 use crate::presence::{
     ChannelsPage, Member, MembersPage, Membership, Presence, PresenceChanges, PresenceStats,
 };
-use crate::signal::Signal;
+use crate::signal::{Signal, SubjectSignals};
 use crate::subscription::Subscription;
 
 /// Tuning of a [`Hub`].
@@ -46,6 +46,9 @@ impl Default for HubConfig {
 
 /// How many join/leave batches a [`PresenceChanges`] may fall behind before it misses some.
 const PRESENCE_QUEUE: usize = 1024;
+
+/// How many signals about subjects a [`SubjectSignals`] may fall behind before it misses some.
+const SIGNAL_QUEUE: usize = 1024;
 
 /// What travels on a channel's local broadcast.
 #[derive(Clone, Debug)]
@@ -135,6 +138,8 @@ pub(crate) struct Dispatch {
     next_listener: AtomicU64,
     /// Every join/leave batch this node hears, for [`Hub::presence_changes`].
     presence: broadcast::Sender<Arc<Changes>>,
+    /// Every signal about a subject this node hears, for [`Hub::subject_signals`].
+    about_subjects: broadcast::Sender<Signal>,
 }
 
 /// A subscription's place in [`Dispatch`]'s subject index; leaves it when dropped.
@@ -265,6 +270,8 @@ impl Sink for Dispatch {
                 subject.clone()
             }
         };
+        // An error only means that nobody listens to every subject's signals.
+        let _ = self.about_subjects.send(signal.clone());
         if let Some(listeners) = self.subjects().get(subject.as_str()) {
             for (_, tx) in listeners {
                 // An error only means the subscription is being dropped.
@@ -362,6 +369,7 @@ impl Hub {
             subjects: Mutex::new(HashMap::new()),
             next_listener: AtomicU64::new(0),
             presence: broadcast::channel(PRESENCE_QUEUE).0,
+            about_subjects: broadcast::channel(SIGNAL_QUEUE).0,
         });
         backplane.attach(dispatch.clone());
         Hub {
@@ -577,6 +585,14 @@ impl Hub {
     /// is checked here: the caller filters by channel and permission.
     pub fn presence_changes(&self) -> PresenceChanges {
         PresenceChanges::new(self.inner.dispatch.presence.subscribe())
+    }
+
+    /// Every [`Disconnect`](Signal::Disconnect) and [`Unsubscribe`](Signal::Unsubscribe) this
+    /// node hears from now on, whatever its subject, for a transport whose clients outlive
+    /// their requests (polling) and must hear them between two requests too. The local
+    /// subscriptions of the subject get them as well, as usual.
+    pub fn subject_signals(&self) -> SubjectSignals {
+        SubjectSignals::new(self.inner.dispatch.about_subjects.subscribe())
     }
 
     /// The backplane's presence, for a channel where it is enabled.

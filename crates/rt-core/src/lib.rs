@@ -94,5 +94,5 @@ pub use presence::{
     PresenceStats,
 };
 pub use publish::{PublishAck, PublishRequest};
-pub use signal::Signal;
+pub use signal::{Signal, SubjectSignals};
 pub use subscription::{Delivery, Joined, Subscription};

@@ -9,6 +9,7 @@
 //! backplane while a signal is sent never sees it (best effort).
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
 use crate::changes::Changes;
 use crate::error::Error;
@@ -72,6 +73,30 @@ impl Signal {
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         serde_json::from_slice(bytes)
             .map_err(|e| Error::BadRequest(format!("not a signal this node knows: {e}")))
+    }
+}
+
+/// Every signal about a subject a node hears: made by
+/// [`Hub::subject_signals`](crate::Hub::subject_signals).
+#[derive(Debug)]
+pub struct SubjectSignals {
+    rx: broadcast::Receiver<Signal>,
+}
+
+impl SubjectSignals {
+    pub(crate) fn new(rx: broadcast::Receiver<Signal>) -> Self {
+        SubjectSignals { rx }
+    }
+
+    /// The next signal; `Err(n)` when this reader fell so far behind that `n` signals were
+    /// dropped for it (it goes on with the oldest one still queued); `None` once the hub is
+    /// gone. Cancel-safe.
+    pub async fn next(&mut self) -> Option<Result<Signal, u64>> {
+        match self.rx.recv().await {
+            Ok(signal) => Some(Ok(signal)),
+            Err(broadcast::error::RecvError::Lagged(n)) => Some(Err(n)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use rt_core::{Changes, Channel, Cursor, Delivery, Event, Joined, Subscription};
 use serde::Serialize;
 
-use crate::session::{SessionId, Taken};
+use crate::session::{Disconnect, SessionId, Taken};
 
 /// What one poll answers with.
 #[derive(Debug)]
@@ -57,9 +57,9 @@ impl Batch {
         &self.unsubscribed
     }
 
-    /// Whether the application ended the subject's connections.
-    pub(crate) fn is_disconnected(&self) -> bool {
-        self.disconnect.is_some()
+    /// How the application ended the subject's connections, if it did.
+    pub(crate) fn disconnect(&self) -> Option<&Disconnect> {
+        self.disconnect.as_ref()
     }
 
     /// Whether there is something to answer with at once.
@@ -156,13 +156,6 @@ impl Batch {
         out.extend_from_slice(tail.get(1..).unwrap_or(b"}"));
         Bytes::from(out)
     }
-}
-
-/// `"disconnect"` of an answer: the application ended the subject's connections.
-#[derive(Debug, Serialize)]
-struct Disconnect {
-    reconnect: bool,
-    reason: String,
 }
 
 #[cfg(test)]

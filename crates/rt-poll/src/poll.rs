@@ -176,6 +176,9 @@ impl Poll {
             )
         });
         let mut batch = Batch::new(joined, self.config.batch);
+        if let Some(session) = &session {
+            answer_signals(session, &mut batch, &mut sub, &request.channels);
+        }
         batch.fill(&mut sub).await;
         let presence_waits = session.as_ref().is_some_and(Attached::has_presence);
         if !batch.is_ready()
@@ -200,7 +203,7 @@ impl Poll {
                 }
                 () = async {
                     match &session {
-                        Some(session) => session.presence().await,
+                        Some(session) => session.news().await,
                         None => std::future::pending().await,
                     }
                 } => {
@@ -213,11 +216,12 @@ impl Poll {
             }
         }
         if let Some(session) = &session {
+            answer_signals(session, &mut batch, &mut sub, &request.channels);
             for channel in batch.unsubscribed() {
                 session.unsubscribed(channel);
             }
-            if batch.is_disconnected() {
-                session.disconnected();
+            if let Some(disconnect) = batch.disconnect() {
+                session.disconnected(disconnect.clone());
             }
             let taken = session.take(&request.channels, client.permissions);
             batch.set_session(session.id(), taken);
@@ -245,6 +249,32 @@ impl Poll {
         let timeout = self.config.body_timeout;
         let edge = &self.config.edge;
         h::publish_as_client(&self.hub, edge, client, headers, body, limit, timeout).await
+    }
+}
+
+/// Adds the signals that `session` heard while no poll of it could answer them (and that
+/// the poll's subscription, made later, did not hear) to `batch`, as the subscription would
+/// have: a channel taken away leaves `sub` too, so the answer's cursor no longer names it.
+fn answer_signals(
+    session: &Attached,
+    batch: &mut Batch,
+    sub: &mut rt_core::Subscription,
+    channels: &[rt_core::Channel],
+) {
+    let signals = session.signals(channels);
+    for channel in signals.unsubscribed {
+        if !batch.unsubscribed().contains(&channel) {
+            sub.remove(&channel);
+            batch.push(Some(Delivery::Unsubscribed { channel }));
+        }
+    }
+    if let Some(d) = signals.disconnect {
+        if batch.disconnect().is_none() {
+            batch.push(Some(Delivery::Disconnected {
+                reconnect: d.reconnect,
+                reason: d.reason,
+            }));
+        }
     }
 }
 

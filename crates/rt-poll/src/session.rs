@@ -10,13 +10,22 @@
 //! [`Config::presence_buffer`] members (the oldest batches go first, and the answer says so).
 //! Sessions live in the node's memory: a poll that lands on another node starts a new one
 //! there, and the old one leaves when its grace ends.
+//!
+//! A session also hears the application's signals about its subject (`POST /api/disconnect`,
+//! `POST /api/unsubscribe`) between polls: it acts on them at once (leaves every channel, or
+//! the one channel), and remembers them for its next poll, which answers with them as a held
+//! poll would have. A session told to disconnect with `reconnect: false` stays, empty, until
+//! its grace ends, and answers every poll with the same disconnect, so that a client that
+//! missed the answer cannot go on polling as if nothing happened.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
-use rt_core::{Changes, Channel, Hub, Membership, Permissions};
+use rt_core::{
+    Changes, Channel, Hub, Membership, Permissions, PresenceChanges, Signal, SubjectSignals,
+};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -89,6 +98,26 @@ struct Session {
     /// When the last poll ended.
     last_seen: Instant,
     wake: Arc<Notify>,
+    /// The application ended the subject's connections: every poll answers with this, and the
+    /// session holds no channel.
+    disconnect: Option<Disconnect>,
+    /// Channels the application took from the session that no answer reported yet; at most
+    /// the channels the session held.
+    unsubscribed: Vec<Channel>,
+}
+
+/// `POST /api/disconnect`, as a session remembers it and an answer's `"disconnect"` says it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct Disconnect {
+    pub(crate) reconnect: bool,
+    pub(crate) reason: String,
+}
+
+/// The signals a poll answers with, taken from its session.
+#[derive(Debug, Default)]
+pub(crate) struct Signals {
+    pub(crate) disconnect: Option<Disconnect>,
+    pub(crate) unsubscribed: Vec<Channel>,
 }
 
 /// What an answer takes from its session.
@@ -121,7 +150,10 @@ impl Sessions {
         channels: &[Channel],
     ) -> Attached {
         self.shared.task.get_or_init(|| {
-            tokio::spawn(run(Arc::downgrade(&self.shared), hub.clone()));
+            // Listening starts here, not in the task, so that nothing heard after this first
+            // session exists is missed.
+            let heard = (hub.presence_changes(), hub.subject_signals());
+            tokio::spawn(run(Arc::downgrade(&self.shared), hub.clone(), heard));
         });
         let mut table = self.shared.table();
         let known = id.filter(|id| {
@@ -144,7 +176,26 @@ impl Sessions {
             polls: 0,
             last_seen: Instant::now(),
             wake: Arc::new(Notify::new()),
+            disconnect: None,
+            unsubscribed: Vec::new(),
         });
+        session.permissions = permissions.clone();
+        session.polls += 1;
+        let attached = Attached {
+            sessions: self.clone(),
+            id,
+            wake: session.wake.clone(),
+        };
+        if session.disconnect.is_some() {
+            // Disconnected: it joins nothing again; this poll answers with the disconnect.
+            return attached;
+        }
+        // Channels taken by the application stay out, until an answer has said so.
+        let channels: Vec<Channel> = channels
+            .iter()
+            .filter(|c| !session.unsubscribed.contains(c))
+            .cloned()
+            .collect();
         let gone: Vec<Channel> = session
             .membership
             .channels()
@@ -158,14 +209,8 @@ impl Sessions {
         for channel in channels.iter().filter(|c| hub.presence_enabled(c)) {
             by_channel.entry(channel.clone()).or_default().insert(id);
         }
-        session.membership.hold(channels);
-        session.permissions = permissions.clone();
-        session.polls += 1;
-        Attached {
-            sessions: self.clone(),
-            id,
-            wake: session.wake.clone(),
-        }
+        session.membership.hold(&channels);
+        attached
     }
 }
 
@@ -221,6 +266,36 @@ impl Shared {
         }
     }
 
+    /// Acts on a signal about a subject for each of its sessions (signals are rare: a scan of
+    /// the sessions is cheaper than keeping an index by subject).
+    fn signal(&self, signal: &Signal) {
+        let mut table = self.table();
+        let Some(subject) = signal.subject() else {
+            return;
+        };
+        let ids: Vec<SessionId> = table
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.membership.member().subject.as_deref() == Some(subject))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            match signal {
+                Signal::Disconnect {
+                    reconnect, reason, ..
+                } => table.disconnect(
+                    id,
+                    Disconnect {
+                        reconnect: *reconnect,
+                        reason: reason.clone(),
+                    },
+                ),
+                Signal::Unsubscribe { channel, .. } => table.unsubscribe(id, channel),
+                _ => {}
+            }
+        }
+    }
+
     /// This node missed batches: every session may have.
     fn lost_all(&self) {
         for session in self.table().sessions.values_mut() {
@@ -246,6 +321,37 @@ impl Shared {
 }
 
 impl Table {
+    /// The session leaves every channel now and remembers `disconnect` for its polls.
+    fn disconnect(&mut self, id: SessionId, disconnect: Disconnect) {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        for channel in session.membership.channels() {
+            unindex(&mut self.by_channel, channel, id);
+        }
+        session.membership.hold(&[]);
+        session.buffer.clear();
+        session.buffered = 0;
+        session.lost = false;
+        session.unsubscribed.clear();
+        session.disconnect = Some(disconnect);
+        session.wake.notify_one();
+    }
+
+    /// The session leaves `channel` now, if it holds it, and remembers it for its next answer.
+    fn unsubscribe(&mut self, id: SessionId, channel: &Channel) {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        if !session.membership.channels().contains(channel) {
+            return;
+        }
+        session.membership.leave(channel);
+        unindex(&mut self.by_channel, channel, id);
+        session.unsubscribed.push(channel.clone());
+        session.wake.notify_one();
+    }
+
     fn end(&mut self, id: SessionId) {
         if let Some(session) = self.sessions.remove(&id) {
             for channel in session.membership.channels() {
@@ -256,10 +362,11 @@ impl Table {
     }
 }
 
-/// Routes this node's join/leave batches to the sessions and ends idle sessions, until the
-/// endpoint is dropped; ends every session when the server shuts down.
-async fn run(shared: Weak<Shared>, hub: Hub) {
-    let mut changes = hub.presence_changes();
+/// Routes this node's join/leave batches and signals about subjects to the sessions and ends
+/// idle sessions, until the endpoint is dropped; ends every session when the server shuts
+/// down.
+async fn run(shared: Weak<Shared>, hub: Hub, heard: (PresenceChanges, SubjectSignals)) {
+    let (mut changes, mut signals) = heard;
     let tick = match shared.upgrade() {
         Some(s) => (s.grace / 4).clamp(Duration::from_millis(50), Duration::from_secs(1)),
         None => return,
@@ -273,6 +380,16 @@ async fn run(shared: Weak<Shared>, hub: Hub) {
                 match heard {
                     Some(Ok(batch)) => shared.route(&batch),
                     Some(Err(_missed)) => shared.lost_all(),
+                    None => return,
+                }
+            }
+            heard = signals.next() => {
+                let Some(shared) = shared.upgrade() else { return };
+                match heard {
+                    Some(Ok(signal)) => shared.signal(&signal),
+                    // Signals are best effort (not stored, not replayed): the held polls
+                    // still hear them from their subscriptions.
+                    Some(Err(_missed)) => {}
                     None => return,
                 }
             }
@@ -316,13 +433,40 @@ impl Attached {
             .is_some_and(|s| !s.buffer.is_empty() || s.lost)
     }
 
-    /// Returns once join/leave batches wait for an answer. Cancel-safe.
-    pub(crate) async fn presence(&self) {
+    /// Whether a signal waits for an answer.
+    pub(crate) fn is_signalled(&self) -> bool {
+        self.sessions
+            .shared
+            .table()
+            .sessions
+            .get(&self.id)
+            .is_some_and(|s| s.disconnect.is_some() || !s.unsubscribed.is_empty())
+    }
+
+    /// Returns once join/leave batches or a signal wait for an answer. Cancel-safe.
+    pub(crate) async fn news(&self) {
         loop {
             self.wake.notified().await;
-            if self.has_presence() {
+            if self.has_presence() || self.is_signalled() {
                 return;
             }
+        }
+    }
+
+    /// The signals to answer with: the disconnect (which stays, see [`Self::disconnected`])
+    /// and the channels taken from the session, of those in `channels` (the others are
+    /// forgotten: the client no longer polls them).
+    pub(crate) fn signals(&self, channels: &[Channel]) -> Signals {
+        let mut table = self.sessions.shared.table();
+        let Some(session) = table.sessions.get_mut(&self.id) else {
+            return Signals::default();
+        };
+        Signals {
+            disconnect: session.disconnect.clone(),
+            unsubscribed: std::mem::take(&mut session.unsubscribed)
+                .into_iter()
+                .filter(|c| channels.contains(c))
+                .collect(),
         }
     }
 
@@ -345,8 +489,9 @@ impl Attached {
         }
     }
 
-    /// The application took `channel` out of this client (`POST /api/unsubscribe`): the
-    /// session leaves it too.
+    /// The answer says that the application took `channel` out of this client
+    /// (`POST /api/unsubscribe`): the session leaves it too, and has nothing more to say
+    /// about it.
     pub(crate) fn unsubscribed(&self, channel: &Channel) {
         let mut table = self.sessions.shared.table();
         let Table {
@@ -355,14 +500,22 @@ impl Attached {
         } = &mut *table;
         if let Some(session) = sessions.get_mut(&self.id) {
             session.membership.leave(channel);
+            session.unsubscribed.retain(|c| c != channel);
             unindex(by_channel, channel, self.id);
         }
     }
 
-    /// The application ended the subject's connections (`POST /api/disconnect`): the session
-    /// ends now, and its channels are left.
-    pub(crate) fn disconnected(&self) {
-        self.sessions.shared.table().end(self.id);
+    /// The answer says that the application ended the subject's connections
+    /// (`POST /api/disconnect`): the session leaves its channels now. With `reconnect` it
+    /// ends; without, it stays, empty, until its grace ends, and answers every poll with the
+    /// same disconnect.
+    pub(crate) fn disconnected(&self, disconnect: Disconnect) {
+        let mut table = self.sessions.shared.table();
+        if disconnect.reconnect {
+            table.end(self.id);
+        } else {
+            table.disconnect(self.id, disconnect);
+        }
     }
 }
 
@@ -503,6 +656,72 @@ mod tests {
         );
         assert!(sessions.shared.table().sessions.is_empty());
         assert!(sessions.shared.table().by_channel.is_empty());
+    }
+
+    #[tokio::test]
+    async fn signals_between_polls_are_acted_on_at_once_and_kept_for_the_next_poll() {
+        let hub = hub();
+        let sessions = Sessions::new(&Config::default());
+        let (a, b) = (ch("room:a"), ch("room:b"));
+        let me = can_read(&["room:*"]);
+        let id = sessions
+            .attach(&hub, None, &me, &[a.clone(), b.clone()])
+            .id();
+        let stats = |c: Channel| {
+            let hub = hub.clone();
+            async move { hub.presence_stats(&c).await.unwrap().connections }
+        };
+        // Another subject's signal changes nothing; a channel not held is not remembered.
+        sessions.shared.signal(&Signal::Unsubscribe {
+            subject: "v".into(),
+            channel: a.clone(),
+        });
+        sessions.shared.signal(&Signal::Unsubscribe {
+            subject: "u".into(),
+            channel: ch("room:c"),
+        });
+        sessions.shared.signal(&Signal::Unsubscribe {
+            subject: "u".into(),
+            channel: a.clone(),
+        });
+        assert_eq!((stats(a.clone()).await, stats(b.clone()).await), (0, 1));
+        // The next poll still names it: it stays out, and is told once.
+        let poll = sessions.attach(&hub, Some(id), &me, &[a.clone(), b.clone()]);
+        assert!(poll.is_signalled());
+        assert_eq!(stats(a.clone()).await, 0);
+        let signals = poll.signals(&[a.clone(), b.clone()]);
+        assert_eq!(
+            (signals.unsubscribed, signals.disconnect),
+            (vec![a.clone()], None)
+        );
+        assert!(!poll.is_signalled());
+        drop(poll);
+        let banned = Disconnect {
+            reconnect: false,
+            reason: "banned".into(),
+        };
+        sessions.shared.signal(&Signal::Disconnect {
+            subject: "u".into(),
+            reconnect: false,
+            reason: "banned".into(),
+        });
+        assert_eq!(stats(b.clone()).await, 0);
+        // Every poll hears it again and joins nothing.
+        for _ in 0..2 {
+            let poll = sessions.attach(&hub, Some(id), &me, std::slice::from_ref(&b));
+            assert_eq!(poll.id(), id);
+            assert_eq!(poll.signals(&[]).disconnect.as_ref(), Some(&banned));
+            poll.disconnected(banned.clone());
+            assert_eq!(stats(b.clone()).await, 0);
+        }
+        // With reconnect, the poll that says it ends the session.
+        let poll = sessions.attach(&hub, Some(id), &me, std::slice::from_ref(&b));
+        poll.disconnected(Disconnect {
+            reconnect: true,
+            reason: "moved".into(),
+        });
+        drop(poll);
+        assert!(sessions.shared.table().sessions.is_empty());
     }
 
     #[test]
