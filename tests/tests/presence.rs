@@ -443,6 +443,14 @@ async fn a_leave_written_while_redis_was_down_leaves_no_ghost() {
     drop(stays);
 }
 
+/// The member of presence batch `batch` that joined with `subject`.
+fn joined<'a>(batch: &'a Value, subject: &str) -> &'a Value {
+    batch["joins"]
+        .as_array()
+        .and_then(|joins| joins.iter().find(|j| j["subject"] == subject))
+        .unwrap_or_else(|| panic!("no join of {subject} in {batch}"))
+}
+
 /// Reads `ws` until a `presence` message of `channel` lists `subject` among its `joins` (or
 /// `leaves`); other messages, and presence messages about others, are skipped.
 async fn ws_sees(ws: &mut cluster::Ws, channel: &str, list: &str, subject: &str) -> Value {
@@ -520,12 +528,7 @@ async fn joins_and_leaves_reach_ws_and_sse_on_two_nodes_and_a_storm_comes_batche
     let seen = tokio::time::timeout(cluster::T, ws_sees(&mut ws, "room:j", "joins", "carol"))
         .await
         .expect("no join on the WebSocket of the same node");
-    let join = seen["joins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["subject"] == "carol")
-        .unwrap();
+    let join = joined(&seen, "carol");
     assert_eq!(join["info"], json!({"name": "Carol"}), "{seen}");
     assert!(join["client"].as_str().unwrap().len() >= 8, "{seen}");
     let over_sse = tokio::time::timeout(cluster::T, sse_sees(&mut sse, "room:j", "joins", "carol"))
@@ -1325,13 +1328,7 @@ async fn joins_and_leaves_cross_nodes(args: &[&str]) {
     let seen = tokio::time::timeout(cluster::T, ws_sees(&mut ws, "room:j", "joins", "carol"))
         .await
         .expect("no join on the WebSocket of the other node");
-    let join = seen["joins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["subject"] == "carol")
-        .unwrap()
-        .clone();
+    let join = joined(&seen, "carol").clone();
     assert_eq!(join["info"], json!({"name": "Carol"}), "{seen}");
     let over_sse = tokio::time::timeout(cluster::T, sse_sees(&mut sse, "room:j", "joins", "carol"))
         .await
