@@ -37,7 +37,8 @@
 //! Writes go through one writer task per node which lets joins and leaves gather for 20 ms
 //! and then writes each key they changed once (a batch of up to 4,096 reports writes at most
 //! 256 chunks and one stats entry per channel: a reconnect storm of 10,000 joins to one
-//! channel is under 800 puts, not 10,000). A
+//! channel is under 800 puts, not 10,000). A batch's stats entries are written after its
+//! chunks, so a reader that finds a member counted finds it in its chunk. A
 //! heartbeat costs one put per key the node holds: per active channel one, plus per
 //! presence channel its stats entry and its non-empty chunks. Writes that fail are retried
 //! at the next beat, after the bucket is created again if NATS lost it (a restarted server
@@ -81,6 +82,11 @@ const RETRY: Duration = Duration::from_millis(100);
 
 /// Entries per fetch when reading.
 const BATCH: usize = 256;
+
+/// How long a read's fetch waits for messages the consumer counts as pending. NATS 2.9
+/// counts a message deleted under a consumer (a key rewritten while it is read) as still
+/// pending and holds a no-wait fetch for it; this bounds that wait.
+const FETCH_WAIT: Duration = Duration::from_millis(100);
 
 /// Puts awaiting their acknowledgement at once.
 const IN_FLIGHT: usize = 256;
@@ -361,25 +367,42 @@ impl Kv {
 
     /// Writes every key of `dirty` from `local`; the keys whose write failed stay in
     /// `dirty`. Returns whether all were written.
+    ///
+    /// Stats entries go last, once everything else was written: a reader finds the chunks
+    /// through them, so an entry must never list (or count) members whose chunk is not
+    /// there yet.
     async fn flush(&self, local: &Local, dirty: &mut BTreeSet<Key>) -> bool {
         if self.client.connection_state() != Conn::Connected {
             return false;
         }
+        let (stats, rest): (BTreeSet<Key>, BTreeSet<Key>) = std::mem::take(dirty)
+            .into_iter()
+            .partition(|key| matches!(key, Key::Stats(_)));
+        *dirty = self.put_all(local, rest).await;
+        if dirty.is_empty() {
+            *dirty = self.put_all(local, stats).await;
+        } else {
+            dirty.extend(stats);
+        }
+        dirty.is_empty()
+    }
+
+    /// Writes `keys` from `local`, up to [`IN_FLIGHT`] at a time, and returns those whose
+    /// write failed.
+    async fn put_all(&self, local: &Local, keys: BTreeSet<Key>) -> BTreeSet<Key> {
         // Boxed: the writer's future must be Send for every lifetime of the borrows.
-        let writes: Vec<futures_util::future::BoxFuture<'_, Option<Key>>> = std::mem::take(dirty)
+        let writes: Vec<futures_util::future::BoxFuture<'_, Option<Key>>> = keys
             .into_iter()
             .map(|key| {
                 let put = self.put(self.subject(&key), local.value(&key));
                 Box::pin(async move { put.await.is_err().then_some(key) }) as _
             })
             .collect();
-        let failed: BTreeSet<Key> = futures_util::stream::iter(writes)
+        futures_util::stream::iter(writes)
             .buffer_unordered(IN_FLIGHT)
             .filter_map(|failed| async move { failed })
             .collect()
-            .await;
-        *dirty = failed;
-        dirty.is_empty()
+            .await
     }
 
     /// The last value of every key matching `filter` (a subject filter under the bucket),
@@ -389,11 +412,14 @@ impl Kv {
             return Err(unavailable("not connected (reconnecting)"));
         }
         // A plain pull consumer read in no-wait batches: an ordered one recreates itself
-        // from the start of the stream when a key is rewritten under it.
+        // from the start of the stream when a key is rewritten under it. It delivers every
+        // message, which is the last value of each key (one value per key): NATS 2.9 skips
+        // messages of a `LastPerSubject` consumer when keys were rewritten (interior deletes,
+        // fixed later by nats-server#7005), and heartbeats rewrite every key all the time.
         let created = self.within(async {
             let consumer = self.stream.create_consumer(pull::Config {
                 filter_subject: format!("{}{filter}", self.subjects),
-                deliver_policy: DeliverPolicy::LastPerSubject,
+                deliver_policy: DeliverPolicy::All,
                 ack_policy: AckPolicy::None,
                 replay_policy: ReplayPolicy::Instant,
                 inactive_threshold: Duration::from_secs(30),
@@ -437,6 +463,7 @@ impl Kv {
             let mut batch = consumer
                 .fetch()
                 .max_messages(BATCH)
+                .expires(FETCH_WAIT)
                 .messages()
                 .await
                 .map_err(unavailable)?;
