@@ -610,12 +610,17 @@ async fn a_reconnect_storm_after_a_node_kill_shares_its_history_reads() {
         .map(|(c, _)| *c - start)
         .max()
         .unwrap_or_default();
+    let slowest = stamps
+        .iter()
+        .map(|(c, r)| *r - *c)
+        .max()
+        .unwrap_or_default();
     let at = |q: usize| resumed.get((resumed.len() * q / 100).min(resumed.len().saturating_sub(1)));
     eprintln!(
         "{storm} of {total} clients reconnected at once to 2 nodes: the last began to connect \
          {connecting:?} after the gate opened, resumes written by {:?} (p50), {:?} (p99), \
-         {:?} (all); all had every event after {took:?}: {scripts} script calls, {all} Redis \
-         commands in all",
+         {:?} (all), the slowest {slowest:?} after it began to connect; all had every event \
+         after {took:?}: {scripts} script calls, {all} Redis commands in all",
         at(50),
         at(99),
         resumed.last()
@@ -624,16 +629,23 @@ async fn a_reconnect_storm_after_a_node_kill_shares_its_history_reads() {
         storm * 2 >= total,
         "only {storm} of {total} clients in the storm"
     );
-    // Each connected and wrote its resume at its first try, all within the storm's second.
+    // Each connected and wrote its resume at its first try: all began within the storm's
+    // second, and each was through within a second of beginning (a connect the nodes'
+    // listen queue dropped would wait for the 1 s SYN retry). When the last resume is
+    // written depends on how fast the test's own (debug) clients get going on 2 cores too,
+    // so it is reported, not asserted.
     assert_eq!(
         stamps.len(),
         storm,
         "storm clients that connected and resumed at their first try"
     );
-    let spread = resumed.last().copied().unwrap_or_default();
     assert!(
-        spread <= Duration::from_secs(1),
-        "the storm's resumes spread over {spread:?}"
+        connecting <= Duration::from_secs(1),
+        "the storm's connects spread over {connecting:?}"
+    );
+    assert!(
+        slowest <= Duration::from_secs(1),
+        "a client took {slowest:?} to connect and write its resume"
     );
     // Without sharing: a script call per client, 7 commands each. Nothing but the storm's
     // reads runs scripts in this window (the publishes were acknowledged before it).
