@@ -93,8 +93,8 @@ impl Metrics {
 impl Observer for Metrics {
     fn opened(&self, transport: &'static str) {
         self.open.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(CONNECTIONS_OPENED, "transport" => transport).increment(1);
         metrics::gauge!(CONNECTIONS, "transport" => transport).increment(1.0);
+        metrics::counter!(CONNECTIONS_OPENED, "transport" => transport).increment(1);
         Log.opened(transport);
     }
 
@@ -104,13 +104,11 @@ impl Observer for Metrics {
     }
 
     fn closed(&self, transport: &'static str, close: Close, duration: Duration) {
-        // The gauge goes down last: a scrape that sees the connection gone also sees its
-        // close counted.
+        metrics::gauge!(CONNECTIONS, "transport" => transport).decrement(1.0);
         metrics::histogram!(CONNECTION_SECONDS, "transport" => transport)
             .record(duration.as_secs_f64());
         metrics::counter!(CONNECTIONS_CLOSED, "transport" => transport, "close" => close.label())
             .increment(1);
-        metrics::gauge!(CONNECTIONS, "transport" => transport).decrement(1.0);
         Log.closed(transport, close, duration);
         self.open.fetch_sub(1, Ordering::Relaxed);
     }
