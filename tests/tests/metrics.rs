@@ -28,20 +28,27 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .map(|v| v.trim().parse().unwrap())
 }
 
-/// Waits until `series` has `value` (connections close asynchronously).
-async fn wait_for(server: &Server, series: &str, value: f64) -> String {
+/// Waits until a scrape satisfies `done` (connections close asynchronously, and one scrape
+/// is not a snapshot: the exporter reads every counter before any gauge) and returns it.
+async fn wait_until(server: &Server, what: &str, done: impl Fn(&str) -> bool) -> String {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let text = scrape(server).await;
-        if sample(&text, series) == Some(value) {
+        if done(&text) {
             return text;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{series} never became {value}:\n{text}"
+            "{what} never came:\n{text}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waits until `series` has `value`.
+async fn wait_for(server: &Server, series: &str, value: f64) -> String {
+    let what = format!("{series} = {value}");
+    wait_until(server, &what, |text| sample(text, series) == Some(value)).await
 }
 
 async fn publish(server: &Server, body: Value) -> (StatusCode, Value) {
@@ -136,11 +143,11 @@ async fn metrics_follow_connections_publishes_and_deliveries() {
     ws.close(None).await.unwrap();
     drop(sse);
     drop(client);
-    let text = wait_for(&server, "rt_connections{transport=\"ws\"}", 0.0).await;
-    assert!(
-        text.contains("rt_connections_closed_total{transport=\"ws\""),
-        "{text}"
-    );
+    wait_for(&server, "rt_connections{transport=\"ws\"}", 0.0).await;
+    wait_until(&server, "the WebSocket's close counted", |text| {
+        text.contains("rt_connections_closed_total{transport=\"ws\"")
+    })
+    .await;
     wait_for(&server, "rt_connections{transport=\"sse\"}", 0.0).await;
     poll.abort();
     assert_eq!(
@@ -222,18 +229,11 @@ async fn no_metrics_turns_the_endpoint_off() {
 
 /// Waits until `series` is at least `value` (counters reported in batches).
 async fn wait_at_least(server: &Server, series: &str, value: f64) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = scrape(server).await;
-        if sample(&text, series).is_some_and(|v| v >= value) {
-            return text;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{series} never reached {value}:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("{series} >= {value}");
+    wait_until(server, &what, |text| {
+        sample(text, series).is_some_and(|v| v >= value)
+    })
+    .await
 }
 
 /// The same series with the Redis backplane: the history gauge follows what Redis retains
